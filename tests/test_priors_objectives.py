@@ -1,0 +1,52 @@
+"""Built-in priors and objectives pass their conformance test cases."""
+
+import numpy as np
+import pytest
+import torch
+
+from varfx.testing.objectives import ObjectiveConformance, synthetic_window
+from varfx.testing.priors import PriorConformance
+
+
+class TestConstantPrior(PriorConformance):
+    prior_name = "constant"
+
+
+class TestConstantPriorNoFreq(PriorConformance):
+    prior_name = "constant"
+    prior_options = {"alpha": 0.0}
+
+
+class TestFullObjective(ObjectiveConformance):
+    objective_name = "full"
+
+
+def test_constant_prior_formula():
+    from varfx.default_plugins.priors import ConstantPrior
+
+    m = ConstantPrior(alpha=0.7).module({"init_f": 2e-6})
+    p = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    expected = 2e-6 * (p * (1 - p)) ** 0.7
+    assert torch.allclose(torch.exp(m({"freq": p, "index": torch.arange(3)})), expected, rtol=1e-12)
+
+
+def test_full_objective_is_dense_gaussian_nll():
+    """0.5 (beta^T A^+ beta + log|A|_+ + k log 2 pi): the negative log pseudo-density."""
+    from varfx.default_plugins.objectives import FullLikelihood
+    from varfx.default_plugins.solvers import CholeskySolver
+    from varfx.linalg.dense import dense_loss
+
+    win, R, core_pos, beta, f, s2 = synthetic_window(seed=7)
+    obj = FullLikelihood(solver=CholeskySolver())
+    got = float(obj.window_loss(win, torch.tensor(f), torch.tensor(s2, dtype=torch.float64)))
+    want = 0.5 * (dense_loss(R, core_pos, beta, f, s2, 1e-6) + win.k * np.log(2 * np.pi))
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_full_objective_needs_solver():
+    from varfx.default_plugins.objectives import FullLikelihood
+    from varfx.errors import UserError
+
+    win, *_, f, s2 = synthetic_window()
+    with pytest.raises(UserError, match="needs a solver"):
+        FullLikelihood(solver=None).window_loss(win, torch.tensor(f), torch.tensor(s2))

@@ -1,0 +1,3 @@
+from varfx.cli import main
+
+main()

@@ -1,0 +1,239 @@
+"""The ``varfx`` command line.
+
+Only click, rich and the plugin manager are imported here; every command imports its
+heavy modules (torch, h5py, numpy...) inside its body so that ``varfx --help`` and
+``varfx plugins`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def user_errors(fn):
+    """Turn a UserError (and a few plain OS errors) into a one-line message, exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            _fail(str(exc).replace("\n", " "))
+        except FileNotFoundError as exc:
+            _fail(f"{exc.filename}: no such file or directory")
+        except PermissionError as exc:
+            _fail(f"{exc.filename}: permission denied")
+        except KeyboardInterrupt:
+            _fail("interrupted")
+
+    return wrapper
+
+
+def _int_list(value: str, option: str):
+    """Parse '6,7,8' / 'none' / 'all' into a list of ints, [] or None (all)."""
+    value = value.strip().lower()
+    if value in ("none", ""):
+        return []
+    if value == "all":
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"option {option}: expected comma-separated chromosome numbers, 'all' or 'none', got {value!r}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="varfx")
+def cli():
+    """varfx: learn which genetic variants matter for a trait, and why.
+
+    Stages: ingest -> precompute-ld -> fit -> evaluate / score.  See `varfx demo` for the
+    whole pipeline on the bundled example data.
+    """
+
+
+@cli.command()
+@click.option("--sumstats", required=True, type=click.Path(dir_okay=False), help="Summary statistics (LDSC .sumstats[.gz] or fastGWA).")
+@click.option("--ld", "ld", required=True, type=click.Path(), help="LD reference: PLINK prefix/.bed, or a directory of UKBB .npz/.gz regions.")
+@click.option("--n", "n", type=float, default=None, help="Sample size, when the sumstats have no N column.")
+@click.option("--build", default="hg19", show_default=True, help="Genome build of the inputs (recorded).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset directory to write.")
+@user_errors
+def ingest(sumstats, ld, n, build, as_json, out):
+    """Harmonise summary statistics with an LD reference into a dataset."""
+    from .stages.ingest import run_ingest
+
+    summary = run_ingest(sumstats=sumstats, ld=ld, out=out, n=n, build=build, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        from .ui import print_summary
+
+        print_summary("ingest", summary)
+
+
+@cli.command("precompute-ld")
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--window-kb", type=float, default=1000, show_default=True, help="Core window size.")
+@click.option("--flank-kb", type=float, default=1000, show_default=True, help="Flank on each side of a core window.")
+@click.option("--eig-threshold", type=float, default=1e-6, show_default=True, help="Drop eigenvalues below this fraction of the largest.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+@user_errors
+def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, workers, as_json):
+    """Factorise the LD of every window once (eigendecomposition, G, z, LD scores)."""
+    from .stages.precompute import run_precompute
+
+    summary = run_precompute(
+        dataset, window_kb=window_kb, flank_kb=flank_kb, eig_threshold=eig_threshold,
+        workers=workers, progress=True,
+    )
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        from .ui import print_summary
+
+        print_summary("precompute-ld", summary)
+
+
+def _sigma2(value):
+    if value is None or str(value).lower() in ("auto", "ldsc"):
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        raise UserError(f"option --sigma2: expected a positive number or 'auto', got {value!r}") from None
+    if not v > 0:
+        raise UserError(f"option --sigma2: expected a positive number, got {value!r}")
+    return v
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--prior", default="constant", show_default=True, help="Prior plugin (see `varfx plugins`).")
+@click.option("--objective", default="full", show_default=True, help="Objective plugin.")
+@click.option("--solver", default="cholesky", show_default=True, help="Solver plugin (objectives that use one).")
+@click.option("-p", "--prior-option", "prior_options", multiple=True, metavar="KEY=VALUE", help="Prior option (repeatable).")
+@click.option("-s", "--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE", help="Solver option (repeatable).")
+@click.option("--alpha", default="0.7", show_default=True, help="Frequency exponent: f ~ (p(1-p))^alpha; a number.")
+@click.option("--sigma2", default=None, help="Noise variance sigma^2 (1 = no inflation); default: LD score regression intercept.")
+@click.option("--holdout-chroms", default="6,7,8", show_default=True, help="Chromosomes held out of training ('none' for none).")
+@click.option("--epochs", type=int, default=100, show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True, help="Learning rate (Adam).")
+@click.option("--batch-windows", type=int, default=0, show_default=True, help="Windows per step (0: all training windows).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Model directory (resumes if it has a checkpoint).")
+@user_errors
+def fit(dataset, prior, objective, solver, prior_options, solver_options, alpha, sigma2,
+        holdout_chroms, epochs, lr, batch_windows, seed, device, dtype, out):
+    """Train a prior by minimising an objective over the dataset's windows."""
+    from .stages.fit import run_fit
+
+    try:
+        alpha_v = float(alpha)
+    except ValueError:
+        raise UserError(f"option --alpha: expected a number, got {alpha!r}") from None
+    summary = run_fit(
+        dataset, out, prior=prior, objective=objective, solver=solver,
+        prior_options=prior_options, solver_options=solver_options, alpha=alpha_v,
+        sigma2=_sigma2(sigma2), holdout_chroms=_int_list(holdout_chroms, "--holdout-chroms") or [],
+        epochs=epochs, lr=lr, batch_windows=batch_windows, seed=seed, device=device, dtype=dtype,
+    )
+    from .ui import print_summary
+
+    print_summary("fit", summary)
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--chroms", default="6,7,8", show_default=True, help="Chromosomes to evaluate, or 'all'.")
+@click.option("--truth", type=click.Path(dir_okay=False), default=None, help="TSV with SNP and true F (simulation): adds RMSE of log F.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@user_errors
+def evaluate(model_dir, dataset, chroms, truth, as_json):
+    """Held-out log-likelihood of a fitted model (and recovery of a known truth)."""
+    from .stages.evaluate import run_evaluate
+
+    chrom_list = _int_list(chroms, "--chroms")
+    result = run_evaluate(model_dir, dataset, chroms=chrom_list, truth=truth)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        from .ui import print_summary
+
+        print_summary("evaluate", result)
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output TSV (SNP CHR BP F).")
+@user_errors
+def score(model_dir, dataset, out):
+    """Write the fitted prior variance F of every variant of a dataset."""
+    from .stages.score import run_score
+
+    n = run_score(model_dir, dataset, out)
+    click.echo(f"wrote {n} variants to {out}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@user_errors
+def plugins(as_json):
+    """List the loaded plugins and what each registered."""
+    from .plugins import describe_plugins
+
+    records = describe_plugins()
+    if as_json:
+        click.echo(json.dumps({"plugins": records}))
+        return
+    from .ui import print_plugins
+
+    print_plugins(records)
+
+
+@cli.command()
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="varfx-demo", show_default=True, help="Working directory for the demo outputs.")
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="Example data directory (default: the bundled example_data/).")
+@click.option("--epochs", type=int, default=60, show_default=True)
+@user_errors
+def demo(out, data, epochs):
+    """Run the whole pipeline on the bundled example data (a few minutes on a laptop)."""
+    from .stages.demo import run_demo
+
+    run_demo(out, data=data, epochs=epochs)
+
+
+def _load_plugin_commands():
+    from .plugins import get_plugin_manager
+
+    try:
+        get_plugin_manager().hook.register_commands(cli=cli)
+    except UserError as exc:
+        _fail(str(exc))
+
+
+def main(argv=None):
+    _load_plugin_commands()
+    return cli.main(args=argv, prog_name="varfx")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

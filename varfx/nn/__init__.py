@@ -1,0 +1,1 @@
+"""Torch modules behind the built-in priors (imported only when a model is built)."""

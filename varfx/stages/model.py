@@ -1,0 +1,101 @@
+"""The model directory: ``model.json`` (readable) and ``checkpoint.pt`` (tensors only).
+
+``checkpoint.pt`` holds only tensors, numbers and strings and is always read with
+``torch.load(..., weights_only=True)``, so a model directory from someone else cannot
+run code on load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+MODEL_JSON = "model.json"
+CHECKPOINT = "checkpoint.pt"
+MODEL_FORMAT = "varfx-model"
+MODEL_VERSION = 1
+
+
+def read_model_json(model_dir) -> dict:
+    path = Path(model_dir) / MODEL_JSON
+    if not path.is_file():
+        raise UserError(f"no {MODEL_JSON} (expected the output of `varfx fit`)", path=model_dir)
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"not valid JSON ({exc})", path=path) from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise UserError(f"not a varfx model (format {meta.get('format')!r})", path=path)
+    if int(meta.get("format_version", -1)) != MODEL_VERSION:
+        raise UserError(f"model format version {meta.get('format_version')}; this varfx reads {MODEL_VERSION}", path=path)
+    return meta
+
+
+def save_checkpoint(model_dir, state: dict) -> None:
+    import torch
+
+    from ..store import atomic_path
+
+    with atomic_path(Path(model_dir) / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(model_dir) -> dict | None:
+    import torch
+
+    path = Path(model_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user error
+        raise UserError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})", path=path) from None
+
+
+def build_prior(meta_prior: dict, context: dict):
+    """Instantiate the prior plugin named in model.json and build its module."""
+    from ..plugins import lookup
+
+    cls = lookup("priors", meta_prior["name"])
+    return cls(**meta_prior.get("options", {})).module(context)
+
+
+def variant_batch(h5, dtype="float64", device="cpu") -> dict:
+    """The per-variant inputs of a prior for every variant of a dataset."""
+    import torch
+
+    var = h5["variants"]
+    freq = var["freq"][:].astype(np.float64)
+    return {
+        "freq": torch.as_tensor(freq, dtype=getattr(torch, dtype), device=device),
+        "index": torch.arange(len(freq), device=device),
+    }
+
+
+def load_model(model_dir, dtype="float64", device="cpu"):
+    """(meta, prior module in eval mode) of a fitted model directory."""
+    meta = read_model_json(model_dir)
+    ckpt = load_checkpoint(model_dir)
+    if ckpt is None:
+        raise UserError(f"no {CHECKPOINT} (the fit did not run or was removed)", path=model_dir)
+    module = build_prior(meta["prior"], {"init_f": 1e-6})
+    module.load_state_dict(ckpt["prior"])
+    module.eval()
+    return meta, module
+
+
+def predict_log_f(module, h5, dtype="float64", device="cpu", chunk=1 << 20):
+    """log f for every variant of an open dataset, in memory-bounded chunks."""
+    import torch
+
+    batch = variant_batch(h5, dtype, device)
+    M = batch["freq"].shape[0]
+    out = []
+    with torch.no_grad():
+        for s in range(0, M, chunk):
+            out.append(module({k: v[s:s + chunk] for k, v in batch.items()}).to(torch.float64))
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0)

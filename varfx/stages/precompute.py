@@ -1,0 +1,298 @@
+"""``varfx precompute-ld``: factorise the LD of every core window once.
+
+For each core window ``(i)`` (a ``window_kb`` bin of a chromosome) and its flanked set
+``(i)+`` (every variant within ``flank_kb`` of a core variant) we store the
+eigendecomposition-derived factors ``P``, ``G``, ``z``, ``log|Lambda|`` and the LD
+scores (docs/math.md).  They do not depend on the prior, so every training step
+afterwards needs only a k x k solve.
+
+Resumability: each finished window is written as its own small HDF5 part file (temp
+file + rename) under ``DATASET/windows.parts/``; a re-run with the same parameters
+skips the windows already there.  When all are done the parts are merged into
+``DATASET/windows.h5`` (again temp file + rename) and the parts removed.  A kill at
+any moment therefore loses at most the windows in flight, and never leaves a
+half-written ``windows.h5``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import UserError
+from ..store import (DATASET_FILE, DATASET_FORMAT, DATASET_VERSION, WINDOWS_FILE,
+                     WINDOWS_FORMAT, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, check_format)
+
+
+@dataclass
+class WindowSpec:
+    index: int
+    chrom: int
+    start: int  # core window [start, end) in bp
+    end: int
+    core_idx: np.ndarray
+    plus_idx: np.ndarray
+
+
+def dataset_file(dataset) -> Path:
+    path = Path(dataset) / DATASET_FILE
+    if not Path(dataset).is_dir():
+        raise UserError("not a dataset directory (expected the output of `varfx ingest`)", path=dataset)
+    if not path.is_file():
+        raise UserError(f"no {DATASET_FILE} in the dataset directory (run `varfx ingest` first)", path=dataset)
+    return path
+
+
+def open_dataset(dataset):
+    """Open ``DATASET/dataset.h5`` read-only after checking its format."""
+    import h5py
+
+    path = dataset_file(dataset)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise UserError(f"cannot read HDF5 ({exc})", path=path) from None
+    check_format(h5, DATASET_FORMAT, DATASET_VERSION, path)
+    return h5
+
+
+def plan_windows(chrom: np.ndarray, bp: np.ndarray, window_bp: int, flank_bp: int) -> list[WindowSpec]:
+    """Cut each chromosome into core windows of ``window_bp`` starting at 0.
+
+    ``chrom``/``bp`` must be sorted by chromosome then position (the dataset order).
+    Empty core windows (gaps, centromeres) are skipped.  ``(i)+`` is every variant of
+    the same chromosome within ``flank_bp`` of a core variant.
+    """
+    specs: list[WindowSpec] = []
+    for c in np.unique(chrom):
+        sel = np.flatnonzero(chrom == c)
+        pos = bp[sel]
+        bins = pos // window_bp
+        for b in np.unique(bins):
+            core = sel[bins == b]
+            lo = bp[core[0]] - flank_bp
+            hi = bp[core[-1]] + flank_bp
+            i0 = np.searchsorted(pos, lo, side="left")
+            i1 = np.searchsorted(pos, hi, side="right")
+            specs.append(WindowSpec(len(specs), int(c), int(b * window_bp), int((b + 1) * window_bp), core, sel[i0:i1]))
+    return specs
+
+
+_worker_state: dict = {}
+
+
+def _worker_init(dataset: str):
+    # BLAS threads: one per worker process when several run side by side.
+    import h5py
+
+    from ..io.ld import open_ld
+
+    h5 = h5py.File(Path(dataset) / DATASET_FILE, "r")
+    _worker_state["h5"] = h5
+    _worker_state["ld"] = open_ld(h5)
+    var = h5["variants"]
+    _worker_state["beta"] = var["z"][:] / np.sqrt(var["n"][:])
+
+
+def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_ref: int) -> int:
+    from ..linalg.window import factorise_window
+
+    import h5py
+
+    ld = _worker_state["ld"]
+    beta = _worker_state["beta"]
+    core_pos = np.searchsorted(spec.plus_idx, spec.core_idx)
+    center = (spec.start + spec.end) // 2
+    R = ld.correlation(spec.plus_idx, spec.chrom, center)
+    fac = factorise_window(R, core_pos, beta[spec.core_idx], eig_threshold=eig_threshold)
+    ld_raw = np.asarray(fac["ld_score"], dtype=np.float64)
+    if n_ref > 2:
+        # Unbiased r^2 from a panel of n_ref people (as ldsc): r^2 - (1 - r^2)/(n_ref - 2),
+        # summed over (i)+; the diagonal (r^2 = 1) needs no correction.
+        ld_adj = ld_raw - (len(spec.plus_idx) - ld_raw) / (n_ref - 2)
+    else:
+        ld_adj = ld_raw
+    out = Path(parts_dir) / f"w{spec.index:06d}.h5"
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as h:
+            g = h.create_group("window")
+            g.attrs.update(index=spec.index, chrom=spec.chrom, start=spec.start, end=spec.end,
+                           logdet_lambda=float(fac["logdet_lambda"]), k=int(fac["k"]))
+            for key, arr in (("core_idx", spec.core_idx), ("plus_idx", spec.plus_idx),
+                             ("core_pos", core_pos), ("P", fac["P"]), ("G", fac["G"]),
+                             ("z", fac["z"]), ("eigvals", fac["eigvals"]),
+                             ("ld_score", ld_adj), ("ld_score_raw", ld_raw)):
+                g.create_dataset(key, data=np.asarray(arr))
+    return spec.index
+
+
+def _params(window_kb, flank_kb, eig_threshold, dataset_h5) -> dict:
+    return {
+        "window_kb": float(window_kb), "flank_kb": float(flank_kb),
+        "eig_threshold": float(eig_threshold),
+        "dataset_created": str(dataset_h5.attrs.get("created", "")),
+        "n_variants": int(dataset_h5["variants"]["bp"].shape[0]),
+    }
+
+
+def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-6, workers=1,
+                   progress=True) -> dict:
+    """Compute (or resume) the window store of a dataset; returns a summary dict."""
+    import h5py
+
+    from ..ui import progress as make_progress
+
+    if window_kb <= 0:
+        raise UserError(f"option --window-kb: expected a positive size, got {window_kb}")
+    if flank_kb < 0:
+        raise UserError(f"option --flank-kb: expected a size >= 0, got {flank_kb}")
+    if not 0 < eig_threshold < 1:
+        raise UserError(f"option --eig-threshold: expected a number in (0, 1), got {eig_threshold}")
+    if workers < 1:
+        raise UserError(f"option --workers: expected at least 1, got {workers}")
+    dataset = Path(dataset)
+    with open_dataset(dataset) as h5:
+        chrom = h5["variants"]["chrom"][:].astype(np.int64)
+        bp = h5["variants"]["bp"][:].astype(np.int64)
+        params = _params(window_kb, flank_kb, eig_threshold, h5)
+        n_ref = int(h5.attrs.get("n_ref", 0))
+        N = float(h5.attrs["N"])
+    if len(bp) == 0:
+        raise UserError("the dataset has no variants", path=dataset / DATASET_FILE)
+    specs = plan_windows(chrom, bp, int(round(window_kb * 1000)), int(round(flank_kb * 1000)))
+    if not specs:
+        raise UserError("no window has any variant", path=dataset / DATASET_FILE)
+
+    parts = dataset / WINDOWS_PARTS
+    params_file = parts / "params.json"
+    if parts.exists():
+        try:
+            old = json.loads(params_file.read_text())
+        except (OSError, ValueError):
+            old = None
+        if old != params:
+            shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    if not params_file.exists():
+        from ..store import write_json_atomic
+
+        write_json_atomic(params_file, params)
+    done = {int(p.stem[1:]) for p in parts.glob("w*.h5")}
+    todo = [s for s in specs if s.index not in done]
+
+    with make_progress(disable=not progress) as bar:
+        task = bar.add_task("precompute-ld", total=len(specs), completed=len(specs) - len(todo), status="")
+        if workers == 1 or len(todo) <= 1:
+            _worker_init(str(dataset))
+            try:
+                for s in todo:
+                    _compute_window(s, eig_threshold, str(parts), n_ref)
+                    bar.update(task, advance=1, status=f"chr{s.chrom}:{s.start // 1000}kb n+={len(s.plus_idx)}")
+            finally:
+                _worker_state.pop("h5").close()
+        else:
+            env_threads = os.environ.get("OMP_NUM_THREADS")
+            os.environ["OMP_NUM_THREADS"] = "1"
+            try:
+                with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(str(dataset),)) as ex:
+                    futs = [ex.submit(_compute_window, s, eig_threshold, str(parts), n_ref) for s in todo]
+                    for fut in as_completed(futs):
+                        fut.result()
+                        bar.update(task, advance=1)
+            finally:
+                if env_threads is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = env_threads
+
+    summary = _merge(dataset, specs, params, N, n_ref)
+    shutil.rmtree(parts, ignore_errors=True)
+    summary["resumed_windows"] = len(specs) - len(todo)
+    return summary
+
+
+def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
+    """Merge the part files into one chunked, compressed windows.h5 (atomically)."""
+    import h5py
+
+    parts = dataset / WINDOWS_PARTS
+    n_plus = np.zeros(len(specs), np.int64)
+    ks = np.zeros(len(specs), np.int64)
+    with atomic_path(dataset / WINDOWS_FILE) as tmp:
+        with h5py.File(tmp, "w") as out:
+            out.attrs.update(format=WINDOWS_FORMAT, format_version=WINDOWS_VERSION,
+                             varfx_version=__version__, params=json.dumps(params), N=N, n_ref=n_ref,
+                             n_windows=len(specs))
+            grp = out.create_group("windows")
+            for s in specs:
+                with h5py.File(parts / f"w{s.index:06d}.h5", "r") as part:
+                    src = part["window"]
+                    dst = grp.create_group(f"{s.index:06d}")
+                    dst.attrs.update(dict(src.attrs))
+                    for key in src:
+                        arr = src[key][:]
+                        big = arr.size > 4096
+                        dst.create_dataset(key, data=arr, compression="gzip" if big else None,
+                                           compression_opts=4 if big else None,
+                                           chunks=True if big else None, shuffle=big)
+                    n_plus[s.index] = len(s.plus_idx)
+                    ks[s.index] = int(src.attrs["k"])
+            idx = out.create_group("index")
+            idx.create_dataset("chrom", data=np.array([s.chrom for s in specs], np.int16))
+            idx.create_dataset("start", data=np.array([s.start for s in specs], np.int64))
+            idx.create_dataset("end", data=np.array([s.end for s in specs], np.int64))
+            idx.create_dataset("n", data=np.array([len(s.core_idx) for s in specs], np.int64))
+            idx.create_dataset("n_plus", data=n_plus)
+            idx.create_dataset("k", data=ks)
+    return {
+        "windows": len(specs),
+        "variants": int(sum(len(s.core_idx) for s in specs)),
+        "max_n_plus": int(n_plus.max()),
+        "mean_n_plus": float(n_plus.mean()),
+        "mean_k": float(ks.mean()),
+        **{k: v for k, v in params.items() if k in ("window_kb", "flank_kb", "eig_threshold")},
+        "output": str(dataset / WINDOWS_FILE),
+    }
+
+
+def load_windows(dataset, chroms=None, dtype="float64", device="cpu"):
+    """Read the window store; returns (list[Window], attrs dict).
+
+    ``chroms``: None for all, else an iterable of chromosome numbers to keep.
+    """
+    import h5py
+    import torch
+
+    from ..api import Window
+
+    path = Path(dataset) / WINDOWS_FILE
+    if not path.is_file():
+        raise UserError(f"no {WINDOWS_FILE} (run `varfx precompute-ld {dataset}` first)", path=dataset)
+    tdtype = getattr(torch, dtype)
+    windows = []
+    with h5py.File(path, "r") as h5:
+        check_format(h5, WINDOWS_FORMAT, WINDOWS_VERSION, path)
+        attrs = {"N": float(h5.attrs["N"]), "n_ref": int(h5.attrs["n_ref"]),
+                 "params": json.loads(h5.attrs["params"])}
+        wchrom = h5["index"]["chrom"][:]
+        keep = np.arange(len(wchrom)) if chroms is None else np.flatnonzero(np.isin(wchrom, list(chroms)))
+        attrs["all_chroms"] = sorted(int(c) for c in np.unique(wchrom))
+        for i in keep:
+            g = h5["windows"][f"{i:06d}"]
+            a = g.attrs
+            windows.append(Window(
+                index=int(a["index"]), chrom=int(a["chrom"]), start=int(a["start"]), end=int(a["end"]),
+                G=torch.as_tensor(g["G"][:], dtype=tdtype, device=device),
+                z=torch.as_tensor(g["z"][:], dtype=tdtype, device=device),
+                eigvals=g["eigvals"][:], logdet_lambda=float(a["logdet_lambda"]),
+                plus_idx=g["plus_idx"][:], core_idx=g["core_idx"][:], core_pos=g["core_pos"][:],
+                ld_score=g["ld_score"][:],
+            ))
+    return windows, attrs

@@ -1,0 +1,135 @@
+"""Stores on disk: atomic writes, format versions and provenance.
+
+Every file varfx writes is first written under a temporary name in the same
+directory and renamed into place once complete, so a kill at any moment leaves either
+the old file or the new one, never a truncated file.
+
+A *dataset* is a directory::
+
+    DATASET/dataset.h5     harmonised variants (+ LD reference data), written by ingest
+    DATASET/windows.h5     per-window LD factors, written by precompute-ld
+    DATASET/windows.parts/ per-window part files while precompute-ld runs (resume state)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+DATASET_FORMAT = "varfx-dataset"
+DATASET_VERSION = 1
+WINDOWS_FORMAT = "varfx-windows"
+WINDOWS_VERSION = 1
+
+DATASET_FILE = "dataset.h5"
+WINDOWS_FILE = "windows.h5"
+WINDOWS_PARTS = "windows.parts"
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    On an exception the temporary file (or directory) is removed and ``path`` is left
+    untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary directory next to ``path``; move it onto ``path`` on success.
+
+    An existing ``path`` is replaced only once the new directory is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sha256_file(path, limit: int | None = None) -> str:
+    """SHA-256 of a file (of its first ``limit`` bytes when given), for provenance."""
+    h = hashlib.sha256()
+    done = 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            if limit is not None and done + len(chunk) > limit:
+                chunk = chunk[: limit - done]
+            h.update(chunk)
+            done += len(chunk)
+            if limit is not None and done >= limit:
+                break
+    return h.hexdigest()
+
+
+def write_json_atomic(path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def check_format(h5, expected_format: str, expected_version: int, path) -> None:
+    """Raise a UserError unless an open HDF5 file carries the expected format/version."""
+    from .errors import UserError
+
+    fmt = h5.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != expected_format:
+        raise UserError(f"not a {expected_format} file (format attribute is {fmt!r})", path=path)
+    version = int(h5.attrs.get("format_version", -1))
+    if version != expected_version:
+        raise UserError(
+            f"{expected_format} format version {version}; this varfx reads version {expected_version}",
+            path=path,
+        )

@@ -1,0 +1,71 @@
+"""Human-readable output on stderr (rich).  Machine-readable output is JSON on stdout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple)) and len(v) > 8:
+        return f"[{len(v)} items]"
+    return str(v)
+
+
+def print_summary(title: str, summary: dict) -> None:
+    """A two-column table of a (possibly nested) summary dict."""
+    from rich.table import Table
+
+    table = Table(title=f"varfx {title}", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value", justify="right")
+
+    def add(prefix, d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                add(f"{prefix}{k}.", v)
+            else:
+                table.add_row(f"{prefix}{k}", _fmt(v))
+
+    add("", summary)
+    console().print(table)
+
+
+def print_plugins(records: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title="varfx plugins")
+    for col in ("plugin", "version", "priors", "objectives", "solvers", "feature sources"):
+        table.add_column(col)
+    for r in records:
+        if "error" in r:
+            table.add_row(r["name"], "-", f"[red]failed: {r['error']}[/red]", "", "", "")
+            continue
+        table.add_row(
+            r["name"] + (" (built-in)" if r.get("builtin") else ""),
+            str(r.get("version") or "-"),
+            ", ".join(r.get("priors", [])),
+            ", ".join(r.get("objectives", [])),
+            ", ".join(r.get("solvers", [])),
+            ", ".join(r.get("feature_sources", [])),
+        )
+    console().print(table)
+
+
+def progress(disable: bool = False):
+    """A rich progress bar on stderr with elapsed time and ETA."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+        console=console(), disable=disable, transient=False,
+    )
