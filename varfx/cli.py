@@ -89,7 +89,7 @@ def ingest(sumstats, ld, n, build, as_json, out):
 @click.argument("dataset", type=click.Path(file_okay=False))
 @click.option("--window-kb", type=float, default=1000, show_default=True, help="Core window size.")
 @click.option("--flank-kb", type=float, default=1000, show_default=True, help="Flank on each side of a core window.")
-@click.option("--eig-threshold", type=float, default=1e-6, show_default=True, help="Drop eigenvalues below this fraction of the largest.")
+@click.option("--eig-threshold", type=float, default=1e-3, show_default=True, help="Drop eigenvalues below this fraction of the largest.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @user_errors

@@ -142,7 +142,7 @@ def _params(window_kb, flank_kb, eig_threshold, dataset_h5) -> dict:
     }
 
 
-def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-6, workers=1,
+def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
                    progress=True) -> dict:
     """Compute (or resume) the window store of a dataset; returns a summary dict."""
     import h5py

@@ -1,0 +1,352 @@
+"""``varfx ingest``: summary statistics + LD reference -> a harmonised dataset.
+
+:func:`run_ingest` reads the summary statistics and the LD reference, harmonises them
+(:mod:`varfx.io.harmonise`) and writes ``OUT/dataset.h5`` atomically: on any error
+nothing is left behind.  The layout is documented in ``docs/formats.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import UserError
+from ..store import DATASET_FILE, DATASET_FORMAT, DATASET_VERSION, atomic_dir, sha256_file
+
+#: Inputs larger than this are hashed over their first HASH_LIMIT bytes only.
+HASH_FULL_MAX = 1 << 30
+HASH_LIMIT = 64 << 20
+
+
+def _input_record(role: str, path: Path) -> dict:
+    size = os.path.getsize(path)
+    rec = {"role": role, "path": str(Path(path).resolve()), "bytes": int(size)}
+    if size > HASH_FULL_MAX:
+        rec["sha256"] = sha256_file(path, limit=HASH_LIMIT)
+        rec["sha256_of_first_bytes"] = HASH_LIMIT
+    else:
+        rec["sha256"] = sha256_file(path)
+    return rec
+
+
+def detect_ld_kind(ld) -> str:
+    """``"ukbb"`` for a directory of ``.npz`` regions (or one ``.npz``), ``"plink"`` for a
+    PLINK prefix or one of its files; otherwise a :class:`UserError`."""
+    from ..io import plink, ukbb
+
+    p = Path(ld)
+    if p.is_dir():
+        if ukbb.is_ukbb(p):
+            return "ukbb"
+        if plink.is_plink(p):
+            return "plink"
+        raise UserError(
+            "directory has no UKBB/PolyFun LD region files (chr{C}_{START}_{END}.npz + .gz); "
+            "for a PLINK panel give its prefix or .bed path",
+            path=p,
+        )
+    if p.suffix == ".npz":
+        return "ukbb"
+    if plink.is_plink(p):
+        return "plink"
+    raise UserError(
+        "no such LD reference: expected a PLINK prefix or .bed path (.bed/.bim/.fam) or a directory of "
+        "UKBB/PolyFun .npz/.gz region files",
+        path=p,
+    )
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool):
+    """A rich progress bar on stderr (or None); on an error the bar is removed, so
+    the error message stays the only thing printed."""
+    if not enabled:
+        yield None
+        return
+    try:
+        from ..ui import progress
+    except Exception:  # pragma: no cover - ui is optional here
+        yield None
+        return
+    with progress(disable=False) as bar:
+        try:
+            yield bar
+        except BaseException:
+            for t in list(bar.task_ids):
+                bar.remove_task(t)
+            with contextlib.suppress(AttributeError):
+                bar.live.transient = True  # erase the bar rather than leave a blank line
+                bar.live.stop()
+                bar.disable = True  # Progress.stop would print an empty line on a non-terminal
+            raise
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError("exists and is not a directory: expected a dataset directory to write", path=out)
+    if out.is_dir() and any(out.iterdir()) and not (out / DATASET_FILE).exists():
+        raise UserError(
+            f"exists and is not a varfx dataset (no {DATASET_FILE}); refusing to replace it: choose a new directory",
+            path=out,
+        )
+
+
+def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True) -> dict:
+    """Harmonise ``sumstats`` with the LD reference ``ld`` and write the dataset ``out``.
+
+    Returns a JSON-serialisable summary: what was read, matched, flipped and dropped
+    (by reason), the median N and the LD reference's kind and size.
+    """
+    from ..io.harmonise import harmonise
+    from ..io.sumstats import read_sumstats
+
+    sumstats, ld, out = Path(sumstats), Path(ld), Path(out)
+    _check_out(out)
+    kind = detect_ld_kind(ld)
+
+    with _progress(progress) as bar:
+        task = bar.add_task("ingest", total=None, status="reading summary statistics") if bar else None
+        ss = read_sumstats(sumstats, n=n)
+        if bar is not None:
+            bar.update(task, status="reading the LD reference")
+
+        def status(msg, total=None):
+            if bar is not None:
+                if total is None:
+                    bar.update(task, status=msg)
+                else:
+                    bar.update(task, status=msg, total=total, completed=0)
+
+        if kind == "plink":
+            from ..io.plink import load_plink
+
+            panel = load_plink(ld)
+            status("checking the panel")
+            panel_freq, mono = panel.summary_stats()
+            ref = panel.bim
+            inputs = [("ld_bed", panel.bed), ("ld_bim", panel.bim_path), ("ld_fam", panel.fam_path)]
+            h = harmonise(ss, ref, ref_excluded={"monomorphic_in_ld": mono})
+            extra = {"ld_monomorphic": int(mono.sum())}
+            n_ref = panel.n_people
+        else:
+            from ..io.ukbb import list_regions, read_region_table
+
+            regions = list_regions(ld)
+            tables = []
+            status("reading region tables", total=len(regions))
+            for reg in regions:
+                tables.append(read_region_table(reg))
+                if bar is not None:
+                    bar.advance(task)
+            ref, region_rows, bad = _ukbb_reference(tables)
+            inputs = [x for reg in regions for x in (("ld_npz", reg.npz), ("ld_table", reg.table))]
+            h = harmonise(ss, ref, ref_excluded={"duplicate_in_ld": bad})
+            h.counts["ld_duplicates"] += int(bad.sum())
+            extra = {"ld_regions": len(regions)}
+            n_ref = 0
+
+        counts = h.counts
+        if counts["matched"] == 0:
+            d = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items() if v)
+            raise UserError(
+                f"no variant matched the LD reference {ld} (by {h.match_by}; {counts['read']} read: {d or 'none'}): "
+                "check the chromosome names, positions (genome build) and alleles",
+                path=sumstats,
+            )
+
+        M = counts["matched"]
+        si, rj, flip = h.ss_index, h.ref_index, h.flip
+        z = np.where(flip, -ss["z"][si], ss["z"][si])
+        nn = ss["n"][si]
+        if kind == "plink":
+            freq = panel_freq[rj]
+        else:
+            f = ss["freq"][si]
+            freq = np.where(flip, 1.0 - f, f)
+        variants = {
+            "snp": ref["snp"][rj],
+            "chrom": ref["chrom"][rj].astype(np.int16),
+            "bp": ref["bp"][rj].astype(np.int64),
+            "a1": ref["a1"][rj],
+            "a2": ref["a2"][rj],
+            "z": z.astype(np.float64),
+            "n": nn.astype(np.float64),
+            "freq": freq.astype(np.float64),
+        }
+        median_n = float(np.median(nn))
+
+        summary = {
+            "dataset": str(out),
+            "sumstats": str(sumstats),
+            "sumstats_format": ss.format,
+            "n_source": ss.n_source,
+            "ld": str(ld),
+            "ld_kind": kind,
+            "build": build,
+            "match_by": h.match_by,
+            "read": counts["read"],
+            "ld_variants": counts["ld_variants"],
+            **extra,
+            "ld_duplicates": counts["ld_duplicates"],
+            "matched": M,
+            "flipped": counts["flipped"],
+            "strand_flipped": counts["strand_flipped"],
+            "dropped": {k: int(v) for k, v in counts["dropped"].items()},
+            "N": median_n,
+            "n_ref": int(n_ref),
+        }
+
+        status("hashing inputs")
+        records = [_input_record("sumstats", sumstats)] + [_input_record(r, p) for r, p in inputs]
+        provenance = {
+            "stage": "ingest",
+            "inputs": records,
+            "parameters": {"n": n, "build": build, "match_by": h.match_by, "ld_kind": kind},
+            "counts": summary,
+        }
+
+        import h5py
+
+        with atomic_dir(out) as tmp:
+
+            with h5py.File(tmp / DATASET_FILE, "w") as f5:
+                f5.attrs["format"] = DATASET_FORMAT
+                f5.attrs["format_version"] = DATASET_VERSION
+                f5.attrs["varfx_version"] = __version__
+                f5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+                f5.attrs["provenance"] = json.dumps(provenance)
+                f5.attrs["N"] = median_n
+                f5.attrs["ld_kind"] = kind
+                f5.attrs["n_ref"] = int(n_ref)
+                f5.attrs["build"] = str(build)
+                _write_variants(f5, variants)
+                g = f5.create_group("ld")
+                g.attrs["kind"] = kind
+                if kind == "plink":
+                    _write_plink_ld(g, panel, rj, status, bar, task)
+                else:
+                    used = _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task)
+                    summary["ld_regions_used"] = used
+            status("done")
+    return summary
+
+
+def _write_variants(f5, variants: dict) -> None:
+    import h5py
+
+    g = f5.create_group("variants")
+    M = len(variants["z"])
+    chunks = (min(M, 65536),)
+    sdt = h5py.string_dtype("utf-8")
+    for key in ("snp", "a1", "a2"):
+        g.create_dataset(key, data=np.asarray(variants[key], dtype=object), dtype=sdt, chunks=chunks, compression="gzip")
+    for key in ("chrom", "bp", "z", "n", "freq"):
+        g.create_dataset(key, data=variants[key], chunks=chunks, compression="gzip")
+
+
+def _write_plink_ld(g, panel, rj, status, bar, task) -> None:
+    M = len(rj)
+    status("writing genotypes", total=M)
+    ds = g.create_dataset(
+        "genotypes", shape=(M, panel.n_people), dtype=np.int8,
+        chunks=(min(M, 1024), panel.n_people), compression="gzip",
+    )
+    g.attrs["n_people"] = panel.n_people
+    step = 8192
+    for s in range(0, M, step):
+        ds[s : s + step] = panel.genotypes(rj[s : s + step])
+        if bar is not None:
+            bar.advance(task, min(step, M - s))
+
+
+def _ukbb_reference(tables):
+    """The union of the region tables as one reference (one row per distinct variant).
+
+    A variant is identified by chromosome, position and unordered allele pair; its
+    orientation is taken from the first region listing it.  Variants listed twice in one
+    region are marked bad (dropped as ``duplicate_in_ld``).  Returns the reference,
+    for each region its rows' reference indices, and the bad mask.
+    """
+    keys: dict = {}
+    cols = {k: [] for k in ("snp", "chrom", "bp", "a1", "a2")}
+    region_rows = []
+    bad_keys = set()
+    for t in tables:
+        a1, a2 = t["a1"].tolist(), t["a2"].tolist()
+        kk = [(c, b) + ((x, y) if x <= y else (y, x)) for c, b, x, y in zip(t["chrom"].tolist(), t["bp"].tolist(), a1, a2)]
+        seen = set()
+        rows = np.empty(len(kk), dtype=np.int64)
+        for i, k in enumerate(kk):
+            if k in seen:
+                bad_keys.add(k)
+            seen.add(k)
+            j = keys.get(k)
+            if j is None:
+                j = keys[k] = len(cols["snp"])
+                cols["snp"].append(t["snp"][i])
+                cols["chrom"].append(k[0])
+                cols["bp"].append(k[1])
+                cols["a1"].append(a1[i])
+                cols["a2"].append(a2[i])
+            rows[i] = j
+        region_rows.append(rows)
+    ref = {
+        "snp": np.array(cols["snp"], dtype=str),
+        "chrom": np.array(cols["chrom"], dtype=np.int64),
+        "bp": np.array(cols["bp"], dtype=np.int64),
+        "a1": np.array(cols["a1"], dtype=str),
+        "a2": np.array(cols["a2"], dtype=str),
+    }
+    bad = np.zeros(len(ref["snp"]), dtype=bool)
+    for k in bad_keys:
+        bad[keys[k]] = True
+    return ref, region_rows, bad
+
+
+def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) -> int:
+    from ..io.ukbb import load_region_triangle, region_correlation
+
+    n_ref_rows = len(ref["snp"])
+    dataset_of_ref = np.full(n_ref_rows, -1, dtype=np.int64)
+    dataset_of_ref[rj] = np.arange(len(rj))
+    rg = g.create_group("regions")
+    status("writing LD regions", total=len(regions))
+    used = 0
+    for reg, t, rows in zip(regions, tables, region_rows):
+        ds_idx = dataset_of_ref[rows]
+        local = np.flatnonzero(ds_idx >= 0)
+        if local.size:
+            L = load_region_triangle(reg, len(rows))
+            order = np.argsort(ds_idx[local], kind="stable")
+            local = local[order]
+            idx = ds_idx[local]
+            # +1 where the region lists allele1 as the dataset's a1, -1 where swapped
+            sign = np.where(t["a1"][local] == ref["a1"][rows[local]], 1.0, -1.0)
+            low = region_correlation(L, local, sign)
+            if np.any(np.abs(low.data) > 1.0 + 1e-3):
+                from ..errors import UserError
+
+                raise UserError(
+                    "correlation above 1 in absolute value after R = L + L^T: expected one triangle of R "
+                    "with 0.5 on the diagonal",
+                    path=reg.npz,
+                )
+            grp = rg.create_group(reg.name)
+            grp.attrs["chrom"] = reg.chrom
+            grp.attrs["start"] = reg.start
+            grp.attrs["end"] = reg.end
+            grp.create_dataset("idx", data=idx.astype(np.int64))
+            comp = dict(compression="gzip") if low.nnz > 0 else {}
+            grp.create_dataset("data", data=low.data.astype(np.float32), **comp)
+            grp.create_dataset("indices", data=low.indices.astype(np.int32), **comp)
+            grp.create_dataset("indptr", data=low.indptr.astype(np.int64))
+            used += 1
+        if bar is not None:
+            bar.advance(task)
+    return used
