@@ -137,10 +137,12 @@ def _sigma2(value):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
+@click.option("--threads", type=int, default=0, show_default=True,
+              help="CPU threads for torch (0: one thread when every window is small, else torch's default).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Model directory (resumes if it has a checkpoint).")
 @user_errors
 def fit(dataset, prior, objective, solver, prior_options, solver_options, alpha, sigma2,
-        holdout_chroms, epochs, lr, batch_windows, seed, device, dtype, out):
+        holdout_chroms, epochs, lr, batch_windows, seed, device, dtype, threads, out):
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
 
@@ -153,6 +155,7 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, alpha,
         prior_options=prior_options, solver_options=solver_options, alpha=alpha_v,
         sigma2=_sigma2(sigma2), holdout_chroms=_int_list(holdout_chroms, "--holdout-chroms") or [],
         epochs=epochs, lr=lr, batch_windows=batch_windows, seed=seed, device=device, dtype=dtype,
+        threads=threads,
     )
     from .ui import print_summary
 
