@@ -1,0 +1,22 @@
+"""The built-in solver plugins against the conformance suite (varfx.testing.solvers)."""
+
+from varfx.testing.solvers import SolverConformance
+
+
+class TestCholesky(SolverConformance):
+    solver_name = "cholesky"
+
+
+class TestCGSLQ(SolverConformance):
+    solver_name = "cg-slq"
+
+
+class TestNystrom(SolverConformance):
+    solver_name = "nystrom"
+
+
+class TestNystromLowRank(SolverConformance):
+    """rank < k everywhere, so the probes and the preconditioned SLQ really work."""
+
+    solver_name = "nystrom"
+    solver_options = {"rank": 20}

@@ -1,0 +1,59 @@
+"""Small real inputs for tests of varfx and of plugins.
+
+The bundled ``example_data/`` (UK Biobank height chr22 summary statistics and the 1000
+Genomes chr22 panel) is cut into slices small enough for a unit test.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+EXAMPLE_DATA = Path(__file__).resolve().parents[2] / "example_data"
+PANEL_NAME = "1000G_eur_chr22"
+SUMSTATS_NAME = "ukb_height_chr22.fastGWA.gz"
+
+
+def read_bed_dosages(prefix, n_people: int, rows) -> np.ndarray:
+    """Dosage of the .bim A1 allele for the given SNP rows (people x len(rows)), NaN missing.
+
+    Deliberately simple and independent of :mod:`varfx.io.plink` (tests check one
+    against the other).
+    """
+    nbytes = (n_people + 3) // 4
+    raw = np.fromfile(f"{prefix}.bed", dtype=np.uint8)
+    assert raw[:3].tolist() == [0x6C, 0x1B, 0x01]
+    blocks = np.stack([raw[3 + r * nbytes: 3 + (r + 1) * nbytes] for r in rows], 1)  # bytes x snps
+    person = np.arange(n_people)
+    codes = (blocks[person // 4] >> (2 * (person % 4))[:, None]) & 3  # people x snps
+    lookup = np.array([2.0, np.nan, 1.0, 0.0])  # 00 hom A1, 01 missing, 10 het, 11 hom A2
+    return lookup[codes]
+
+
+def write_subset(out_dir, first: int, count: int, panel=None, sumstats=None) -> tuple[Path, Path]:
+    """Write PLINK panel rows ``[first, first+count)`` and the matching fastGWA rows.
+
+    Returns ``(plink prefix, sumstats path)``; defaults to the bundled example data.
+    """
+    panel = Path(panel) if panel else EXAMPLE_DATA / PANEL_NAME
+    sumstats = Path(sumstats) if sumstats else EXAMPLE_DATA / SUMSTATS_NAME
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fam = Path(f"{panel}.fam").read_text()
+    n_people = len(fam.splitlines())
+    nbytes = (n_people + 3) // 4
+    bim = Path(f"{panel}.bim").read_text().splitlines()[first:first + count]
+    raw = Path(f"{panel}.bed").read_bytes()
+    prefix = out_dir / "panel"
+    Path(f"{prefix}.bed").write_bytes(raw[:3] + raw[3 + first * nbytes: 3 + (first + count) * nbytes])
+    Path(f"{prefix}.bim").write_text("\n".join(bim) + "\n")
+    Path(f"{prefix}.fam").write_text(fam)
+    snps = {line.split()[1] for line in bim}
+    with gzip.open(sumstats, "rt") as fh:
+        header = fh.readline()
+        rows = [line for line in fh if line.split()[1] in snps]
+    ss = out_dir / "sumstats.fastGWA"
+    ss.write_text(header + "".join(rows))
+    return prefix, ss
