@@ -302,10 +302,8 @@ def test_read_sumstats_fastgwa_arrays(fastgwa_path):
     assert ss["z"].dtype == np.float64 and ss["bp"].dtype == np.int64
 
 
-def test_read_sumstats_is_fast(tmp_path):
-    """A million rows parse in seconds."""
-    import time
-
+def test_read_sumstats_many_rows(tmp_path):
+    """200,000 rows parse exactly (speed is measured in benchmarks/, not here)."""
     rng = np.random.default_rng(0)
     m = 200_000
     z = rng.normal(size=m)
@@ -313,12 +311,10 @@ def test_read_sumstats_is_fast(tmp_path):
     lines += [f"rs{i}\t{1 + i % 22}\t{1000 + i}\tA\tG\t{z[i]:.5f}\t10000" for i in range(m)]
     path = tmp_path / "big.sumstats"
     path.write_text("\n".join(lines) + "\n")
-    t = time.perf_counter()
     ss = read_sumstats(path)
-    dt = time.perf_counter() - t
     assert ss.n_variants == m
     np.testing.assert_allclose(ss["z"], np.round(z, 5))
-    assert dt < 8.0, f"{m} rows took {dt:.1f} s"  # ~0.7 s here; catches quadratic slips
+    assert ss["bp"][-1] == 1000 + m - 1 and ss["chrom"][-1] == 1 + (m - 1) % 22
 
 
 def test_column_override(tmp_path):
