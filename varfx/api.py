@@ -10,6 +10,7 @@ its options; varfx instantiates it with ``cls(**options)`` after parsing
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -106,6 +107,43 @@ class Solver(Plugin):
 
     def loss(self, G, z, f, sigma2):  # pragma: no cover - interface
         raise NotImplementedError
+
+
+class ProbeSolver(Solver):
+    """Base of the probe-based (stochastic) solvers: fresh probes on every call.
+
+    Subclasses set ``_LOSS_C`` and ``_GRAD_C``, measured constants of their worst
+    single-call relative errors ``c / sqrt(probes)``; the stated tolerances are those,
+    floored at ten times the CG tolerance.  The estimates are unbiased, so averaging
+    calls with fresh probes (as SGD does across steps) shrinks the error like
+    ``1 / sqrt(calls)``.  Options ``tol`` and ``probes`` are expected.
+    """
+
+    exact = False
+    _LOSS_C: ClassVar[float] = 0.025
+    _GRAD_C: ClassVar[float] = 3.0
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self._calls = 0
+
+    def _next_call(self) -> int:
+        """The call counter that, with the ``seed`` option, picks this call's probes."""
+        call = self._calls
+        self._calls += 1
+        return call
+
+    @property
+    def loss_tolerance(self) -> float:
+        return max(10 * self.config["tol"], self._LOSS_C / math.sqrt(self.config["probes"]))
+
+    @property
+    def grad_tolerance(self) -> float:
+        return max(10 * self.config["tol"], self._GRAD_C / math.sqrt(self.config["probes"]))
+
+    @property
+    def tolerance(self) -> float:
+        return max(self.loss_tolerance, self.grad_tolerance)
 
 
 @dataclass

@@ -16,27 +16,8 @@ averaging calls with fresh probes (as SGD does across steps) shrinks the error l
 
 from __future__ import annotations
 
-import math
-
 from varfx import hookimpl
-from varfx.api import Option, Solver
-
-
-class _Counted(Solver):
-    """A solver whose probes change on every call, deterministically from ``seed``."""
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self._calls = 0
-
-    def _next_call(self) -> int:
-        call = self._calls
-        self._calls += 1
-        return call
-
-    @property
-    def tolerance(self) -> float:
-        return max(self.loss_tolerance, self.grad_tolerance)
+from varfx.api import Option, ProbeSolver, Solver
 
 
 class CholeskySolver(Solver):
@@ -58,7 +39,7 @@ class CholeskySolver(Solver):
         return value
 
 
-class CGSLQSolver(_Counted):
+class CGSLQSolver(ProbeSolver):
     """Conjugate gradients + stochastic Lanczos quadrature + Hutchinson gradient probes.
 
     Matrix-free (only products with G), so memory is O(n+ k) and the cost per iteration
@@ -86,14 +67,6 @@ class CGSLQSolver(_Counted):
     _LOSS_C = 0.025  # loss error <~ _LOSS_C / sqrt(probes)
     _GRAD_C = 3.0  # gradient error <~ _GRAD_C / sqrt(probes)
 
-    @property
-    def loss_tolerance(self) -> float:
-        return max(10 * self.config["tol"], self._LOSS_C / math.sqrt(self.config["probes"]))
-
-    @property
-    def grad_tolerance(self) -> float:
-        return max(10 * self.config["tol"], self._GRAD_C / math.sqrt(self.config["probes"]))
-
     def loss(self, G, z, f, sigma2):
         from varfx.linalg.solvers_impl import cg_slq_loss
 
@@ -105,7 +78,7 @@ class CGSLQSolver(_Counted):
         return value
 
 
-class NystromSolver(_Counted):
+class NystromSolver(ProbeSolver):
     """Nystrom-preconditioned CG, preconditioned SLQ and a Nystrom control variate.
 
     The rank-r Nystrom approximation of ``G^T F G`` captures the large eigenvalues that
@@ -133,14 +106,6 @@ class NystromSolver(_Counted):
     # solver is exact when rank >= k.
     _LOSS_C = 0.025
     _GRAD_C = 3.0
-
-    @property
-    def loss_tolerance(self) -> float:
-        return max(10 * self.config["tol"], self._LOSS_C / math.sqrt(self.config["probes"]))
-
-    @property
-    def grad_tolerance(self) -> float:
-        return max(10 * self.config["tol"], self._GRAD_C / math.sqrt(self.config["probes"]))
 
     def loss(self, G, z, f, sigma2):
         from varfx.linalg.solvers_impl import nystrom_loss
