@@ -177,3 +177,14 @@ def test_evaluate_chroms_without_windows(small):
     assert invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--epochs", 2, "-o", model]).exit_code == 0
     r = CliRunner().invoke(cli, ["evaluate", str(model), str(ds), "--chroms", "6,7,8"])
     assert r.exit_code == 1 and "no windows on chromosomes 6, 7, 8" in r.output
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline(tmp_path):
+    """`varfx demo` (the README's main job) on the bundled example data, few epochs."""
+    r = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo"), "--epochs", "3"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads((tmp_path / "demo" / "evaluate.json").read_text())
+    assert ev["n_variants"] > 14000 and ev["chroms"] == [22]
+    assert ev["loglik"] > ev["loglik_null"]
+    assert (tmp_path / "demo" / "scores.tsv").read_text().startswith("SNP\tCHR\tBP\tF\n")
