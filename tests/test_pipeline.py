@@ -188,3 +188,16 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert ev["n_variants"] > 14000 and ev["chroms"] == [22]
     assert ev["loglik"] > ev["loglik_null"]
     assert (tmp_path / "demo" / "scores.tsv").read_text().startswith("SNP\tCHR\tBP\tF\n")
+
+
+def test_fit_ldsr_objective(small):
+    tmp, ds = small
+    model = tmp / "model-ldsr"
+    r = invoke(["fit", ds, "--objective", "ldsr", "--alpha", 0, "--holdout-chroms", "none", "--epochs", 30,
+                "--lr", 0.1, "-o", model])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["objective"]["name"] == "ldsr" and meta["solver"] is None
+    assert meta["curve"][-1]["train_loss"] < meta["curve"][0]["train_loss"]
+    ev = json.loads(invoke(["evaluate", model, ds, "--chroms", "all", "--json"]).output)
+    assert ev["objective"] == "ldsr" and ev["h2"] > 0

@@ -172,6 +172,12 @@ class Window:
     def k(self) -> int:
         return int(self.z.shape[0])
 
+    def eigvals_t(self, like):
+        """The kept eigenvalues of ``R_(i),(i)`` as a tensor of ``like``'s dtype/device."""
+        import torch
+
+        return torch.as_tensor(self.eigvals, dtype=like.dtype, device=like.device)
+
     @property
     def n(self) -> int:
         return int(len(self.core_idx))

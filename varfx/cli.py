@@ -128,6 +128,7 @@ def _sigma2(value):
 @click.option("--solver", default="cholesky", show_default=True, help="Solver plugin (objectives that use one).")
 @click.option("-p", "--prior-option", "prior_options", multiple=True, metavar="KEY=VALUE", help="Prior option (repeatable).")
 @click.option("-s", "--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE", help="Solver option (repeatable).")
+@click.option("-O", "--objective-option", "objective_options", multiple=True, metavar="KEY=VALUE", help="Objective option (repeatable).")
 @click.option("--alpha", default="0.7", show_default=True, help="Frequency exponent: f ~ (p(1-p))^alpha; a number.")
 @click.option("--sigma2", default=None, help="Noise variance sigma^2 (1 = no inflation); default: LD score regression intercept.")
 @click.option("--holdout-chroms", default="6,7,8", show_default=True, help="Chromosomes held out of training ('none' for none).")
@@ -141,7 +142,7 @@ def _sigma2(value):
               help="CPU threads for torch (0: one thread when every window is small, else torch's default).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Model directory (resumes if it has a checkpoint).")
 @user_errors
-def fit(dataset, prior, objective, solver, prior_options, solver_options, alpha, sigma2,
+def fit(dataset, prior, objective, solver, prior_options, solver_options, objective_options, alpha, sigma2,
         holdout_chroms, epochs, lr, batch_windows, seed, device, dtype, threads, out):
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
@@ -152,7 +153,8 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, alpha,
         raise UserError(f"option --alpha: expected a number, got {alpha!r}") from None
     summary = run_fit(
         dataset, out, prior=prior, objective=objective, solver=solver,
-        prior_options=prior_options, solver_options=solver_options, alpha=alpha_v,
+        prior_options=prior_options, solver_options=solver_options,
+        objective_options=objective_options, alpha=alpha_v,
         sigma2=_sigma2(sigma2), holdout_chroms=_int_list(holdout_chroms, "--holdout-chroms") or [],
         epochs=epochs, lr=lr, batch_windows=batch_windows, seed=seed, device=device, dtype=dtype,
         threads=threads,

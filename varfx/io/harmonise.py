@@ -214,3 +214,49 @@ def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | Non
         counts=counts,
         reason=np.array(reason, dtype=object),
     )
+
+
+def multi_allelic_mask(chrom, bp, a1, a2) -> np.ndarray:
+    """True for the rows at a position (chromosome + bp, both known) that carries more
+    than one allele pair.  An SNV pair and its strand complement (A/G and T/C) are one
+    pair: the same variant written on two strands, which the ``duplicate`` rule of
+    :func:`harmonise` handles.  Vectorised (pyarrow dictionary codes + one sort)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chrom = np.asarray(chrom, dtype=np.int64)
+    bp = np.asarray(bp, dtype=np.int64)
+    m = len(chrom)
+    out = np.zeros(m, dtype=bool)
+    idx = np.flatnonzero((chrom >= 0) & (bp >= 0))
+    k = idx.size
+    if k < 2:
+        return out
+    alleles = pa.array(np.concatenate([np.asarray(a1, dtype=object)[idx], np.asarray(a2, dtype=object)[idx]]),
+                       type=pa.string())
+    uniq = pc.unique(alleles)
+    codes = pc.index_in(alleles, value_set=uniq).to_numpy(zero_copy_only=False).astype(np.int64)
+    names = uniq.to_pylist()
+    K = len(names)
+    where = {s: i for i, s in enumerate(names)}
+    comp = np.arange(K, dtype=np.int64)
+    for i, s in enumerate(names):
+        c = complement(s)
+        if c is not None:
+            comp[i] = where.get(c, K + "ACGT".index(c))
+    comp = np.concatenate([comp, np.arange(K, K + 4)])  # complements not in the file map to themselves
+    u, v = codes[:k], codes[k:]
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    cu, cv = comp[u], comp[v]
+    clo, chi = np.minimum(cu, cv), np.maximum(cu, cv)
+    base = K + 4
+    pair = np.minimum(lo * base + hi, clo * base + chi)
+    pos = (chrom[idx] << 32) | bp[idx]
+    order = np.lexsort((pair, pos))
+    sp, sc = pos[order], pair[order]
+    same_pos = sp[1:] == sp[:-1]
+    gid = np.concatenate(([0], np.cumsum(~same_pos)))
+    multi = np.zeros(int(gid[-1]) + 1, dtype=bool)
+    multi[gid[1:][same_pos & (sc[1:] != sc[:-1])]] = True
+    out[idx[order]] = multi[gid]
+    return out

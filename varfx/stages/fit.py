@@ -70,7 +70,7 @@ def _loss(objective, windows, log_f, s2):
 
 
 def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesky", prior_options=(),
-            solver_options=(), alpha=0.7, sigma2=None, holdout_chroms=(6, 7, 8), epochs=100, lr=0.05,
+            solver_options=(), objective_options=(), alpha=0.7, sigma2=None, holdout_chroms=(6, 7, 8), epochs=100, lr=0.05,
             batch_windows=0, seed=0, device="cpu", dtype="float64", threads=0, progress=True) -> dict:
     import torch
 
@@ -99,7 +99,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         solver_cls = lookup("solvers", solver)
         solver_opts = solver_cls.parse_options(solver_options)
         solver_obj = solver_cls(**solver_opts)
-    objective_obj = obj_cls(solver=solver_obj)
+    objective_opts = obj_cls.parse_options(objective_options)
+    objective_obj = obj_cls(solver=solver_obj, **objective_opts)
 
     holdout = set(holdout_chroms or ())
     windows, wattrs = load_windows(dataset, dtype=dtype, device=device)
@@ -137,6 +138,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     s2 = torch.tensor(sigma2_value / N, dtype=getattr(torch, dtype), device=device)
 
     M_train = int(sum(w.n for w in train))
+    if "h2_per_snp" in obj_cls.options and not objective_obj.config["h2_per_snp"]:
+        objective_obj.config["h2_per_snp"] = max(h2_ldsr, 1e-3) / M_train
     per_snp = max(h2_ldsr, 1e-3) / M_train
     if prior_opts.get("alpha", 0):
         p = np.clip(freq, 1e-6, 1 - 1e-6)
@@ -151,7 +154,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     config = {
         "dataset": str(Path(dataset).resolve()),
         "prior": {"name": prior, "options": prior_opts},
-        "objective": {"name": objective, "options": {}},
+        "objective": {"name": objective, "options": objective_opts},
         "solver": {"name": solver, "options": solver_opts} if solver_obj is not None else None,
         "sigma2": sigma2_value, "sigma2_source": sigma2_source, "N": N,
         "holdout_chroms": sorted(holdout), "epochs": epochs, "lr": lr, "batch_windows": batch_windows,

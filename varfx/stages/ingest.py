@@ -97,22 +97,45 @@ def _check_out(out: Path) -> None:
         )
 
 
-def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True) -> dict:
+def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, columns=None,
+               sumstats_format=None, info_min=None, maf_min=None, keep_multi_allelic=False) -> dict:
     """Harmonise ``sumstats`` with the LD reference ``ld`` and write the dataset ``out``.
 
-    Returns a JSON-serialisable summary: what was read, matched, flipped and dropped
-    (by reason), the median N and the LD reference's kind and size.
+    ``columns`` maps sumstats fields to header names (``{"z": "ZSCORE"}``, the
+    ``--col-*`` options), ``sumstats_format`` forces a format instead of detecting it.
+    Before harmonisation, rows are filtered (:func:`varfx.io.sumstats.filter_sumstats`):
+    chromosomes other than 1-22, INFO below ``info_min`` (default 0.6), minor allele
+    frequency below ``maf_min`` (default 0.001), and multi-allelic positions unless
+    ``keep_multi_allelic``.
+
+    Returns a JSON-serialisable summary: what was read, filtered (by reason), matched,
+    flipped and dropped (by reason), the median N and the LD reference's kind and size;
+    ``read = matched + sum(filtered) + sum(dropped)``.
     """
     from ..io.harmonise import harmonise
-    from ..io.sumstats import read_sumstats
+    from ..io.sumstats import INFO_MIN, MAF_MIN, filter_sumstats, read_sumstats
 
+    info_min = INFO_MIN if info_min is None else info_min
+    maf_min = MAF_MIN if maf_min is None else maf_min
     sumstats, ld, out = Path(sumstats), Path(ld), Path(out)
     _check_out(out)
     kind = detect_ld_kind(ld)
 
     with _progress(progress) as bar:
         task = bar.add_task("ingest", total=None, status="reading summary statistics") if bar else None
-        ss = read_sumstats(sumstats, n=n)
+        ss_read = read_sumstats(sumstats, n=n, columns=columns, format=sumstats_format)
+        if bar is not None:
+            bar.update(task, status="filtering summary statistics")
+        keep, filtered = filter_sumstats(ss_read, info_min=info_min, maf_min=maf_min,
+                                         keep_multi_allelic=keep_multi_allelic)
+        ss = ss_read if keep.all() else ss_read.subset(keep)
+        filters = {
+            "info_min": float(info_min),
+            "info_column": ss_read.columns.get("info"),
+            "maf_min": float(maf_min),
+            "freq_column": ss_read.columns.get("freq"),
+            "multi_allelic": "keep" if keep_multi_allelic else "drop",
+        }
         if bar is not None:
             bar.update(task, status="reading the LD reference")
 
@@ -153,10 +176,10 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True) -> dic
 
         counts = h.counts
         if counts["matched"] == 0:
-            d = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items() if v)
+            d = ", ".join(f"{k} {v}" for k, v in {**filtered, **counts["dropped"]}.items() if v)
             raise UserError(
-                f"no variant matched the LD reference {ld} (by {h.match_by}; {counts['read']} read: {d or 'none'}): "
-                "check the chromosome names, positions (genome build) and alleles",
+                f"no variant matched the LD reference {ld} (by {h.match_by}; {ss_read.n_variants} read: "
+                f"{d or 'none'}): check the chromosome names, positions (genome build) and alleles",
                 path=sumstats,
             )
 
@@ -185,12 +208,17 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True) -> dic
             "dataset": str(out),
             "sumstats": str(sumstats),
             "sumstats_format": ss.format,
+            "sumstats_delimiter": ss.delimiter,
+            "sumstats_columns": dict(ss.columns),
             "n_source": ss.n_source,
             "ld": str(ld),
             "ld_kind": kind,
             "build": build,
             "match_by": h.match_by,
-            "read": counts["read"],
+            "read": ss_read.n_variants,
+            "filters": filters,
+            "filtered": {k: int(v) for k, v in filtered.items()},
+            "after_filters": counts["read"],
             "ld_variants": counts["ld_variants"],
             **extra,
             "ld_duplicates": counts["ld_duplicates"],
@@ -207,7 +235,10 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True) -> dic
         provenance = {
             "stage": "ingest",
             "inputs": records,
-            "parameters": {"n": n, "build": build, "match_by": h.match_by, "ld_kind": kind},
+            "parameters": {"n": n, "build": build, "match_by": h.match_by, "ld_kind": kind,
+                           "columns": dict(columns or {}), "sumstats_format": sumstats_format,
+                           "info_min": float(info_min), "maf_min": float(maf_min),
+                           "keep_multi_allelic": bool(keep_multi_allelic)},
             "counts": summary,
         }
 

@@ -124,11 +124,13 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
         with h5py.File(tmp, "w") as h:
             g = h.create_group("window")
             g.attrs.update(index=spec.index, chrom=spec.chrom, start=spec.start, end=spec.end,
-                           logdet_lambda=float(fac["logdet_lambda"]), k=int(fac["k"]))
+                           logdet_lambda=float(fac["logdet_lambda"]), k=int(fac["k"]),
+                           beta_outside=float(fac["beta_outside"]))
             for key, arr in (("core_idx", spec.core_idx), ("plus_idx", spec.plus_idx),
                              ("core_pos", core_pos), ("P", fac["P"]), ("G", fac["G"]),
                              ("z", fac["z"]), ("eigvals", fac["eigvals"]),
-                             ("ld_score", ld_adj), ("ld_score_raw", ld_raw)):
+                             ("ld_score", ld_adj), ("ld_score_raw", ld_raw),
+                             ("beta", beta[spec.core_idx])):
                 g.create_dataset(key, data=np.asarray(arr))
     return spec.index
 
@@ -225,6 +227,7 @@ def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
     parts = dataset / WINDOWS_PARTS
     n_plus = np.zeros(len(specs), np.int64)
     ks = np.zeros(len(specs), np.int64)
+    outside = np.zeros(len(specs))
     with atomic_path(dataset / WINDOWS_FILE) as tmp:
         with h5py.File(tmp, "w") as out:
             out.attrs.update(format=WINDOWS_FORMAT, format_version=WINDOWS_VERSION,
@@ -244,6 +247,7 @@ def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
                                            chunks=True if big else None, shuffle=big)
                     n_plus[s.index] = len(s.plus_idx)
                     ks[s.index] = int(src.attrs["k"])
+                    outside[s.index] = float(src.attrs["beta_outside"])
             idx = out.create_group("index")
             idx.create_dataset("chrom", data=np.array([s.chrom for s in specs], np.int16))
             idx.create_dataset("start", data=np.array([s.start for s in specs], np.int64))
@@ -257,6 +261,9 @@ def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
         "max_n_plus": int(n_plus.max()),
         "mean_n_plus": float(n_plus.mean()),
         "mean_k": float(ks.mean()),
+        # ||(I - V V^T) beta|| / ||beta|| per window: the part of the summary statistics
+        # the kept LD eigenvectors do not explain (large values flag an LD mismatch).
+        "median_beta_outside": float(np.median(outside)),
         **{k: v for k, v in params.items() if k in ("window_kb", "flank_kb", "eig_threshold")},
         "output": str(dataset / WINDOWS_FILE),
     }
@@ -294,5 +301,8 @@ def load_windows(dataset, chroms=None, dtype="float64", device="cpu"):
                 eigvals=g["eigvals"][:], logdet_lambda=float(a["logdet_lambda"]),
                 plus_idx=g["plus_idx"][:], core_idx=g["core_idx"][:], core_pos=g["core_pos"][:],
                 ld_score=g["ld_score"][:],
+                extra={"P": torch.as_tensor(g["P"][:], dtype=tdtype, device=device),
+                       "beta": torch.as_tensor(g["beta"][:], dtype=tdtype, device=device),
+                       "N": attrs["N"], "n_ref": attrs["n_ref"]},
             ))
     return windows, attrs

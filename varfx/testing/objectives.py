@@ -38,7 +38,8 @@ def synthetic_window(n_plus=60, n_core=20, n_ref=40, seed=0, h2_per_snp=2e-4, N=
     win = Window(index=0, chrom=1, start=0, end=1, G=torch.tensor(fac["G"]), z=torch.tensor(fac["z"]),
                  eigvals=fac["eigvals"], logdet_lambda=float(fac["logdet_lambda"]),
                  plus_idx=np.arange(n_plus), core_idx=core_pos, core_pos=core_pos,
-                 ld_score=fac["ld_score"])
+                 ld_score=fac["ld_score"],
+                 extra={"P": torch.tensor(fac["P"]), "beta": torch.tensor(beta_core), "N": N, "n_ref": 0})
     return win, R, core_pos, beta_core, f_true, s2
 
 

@@ -1,0 +1,450 @@
+"""Writing variant features into a dataset's HDF5 group, and reading them back.
+
+:func:`write_features` fills an open (empty) HDF5 group, normally ``dataset.h5``'s
+``features`` group while ``varfx ingest`` writes the dataset atomically (the whole
+dataset is renamed into place once complete, so no partial features are ever visible).
+Layout (``M`` variants in dataset order, ``w`` the feature window)::
+
+    features/                 attrs: format "varfx-features", format_version 1, window w,
+                              variant_offset (= w // 2), n_variants, dtype, entries (JSON)
+    features/scalar           float32 (M, S)   per-variant features, normalised
+    features/scalar_names     str (S,)         "NAME.COLUMN" (e.g. "phylop.mean")
+    features/scalar_mean      float64 (S,)     raw mean over all M variants
+    features/scalar_sd        float64 (S,)     raw standard deviation (0: constant column)
+    features/scalar_constant  bool (S,)        constant columns, stored as 0
+    features/window           float16|32 (M, w, T)  per-base tracks, normalised per track
+    features/window_names     str (T,)         "NAME.CHANNEL" (e.g. "phylop.value")
+    features/window_mean|sd|constant (T,)      as for scalar, over all M * w values
+    features/sequence         uint8 (M, w, 5)  one-hot A,C,G,T,V (only with a FASTA)
+
+``features/window`` (and ``sequence``) are chunked ``(r, w, T)`` with ``r`` a power of
+two, at most 1024, chosen so a chunk holds ~4 MiB at most; gzip + shuffle compressed.
+The dataset is sorted by (chromosome, position), so an LD window's variants are a
+contiguous index range: :func:`read_features` reads ``[start, stop)`` without touching
+the rest.  Raw values are ``x * sd + mean`` (``read_features(..., raw=True)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from varfx.errors import UserError
+
+FEATURES_FORMAT = "varfx-features"
+FEATURES_VERSION = 1
+DEFAULT_WINDOW = 256
+#: variants processed per step (a multiple of every chunk's row count)
+BLOCK_ROWS = 16384
+#: target bytes per chunk of the windowed datasets
+CHUNK_BYTES = 1 << 22
+HASH_FULL_MAX = 1 << 30
+HASH_LIMIT = 64 << 20
+
+
+class _Stats:
+    """Running mean and sum of squared deviations per column (Chan et al. merge)."""
+
+    def __init__(self, ncol: int):
+        import numpy as np
+
+        self.n = 0
+        self.mean = np.zeros(ncol)
+        self.m2 = np.zeros(ncol)
+
+    def update(self, x) -> None:
+        import numpy as np
+
+        x = np.asarray(x, dtype=np.float64)
+        nb = x.shape[0]
+        if nb == 0:
+            return
+        mb = x.mean(axis=0)
+        m2b = ((x - mb) ** 2).sum(axis=0)
+        tot = self.n + nb
+        delta = mb - self.mean
+        self.mean = self.mean + delta * (nb / tot)
+        self.m2 = self.m2 + m2b + delta**2 * (self.n * nb / tot)
+        self.n = tot
+
+    def finish(self):
+        """(mean, sd, constant): sd is the population sd; a column is constant when its sd
+        is 0 or below float32 resolution of its mean."""
+        import numpy as np
+
+        sd = np.sqrt(np.maximum(self.m2, 0.0) / max(self.n, 1))
+        constant = (sd == 0) | (sd <= 1e-6 * np.abs(self.mean))
+        sd = np.where(constant, 0.0, sd)
+        return self.mean, sd, constant
+
+
+def _chunk_rows(row_bytes: int, cap: int = 1024) -> int:
+    r = 1
+    while r * 2 <= cap and (r * 2) * row_bytes <= CHUNK_BYTES:
+        r *= 2
+    return r
+
+
+def _input_record(path) -> dict:
+    from varfx.store import sha256_file
+
+    size = os.path.getsize(path)
+    rec = {"bytes": int(size)}
+    if size > HASH_FULL_MAX:
+        rec["sha256"] = sha256_file(path, limit=HASH_LIMIT)
+        rec["sha256_of_first_bytes"] = HASH_LIMIT
+    else:
+        rec["sha256"] = sha256_file(path)
+    return rec
+
+
+class _Entry:
+    """A manifest entry with its source instance and its columns."""
+
+    def __init__(self, entry, window, variants_all):
+        self.entry = entry
+        self.name = entry.name
+        self.path = entry.path
+        self.src = entry.source()
+        self.window = int(entry.window or window)
+        self.columns = list(self._call("columns", entry.path, variants=variants_all))
+        chans = getattr(self.src, "track_channels", None)
+        self.channels = list(self._call("track_channels", entry.path)) if chans else []
+        self.store = getattr(self.src, "track_store", "window") if self.channels else None
+        if self.store not in (None, "window", "sequence"):
+            raise UserError(f"{self.where}: feature source {self.src.name!r} has track_store {self.store!r}: expected "
+                            "'window' or 'sequence'")
+
+    @property
+    def where(self) -> str:
+        e = self.entry
+        return f"{e.where} ({e.name})" if e.manifest is not None else f"feature {e.name!r} ({e.kind})"
+
+    def _call(self, method, *args, **kw):
+        try:
+            return getattr(self.src, method)(*args, **kw)
+        except UserError as exc:
+            raise UserError(f"{self.where}: {exc}") from None
+
+    def prepare(self, chrom, bp, variants):
+        if hasattr(self.src, "prepare"):
+            self._call("prepare", self.path, chrom, bp, variants=variants)
+
+    def extract(self, chrom, bp, variants, track_window):
+        import numpy as np
+
+        k = len(bp)
+        if hasattr(self.src, "extract"):
+            scalar, track = self._call("extract", self.path, chrom, bp, window=self.window, track_window=track_window,
+                                       variants=variants)
+        else:
+            scalar = self._call("read", self.path, chrom, bp, window=self.window, variants=variants)
+            track = (self._call("read_track", self.path, chrom, bp, window=track_window, variants=variants)
+                     if self.channels else None)
+        scalar = np.asarray(scalar)
+        if scalar.shape != (k, len(self.columns)):
+            raise UserError(f"{self.where}: feature source {self.src.name!r} returned shape {scalar.shape} for "
+                            f"{k} variants and columns {self.columns}: expected ({k}, {len(self.columns)})")
+        if scalar.size and not np.isfinite(scalar).all():
+            raise UserError(f"{self.where}: feature source {self.src.name!r} returned non-finite values")
+        if self.channels:
+            track = self._check_track(track, k, track_window)
+        return scalar, track
+
+    def read_track(self, chrom, bp, variants, track_window):
+        return self._check_track(self._call("read_track", self.path, chrom, bp, window=track_window,
+                                            variants=variants), len(bp), track_window)
+
+    def _check_track(self, track, k, w):
+        import numpy as np
+
+        track = np.asarray(track)
+        if track.shape != (k, w, len(self.channels)):
+            raise UserError(f"{self.where}: feature source {self.src.name!r} returned a track of shape {track.shape}: "
+                            f"expected ({k}, {w}, {len(self.channels)})")
+        if track.dtype.kind == "f" and track.size and not np.isfinite(track).all():
+            raise UserError(f"{self.where}: feature source {self.src.name!r} returned non-finite track values")
+        return track
+
+
+def _slice(variants, a, b):
+    if not variants:
+        return {}
+    return {k: v[a:b] for k, v in variants.items() if v is not None}
+
+
+def write_features(h5group, variants_chrom, variants_bp, manifest_entries, *, window: int = DEFAULT_WINDOW,
+                   progress=None, variants=None, dtype: str = "float16", memory_budget: int = 1 << 30,
+                   block_rows: int = BLOCK_ROWS) -> dict:
+    """Compute, normalise and write the features of ``M`` variants into ``h5group``.
+
+    ``variants_chrom`` (chromosome codes, 23 = X) and ``variants_bp`` (1-based) give the
+    dataset's variants in dataset order; ``manifest_entries`` is a list of
+    :class:`varfx.features.manifest.ManifestEntry` (``read_manifest`` /
+    ``entries_for_ingest``); ``window`` is the per-base window (``--feature-window``);
+    ``variants`` optionally carries per-variant arrays the sources may use (``snp``,
+    ``a1``, ``a2``, ``freq``, ``ld_score``); ``dtype`` is the storage type of
+    ``features/window`` (``float16`` or ``float32``); ``progress(message, done, total)``
+    is called as blocks of variants are done.
+
+    Scalar features are normalised exactly (mean 0, variance 1 over all variants) in
+    place after a first pass; per-base tracks are normalised per track over all
+    ``M * window`` values, which needs their statistics first: they are kept in memory
+    between the passes when they fit in ``memory_budget`` bytes (float32), otherwise
+    read again from their sources.  Returns a JSON-serialisable summary.
+    """
+    import numpy as np
+
+    t0 = time.time()
+    if dtype not in ("float16", "float32"):
+        raise UserError(f"feature window dtype {dtype!r}: expected float16 or float32")
+    window = int(window)
+    if window <= 0:
+        raise UserError(f"--feature-window {window}: expected a positive number of bp")
+    chrom = np.asarray(variants_chrom)
+    bp = np.asarray(variants_bp, dtype=np.int64)
+    M = len(bp)
+    if len(chrom) != M:
+        raise ValueError(f"{len(chrom)} chromosomes for {M} positions")
+    variants = {k: np.asarray(v) for k, v in (variants or {}).items() if v is not None}
+    for k, v in variants.items():
+        if len(v) != M:
+            raise ValueError(f"variants[{k!r}] has {len(v)} values for {M} variants")
+    entries = list(manifest_entries)
+    names = [e.name for e in entries]
+    for n in names:
+        if names.count(n) > 1:
+            raise UserError(f"feature name {n!r} used twice: expected unique names")
+
+    def report(msg, done, total):
+        if progress is not None:
+            progress(msg, done, total)
+
+    report("features: checking inputs", 0, M)
+    ents = [_Entry(e, window, variants) for e in entries]
+    seq = [e for e in ents if e.store == "sequence"]
+    if len(seq) > 1:
+        raise UserError(f"{seq[1].where}: a second sequence feature (after {seq[0].name!r}): expected one FASTA")
+    for e in ents:
+        e.prepare(chrom, bp, variants)
+
+    scalar_names = [f"{e.name}.{c}" for e in ents for c in e.columns]
+    track_ents = [e for e in ents if e.store == "window"]
+    track_names = [f"{e.name}.{c}" for e in track_ents for c in e.channels]
+    S, T = len(scalar_names), len(track_names)
+    sl, off = {}, 0
+    for e in ents:
+        sl[e.name] = slice(off, off + len(e.columns))
+        off += len(e.columns)
+    tl, off = {}, 0
+    for e in track_ents:
+        tl[e.name] = slice(off, off + len(e.channels))
+        off += len(e.channels)
+
+    # ---- datasets
+    import h5py
+
+    g = h5group
+    fdt = np.dtype(dtype)
+    sdt = h5py.string_dtype("utf-8")
+    comp = dict(compression="gzip", compression_opts=4, shuffle=True) if M else {}
+    ds_scalar = g.create_dataset("scalar", shape=(M, S), dtype=np.float32,
+                                 chunks=(min(M, BLOCK_ROWS), S) if M and S else None, **(comp if S else {}))
+    ds_window = ds_seq = None
+    w_rows = _chunk_rows(window * max(T, 1) * fdt.itemsize)
+    if T:
+        ds_window = g.create_dataset("window", shape=(M, window, T), dtype=fdt,
+                                     chunks=(min(M, w_rows), window, T) if M else None, **comp)
+    if seq:
+        nch = len(seq[0].channels)
+        s_rows = _chunk_rows(window * nch)
+        ds_seq = g.create_dataset("sequence", shape=(M, window, nch), dtype=np.uint8,
+                                  chunks=(min(M, s_rows), window, nch) if M else None, **comp)
+        ds_seq.attrs["channels"] = "".join(seq[0].channels) if all(len(c) == 1 for c in seq[0].channels) \
+            else json.dumps(seq[0].channels)
+        ds_seq.attrs["source"] = seq[0].name
+
+    block = max(int(block_rows) // 1024 * 1024, 1024)
+    cache_tracks = T > 0 and M * window * T * 4 <= memory_budget
+    cache: list = []
+    s_stats, t_stats = _Stats(S), _Stats(T)
+
+    # ---- pass 1: scalars (raw), tracks (stats; cached or re-read), sequence (final)
+    for a in range(0, M, block):
+        b = min(M, a + block)
+        k = b - a
+        c_blk, p_blk, v_blk = chrom[a:b], bp[a:b], _slice(variants, a, b)
+        xs = np.zeros((k, S), dtype=np.float64)
+        xt = np.zeros((k, window, T), dtype=np.float32) if T else None
+        for e in ents:
+            report(f"features: reading {e.name}", a, M)
+            scalar, track = e.extract(c_blk, p_blk, v_blk, window)
+            xs[:, sl[e.name]] = scalar
+            if e.store == "window":
+                xt[:, :, tl[e.name]] = track
+            elif e.store == "sequence":
+                ds_seq[a:b] = track.astype(np.uint8, copy=False)
+        if S:
+            ds_scalar[a:b] = xs.astype(np.float32)
+            s_stats.update(xs.astype(np.float32))
+        if T:
+            t_stats.update(xt.reshape(-1, T))
+            if cache_tracks:
+                cache.append(xt)
+        report("features: reading", b, M)
+
+    s_mean, s_sd, s_const = s_stats.finish()
+    t_mean, t_sd, t_const = t_stats.finish()
+
+    # ---- pass 2: normalise scalars in place; write normalised tracks
+    if S and M:
+        scale = np.where(s_const, 0.0, 1.0 / np.where(s_sd > 0, s_sd, 1.0))
+        for a in range(0, M, block):
+            b = min(M, a + block)
+            x = ds_scalar[a:b].astype(np.float64)
+            ds_scalar[a:b] = ((x - s_mean) * scale).astype(np.float32)
+    if T and M:
+        scale = np.where(t_const, 0.0, 1.0 / np.where(t_sd > 0, t_sd, 1.0))
+        big = float(np.finfo(fdt).max)
+        for i, a in enumerate(range(0, M, block)):
+            b = min(M, a + block)
+            if cache_tracks:
+                xt = cache[i]
+                cache[i] = None
+            else:
+                report("features: writing tracks", a, M)
+                xt = np.zeros((b - a, window, T), dtype=np.float32)
+                for e in track_ents:
+                    xt[:, :, tl[e.name]] = e.read_track(chrom[a:b], bp[a:b], _slice(variants, a, b), window)
+            z = (xt.astype(np.float64) - t_mean) * scale
+            ds_window[a:b] = np.clip(z, -big, big).astype(fdt)
+        report("features: writing tracks", M, M)
+
+    # ---- names, statistics, attributes
+    def put(name, data, **kw):
+        g.create_dataset(name, data=data, **kw)
+
+    put("scalar_names", np.array(scalar_names, dtype=object), dtype=sdt)
+    put("scalar_mean", np.asarray(s_mean, dtype=np.float64))
+    put("scalar_sd", np.asarray(s_sd, dtype=np.float64))
+    put("scalar_constant", np.asarray(s_const, dtype=bool))
+    if T:
+        put("window_names", np.array(track_names, dtype=object), dtype=sdt)
+        put("window_mean", np.asarray(t_mean, dtype=np.float64))
+        put("window_sd", np.asarray(t_sd, dtype=np.float64))
+        put("window_constant", np.asarray(t_const, dtype=bool))
+
+    records = []
+    for e in ents:
+        rec = e.entry.record()
+        rec["columns"] = [f"{e.name}.{c}" for c in e.columns]
+        rec["track"] = [f"{e.name}.{c}" for c in e.channels]
+        rec["track_store"] = e.store
+        if e.path is not None and Path(e.path).is_file():
+            rec.update(_input_record(e.path))
+        info = getattr(e.src, "last_info", None)
+        if info:
+            rec["info"] = info
+        records.append(rec)
+    constant = [n for n, c in zip(scalar_names, s_const) if c] + [n for n, c in zip(track_names, t_const) if c]
+    g.attrs["format"] = FEATURES_FORMAT
+    g.attrs["format_version"] = FEATURES_VERSION
+    g.attrs["window"] = window
+    g.attrs["variant_offset"] = window // 2
+    g.attrs["n_variants"] = M
+    g.attrs["dtype"] = dtype
+    g.attrs["entries"] = json.dumps(records, default=str)
+    summary = {
+        "n_variants": int(M),
+        "window": window,
+        "dtype": dtype,
+        "scalar_columns": scalar_names,
+        "window_tracks": track_names,
+        "sequence": seq[0].name if seq else None,
+        "constant_columns": constant,
+        "entries": records,
+        "tracks_read_twice": bool(T and not cache_tracks),
+        "seconds": round(time.time() - t0, 3),
+    }
+    report("features: done", M, M)
+    return summary
+
+
+def _as_range(index_range, M):
+    if isinstance(index_range, slice):
+        start, stop, step = index_range.indices(M)
+        if step != 1:
+            raise ValueError("read_features reads a contiguous range (step 1)")
+        return start, stop
+    start, stop = index_range
+    start, stop = int(start), int(stop)
+    if not 0 <= start <= stop <= M:
+        raise IndexError(f"index range [{start}, {stop}) outside [0, {M}]")
+    return start, stop
+
+
+def _names(g, key):
+    if key not in g:
+        return []
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in g[key][()]]
+
+
+def feature_names(h5group) -> dict:
+    """``{"scalar": [...], "window": [...], "sequence": [channels]}`` of a features group."""
+    g = h5group
+    seq = []
+    if "sequence" in g:
+        ch = g["sequence"].attrs.get("channels", "ACGTV")
+        ch = ch.decode() if isinstance(ch, bytes) else str(ch)
+        seq = json.loads(ch) if ch.startswith("[") else list(ch)
+    return {"scalar": _names(g, "scalar_names"), "window": _names(g, "window_names"), "sequence": seq}
+
+
+def check_features(h5group, path=None) -> None:
+    """A UserError unless ``h5group`` is a features group this varfx reads."""
+    fmt = h5group.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt != FEATURES_FORMAT:
+        raise UserError(f"no varfx features here (format attribute {fmt!r})", path=path)
+    v = int(h5group.attrs.get("format_version", -1))
+    if v != FEATURES_VERSION:
+        raise UserError(f"features format version {v}; this varfx reads version {FEATURES_VERSION}", path=path)
+
+
+def read_features(h5group, index_range, *, raw: bool = False) -> dict:
+    """The features of variants ``[start, stop)`` (a ``(start, stop)`` pair or a slice).
+
+    Returns ``{"scalar": float32 (n, S), "window": float32 (n, w, T) or None,
+    "sequence": uint8 (n, w, 5) or None, "scalar_names", "window_names", "window": ...}``;
+    values are normalised (mean 0, sd 1) unless ``raw`` (then ``x * sd + mean``).
+    Only the chunks covering the range are read.
+    """
+    import numpy as np
+
+    g = h5group
+    check_features(g)
+    M = int(g.attrs["n_variants"])
+    a, b = _as_range(index_range, M)
+    out = {"start": a, "stop": b, "window_size": int(g.attrs["window"]),
+           "variant_offset": int(g.attrs["variant_offset"])}
+    names = feature_names(g)
+    out["scalar_names"] = names["scalar"]
+    out["window_names"] = names["window"]
+    out["sequence_channels"] = names["sequence"]
+    S = len(names["scalar"])
+    x = g["scalar"][a:b] if S else np.zeros((b - a, 0), dtype=np.float32)
+    if raw and S:
+        x = (x * g["scalar_sd"][()] + g["scalar_mean"][()]).astype(np.float32)
+    out["scalar"] = np.asarray(x, dtype=np.float32)
+    if "window" in g:
+        w = g["window"][a:b].astype(np.float32)
+        if raw:
+            w = (w * g["window_sd"][()] + g["window_mean"][()]).astype(np.float32)
+        out["window"] = w
+    else:
+        out["window"] = None
+    out["sequence"] = g["sequence"][a:b] if "sequence" in g else None
+    return out
