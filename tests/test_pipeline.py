@@ -152,6 +152,56 @@ def test_fit_resumes_from_checkpoint(small):
     assert r.exit_code == 1 and "different fit" in r.output
 
 
+def test_fit_kill9_and_resume_equals_uninterrupted(small):
+    """kill -9 at an arbitrary moment, resume: the same parameters as a run never stopped."""
+    import torch
+
+    tmp, ds = small
+    args = ["fit", str(ds), "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none", "--lr", "0.1",
+            "--batch-windows", "1", "--epochs", "80", "--checkpoint-every", "1", "--seed", "5"]
+    full = tmp / "k-full"
+    assert invoke(args + ["-o", full]).exit_code == 0
+    part = tmp / "k-part"
+    proc = subprocess.Popen([sys.executable, "-m", "varfx", *args, "-o", str(part)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (part / "checkpoint.pt").exists():
+        time.sleep(0.01)
+    time.sleep(0.2)  # somewhere mid-run, most likely mid-epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (part / "checkpoint.pt").exists()
+    interrupted = json.loads((part / "model.json").read_text()) if (part / "model.json").exists() else {"finished": False}
+    assert not interrupted["finished"], "the run finished before the kill; make it longer"
+    r = invoke(args + ["-o", part])
+    assert r.exit_code == 0, r.output
+    a = torch.load(full / "checkpoint.pt", weights_only=True)["prior"]
+    b = torch.load(part / "checkpoint.pt", weights_only=True)["prior"]
+    assert float(a["log_c"]) == pytest.approx(float(b["log_c"]), rel=1e-12, abs=1e-12)
+    ca = json.loads((full / "model.json").read_text())["curve"]
+    cb = json.loads((part / "model.json").read_text())["curve"]
+    assert [x["train_loss"] for x in ca] == pytest.approx([x["train_loss"] for x in cb], rel=1e-12)
+
+
+def test_fit_dry_run_and_jsonl_log(small):
+    tmp, ds = small
+    r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--dry-run", "-o", tmp / "dry"])
+    plan = json.loads(r.output)
+    assert plan["dry_run"] and plan["parameters"] == 1 and plan["train_windows"] >= 3
+    assert plan["memory_per_step_mb"] > 0
+    assert not (tmp / "dry" / "checkpoint.pt").exists()
+    log = tmp / "fit.jsonl"
+    r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--epochs", 3,
+                "--batch-windows", 2, "--log-jsonl", log, "-o", tmp / "logged"])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    steps = [x for x in recs if "step" in x]
+    ends = [x for x in recs if "epoch_end" in x]
+    n_train = plan["train_windows"]
+    assert len(ends) == 3 and len(steps) == 3 * ((n_train + 1) // 2)
+    assert all({"loss", "lr", "windows_per_s"} <= set(x) for x in steps)
+
+
 def test_user_errors_one_line(small, tmp_path):
     tmp, ds = small
     runner = CliRunner()

@@ -65,24 +65,55 @@ def cli():
 
 
 @cli.command()
-@click.option("--sumstats", required=True, type=click.Path(dir_okay=False), help="Summary statistics (LDSC .sumstats[.gz] or fastGWA).")
+@click.option("--sumstats", required=True, type=click.Path(dir_okay=False),
+              help="Summary statistics: LDSC, fastGWA, BOLT-LMM, GWAS-SSF, UKB (SNP CHR POS A1 A2 REF EAF Beta se ...), "
+                   "GWAS-VCF or a TSV/CSV with --col-* options; plain or gzipped. The format is detected from the header.")
 @click.option("--ld", "ld", required=True, type=click.Path(), help="LD reference: PLINK prefix/.bed, or a directory of UKBB .npz/.gz regions.")
-@click.option("--n", "n", type=float, default=None, help="Sample size, when the sumstats have no N column.")
+@click.option("--n", "n", type=float, default=None, help="Sample size, when the sumstats have no N column (replaces it when given).")
+@click.option("--sumstats-format", type=click.Choice(["auto", "ldsc", "ukb", "fastGWA", "bolt", "gwas-ssf", "gwas-vcf", "custom"],
+              case_sensitive=False), default="auto", show_default=True, help="Force the sumstats format instead of detecting it.")
+@click.option("--col-snp", metavar="NAME", help="Column of the variant id (rsid).")
+@click.option("--col-chr", metavar="NAME", help="Column of the chromosome.")
+@click.option("--col-bp", metavar="NAME", help="Column of the base-pair position.")
+@click.option("--col-a1", metavar="NAME", help="Column of the effect allele (Z, BETA and the frequency refer to it).")
+@click.option("--col-a2", metavar="NAME", help="Column of the other allele.")
+@click.option("--col-z", metavar="NAME", help="Column of the Z score (else Z = BETA/SE).")
+@click.option("--col-beta", metavar="NAME", help="Column of the effect size BETA.")
+@click.option("--col-se", metavar="NAME", help="Column of the standard error of BETA.")
+@click.option("--col-n", metavar="NAME", help="Column of the per-variant sample size.")
+@click.option("--col-freq", metavar="NAME", help="Column of the effect-allele frequency.")
+@click.option("--col-info", metavar="NAME", help="Column of the imputation INFO score.")
+@click.option("--info-min", type=float, default=0.6, show_default=True,
+              help="Drop variants with INFO below this (when the sumstats have an INFO column; 0: keep all).")
+@click.option("--maf-min", type=float, default=0.001, show_default=True,
+              help="Drop variants whose sumstats minor allele frequency is below this (0: keep all).")
+@click.option("--keep-multi-allelic", is_flag=True, help="Keep positions with several allele pairs (dropped by default).")
 @click.option("--build", default="hg19", show_default=True, help="Genome build of the inputs (recorded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset directory to write.")
 @user_errors
-def ingest(sumstats, ld, n, build, as_json, out):
-    """Harmonise summary statistics with an LD reference into a dataset."""
-    from .stages.ingest import run_ingest
+def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, col_a2, col_z, col_beta, col_se,
+           col_n, col_freq, col_info, info_min, maf_min, keep_multi_allelic, build, as_json, out):
+    """Harmonise summary statistics with an LD reference into a dataset.
 
-    summary = run_ingest(sumstats=sumstats, ld=ld, out=out, n=n, build=build, progress=not as_json)
+    Reads the summary statistics (format detected from the header), drops variants off
+    the autosomes, with low INFO or MAF and at multi-allelic positions, matches the rest
+    to the LD reference (flipping Z where the alleles are swapped) and writes
+    OUT/dataset.h5. Every count is in the summary (--json for a JSON object).
+    """
+    from .stages.ingest import print_ingest_summary, run_ingest
+
+    columns = {f: c for f, c in dict(snp=col_snp, chrom=col_chr, bp=col_bp, a1=col_a1, a2=col_a2, z=col_z,
+                                     beta=col_beta, se=col_se, n=col_n, freq=col_freq, info=col_info).items() if c}
+    summary = run_ingest(
+        sumstats=sumstats, ld=ld, out=out, n=n, build=build, progress=not as_json, columns=columns or None,
+        sumstats_format=None if sumstats_format.lower() == "auto" else sumstats_format,
+        info_min=info_min, maf_min=maf_min, keep_multi_allelic=keep_multi_allelic,
+    )
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        from .ui import print_summary
-
-        print_summary("ingest", summary)
+        print_ingest_summary(summary)
 
 
 @cli.command("precompute-ld")
@@ -133,8 +164,16 @@ def _sigma2(value):
 @click.option("--sigma2", default=None, help="Noise variance sigma^2 (1 = no inflation); default: LD score regression intercept.")
 @click.option("--holdout-chroms", default="6,7,8", show_default=True, help="Chromosomes held out of training ('none' for none).")
 @click.option("--epochs", type=int, default=100, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True, help="Learning rate (Adam).")
+@click.option("--lr", type=float, default=0.05, show_default=True, help="Peak learning rate (AdamW).")
 @click.option("--batch-windows", type=int, default=0, show_default=True, help="Windows per step (0: all training windows).")
+@click.option("--accumulate", type=int, default=1, show_default=True, help="Steps whose gradients are accumulated per update.")
+@click.option("--warmup", type=float, default=0.05, show_default=True, help="Linear warm-up: a fraction (<1) or a number of updates.")
+@click.option("--clip", type=float, default=1.0, show_default=True, help="Gradient-norm clipping (0: off).")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="AdamW weight decay.")
+@click.option("--patience", type=int, default=0, show_default=True, help="Stop after this many epochs without a better validation loss (0: off).")
+@click.option("--checkpoint-every", type=int, default=50, show_default=True, help="Also checkpoint every N steps (0: epochs only).")
+@click.option("--log-jsonl", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per step and per epoch.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory) and stop.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
@@ -143,7 +182,8 @@ def _sigma2(value):
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Model directory (resumes if it has a checkpoint).")
 @user_errors
 def fit(dataset, prior, objective, solver, prior_options, solver_options, objective_options, alpha, sigma2,
-        holdout_chroms, epochs, lr, batch_windows, seed, device, dtype, threads, out):
+        holdout_chroms, epochs, lr, batch_windows, accumulate, warmup, clip, weight_decay, patience,
+        checkpoint_every, log_jsonl, dry_run, seed, device, dtype, threads, out):
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
 
@@ -156,9 +196,13 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
         prior_options=prior_options, solver_options=solver_options,
         objective_options=objective_options, alpha=alpha_v,
         sigma2=_sigma2(sigma2), holdout_chroms=_int_list(holdout_chroms, "--holdout-chroms") or [],
-        epochs=epochs, lr=lr, batch_windows=batch_windows, seed=seed, device=device, dtype=dtype,
-        threads=threads,
+        epochs=epochs, lr=lr, batch_windows=batch_windows, accumulate=accumulate, warmup=warmup,
+        clip=clip, weight_decay=weight_decay, patience=patience, checkpoint_every=checkpoint_every,
+        log_jsonl=log_jsonl, dry_run=dry_run, seed=seed, device=device, dtype=dtype, threads=threads,
     )
+    if dry_run:
+        click.echo(json.dumps(summary))
+        return
     from .ui import print_summary
 
     print_summary("fit", summary)

@@ -2,9 +2,13 @@
 
 The loss of a step is the objective summed over a batch of training windows and
 divided by the number of core variants in the batch (so learning rates do not depend
-on the window size).  Adam with a cosine-decayed learning rate; the state (prior,
-optimiser, schedule, epoch, curve) is checkpointed atomically after every epoch and
-``varfx fit`` with the same MODEL_DIR resumes from it.
+on the window size).  AdamW with a linear warm-up and cosine decay, gradient
+accumulation and clipping, early stopping on the validation loss.  The whole state
+(prior, optimiser, schedule, epoch and step, probe counter, curve) is checkpointed
+atomically every ``checkpoint_every`` steps and after every epoch; ``varfx fit`` with
+the same MODEL_DIR resumes exactly where it stopped (the order of the windows in an
+epoch depends only on the seed and the epoch), so an interrupted and resumed run ends
+at the same parameters as an uninterrupted one on CPU.
 """
 
 from __future__ import annotations
@@ -71,7 +75,9 @@ def _loss(objective, windows, log_f, s2):
 
 def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesky", prior_options=(),
             solver_options=(), objective_options=(), alpha=0.7, sigma2=None, holdout_chroms=(6, 7, 8), epochs=100, lr=0.05,
-            batch_windows=0, seed=0, device="cpu", dtype="float64", threads=0, progress=True) -> dict:
+            batch_windows=0, accumulate=1, warmup=0.05, clip=1.0, weight_decay=0.0, patience=0,
+            checkpoint_every=50, log_jsonl=None, dry_run=False, seed=0, device="cpu", dtype="float64",
+            threads=0, progress=True) -> dict:
     import torch
 
     from ..plugins import lookup
@@ -145,11 +151,40 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         p = np.clip(freq, 1e-6, 1 - 1e-6)
         per_snp /= float(np.mean((p * (1 - p)) ** prior_opts["alpha"]))
     module = build_prior({"name": prior, "options": prior_opts}, {"init_f": per_snp}).to(device)
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    n_params = int(sum(p.numel() for p in module.parameters()))
     bw = batch_windows if batch_windows > 0 else len(train)
     steps_per_epoch = math.ceil(len(train) / bw)
-    total_steps = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+    accumulate = max(1, int(accumulate))
+    total_updates = max(1, math.ceil(epochs * steps_per_epoch / accumulate))
+    warmup_updates = int(round(warmup * total_updates)) if warmup < 1 else int(warmup)
+
+    if dry_run:
+        max_np = max(w.n_plus for w in train)
+        max_k = max(w.k for w in train)
+        itemsize = 8 if dtype == "float64" else 4
+        # per window: G (n+ x k) and, in the exact solver, G^T F G and its factor (k x k),
+        # the triangular solve L^-1 G^T (k x n+) in the backward; times the windows of a step.
+        per_window = itemsize * (2 * max_np * max_k + 2 * max_k * max_k + 4 * max_np)
+        return {
+            "dry_run": True, "train_windows": len(train), "val_windows": len(val),
+            "train_variants": M_train, "val_variants": int(sum(w.n for w in val)),
+            "max_n_plus": max_np, "max_k": max_k, "parameters": n_params,
+            "windows_per_step": bw, "steps_per_epoch": steps_per_epoch, "optimizer_updates": total_updates,
+            "memory_per_step_mb": round(per_window * bw / 2**20, 2),
+            "windows_in_memory_mb": round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
+            "sigma2": sigma2_value, "sigma2_source": sigma2_source,
+        }
+
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def lr_factor(u):
+        # linear warm-up over the first updates, then cosine decay to 0
+        if u < warmup_updates:
+            return (u + 1) / warmup_updates
+        span = max(1, total_updates - warmup_updates)
+        return 0.5 * (1 + math.cos(math.pi * min(u - warmup_updates, span) / span))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
 
     config = {
         "dataset": str(Path(dataset).resolve()),
@@ -158,12 +193,16 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         "solver": {"name": solver, "options": solver_opts} if solver_obj is not None else None,
         "sigma2": sigma2_value, "sigma2_source": sigma2_source, "N": N,
         "holdout_chroms": sorted(holdout), "epochs": epochs, "lr": lr, "batch_windows": batch_windows,
-        "seed": seed, "dtype": dtype,
+        "accumulate": accumulate, "warmup": warmup, "clip": clip, "weight_decay": weight_decay,
+        "patience": patience, "seed": seed, "dtype": dtype,
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    start_epoch, curve = 0, []
+    state = {"epoch": 0, "step": 0, "updates": 0, "ep_loss": 0.0, "ep_n": 0, "best_val": math.inf,
+             "bad_epochs": 0, "stopped_early": False}
+    curve: list[dict] = []
     ckpt = load_checkpoint(out)
+    resumed_from = None
     if ckpt is not None:
         old = json.loads(ckpt["config"])
         if old != config:
@@ -172,61 +211,103 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         module.load_state_dict(ckpt["prior"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        start_epoch = int(ckpt["epoch"])
+        state = json.loads(ckpt["state"])
         curve = json.loads(ckpt["curve"])
+        if solver_obj is not None and hasattr(solver_obj, "_calls"):
+            solver_obj._calls = int(state.get("solver_calls", 0))
+        resumed_from = {"epoch": state["epoch"], "step": state["step"]}
 
     def write_meta(done: bool):
         meta = {"format": MODEL_FORMAT, "format_version": MODEL_VERSION, "varfx_version": __version__,
                 **config, "n_train_windows": len(train), "n_val_windows": len(val),
                 "n_train_variants": M_train, "h2_ldsr": h2_ldsr, "finished": done,
-                "epochs_done": len(curve), "curve": curve,
-                "n_parameters": int(sum(p.numel() for p in module.parameters()))}
+                "stopped_early": state["stopped_early"], "epochs_done": len(curve), "curve": curve,
+                "n_parameters": n_params}
         write_json_atomic(out / MODEL_JSON, meta)
         return meta
 
-    def checkpoint(epoch):
+    def checkpoint():
+        if solver_obj is not None and hasattr(solver_obj, "_calls"):
+            state["solver_calls"] = int(solver_obj._calls)
         save_checkpoint(out, {"prior": module.state_dict(), "optimizer": opt.state_dict(),
-                              "scheduler": sched.state_dict(), "epoch": epoch,
+                              "scheduler": sched.state_dict(), "state": json.dumps(state),
                               "curve": json.dumps(curve), "config": json.dumps(config)})
 
+    log_fh = open(log_jsonl, "a") if log_jsonl else None
+
+    def log(rec):
+        if log_fh is not None:
+            log_fh.write(json.dumps(rec) + "\n")
+            log_fh.flush()
+
     t0 = time.perf_counter()
-    with make_progress(disable=not progress) as bar:
-        task = bar.add_task("fit", total=epochs, completed=start_epoch, status="")
-        for epoch in range(start_epoch, epochs):
-            gen = torch.Generator().manual_seed(seed * 100003 + epoch)
-            order = torch.randperm(len(train), generator=gen).tolist()
-            ep_loss, ep_n = 0.0, 0
-            module.train()
-            for s in range(0, len(order), bw):
-                wb = [train[i] for i in order[s:s + bw]]
-                n_core = sum(w.n for w in wb)
-                opt.zero_grad(set_to_none=True)
-                log_f = module(batch)
-                loss = _loss(objective_obj, wb, log_f, s2) / n_core
-                if not torch.isfinite(loss):
-                    raise UserError(f"the loss became {loss.item()} at epoch {epoch + 1}; try a smaller --lr")
-                loss.backward()
-                opt.step()
-                sched.step()
-                ep_loss += loss.item() * n_core
-                ep_n += n_core
-            rec = {"epoch": epoch + 1, "train_loss": ep_loss / ep_n}
-            if val:
-                module.eval()
-                with torch.no_grad():
+    n_val = sum(w.n for w in val)
+    try:
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task("fit", total=epochs * steps_per_epoch,
+                                completed=state["epoch"] * steps_per_epoch + state["step"], status="")
+            while state["epoch"] < epochs and not state["stopped_early"]:
+                epoch = state["epoch"]
+                # The order of an epoch depends only on (seed, epoch): a resumed run
+                # replays it and skips the steps already taken.
+                gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+                order = torch.randperm(len(train), generator=gen).tolist()
+                module.train()
+                while state["step"] < steps_per_epoch:
+                    st = state["step"]
+                    wb = [train[i] for i in order[st * bw:(st + 1) * bw]]
+                    n_core = sum(w.n for w in wb)
+                    t_step = time.perf_counter()
                     log_f = module(batch)
-                    rec["val_loss"] = float(_loss(objective_obj, val, log_f, s2)) / sum(w.n for w in val)
-            curve.append(rec)
-            checkpoint(epoch + 1)
-            write_meta(False)
-            bar.update(task, advance=1, status=f"loss {rec['train_loss']:.6f}" + (f" val {rec['val_loss']:.6f}" if val else ""))
+                    loss = _loss(objective_obj, wb, log_f, s2) / n_core
+                    if not torch.isfinite(loss):
+                        raise UserError(f"the loss became {loss.item()} at epoch {epoch + 1}; try a smaller --lr")
+                    (loss / accumulate).backward()
+                    state["ep_loss"] += loss.item() * n_core
+                    state["ep_n"] += n_core
+                    state["step"] += 1
+                    last_of_epoch = state["step"] == steps_per_epoch
+                    if state["step"] % accumulate == 0 or last_of_epoch:
+                        if clip > 0:
+                            torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+                        opt.step()
+                        sched.step()
+                        opt.zero_grad(set_to_none=True)
+                        state["updates"] += 1
+                    log({"epoch": epoch + 1, "step": state["step"], "loss": loss.item(),
+                         "lr": opt.param_groups[0]["lr"], "windows": len(wb),
+                         "windows_per_s": len(wb) / max(time.perf_counter() - t_step, 1e-9)})
+                    bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss.item():.5f}")
+                    if checkpoint_every and state["step"] % checkpoint_every == 0 and not last_of_epoch:
+                        checkpoint()
+                rec = {"epoch": epoch + 1, "train_loss": state["ep_loss"] / state["ep_n"]}
+                if val:
+                    module.eval()
+                    with torch.no_grad():
+                        rec["val_loss"] = float(_loss(objective_obj, val, module(batch), s2)) / n_val
+                    if rec["val_loss"] < state["best_val"]:
+                        state["best_val"], state["bad_epochs"] = rec["val_loss"], 0
+                    else:
+                        state["bad_epochs"] += 1
+                        if patience and state["bad_epochs"] >= patience:
+                            state["stopped_early"] = True
+                curve.append(rec)
+                log({"epoch_end": epoch + 1, **rec})
+                state.update(epoch=epoch + 1, step=0, ep_loss=0.0, ep_n=0)
+                checkpoint()
+                write_meta(False)
+    finally:
+        if log_fh is not None:
+            log_fh.close()
     meta = write_meta(True)
     with torch.no_grad():
         log_f = module(batch).detach().cpu().numpy()
     core = np.concatenate([w.core_idx for w in train])
     return {
         "model_dir": str(out), "prior": prior, "objective": objective, "solver": solver if solver_obj else None,
-        "epochs": epochs, "resumed_from_epoch": start_epoch, "train_windows": len(train), "val_windows": len(val),
+        "epochs": len(curve), "stopped_early": state["stopped_early"],
+        "resumed_from": f"epoch {resumed_from['epoch'] + 1} step {resumed_from['step']}" if resumed_from else "-",
+        "train_windows": len(train), "val_windows": len(val),
         "sigma2": sigma2_value, "sigma2_source": sigma2_source, "final_train_loss": curve[-1]["train_loss"],
         **({"final_val_loss": curve[-1]["val_loss"]} if val else {}),
         "h2_train": float(np.exp(log_f[core]).sum()), "seconds": round(time.perf_counter() - t0, 3),
