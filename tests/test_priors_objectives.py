@@ -17,6 +17,20 @@ class TestConstantPriorNoFreq(PriorConformance):
     prior_options = {"alpha": 0.0}
 
 
+class TestConstantPriorLearntAlpha(PriorConformance):
+    prior_name = "constant"
+    prior_options = {"alpha": "learn"}
+
+
+class TestGLMPrior(PriorConformance):
+    prior_name = "glm"
+
+
+class TestGLMPriorLearntAlpha(PriorConformance):
+    prior_name = "glm"
+    prior_options = {"alpha": "learn"}
+
+
 class TestFullObjective(ObjectiveConformance):
     objective_name = "full"
 

@@ -160,7 +160,7 @@ def _sigma2(value):
 @click.option("-p", "--prior-option", "prior_options", multiple=True, metavar="KEY=VALUE", help="Prior option (repeatable).")
 @click.option("-s", "--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE", help="Solver option (repeatable).")
 @click.option("-O", "--objective-option", "objective_options", multiple=True, metavar="KEY=VALUE", help="Objective option (repeatable).")
-@click.option("--alpha", default="0.7", show_default=True, help="Frequency exponent: f ~ (p(1-p))^alpha; a number.")
+@click.option("--alpha", default="0.7", show_default=True, help="Frequency exponent: f ~ (p(1-p))^alpha; a number, or 'learn'.")
 @click.option("--sigma2", default=None, help="Noise variance sigma^2 (1 = no inflation); default: LD score regression intercept.")
 @click.option("--holdout-chroms", default="6,7,8", show_default=True, help="Chromosomes held out of training ('none' for none).")
 @click.option("--epochs", type=int, default=100, show_default=True)
@@ -187,10 +187,13 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
 
-    try:
-        alpha_v = float(alpha)
-    except ValueError:
-        raise UserError(f"option --alpha: expected a number, got {alpha!r}") from None
+    if alpha.strip().lower() == "learn":
+        alpha_v = "learn"
+    else:
+        try:
+            alpha_v = float(alpha)
+        except ValueError:
+            raise UserError(f"option --alpha: expected a number or 'learn', got {alpha!r}") from None
     summary = run_fit(
         dataset, out, prior=prior, objective=objective, solver=solver,
         prior_options=prior_options, solver_options=solver_options,

@@ -6,6 +6,13 @@ from varfx import hookimpl
 from varfx.api import Option, Prior
 
 
+def alpha_option(value):
+    """``--alpha``: a number, or ``learn`` to fit it (starting at 0.7)."""
+    if isinstance(value, str) and value.strip().lower() == "learn":
+        return "learn"
+    return float(value)
+
+
 class ConstantPrior(Prior):
     """One per-SNP variance for every variant, scaled by allele frequency.
 
@@ -18,7 +25,7 @@ class ConstantPrior(Prior):
     name = "constant"
     description = "one learnt per-SNP variance c, f = c * (p(1-p))^alpha"
     options = {
-        "alpha": Option(float, 0.7, "frequency exponent (0: same variance for every SNP)"),
+        "alpha": Option(alpha_option, 0.7, "frequency exponent, or 'learn' (0: same variance for every SNP)"),
         "init": Option(float, 0.0, "initial per-SNP variance c (0: from the data)"),
     }
 
@@ -29,6 +36,35 @@ class ConstantPrior(Prior):
         return ConstantModule(init_f=init, alpha=self.config["alpha"])
 
 
+class GLMPrior(Prior):
+    """A log-linear model of the variant's features (DeepWAS App. A.2).
+
+    ``log f_m = b + w . x_m + alpha log(p_m (1 - p_m))`` where ``x_m`` are the
+    variant's scalar features as stored by ingest (normalised to mean 0 / variance 1),
+    so ``exp(w_j)`` is the fold change of the per-SNP variance per standard deviation of
+    feature j.  Starts at ``w = 0`` and ``b`` = the data's per-SNP variance.
+    """
+
+    name = "glm"
+    description = "log f = b + w.x + alpha log(p(1-p)) over the stored per-variant features"
+    options = {
+        "alpha": Option(alpha_option, 0.7, "frequency exponent, or 'learn'"),
+        "init": Option(float, 0.0, "initial per-SNP variance exp(b) (0: from the data)"),
+    }
+
+    def module(self, context):
+        from varfx.nn.priors import GLMModule
+
+        n_features = int(context.get("n_features", 0))
+        if n_features < 1:
+            from varfx.errors import UserError
+
+            raise UserError("prior 'glm' needs features: the dataset has none (ingest with --annotations)")
+        init = self.config["init"] or float(context.get("init_f", 1e-6))
+        return GLMModule(n_features, init_f=init, alpha=self.config["alpha"])
+
+
 @hookimpl
 def register_priors(register):
     register(ConstantPrior)
+    register(GLMPrior)

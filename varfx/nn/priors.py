@@ -7,22 +7,55 @@ import math
 import torch
 
 
-def log_freq_factor(freq: torch.Tensor, alpha: float) -> torch.Tensor:
+ALPHA_START = 0.7  # where a learnt alpha starts
+
+
+def log_freq_factor(freq: torch.Tensor, alpha) -> torch.Tensor:
     """``alpha * log(p (1 - p))``; zero when alpha is 0 (frequencies may then be NaN)."""
-    if alpha == 0:
+    if not torch.is_tensor(alpha) and alpha == 0:
         return torch.zeros_like(freq)
     p = freq.clamp(1e-6, 1 - 1e-6)
     return alpha * torch.log(p * (1 - p))
 
 
-class ConstantModule(torch.nn.Module):
+class _FreqFactor(torch.nn.Module):
+    """The ``(p (1 - p))^alpha`` factor, with alpha fixed or a learnt parameter."""
+
+    def __init__(self, alpha):
+        super().__init__()
+        if alpha == "learn":
+            self.alpha = torch.nn.Parameter(torch.tensor(ALPHA_START, dtype=torch.float64))
+        else:
+            self.alpha = float(alpha)
+
+    def log_factor(self, freq):
+        a = self.alpha.to(freq.dtype) if torch.is_tensor(self.alpha) else self.alpha
+        return log_freq_factor(freq, a)
+
+
+class ConstantModule(_FreqFactor):
     """``log f_m = log c + alpha log(p_m (1 - p_m))`` with one parameter ``log c``."""
 
-    def __init__(self, init_f: float = 1e-6, alpha: float = 0.7):
-        super().__init__()
-        self.alpha = float(alpha)
+    def __init__(self, init_f: float = 1e-6, alpha=0.7):
+        super().__init__(alpha)
         self.log_c = torch.nn.Parameter(torch.tensor(math.log(init_f), dtype=torch.float64))
 
     def forward(self, batch: dict) -> torch.Tensor:
         freq = batch["freq"]
-        return self.log_c.to(freq.dtype) + log_freq_factor(freq, self.alpha)
+        return self.log_c.to(freq.dtype) + self.log_factor(freq)
+
+
+class GLMModule(_FreqFactor):
+    """``log f_m = b + w . x_m + alpha log(p_m (1 - p_m))``."""
+
+    def __init__(self, n_features: int, init_f: float = 1e-6, alpha=0.7):
+        super().__init__(alpha)
+        self.linear = torch.nn.Linear(n_features, 1, dtype=torch.float64)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.fill_(math.log(init_f))
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        freq = batch["freq"]
+        x = batch["features"].to(self.linear.weight.dtype)
+        return self.linear(x).squeeze(-1).to(freq.dtype) + self.log_factor(freq)

@@ -98,7 +98,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     obj_cls = lookup("objectives", objective)
     prior_opts = prior_cls.parse_options(prior_options)
     if "alpha" in prior_cls.options and "alpha" not in prior_opts:
-        prior_opts["alpha"] = float(alpha)
+        prior_opts["alpha"] = alpha if alpha == "learn" else float(alpha)
     solver_obj = None
     solver_opts = {}
     if obj_cls.uses_solver:
@@ -147,10 +147,16 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     if "h2_per_snp" in obj_cls.options and not objective_obj.config["h2_per_snp"]:
         objective_obj.config["h2_per_snp"] = max(h2_ldsr, 1e-3) / M_train
     per_snp = max(h2_ldsr, 1e-3) / M_train
-    if prior_opts.get("alpha", 0):
+    alpha0 = prior_opts.get("alpha", 0)
+    if alpha0:
+        from ..nn.priors import ALPHA_START
+
+        a = ALPHA_START if alpha0 == "learn" else alpha0
         p = np.clip(freq, 1e-6, 1 - 1e-6)
-        per_snp /= float(np.mean((p * (1 - p)) ** prior_opts["alpha"]))
-    module = build_prior({"name": prior, "options": prior_opts}, {"init_f": per_snp}).to(device)
+        per_snp /= float(np.mean((p * (1 - p)) ** a))
+    n_features = int(batch["features"].shape[1]) if "features" in batch else 0
+    module = build_prior({"name": prior, "options": prior_opts},
+                         {"init_f": per_snp, "n_features": n_features}).to(device)
     n_params = int(sum(p.numel() for p in module.parameters()))
     bw = batch_windows if batch_windows > 0 else len(train)
     steps_per_epoch = math.ceil(len(train) / bw)
@@ -194,7 +200,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         "sigma2": sigma2_value, "sigma2_source": sigma2_source, "N": N,
         "holdout_chroms": sorted(holdout), "epochs": epochs, "lr": lr, "batch_windows": batch_windows,
         "accumulate": accumulate, "warmup": warmup, "clip": clip, "weight_decay": weight_decay,
-        "patience": patience, "seed": seed, "dtype": dtype,
+        "patience": patience, "seed": seed, "dtype": dtype, "n_features": n_features,
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -70,10 +70,22 @@ def variant_batch(h5, dtype="float64", device="cpu") -> dict:
 
     var = h5["variants"]
     freq = var["freq"][:].astype(np.float64)
-    return {
+    batch = {
         "freq": torch.as_tensor(freq, dtype=getattr(torch, dtype), device=device),
         "index": torch.arange(len(freq), device=device),
     }
+    scalar = feature_matrix(h5)
+    if scalar is not None:
+        batch["features"] = torch.as_tensor(scalar, dtype=getattr(torch, dtype), device=device)
+    return batch
+
+
+def feature_matrix(h5):
+    """The normalised per-variant scalar features written by ingest (M x d), or None."""
+    if "features" not in h5 or "scalar" not in h5["features"]:
+        return None
+    x = h5["features"]["scalar"][:].astype(np.float64)
+    return x if x.ndim == 2 and x.shape[1] > 0 else None
 
 
 def load_model(model_dir, dtype="float64", device="cpu"):
@@ -82,7 +94,7 @@ def load_model(model_dir, dtype="float64", device="cpu"):
     ckpt = load_checkpoint(model_dir)
     if ckpt is None:
         raise UserError(f"no {CHECKPOINT} (the fit did not run or was removed)", path=model_dir)
-    module = build_prior(meta["prior"], {"init_f": 1e-6})
+    module = build_prior(meta["prior"], {"init_f": 1e-6, "n_features": int(meta.get("n_features", 0))})
     module.load_state_dict(ckpt["prior"])
     module.eval()
     return meta, module

@@ -20,19 +20,22 @@ class PriorConformance:
     prior_name: str = ""
     prior_options: dict = {}
     n_variants = 257
+    n_features = 5
 
     def _build(self, init_f=1e-5):
         from varfx.plugins import lookup
 
         cls = lookup("priors", self.prior_name)
-        return cls(**self.prior_options).module({"init_f": init_f})
+        return cls(**self.prior_options).module({"init_f": init_f, "n_features": self.n_features})
 
     def _batch(self, dtype="float64", seed=0):
         import torch
 
         rng = np.random.default_rng(seed)
         freq = rng.uniform(0.01, 0.99, self.n_variants)
+        feats = rng.standard_normal((self.n_variants, self.n_features))
         return {"freq": torch.tensor(freq, dtype=getattr(torch, dtype)),
+                "features": torch.tensor(feats, dtype=getattr(torch, dtype)),
                 "index": torch.arange(self.n_variants)}
 
     def test_registered_with_metadata(self):
