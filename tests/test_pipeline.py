@@ -183,6 +183,33 @@ def test_fit_kill9_and_resume_equals_uninterrupted(small):
     assert [x["train_loss"] for x in ca] == pytest.approx([x["train_loss"] for x in cb], rel=1e-12)
 
 
+@pytest.mark.slow
+def test_data_parallel_two_processes_match_one(small):
+    """torchrun with 2 CPU processes (gloo): the same loss trajectory and parameters as one
+    process taking the same batches."""
+    import shutil
+
+    import torch
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    tmp, ds = small
+    args = ["fit", str(ds), "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none", "--lr", "0.1",
+            "--batch-windows", "4", "--epochs", "6", "--seed", "2"]
+    one, two = tmp / "dp-1", tmp / "dp-2"
+    assert invoke(args + ["-o", one]).exit_code == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "varfx", *args, "-o", str(two)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ca = json.loads((one / "model.json").read_text())["curve"]
+    cb = json.loads((two / "model.json").read_text())["curve"]
+    assert [x["train_loss"] for x in ca] == pytest.approx([x["train_loss"] for x in cb], rel=1e-10)
+    a = torch.load(one / "checkpoint.pt", weights_only=True)["prior"]["log_c"]
+    b = torch.load(two / "checkpoint.pt", weights_only=True)["prior"]["log_c"]
+    assert float(a) == pytest.approx(float(b), rel=1e-10)
+
+
 def test_fit_dry_run_and_jsonl_log(small):
     tmp, ds = small
     r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--dry-run", "-o", tmp / "dry"])

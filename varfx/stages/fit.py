@@ -57,6 +57,58 @@ def ldsr_intercept(windows, z_all, n_all, N, n_iter=3):
     return float(intercept), float(h2)
 
 
+class _Distributed:
+    """Data parallelism over torch.distributed when launched by ``torchrun``.
+
+    With ``WORLD_SIZE`` > 1 in the environment, the process group is initialised (gloo
+    on CPU, nccl on CUDA); each rank evaluates every world-th window of a batch and the
+    gradients and losses are summed over ranks before the update.  Only rank 0 writes
+    checkpoints, model.json and logs.  With one process everything is a no-op.
+    """
+
+    def __init__(self, device):
+        import os
+
+        import torch.distributed as td
+
+        self.td = td
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.owns_group = False
+        if self.world > 1 and not td.is_initialized():
+            td.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+            self.owns_group = True
+        self.is_main = self.rank == 0
+
+    def share(self, windows):
+        return windows[self.rank::self.world] if self.world > 1 else windows
+
+    def sum_value(self, value) -> float:
+        import torch
+
+        v = float(value.detach()) if torch.is_tensor(value) else float(value)
+        if self.world == 1:
+            return v
+        t = torch.tensor([v], dtype=torch.float64)
+        self.td.all_reduce(t)
+        return float(t[0])
+
+    def sum_grads(self, module):
+        import torch
+
+        if self.world == 1:
+            return
+        for p in module.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            self.td.all_reduce(p.grad)
+
+    def close(self):
+        if self.owns_group:
+            self.td.barrier()
+            self.td.destroy_process_group()
+
+
 def _select(windows, holdout):
     train = [w for w in windows if w.chrom not in holdout and w.k > 0]
     val = [w for w in windows if w.chrom in holdout and w.k > 0]
@@ -93,6 +145,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("option --device cuda: no CUDA device is available")
     torch.manual_seed(seed)
+    dist = _Distributed(device)
 
     prior_cls = lookup("priors", prior)
     obj_cls = lookup("objectives", objective)
@@ -224,6 +277,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         resumed_from = {"epoch": state["epoch"], "step": state["step"]}
 
     def write_meta(done: bool):
+        if not dist.is_main:
+            return None
         meta = {"format": MODEL_FORMAT, "format_version": MODEL_VERSION, "varfx_version": __version__,
                 **config, "n_train_windows": len(train), "n_val_windows": len(val),
                 "n_train_variants": M_train, "h2_ldsr": h2_ldsr, "finished": done,
@@ -233,13 +288,15 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         return meta
 
     def checkpoint():
+        if not dist.is_main:
+            return
         if solver_obj is not None and hasattr(solver_obj, "_calls"):
             state["solver_calls"] = int(solver_obj._calls)
         save_checkpoint(out, {"prior": module.state_dict(), "optimizer": opt.state_dict(),
                               "scheduler": sched.state_dict(), "state": json.dumps(state),
                               "curve": json.dumps(curve), "config": json.dumps(config)})
 
-    log_fh = open(log_jsonl, "a") if log_jsonl else None
+    log_fh = open(log_jsonl, "a") if (log_jsonl and dist.is_main) else None
 
     def log(rec):
         if log_fh is not None:
@@ -249,7 +306,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     t0 = time.perf_counter()
     n_val = sum(w.n for w in val)
     try:
-        with make_progress(disable=not progress) as bar:
+        with make_progress(disable=not (progress and dist.is_main)) as bar:
             task = bar.add_task("fit", total=epochs * steps_per_epoch,
                                 completed=state["epoch"] * steps_per_epoch + state["step"], status="")
             while state["epoch"] < epochs and not state["stopped_early"]:
@@ -265,32 +322,38 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                     n_core = sum(w.n for w in wb)
                     t_step = time.perf_counter()
                     log_f = module(batch)
-                    loss = _loss(objective_obj, wb, log_f, s2) / n_core
-                    if not torch.isfinite(loss):
-                        raise UserError(f"the loss became {loss.item()} at epoch {epoch + 1}; try a smaller --lr")
-                    (loss / accumulate).backward()
-                    state["ep_loss"] += loss.item() * n_core
+                    # data parallel: each rank takes every world-th window of the batch;
+                    # the gradients are summed over ranks, so the update is the same as
+                    # one process taking the whole batch
+                    local = _loss(objective_obj, dist.share(wb), log_f, s2) / n_core
+                    if torch.is_tensor(local) and local.requires_grad:
+                        (local / accumulate).backward()
+                    loss = dist.sum_value(local)
+                    if not math.isfinite(loss):
+                        raise UserError(f"the loss became {loss} at epoch {epoch + 1}; try a smaller --lr")
+                    state["ep_loss"] += loss * n_core
                     state["ep_n"] += n_core
                     state["step"] += 1
                     last_of_epoch = state["step"] == steps_per_epoch
                     if state["step"] % accumulate == 0 or last_of_epoch:
+                        dist.sum_grads(module)
                         if clip > 0:
                             torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
                         opt.step()
                         sched.step()
                         opt.zero_grad(set_to_none=True)
                         state["updates"] += 1
-                    log({"epoch": epoch + 1, "step": state["step"], "loss": loss.item(),
+                    log({"epoch": epoch + 1, "step": state["step"], "loss": loss,
                          "lr": opt.param_groups[0]["lr"], "windows": len(wb),
                          "windows_per_s": len(wb) / max(time.perf_counter() - t_step, 1e-9)})
-                    bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss.item():.5f}")
+                    bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss:.5f}")
                     if checkpoint_every and state["step"] % checkpoint_every == 0 and not last_of_epoch:
                         checkpoint()
                 rec = {"epoch": epoch + 1, "train_loss": state["ep_loss"] / state["ep_n"]}
                 if val:
                     module.eval()
                     with torch.no_grad():
-                        rec["val_loss"] = float(_loss(objective_obj, val, module(batch), s2)) / n_val
+                        rec["val_loss"] = dist.sum_value(_loss(objective_obj, dist.share(val), module(batch), s2)) / n_val
                     if rec["val_loss"] < state["best_val"]:
                         state["best_val"], state["bad_epochs"] = rec["val_loss"], 0
                     else:
@@ -305,7 +368,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     finally:
         if log_fh is not None:
             log_fh.close()
-    meta = write_meta(True)
+    meta = write_meta(True) or {"n_parameters": n_params}
+    dist.close()
     with torch.no_grad():
         log_f = module(batch).detach().cpu().numpy()
     core = np.concatenate([w.core_idx for w in train])
