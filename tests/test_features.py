@@ -462,7 +462,7 @@ def test_store_layout_and_normalisation(tmp_path, chr22_entries):
         assert g["scalar"].shape == (M, 7) and g["scalar"].dtype == np.float32
         w = g["window"]
         assert w.shape == (M, 64, 2) and w.dtype == np.float16
-        assert w.chunks == (1024, 64, 2) and w.compression == "gzip"
+        assert w.chunks == (1024, 64, 1) and w.compression == "gzip"
         x = g["scalar"][()].astype(np.float64)
         assert np.allclose(x.mean(0), 0, atol=1e-5)
         assert np.allclose(x[:, :4].std(0), 1, atol=1e-4) and np.allclose(x[:, 5:].std(0), 1, atol=1e-4)
@@ -542,3 +542,11 @@ def test_feature_modules_import_nothing_heavy():
             "print(','.join(m for m in ('numpy', 'h5py', 'pyBigWig', 'pysam', 'torch') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "", res.stdout + res.stderr
+
+
+def test_plink_bed_is_not_a_bed_interval_file(tmp_path):
+    p = tmp_path / "panel.bed"
+    p.write_bytes(b"\x6c\x1b\x01" + bytes(100))
+    assert not BedSource.sniff(p)
+    with pytest.raises(UserError, match="a PLINK binary genotype .bed, not a BED interval file"):
+        BedSource().read(p, [1], [10])

@@ -223,9 +223,11 @@ class Prior(Plugin):
 
 
 class FeatureSource(Plugin):
-    """Reads one kind of feature file (bigWig, BED, table...) for a set of variants."""
+    """Reads one kind of feature file (bigWig, BED, table, FASTA...) for a set of variants.
+
+    The full contract (``sniff``, ``prepare``, ``columns``, ``read``, ``read_track``,
+    ``track_store``) is documented in ``docs/features.md``; the built-ins live in
+    :mod:`varfx.features.sources` and derive from its ``BaseFeatureSource``.
+    """
 
     kind = "feature source"
-
-    def read(self, path, chrom, pos):  # pragma: no cover - interface
-        raise NotImplementedError

@@ -27,6 +27,7 @@ DEFAULT_PLUGINS = (
     "varfx.default_plugins.priors",
     "varfx.default_plugins.objectives",
     "varfx.default_plugins.solvers",
+    "varfx.default_plugins.features",
 )
 
 KINDS = {

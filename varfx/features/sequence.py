@@ -58,10 +58,12 @@ def _fai_path(path: Path) -> Path:
 def open_fasta(path):
     """``pysam.FastaFile`` for ``path``; its ``.fai`` index must exist (``samtools faidx``
     or ``pysam.faidx`` makes it), and for a bgzip-compressed FASTA its ``.gzi`` too."""
-    import pysam
-
     if not isinstance(path, (str, Path)):
         return path  # already open
+    try:
+        import pysam
+    except ImportError:
+        raise UserError("reading a FASTA needs pysam (pip install pysam)", path=path) from None
     path = Path(path)
     if not path.is_file():
         raise UserError("no such FASTA file", path=path)

@@ -49,6 +49,7 @@ MERGE_GAP = 8192
 MAX_BUFFER = 1 << 23
 
 BIGWIG_MAGIC = (b"\x26\xfc\x8f\x88", b"\x88\x8f\xfc\x26")
+PLINK_MAGIC = b"\x6c\x1b\x01"
 MISSING_TOKENS = frozenset({"", "na", "nan", ".", "null", "none", "-"})
 
 
@@ -327,7 +328,10 @@ class BigWigSource(BaseFeatureSource):
 
     @staticmethod
     def open(path):
-        import pyBigWig
+        try:
+            import pyBigWig
+        except ImportError:
+            raise UserError("reading bigWig features needs pyBigWig (pip install pyBigWig)", path=path) from None
 
         path = Path(path)
         if not path.is_file():
@@ -434,6 +438,9 @@ def read_bed_intervals(path) -> tuple[dict, dict]:
     ends: dict[int, list[int]] = {}
     n_read = n_other = 0
     try:
+        with open(path, "rb") as raw:
+            if raw.read(3) == PLINK_MAGIC:
+                raise UserError("a PLINK binary genotype .bed, not a BED interval file", path=path)
         fh = _open_text(path)
     except FileNotFoundError:
         raise UserError("no such BED file", path=path) from None
@@ -522,6 +529,12 @@ class BedSource(BaseFeatureSource):
 
     @classmethod
     def sniff(cls, path) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(3) == PLINK_MAGIC:
+                    return False
+        except OSError:
+            return False
         name = Path(path).name.lower()
         if name.endswith((".bed", ".bed.gz", ".bed.bgz")):
             return True

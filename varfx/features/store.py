@@ -17,8 +17,9 @@ Layout (``M`` variants in dataset order, ``w`` the feature window)::
     features/window_mean|sd|constant (T,)      as for scalar, over all M * w values
     features/sequence         uint8 (M, w, 5)  one-hot A,C,G,T,V (only with a FASTA)
 
-``features/window`` (and ``sequence``) are chunked ``(r, w, T)`` with ``r`` a power of
-two, at most 1024, chosen so a chunk holds ~4 MiB at most; gzip + shuffle compressed.
+``features/window`` is chunked ``(r, w, 1)`` (one track per chunk: tracks compress
+apart much better than interleaved) and ``sequence`` ``(r, w, 5)``, ``r`` a power of two,
+at most 1024 (4 MiB per chunk at most); gzip level 4 + shuffle.
 The dataset is sorted by (chromosome, position), so an LD window's variants are a
 contiguous index range: :func:`read_features` reads ``[start, stop)`` without touching
 the rest.  Raw values are ``x * sd + mean`` (``read_features(..., raw=True)``).
@@ -253,10 +254,12 @@ def write_features(h5group, variants_chrom, variants_bp, manifest_entries, *, wi
     ds_scalar = g.create_dataset("scalar", shape=(M, S), dtype=np.float32,
                                  chunks=(min(M, BLOCK_ROWS), S) if M and S else None, **(comp if S else {}))
     ds_window = ds_seq = None
-    w_rows = _chunk_rows(window * max(T, 1) * fdt.itemsize)
+    # one track per chunk: tracks compress very differently (a 0/1 BED coverage next to
+    # a dense signal compresses ~25% worse interleaved; measured in benchmarks/features.py)
+    w_rows = _chunk_rows(window * fdt.itemsize)
     if T:
         ds_window = g.create_dataset("window", shape=(M, window, T), dtype=fdt,
-                                     chunks=(min(M, w_rows), window, T) if M else None, **comp)
+                                     chunks=(min(M, w_rows), window, 1) if M else None, **comp)
     if seq:
         nch = len(seq[0].channels)
         s_rows = _chunk_rows(window * nch)

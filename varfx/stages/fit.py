@@ -115,13 +115,21 @@ def _select(windows, holdout):
     return train, val
 
 
-def _loss(objective, windows, log_f, s2):
+def _loss(objective, windows, module, batch, s2):
+    """Sum of the objective over ``windows``; the prior is evaluated only on the
+    variants those windows touch (their ``(i)+`` union), not on the whole genome."""
     import torch
 
+    if not windows:
+        return 0.0
+    union = np.unique(np.concatenate([w.plus_idx for w in windows]))
+    dev = batch["freq"].device
+    sub = {k: v[torch.as_tensor(union, device=dev)] for k, v in batch.items()}
+    log_f = module(sub)
     total = 0.0
     for w in windows:
-        idx = torch.as_tensor(w.plus_idx, device=log_f.device)
-        total = total + objective.window_loss(w, torch.exp(log_f[idx]).to(w.G.dtype), s2)
+        pos = torch.as_tensor(np.searchsorted(union, w.plus_idx), device=dev)
+        total = total + objective.window_loss(w, torch.exp(log_f[pos]).to(w.G.dtype), s2)
     return total
 
 
@@ -321,11 +329,10 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                     wb = [train[i] for i in order[st * bw:(st + 1) * bw]]
                     n_core = sum(w.n for w in wb)
                     t_step = time.perf_counter()
-                    log_f = module(batch)
                     # data parallel: each rank takes every world-th window of the batch;
                     # the gradients are summed over ranks, so the update is the same as
                     # one process taking the whole batch
-                    local = _loss(objective_obj, dist.share(wb), log_f, s2) / n_core
+                    local = _loss(objective_obj, dist.share(wb), module, batch, s2) / n_core
                     if torch.is_tensor(local) and local.requires_grad:
                         (local / accumulate).backward()
                     loss = dist.sum_value(local)
@@ -353,7 +360,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                 if val:
                     module.eval()
                     with torch.no_grad():
-                        rec["val_loss"] = dist.sum_value(_loss(objective_obj, dist.share(val), module(batch), s2)) / n_val
+                        rec["val_loss"] = dist.sum_value(_loss(objective_obj, dist.share(val), module, batch, s2)) / n_val
                     if rec["val_loss"] < state["best_val"]:
                         state["best_val"], state["bad_epochs"] = rec["val_loss"], 0
                     else:

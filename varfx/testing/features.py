@@ -155,7 +155,7 @@ class FeatureSourceConformance:
         return np.asarray(src.read_track(path, v["chrom"][idx], v["bp"][idx], window=w, variants=self._extra(v, idx)))
 
     @pytest.fixture
-    def setup(self, tmp_path):
+    def prepared(self, tmp_path):
         path = self.make_input(tmp_path)
         v = self.make_variants()
         src = self._source()
@@ -190,8 +190,8 @@ class FeatureSourceConformance:
 
             assert infer_kind(path) == self.source_name
 
-    def test_read_shape_and_finite(self, setup):
-        src, path, v = setup
+    def test_read_shape_and_finite(self, prepared):
+        src, path, v = prepared
         cols = src.columns(path, variants=self._extra(v))
         assert isinstance(cols, list) and len(set(cols)) == len(cols)
         x = self._read(src, path, v)
@@ -199,14 +199,14 @@ class FeatureSourceConformance:
         assert np.isfinite(x).all()
         assert np.array_equal(x, self._read(src, path, v))  # deterministic
 
-    def test_chromosome_names_with_or_without_chr(self, setup):
-        src, path, v = setup
+    def test_chromosome_names_with_or_without_chr(self, prepared):
+        src, path, v = prepared
         x = self._read(src, path, v)
         for names in ([f"chr{c}" for c in v["chrom"]], [str(c) for c in v["chrom"]]):
             assert np.array_equal(self._read(src, path, v, chrom=np.array(names)), x)
 
-    def test_order_equivariant_and_blocks(self, setup):
-        src, path, v = setup
+    def test_order_equivariant_and_blocks(self, prepared):
+        src, path, v = prepared
         x = self._read(src, path, v)
         perm = np.random.default_rng(1).permutation(len(v["bp"]))
         assert np.array_equal(self._read(src, path, v, idx=perm), x[perm])
@@ -217,16 +217,16 @@ class FeatureSourceConformance:
             t = self._track(src, path, v)
             assert np.array_equal(self._track(src, path, v, idx=perm), t[perm])
 
-    def test_empty(self, setup):
-        src, path, v = setup
+    def test_empty(self, prepared):
+        src, path, v = prepared
         idx = np.zeros(0, dtype=np.int64)
         x = self._read(src, path, v, idx=idx)
         assert x.shape == (0, len(src.columns(path, variants=self._extra(v))))
         if src.track_channels(path):
             assert self._track(src, path, v, idx=idx).shape == (0, self.window, len(src.track_channels(path)))
 
-    def test_windows_and_tracks(self, setup):
-        src, path, v = setup
+    def test_windows_and_tracks(self, prepared):
+        src, path, v = prepared
         n = len(v["bp"])
         channels = src.track_channels(path)
         for w in (1, 7, self.window):
@@ -244,10 +244,10 @@ class FeatureSourceConformance:
         else:
             assert track is None
 
-    def test_missing_chromosome(self, setup):
+    def test_missing_chromosome(self, prepared):
         from varfx.errors import UserError
 
-        src, path, v = setup
+        src, path, v = prepared
         if path is None:
             return
         c = np.array([self.missing_chrom, self.missing_chrom])
@@ -278,13 +278,13 @@ class FeatureSourceConformance:
             src.read(bad, v["chrom"], v["bp"], window=self.window, variants=self._extra(v))
         assert str(bad) in str(err.value)
 
-    def test_store_round_trip(self, setup, tmp_path):
+    def test_store_round_trip(self, prepared, tmp_path):
         import h5py
 
         from varfx.features.manifest import ManifestEntry
         from varfx.features.store import read_features, write_features
 
-        src, path, v = setup
+        src, path, v = prepared
         entry = ManifestEntry(name="f", kind=self.source_name, path=path, options=dict(self.source_options))
         order = np.lexsort((v["bp"], v["chrom"]))
         vs = {k: a[order] for k, a in v.items()}
