@@ -31,6 +31,35 @@ class TestGLMPriorLearntAlpha(PriorConformance):
     prior_options = {"alpha": "learn"}
 
 
+class TestTransformerPrior(PriorConformance):
+    prior_name = "transformer"
+    prior_options = {"width": 16, "heads": 2, "chunk": 100, "dropout": 0.0}
+
+
+def test_transformer_paper_size_reachable():
+    from varfx.default_plugins.priors import TransformerPrior
+
+    m = TransformerPrior(width=1536, depth=2, tower=1).module(
+        {"init_f": 1e-6, "n_features": 10, "n_tracks": 5, "window": 256})
+    n = sum(p.numel() for p in m.parameters())
+    assert 50e6 < n < 54e6  # the paper's ~52M
+
+
+def test_transformer_chunks_do_not_change_the_output():
+    from varfx.default_plugins.priors import TransformerPrior
+
+    rng = np.random.default_rng(0)
+    batch = {"freq": torch.tensor(rng.uniform(0.05, 0.5, 90)), "features": torch.tensor(rng.standard_normal((90, 4))),
+             "window": torch.tensor(rng.standard_normal((90, 64, 2)), dtype=torch.float16)}
+    ctx = {"init_f": 1e-5, "n_features": 4, "n_tracks": 2, "window": 64}
+    torch.manual_seed(0)
+    a = TransformerPrior(width=16, heads=2, chunk=1000).module(ctx).eval()
+    torch.manual_seed(0)
+    b = TransformerPrior(width=16, heads=2, chunk=7).module(ctx).eval()
+    with torch.no_grad():
+        assert torch.allclose(a(batch), b(batch), atol=1e-5)
+
+
 class TestFullObjective(ObjectiveConformance):
     objective_name = "full"
 

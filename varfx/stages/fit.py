@@ -142,7 +142,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
 
     from ..plugins import lookup
     from ..ui import progress as make_progress
-    from .model import build_prior, variant_batch
+    from .model import build_prior, prior_context, variant_batch
 
     if epochs < 1:
         raise UserError(f"option --epochs: expected at least 1, got {epochs}")
@@ -215,9 +215,9 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         a = ALPHA_START if alpha0 == "learn" else alpha0
         p = np.clip(freq, 1e-6, 1 - 1e-6)
         per_snp /= float(np.mean((p * (1 - p)) ** a))
-    n_features = int(batch["features"].shape[1]) if "features" in batch else 0
-    module = build_prior({"name": prior, "options": prior_opts},
-                         {"init_f": per_snp, "n_features": n_features}).to(device)
+    context = prior_context(batch, per_snp)
+    module = build_prior({"name": prior, "options": prior_opts}, context).to(device)
+    inputs = {k: context[k] for k in ("n_features", "n_tracks", "window")}
     n_params = int(sum(p.numel() for p in module.parameters()))
     bw = batch_windows if batch_windows > 0 else len(train)
     steps_per_epoch = math.ceil(len(train) / bw)
@@ -261,7 +261,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         "sigma2": sigma2_value, "sigma2_source": sigma2_source, "N": N,
         "holdout_chroms": sorted(holdout), "epochs": epochs, "lr": lr, "batch_windows": batch_windows,
         "accumulate": accumulate, "warmup": warmup, "clip": clip, "weight_decay": weight_decay,
-        "patience": patience, "seed": seed, "dtype": dtype, "n_features": n_features,
+        "patience": patience, "seed": seed, "dtype": dtype, "inputs": inputs,
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

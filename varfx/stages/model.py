@@ -77,7 +77,20 @@ def variant_batch(h5, dtype="float64", device="cpu") -> dict:
     scalar = feature_matrix(h5)
     if scalar is not None:
         batch["features"] = torch.as_tensor(scalar, dtype=getattr(torch, dtype), device=device)
+    if "features" in h5 and "window" in h5["features"]:
+        # per-base tracks (M x w x T), kept in their stored float16 until a chunk is used
+        batch["window"] = torch.as_tensor(h5["features"]["window"][:], device=device)
     return batch
+
+
+def prior_context(batch, init_f=1e-6) -> dict:
+    """What a prior's module needs to know about the inputs it will get."""
+    ctx = {"init_f": init_f, "n_features": 0, "n_tracks": 0, "window": 0}
+    if "features" in batch:
+        ctx["n_features"] = int(batch["features"].shape[1])
+    if "window" in batch:
+        ctx["window"], ctx["n_tracks"] = int(batch["window"].shape[1]), int(batch["window"].shape[2])
+    return ctx
 
 
 def feature_matrix(h5):
@@ -94,7 +107,8 @@ def load_model(model_dir, dtype="float64", device="cpu"):
     ckpt = load_checkpoint(model_dir)
     if ckpt is None:
         raise UserError(f"no {CHECKPOINT} (the fit did not run or was removed)", path=model_dir)
-    module = build_prior(meta["prior"], {"init_f": 1e-6, "n_features": int(meta.get("n_features", 0))})
+    context = {"init_f": 1e-6, **meta.get("inputs", {})}
+    module = build_prior(meta["prior"], context)
     module.load_state_dict(ckpt["prior"])
     module.eval()
     return meta, module

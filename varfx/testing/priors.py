@@ -21,12 +21,15 @@ class PriorConformance:
     prior_options: dict = {}
     n_variants = 257
     n_features = 5
+    n_tracks = 3
+    window = 32
 
     def _build(self, init_f=1e-5):
         from varfx.plugins import lookup
 
         cls = lookup("priors", self.prior_name)
-        return cls(**self.prior_options).module({"init_f": init_f, "n_features": self.n_features})
+        return cls(**self.prior_options).module({"init_f": init_f, "n_features": self.n_features,
+                                                  "n_tracks": self.n_tracks, "window": self.window})
 
     def _batch(self, dtype="float64", seed=0):
         import torch
@@ -34,8 +37,10 @@ class PriorConformance:
         rng = np.random.default_rng(seed)
         freq = rng.uniform(0.01, 0.99, self.n_variants)
         feats = rng.standard_normal((self.n_variants, self.n_features))
+        tracks = rng.standard_normal((self.n_variants, self.window, self.n_tracks))
         return {"freq": torch.tensor(freq, dtype=getattr(torch, dtype)),
                 "features": torch.tensor(feats, dtype=getattr(torch, dtype)),
+                "window": torch.tensor(tracks, dtype=torch.float16),
                 "index": torch.arange(self.n_variants)}
 
     def test_registered_with_metadata(self):

@@ -1,0 +1,145 @@
+"""An Enformer-style network over each variant's feature window (DeepWAS's prior).
+
+Per variant: the normalised per-base tracks in a window of ``w`` bp around it
+(``features/window``, ``w x T``) go through
+
+1. a convolutional stem (``T -> width/2`` channels, kernel 15) with a residual
+   pointwise block and max-pooling by 2;
+2. a tower of ``tower`` convolution blocks (kernel 5, residual pointwise, pooling by 2)
+   widening geometrically to ``width`` channels;
+3. ``depth`` pre-norm transformer layers whose attention adds a learnt bias per head
+   and per relative offset (relative-position attention, as Enformer/T5 use instead of
+   absolute embeddings);
+4. a pointwise head on the token at the variant's position and the mean over the
+   window, joined with the variant's scalar features (``features/scalar``).
+
+The output is ``log f`` through a log-space positive link with the usual frequency
+factor.  The last layer starts at zero, so training starts from a constant prior at the
+data's per-SNP variance.  The forward runs in chunks of ``chunk`` variants; in training
+each chunk is checkpointed, so activation memory is bounded by the chunk, not by the
+~10^4 variants of a window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .priors import _FreqFactor
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, c_in, c_out, kernel):
+        super().__init__()
+        self.norm = nn.GroupNorm(1, c_in)  # per variant: f_m must not depend on the batch
+        self.conv = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2)
+        self.pointwise = nn.Conv1d(c_out, c_out, 1)
+        self.pool = nn.MaxPool1d(2, ceil_mode=True)
+
+    def forward(self, x):
+        x = self.conv(nn.functional.gelu(self.norm(x)))
+        x = x + self.pointwise(nn.functional.gelu(x))
+        return self.pool(x)
+
+
+class _RelativeAttention(nn.Module):
+    def __init__(self, width, heads, length, dropout):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.rel_bias = nn.Parameter(torch.zeros(heads, 2 * length - 1))
+        self.length = length
+        self.dropout = dropout
+
+    def forward(self, x):  # (B, L, D)
+        B, L, D = x.shape
+        h = self.heads
+        q, k, v = self.qkv(x).view(B, L, 3, h, D // h).permute(2, 0, 3, 1, 4)
+        pos = torch.arange(L, device=x.device)
+        rel = (pos[None, :] - pos[:, None]) + self.length - 1  # (L, L) offsets into the table
+        bias = self.rel_bias[:, rel].to(q.dtype)  # (h, L, L)
+        y = nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias[None], dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+
+class _TransformerLayer(nn.Module):
+    def __init__(self, width, heads, length, dropout):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = _RelativeAttention(width, heads, length, dropout)
+        self.norm2 = nn.LayerNorm(width)
+        self.ffn = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(2 * width, width))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = x + self.drop(self.attn(self.norm1(x)))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+class TransformerModule(_FreqFactor):
+    """``log f`` from the feature window (and scalar features) of each variant."""
+
+    def __init__(self, n_tracks, window, n_scalar=0, *, width=64, depth=1, tower=2, heads=4,
+                 dropout=0.1, chunk=1024, init_f=1e-6, alpha=0.7):
+        super().__init__(alpha)
+        if width % heads or width % 2:
+            raise ValueError("width must be even and a multiple of heads")
+        self.chunk = int(chunk)
+        stem = width // 2
+        self.stem = nn.Sequential(nn.Conv1d(n_tracks, stem, 15, padding=7))
+        self.stem_pointwise = nn.Conv1d(stem, stem, 1)
+        self.stem_pool = nn.MaxPool1d(2, ceil_mode=True)
+        chans = [int(round(stem * (width / stem) ** (i / max(tower, 1)))) for i in range(tower + 1)]
+        chans[-1] = width
+        self.tower = nn.Sequential(*[_ConvBlock(chans[i], chans[i + 1], 5) for i in range(tower)])
+        if tower == 0:
+            self.tower = nn.Sequential(nn.Conv1d(stem, width, 1))
+        length = window
+        for _ in range(tower + 1):
+            length = math.ceil(length / 2)
+        self.length = length
+        self.layers = nn.ModuleList([_TransformerLayer(width, heads, length, dropout) for _ in range(depth)])
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Sequential(nn.Linear(2 * width + n_scalar, width), nn.GELU(), nn.Dropout(dropout),
+                                  nn.Linear(width, 1))
+        with torch.no_grad():
+            self.head[-1].weight.zero_()
+            self.head[-1].bias.zero_()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(init_f)))
+        self.n_scalar = n_scalar
+
+    def _embed(self, window, scalar):
+        x = window.transpose(1, 2)  # (B, T, w)
+        x = self.stem(x)
+        x = self.stem_pool(x + self.stem_pointwise(nn.functional.gelu(x)))
+        x = self.tower(x).transpose(1, 2)  # (B, L, width)
+        for layer in self.layers:
+            x = layer(x)
+        x = self.norm(x)
+        centre = x[:, x.shape[1] // 2]
+        parts = [centre, x.mean(1)]
+        if self.n_scalar:
+            parts.append(scalar)
+        return self.head(torch.cat(parts, dim=1)).squeeze(-1)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        window = batch["window"]
+        p = next(self.parameters())
+        window = window.to(p.dtype)
+        scalar = batch["features"].to(p.dtype) if self.n_scalar else window.new_zeros((window.shape[0], 0))
+        outs = []
+        for s in range(0, window.shape[0], self.chunk):
+            w, sc = window[s:s + self.chunk], scalar[s:s + self.chunk]
+            if self.training and torch.is_grad_enabled():
+                outs.append(checkpoint(self._embed, w, sc, use_reentrant=False))
+            else:
+                outs.append(self._embed(w, sc))
+        out = torch.cat(outs) if outs else window.new_zeros(0)
+        freq = batch["freq"]
+        return (out + self.log_scale).to(freq.dtype) + self.log_factor(freq)
