@@ -1,0 +1,101 @@
+"""Seconds per window step of `varfx fit`, split into prior forward, linear algebra
+(the exact reduced-form loss and its gradient) and prior backward.
+
+    python benchmarks/fit.py --json [--sizes 4000,12000] [--device cpu|cuda]
+           [--transformer-cap 512]
+
+One synthetic window per size: ``n+`` variants with 5 per-base tracks in a 256-bp
+window and 10 scalar features, ``n = n+ / 3`` core variants, ``k = n`` (a full-rank
+LD spectrum: the worst case for the linear algebra).  Priors: constant, GLM, the default
+small transformer, the paper's small (width 384) and full-size (width 1536, ~52M
+parameters) transformers.  A transformer forward over ``n+`` variants scales linearly
+in ``n+``; on a CPU the large models are timed on ``--transformer-cap`` variants and
+scaled to ``n+`` (the record says ``"extrapolated": true``).  Prints a JSON list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from varfx.default_plugins.priors import ConstantPrior, GLMPrior, TransformerPrior
+from varfx.default_plugins.solvers import CholeskySolver
+
+PRIORS = [
+    ("constant", ConstantPrior, {}),
+    ("glm", GLMPrior, {}),
+    ("transformer-default", TransformerPrior, {}),
+    ("transformer-384", TransformerPrior, {"width": 384, "depth": 2, "tower": 1}),
+    ("transformer-1536", TransformerPrior, {"width": 1536, "depth": 2, "tower": 1}),
+]
+
+
+def _sync(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench(n_plus, name, cls, opts, device, cap, dtype=torch.float64):
+    rng = np.random.default_rng(0)
+    n = n_plus // 3
+    G = torch.tensor(rng.standard_normal((n_plus, n)) / np.sqrt(n), dtype=dtype, device=device)
+    z = torch.tensor(rng.standard_normal(n), dtype=dtype, device=device)
+    s2 = torch.tensor(2.5e-6, dtype=dtype, device=device)
+    m = n_plus if not name.startswith("transformer") or device != "cpu" else min(n_plus, cap)
+    batch = {"freq": torch.tensor(rng.uniform(0.05, 0.5, m), device=device),
+             "features": torch.tensor(rng.standard_normal((m, 10)), device=device),
+             "window": torch.tensor(rng.standard_normal((m, 256, 5)), dtype=torch.float16, device=device)}
+    module = cls(**opts).module({"init_f": 1e-6, "n_features": 10, "n_tracks": 5, "window": 256}).to(device)
+    module.train()
+    params = sum(p.numel() for p in module.parameters())
+    solver = CholeskySolver()
+    _sync(device)
+    t0 = time.perf_counter()
+    log_f = module(batch)
+    _sync(device)
+    t1 = time.perf_counter()
+    if m < n_plus:  # the rest of the window's variants: same cost per variant
+        log_f = log_f.repeat(int(np.ceil(n_plus / m)))[:n_plus]
+    f = torch.exp(log_f.detach().to(dtype)).requires_grad_(True)
+    loss = solver.loss(G, z, f, s2)
+    loss.backward()
+    _sync(device)
+    t2 = time.perf_counter()
+    (log_f * (f.grad * f.detach()).to(log_f.dtype)).sum().backward()
+    _sync(device)
+    t3 = time.perf_counter()
+    scale = n_plus / m
+    rec = {"prior": name, "parameters": params, "n_plus": n_plus, "n": n, "k": n, "device": str(device),
+           "forward_s": (t1 - t0) * scale, "linalg_s": t2 - t1, "backward_s": (t3 - t2) * scale,
+           "extrapolated": m < n_plus, "timed_variants": m}
+    rec["step_s"] = rec["forward_s"] + rec["linalg_s"] + rec["backward_s"]
+    rec["linalg_fraction"] = rec["linalg_s"] / rec["step_s"]
+    return rec
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--sizes", default="4000,12000")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--transformer-cap", type=int, default=256)
+    ap.add_argument("--priors", default=",".join(p[0] for p in PRIORS))
+    args = ap.parse_args()
+    wanted = set(args.priors.split(","))
+    out = []
+    for n_plus in [int(s) for s in args.sizes.split(",")]:
+        for name, cls, opts in PRIORS:
+            if name in wanted:
+                out.append(bench(n_plus, name, cls, opts, args.device, args.transformer_cap))
+                if not args.json:
+                    print(out[-1])
+    if args.json:
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
