@@ -350,3 +350,253 @@ def test_cli_ok_json(out_parent, fastgwa_path, panel_prefix):
     summary = json.loads(r.stdout)
     assert summary["matched"] == 14954
     assert (out_parent / "ds" / "dataset.h5").is_file()
+
+
+# ---------------------------------------------------------------------------------------
+# issue 3: every summary-statistics format; each bad input is one line naming the file,
+# the line (and column) and what was expected; nothing is written
+
+
+FASTGWA_HEAD = "CHR\tSNP\tPOS\tA1\tA2\tN\tAF1\tBETA\tSE\tP\n"
+FASTGWA_ROW = "22\trs131538\t16871137\tA\tG\t450331\t0.05\t-0.0027\t0.0034\t0.4\n"
+VCF_HEAD = (
+    "##fileformat=VCFv4.2\n"
+    '##FORMAT=<ID=ES,Number=A,Type=Float,Description="Effect size estimate relative to the alternative allele">\n'
+    '##FORMAT=<ID=SE,Number=A,Type=Float,Description="Standard error of effect size estimate">\n'
+    '##FORMAT=<ID=AF,Number=A,Type=Float,Description="Alternative allele frequency">\n'
+    '##FORMAT=<ID=SS,Number=A,Type=Float,Description="Sample size">\n'
+    "##contig=<ID=22>\n"
+    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tSTUDY\n"
+)
+VCF_ROW = "22\t16871137\trs131538\tG\tA\t.\tPASS\t.\tES:SE:AF:SS\t-0.0027:0.0034:0.05:450331\n"
+
+
+def expect_failure_kw(out_parent, sumstats, ld, *, match, names, **kw):
+    """expect_failure with any run_ingest keyword (columns=, n=, info_min=...)."""
+    before = sorted(out_parent.iterdir())
+    with pytest.raises(UserError, match=match) as info:
+        run_ingest(sumstats, ld, out_parent / "ds", progress=False, **kw)
+    msg = str(info.value)
+    assert "\n" not in msg
+    for name in names:
+        assert str(name) in msg, (name, msg)
+    assert sorted(out_parent.iterdir()) == before, "output or temporary files left behind"
+    return msg
+
+
+def test_wrong_delimiter_in_rows(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "mixed.sumstats", "SNP\tA1\tA2\tZ\tN\nrs131538,A,G,-0.8,450000\n")
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 2: expected 5 fields \(as in the header\), found 1 \(is the delimiter right\? "
+                         r"the header is tab-separated\)")
+
+
+def test_header_with_unsupported_delimiter(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "semi.sumstats", "SNP;A1;A2;Z;N\nrs131538;A;G;-0.8;450000\n")
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 1: the header is a single column 'SNP;A1;A2;Z;N': expected tab-, comma- or whitespace")
+
+
+def test_duplicated_column(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "dup.sumstats", "SNP\tA1\tA2\tZ\tN\tZ\nrs131538\tA\tG\t-0.8\t450000\t1\n")
+    expect_failure(out_parent, ss, panel_prefix, match=r"line 1: column Z appears more than once in the header",
+                   names=[ss])
+
+
+@pytest.mark.parametrize("allele", ["Q", "1", "-", "<DEL>", "I", "A/G"])
+def test_allele_not_acgt(tmp_path, out_parent, panel_prefix, allele):
+    ss = write(tmp_path / "allele.sumstats", LDSC_OK + f"rs5746647\tG\t{allele}\t1.0\t450000\n")
+    expect_failure(out_parent, ss, panel_prefix, names=[ss, repr(allele)],
+                   match=r"line 4, column 'A2': expected an allele made of A, C, G, T")
+
+
+def test_missing_value_in_required_column(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "na.sumstats", LDSC_OK + "rs5746647\tG\tT\tNA\t450000\n")
+    expect_failure(out_parent, ss, panel_prefix, match=r"line 4, column 'Z': expected a number, found 'NA'", names=[ss])
+
+
+def test_infinite_n(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "infN.sumstats", LDSC_OK + "rs5746647\tG\tT\t1.0\tinf\n")
+    expect_failure(out_parent, ss, panel_prefix, match=r"line 4, column 'N': expected a positive sample size, found inf",
+                   names=[ss])
+
+
+def test_non_integer_position(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "pos.fastGWA", FASTGWA_HEAD + FASTGWA_ROW.replace("16871137", "16871137.5"))
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 2, column 'POS': expected a non-negative integer position, found '16871137.5'")
+
+
+def test_nan_beta(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "nanbeta.fastGWA", FASTGWA_HEAD + FASTGWA_ROW + FASTGWA_ROW.replace("-0.0027", "nan"))
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 3: Z = BETA/SE is not finite or SE is not positive \(BETA=nan, SE=0.0034\)")
+
+
+def test_negative_info(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "info.fastGWA", FASTGWA_HEAD.replace("\tP\n", "\tP\tINFO\n") + FASTGWA_ROW.replace("\n", "\t-0.2\n"))
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 2, column 'INFO': expected an imputation INFO score >= 0, found -0.2")
+
+
+def test_line_numbers_count_comments_and_blank_lines(tmp_path, out_parent, panel_prefix):
+    """## lines before the header and blank lines in the body are counted in the line number."""
+    ss = write(tmp_path / "blank.sumstats", "## a comment\n\n" + LDSC_OK.replace("\nrs96", "\n\n\nrs96") + "\nrs5746647\tG\tT\t1x\t450000\n")
+    # header on line 3, rows on lines 4 and 7, then a blank line, the bad row on line 9
+    expect_failure(out_parent, ss, panel_prefix, match=r"line 9, column 'Z': expected a number, found '1x'", names=[ss])
+
+
+def test_bad_value_deep_in_a_large_gzip_file(tmp_path, out_parent, panel_prefix):
+    """The fast parser refuses the file; the error still names the exact line."""
+    rows = [f"rs{i}\tA\tG\t{(i % 7) * 0.1:.1f}\t1000\n" for i in range(60000)]
+    rows[45678] = "rs45678\tA\tG\t0..1\t1000\n"
+    ss = tmp_path / "big.sumstats.gz"
+    ss.write_bytes(gzip.compress(("SNP\tA1\tA2\tZ\tN\n" + "".join(rows)).encode(), compresslevel=1))
+    expect_failure(out_parent, ss, panel_prefix, match=r"line 45680, column 'Z': expected a number, found '0..1'",
+                   names=[ss])
+
+
+def test_csv_non_numeric(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.csv", "SNP,A1,A2,Z,N\nrs131538,A,G,-0.8,450000\nrs9605903,T,C,--1,450000\n")
+    expect_failure(out_parent, ss, panel_prefix, match=r"line 3, column 'Z': expected a number, found '--1'", names=[ss])
+
+
+def test_bolt_missing_se(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.bolt.stats",
+               "SNP\tCHR\tBP\tGENPOS\tALLELE1\tALLELE0\tA1FREQ\tF_MISS\tBETA\tCHISQ_BOLT_LMM_INF\tP_BOLT_LMM_INF\n"
+               "rs131538\t22\t16871137\t0\tA\tG\t0.05\t0\t-0.0027\t0.6\t0.4\n")
+    msg = expect_failure(out_parent, ss, panel_prefix, n=450000, names=[ss],
+                         match=r"missing required column SE \(closest format: BOLT-LMM")
+    assert "header is: SNP CHR BP GENPOS ALLELE1 ALLELE0" in msg
+
+
+def test_bolt_without_n(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.bolt.stats",
+               "SNP\tCHR\tBP\tGENPOS\tALLELE1\tALLELE0\tA1FREQ\tF_MISS\tBETA\tSE\tP_BOLT_LMM_INF\n"
+               "rs131538\t22\t16871137\t0\tA\tG\t0.05\t0\t-0.0027\t0.0034\t0.4\n")
+    expect_failure(out_parent, ss, panel_prefix, match=r"no N column \(BOLT-LMM writes none\) and no --n given",
+                   names=[ss])
+
+
+def test_gwas_ssf_missing_standard_error(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.tsv",
+               "chromosome\tbase_pair_location\teffect_allele\tother_allele\tbeta\teffect_allele_frequency\tp_value\n"
+               "22\t16871137\tA\tG\t-0.0027\t0.05\t0.4\n")
+    expect_failure(out_parent, ss, panel_prefix, n=1000, names=[ss],
+                   match=r"missing required column STANDARD_ERROR \(closest format: GWAS-SSF")
+
+
+def test_gwas_ssf_odds_ratio_not_positive(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "or.tsv",
+               "chromosome\tbase_pair_location\teffect_allele\tother_allele\todds_ratio\tstandard_error\t"
+               "effect_allele_frequency\tp_value\tn\n"
+               "22\t16871137\tA\tG\t1.1\t0.05\t0.05\t0.4\t1000\n22\t16871200\tA\tG\t-1.1\t0.05\t0.05\t0.4\t1000\n")
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 3, column 'odds_ratio': expected a positive odds_ratio, found -1.1")
+
+
+def test_gwas_vcf_record_missing_format_field(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.vcf", VCF_HEAD + VCF_ROW + VCF_ROW.replace("ES:SE:AF:SS\t-0.0027:0.0034:", "ES:AF:SS\t-0.0027:"))
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 9, column 'FORMAT': FORMAT has no SE field \(FORMAT is ES:AF:SS\): expected the FORMAT "
+                         r"fields ES, SE, SS")
+
+
+def test_gwas_vcf_header_without_se(tmp_path, out_parent, panel_prefix):
+    head = "\n".join(line for line in VCF_HEAD.split("\n") if "ID=SE," not in line)
+    ss = write(tmp_path / "x.vcf", head + VCF_ROW.replace("ES:SE:AF:SS\t-0.0027:0.0034:", "ES:AF:SS\t-0.0027:"))
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 6: no ##FORMAT=<ID=SE,...> in the header: a GWAS-VCF needs FORMAT fields ES and SE")
+
+
+def test_gwas_vcf_missing_value(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.vcf", VCF_HEAD + VCF_ROW.replace("-0.0027:0.0034", ".:0.0034"))
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 8, column 'ES': FORMAT field ES is missing \('.'\): expected a number")
+
+
+def test_gwas_vcf_two_samples(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.vcf", VCF_HEAD.replace("\tSTUDY\n", "\tSTUDY\tOTHER\n") + VCF_ROW.replace("\n", "\t.:.:.:.\n"))
+    expect_failure(out_parent, ss, panel_prefix, names=[ss],
+                   match=r"line 7: expected one sample column in a GWAS-VCF \(one study\), found 2")
+
+
+def test_gwas_vcf_truncated_gzip(tmp_path, out_parent, panel_prefix):
+    body = VCF_HEAD + "".join(VCF_ROW.replace("16871137", str(16871137 + 10 * i)) for i in range(3000))
+    ss = tmp_path / "x.vcf.gz"
+    data = gzip.compress(body.encode())
+    ss.write_bytes(data[: len(data) // 2])
+    expect_failure(out_parent, ss, panel_prefix, names=[ss], match=r"corrupt or truncated gzip file")
+
+
+def test_gwas_vcf_truncated_bgzip(tmp_path, out_parent, panel_prefix):
+    import pysam
+
+    body = VCF_HEAD + "".join(VCF_ROW.replace("16871137", str(16871137 + 10 * i)) for i in range(3000))
+    (tmp_path / "x.vcf").write_text(body)
+    pysam.tabix_compress(str(tmp_path / "x.vcf"), str(tmp_path / "full.vcf.gz"))
+    data = (tmp_path / "full.vcf.gz").read_bytes()
+    ss = tmp_path / "x.vcf.gz"
+    ss.write_bytes(data[: len(data) // 2])
+    expect_failure(out_parent, ss, panel_prefix, names=[ss], match=r"not a readable VCF file .*truncated")
+
+
+def test_gwas_vcf_with_column_options(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.vcf", VCF_HEAD + VCF_ROW)
+    expect_failure_kw(out_parent, ss, panel_prefix, columns={"z": "ES"}, names=[ss],
+                      match=r"--col-z: column mapping does not apply to a GWAS-VCF file")
+
+
+def test_column_option_names_a_missing_column(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.sumstats", LDSC_OK)
+    expect_failure_kw(out_parent, ss, panel_prefix, columns={"z": "ZSCORE"}, names=[ss],
+                      match=r"line 1: --col-z ZSCORE: no such column; expected one of the header's columns: SNP A1 A2 Z N")
+
+
+def test_two_column_options_name_one_column(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "x.sumstats", LDSC_OK)
+    expect_failure_kw(out_parent, ss, panel_prefix, columns={"beta": "Z", "z": "Z"}, names=[ss],
+                      match=r"line 1: --col-z Z: column already given for --col-beta")
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"maf_min": 0.6}, r"option --maf-min: expected a number in \[0, 0.5\], got 0.6"),
+    ({"info_min": 1.5}, r"option --info-min: expected a number in \[0, 1\], got 1.5"),
+])
+def test_bad_filter_option(tmp_path, out_parent, panel_prefix, kw, match):
+    ss = write(tmp_path / "x.sumstats", LDSC_OK)
+    expect_failure_kw(out_parent, ss, panel_prefix, match=match, names=[], **kw)
+
+
+def test_everything_filtered(tmp_path, out_parent, panel_prefix):
+    ss = write(tmp_path / "chrx.fastGWA", FASTGWA_HEAD + FASTGWA_ROW.replace("22\t", "X\t", 1))
+    expect_failure(out_parent, ss, panel_prefix, names=[ss], match=r"no variant matched .*1 read: non_autosomal 1")
+
+
+# through the CLI: exit 1, one line on stderr naming the file and line, nothing written
+
+CLI_CASES = {
+    "wrong-delimiter": ("x.sumstats", "SNP\tA1\tA2\tZ\tN\nrs131538,A,G,-0.8,450000\n", [], "line 2"),
+    "bad-allele": ("x.sumstats", LDSC_OK + "rs5746647\tG\tQ\t1.0\t450000\n", [], "line 4"),
+    "nan-z": ("x.sumstats", LDSC_OK + "rs5746647\tG\tT\tnan\t450000\n", [], "line 4"),
+    "bolt-no-se": ("x.stats", "SNP\tCHR\tBP\tALLELE1\tALLELE0\tA1FREQ\tBETA\tP_BOLT_LMM\nrs1\t22\t1\tA\tG\t0.1\t0.1\t0.5\n",
+                   ["--n", "1000"], "missing required column SE"),
+    "vcf-no-se": ("x.vcf", VCF_HEAD + VCF_ROW.replace("ES:SE:AF:SS\t-0.0027:0.0034:", "ES:AF:SS\t-0.0027:"), [], "line 8"),
+    "col-missing": ("x.sumstats", LDSC_OK, ["--col-z", "ZSCORE"], "line 1"),
+    "negative-n": ("x.sumstats", LDSC_OK + "rs5746647\tG\tT\t1.0\t-5\n", [], "line 4"),
+    "bad-maf-min": ("x.sumstats", LDSC_OK, ["--maf-min", "2"], "--maf-min"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_cli_bad_sumstats(tmp_path, out_parent, panel_prefix, case):
+    name, text, extra, where = CLI_CASES[case]
+    ss = write(tmp_path / name, text)
+    r = _invoke(["ingest", "--sumstats", str(ss), "--ld", str(panel_prefix), "-o", str(out_parent / "ds")] + extra)
+    assert r.exit_code == 1, r.output
+    err = r.stderr.strip()
+    assert err.startswith("Error: ") and "\n" not in err and "Traceback" not in r.output, err
+    assert where in err, err
+    if case != "bad-maf-min":
+        assert str(ss) in err, err
+    assert r.stdout == "" and list(out_parent.iterdir()) == []

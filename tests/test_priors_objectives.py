@@ -36,6 +36,11 @@ class TestTransformerPrior(PriorConformance):
     prior_options = {"width": 16, "heads": 2, "chunk": 100, "dropout": 0.0}
 
 
+class TestTransformerPriorLearntAlpha(PriorConformance):
+    prior_name = "transformer"
+    prior_options = {"width": 16, "heads": 2, "chunk": 100, "dropout": 0.0, "alpha": "learn"}
+
+
 def test_transformer_paper_size_reachable():
     from varfx.default_plugins.priors import TransformerPrior
 

@@ -68,7 +68,7 @@ def cli():
 @click.option("--sumstats", required=True, type=click.Path(dir_okay=False),
               help="Summary statistics: LDSC, fastGWA, BOLT-LMM, GWAS-SSF, UKB (SNP CHR POS A1 A2 REF EAF Beta se ...), "
                    "GWAS-VCF or a TSV/CSV with --col-* options; plain or gzipped. The format is detected from the header.")
-@click.option("--ld", "ld", required=True, type=click.Path(), help="LD reference: PLINK prefix/.bed, or a directory of UKBB .npz/.gz regions.")
+@click.option("--ld", "ld", required=True, type=click.Path(), help="LD reference: PLINK prefix/.bed, a VCF/BCF panel, or a directory of UKBB .npz/.gz regions.")
 @click.option("--n", "n", type=float, default=None, help="Sample size, when the sumstats have no N column (replaces it when given).")
 @click.option("--sumstats-format", type=click.Choice(["auto", "ldsc", "ukb", "fastGWA", "bolt", "gwas-ssf", "gwas-vcf", "custom"],
               case_sensitive=False), default="auto", show_default=True, help="Force the sumstats format instead of detecting it.")
@@ -88,12 +88,23 @@ def cli():
 @click.option("--maf-min", type=float, default=0.001, show_default=True,
               help="Drop variants whose sumstats minor allele frequency is below this (0: keep all).")
 @click.option("--keep-multi-allelic", is_flag=True, help="Keep positions with several allele pairs (dropped by default).")
-@click.option("--build", default="hg19", show_default=True, help="Genome build of the inputs (recorded).")
+@click.option("--liftover", type=click.Path(dir_okay=False), default=None,
+              help="UCSC chain file lifting the sumstats into the LD reference's build (a local file; nothing is downloaded).")
+@click.option("--liftover-move", is_flag=True, help="Move variants that fail to lift next to their nearest lifted neighbour instead of dropping them.")
+@click.option("--ld-maf-min", type=float, default=0.0, show_default=True, help="Drop panel variants with a lower minor allele frequency (PLINK/VCF panels).")
+@click.option("--exclude-lrld", type=click.Path(dir_okay=False), default=None, help="Drop variants in these long-range LD regions (chrN start end label).")
+@click.option("--ld-region", default=None, metavar="CHR:START-END", help="Read only this region of an indexed VCF/BCF panel.")
+@click.option("--annotations", type=click.Path(dir_okay=False), default=None, help="Annotations manifest (TSV: name, path[, kind]); see docs/features.md.")
+@click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA (with .fai): one-hot sequence around each variant.")
+@click.option("--feature-window", type=click.IntRange(min=2), default=256, show_default=True, help="Window (bp) of per-base features around each variant.")
+@click.option("--feature-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True, help="Storage type of the per-base tracks.")
+@click.option("--build", default="hg19", show_default=True, help="Genome build of the inputs (recorded; a --liftover chain sets it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset directory to write.")
 @user_errors
 def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, col_a2, col_z, col_beta, col_se,
-           col_n, col_freq, col_info, info_min, maf_min, keep_multi_allelic, build, as_json, out):
+           col_n, col_freq, col_info, info_min, maf_min, keep_multi_allelic, liftover, liftover_move, ld_maf_min,
+           exclude_lrld, ld_region, annotations, fasta, feature_window, feature_dtype, build, as_json, out):
     """Harmonise summary statistics with an LD reference into a dataset.
 
     Reads the summary statistics (format detected from the header), drops variants off
@@ -109,6 +120,9 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
         sumstats=sumstats, ld=ld, out=out, n=n, build=build, progress=not as_json, columns=columns or None,
         sumstats_format=None if sumstats_format.lower() == "auto" else sumstats_format,
         info_min=info_min, maf_min=maf_min, keep_multi_allelic=keep_multi_allelic,
+        liftover=liftover, liftover_move=liftover_move, ld_maf_min=ld_maf_min, exclude_lrld=exclude_lrld,
+        ld_region=ld_region, annotations=annotations, fasta=fasta, feature_window=feature_window,
+        feature_dtype=feature_dtype,
     )
     if as_json:
         click.echo(json.dumps(summary))

@@ -130,9 +130,9 @@ class TransformerModule(_FreqFactor):
 
     def forward(self, batch: dict) -> torch.Tensor:
         window = batch["window"]
-        p = next(self.parameters())
-        window = window.to(p.dtype)
-        scalar = batch["features"].to(p.dtype) if self.n_scalar else window.new_zeros((window.shape[0], 0))
+        dtype = self.stem[0].weight.dtype  # the network's dtype (a learnt alpha is float64)
+        window = window.to(dtype)
+        scalar = batch["features"].to(dtype) if self.n_scalar else window.new_zeros((window.shape[0], 0))
         outs = []
         for s in range(0, window.shape[0], self.chunk):
             w, sc = window[s:s + self.chunk], scalar[s:s + self.chunk]

@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,13 @@ def _input_record(role: str, path: Path) -> dict:
 
 def detect_ld_kind(ld) -> str:
     """``"ukbb"`` for a directory of ``.npz`` regions (or one ``.npz``), ``"plink"`` for a
-    PLINK prefix or one of its files; otherwise a :class:`UserError`."""
+    PLINK prefix or one of its files, ``"vcf"`` for a VCF/BCF panel; otherwise a
+    :class:`UserError`."""
     from ..io import plink, ukbb
 
     p = Path(ld)
+    if p.is_file() and (p.suffix == ".bcf" or p.name.endswith((".vcf", ".vcf.gz", ".vcf.bgz"))):
+        return "vcf"
     if p.is_dir():
         if ukbb.is_ukbb(p):
             return "ukbb"
@@ -98,7 +102,9 @@ def _check_out(out: Path) -> None:
 
 
 def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, columns=None,
-               sumstats_format=None, info_min=None, maf_min=None, keep_multi_allelic=False) -> dict:
+               sumstats_format=None, info_min=None, maf_min=None, keep_multi_allelic=False,
+               liftover=None, liftover_move=False, ld_maf_min=0.0, exclude_lrld=None, ld_region=None,
+               annotations=None, fasta=None, feature_window=256, feature_dtype="float16") -> dict:
     """Harmonise ``sumstats`` with the LD reference ``ld`` and write the dataset ``out``.
 
     ``columns`` maps sumstats fields to header names (``{"z": "ZSCORE"}``, the
@@ -111,6 +117,13 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
     Returns a JSON-serialisable summary: what was read, filtered (by reason), matched,
     flipped and dropped (by reason), the median N and the LD reference's kind and size;
     ``read = matched + sum(filtered) + sum(dropped)``.
+
+    ``liftover`` (a chain file) lifts the summary statistics into the LD reference's
+    build (variants that fail are dropped and counted, or moved next to a neighbour with
+    ``liftover_move``); without it an obvious build mismatch is detected and reported.
+    ``ld_maf_min`` and ``exclude_lrld`` (a long-range LD region file) drop panel variants;
+    ``ld_region`` restricts a VCF panel.  ``annotations`` (a manifest) and ``fasta`` add
+    features (``docs/features.md``) in a ``feature_window``-bp window.
     """
     from ..io.harmonise import harmonise
     from ..io.sumstats import INFO_MIN, MAF_MIN, filter_sumstats, read_sumstats
@@ -120,6 +133,21 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
     sumstats, ld, out = Path(sumstats), Path(ld), Path(out)
     _check_out(out)
     kind = detect_ld_kind(ld)
+    feature_entries = []
+    if annotations is not None or fasta is not None:
+        from ..features.manifest import entries_for_ingest
+
+        feature_entries = entries_for_ingest(annotations=annotations, fasta=fasta)
+    chain = None
+    if liftover is not None:
+        from ..io.liftover import load_chain
+
+        chain = load_chain(liftover)
+    lrld = None
+    if exclude_lrld is not None:
+        from ..io.ld_filters import read_lrld
+
+        lrld = read_lrld(exclude_lrld)
 
     with _progress(progress) as bar:
         task = bar.add_task("ingest", total=None, status="reading summary statistics") if bar else None
@@ -136,6 +164,15 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
             "freq_column": ss_read.columns.get("freq"),
             "multi_allelic": "keep" if keep_multi_allelic else "drop",
         }
+        lift_counts = None
+        if chain is not None:
+            from ..io.liftover import lift_table
+
+            if bar is not None:
+                bar.update(task, status="lifting positions")
+            ss, _, lrep = lift_table(chain, ss, move_to_neighbour=liftover_move)
+            lift_counts = lrep.counts
+            build = chain.target_build or build
         if bar is not None:
             bar.update(task, status="reading the LD reference")
 
@@ -146,16 +183,33 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 else:
                     bar.update(task, status=msg, total=total, completed=0)
 
-        if kind == "plink":
-            from ..io.plink import load_plink
+        if kind in ("plink", "vcf"):
+            if kind == "plink":
+                from ..io.plink import load_plink
 
-            panel = load_plink(ld)
+                panel = load_plink(ld)
+                inputs = [("ld_bed", panel.bed), ("ld_bim", panel.bim_path), ("ld_fam", panel.fam_path)]
+            else:
+                from ..io.vcf_panel import load_vcf_panel
+
+                panel = load_vcf_panel(ld, region=ld_region, maf_min=ld_maf_min)
+                inputs = list(panel.inputs)
             status("checking the panel")
             panel_freq, mono = panel.summary_stats()
             ref = panel.bim
-            inputs = [("ld_bed", panel.bed), ("ld_bim", panel.bim_path), ("ld_fam", panel.fam_path)]
-            h = harmonise(ss, ref, ref_excluded={"monomorphic_in_ld": mono})
+            excluded = {"monomorphic_in_ld": mono}
+            if ld_maf_min:
+                from ..io.ld_filters import maf_filter
+
+                excluded["low_maf_in_ld"] = ~maf_filter(panel_freq, ld_maf_min) & ~mono
+            if lrld is not None:
+                from ..io.ld_filters import in_regions
+
+                excluded["long_range_ld"] = in_regions(ref["chrom"], ref["bp"], lrld)
+            h = harmonise(ss, ref, ref_excluded=excluded)
             extra = {"ld_monomorphic": int(mono.sum())}
+            if kind == "vcf":
+                extra["ld_vcf_skipped"] = {k: int(v) for k, v in panel.counts.get("skipped", {}).items()}
             n_ref = panel.n_people
         else:
             from ..io.ukbb import list_regions, read_region_table
@@ -169,12 +223,28 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                     bar.advance(task)
             ref, region_rows, bad = _ukbb_reference(tables)
             inputs = [x for reg in regions for x in (("ld_npz", reg.npz), ("ld_table", reg.table))]
-            h = harmonise(ss, ref, ref_excluded={"duplicate_in_ld": bad})
+            if ld_maf_min:
+                raise UserError("option --ld-maf-min: a UKBB/PolyFun LD reference has no allele frequencies", path=ld)
+            excluded = {"duplicate_in_ld": bad}
+            if lrld is not None:
+                from ..io.ld_filters import in_regions
+
+                excluded["long_range_ld"] = in_regions(ref["chrom"], ref["bp"], lrld) & ~bad
+            h = harmonise(ss, ref, ref_excluded=excluded)
             h.counts["ld_duplicates"] += int(bad.sum())
             extra = {"ld_regions": len(regions)}
             n_ref = 0
 
         counts = h.counts
+        mismatch = None
+        if chain is None:
+            from ..io.liftover import detect_build_mismatch
+
+            mismatch = detect_build_mismatch(ss, ref)
+            if mismatch and counts["matched"] == 0:
+                raise UserError(mismatch, path=sumstats)
+            if mismatch:
+                print(f"varfx: warning: {sumstats}: {mismatch}", file=sys.stderr)
         if counts["matched"] == 0:
             d = ", ".join(f"{k} {v}" for k, v in {**filtered, **counts["dropped"]}.items() if v)
             raise UserError(
@@ -187,7 +257,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
         si, rj, flip = h.ss_index, h.ref_index, h.flip
         z = np.where(flip, -ss["z"][si], ss["z"][si])
         nn = ss["n"][si]
-        if kind == "plink":
+        if kind in ("plink", "vcf"):
             freq = panel_freq[rj]
         else:
             f = ss["freq"][si]
@@ -229,16 +299,26 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
             "N": median_n,
             "n_ref": int(n_ref),
         }
+        if lift_counts is not None:
+            summary["liftover"] = lift_counts
+        if mismatch:
+            summary["warning"] = mismatch
 
         status("hashing inputs")
         records = [_input_record("sumstats", sumstats)] + [_input_record(r, p) for r, p in inputs]
+        if chain is not None:
+            records.append(_input_record("liftover_chain", liftover))
+        if exclude_lrld is not None:
+            records.append(_input_record("long_range_ld", exclude_lrld))
         provenance = {
             "stage": "ingest",
             "inputs": records,
             "parameters": {"n": n, "build": build, "match_by": h.match_by, "ld_kind": kind,
                            "columns": dict(columns or {}), "sumstats_format": sumstats_format,
                            "info_min": float(info_min), "maf_min": float(maf_min),
-                           "keep_multi_allelic": bool(keep_multi_allelic)},
+                           "keep_multi_allelic": bool(keep_multi_allelic),
+                           "liftover_move": bool(liftover_move), "ld_maf_min": float(ld_maf_min),
+                           "ld_region": ld_region, "feature_window": int(feature_window)},
             "counts": summary,
         }
 
@@ -253,17 +333,30 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 f5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
                 f5.attrs["provenance"] = json.dumps(provenance)
                 f5.attrs["N"] = median_n
-                f5.attrs["ld_kind"] = kind
+                f5.attrs["ld_kind"] = kind  # "vcf" panels are stored like PLINK genotypes
                 f5.attrs["n_ref"] = int(n_ref)
                 f5.attrs["build"] = str(build)
                 _write_variants(f5, variants)
                 g = f5.create_group("ld")
-                g.attrs["kind"] = kind
-                if kind == "plink":
+                g.attrs["kind"] = "plink" if kind == "vcf" else kind
+                if kind in ("plink", "vcf"):
                     _write_plink_ld(g, panel, rj, status, bar, task)
                 else:
                     used = _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task)
                     summary["ld_regions_used"] = used
+                if feature_entries:
+                    from ..features.store import write_features
+
+                    def feature_progress(message, done, total):
+                        if bar is not None:
+                            bar.update(task, status=message, total=total, completed=done)
+
+                    summary["features"] = write_features(
+                        f5.create_group("features"), variants["chrom"], variants["bp"], feature_entries,
+                        window=int(feature_window), progress=feature_progress, dtype=feature_dtype,
+                        variants={k: variants[k] for k in ("snp", "a1", "a2", "freq")})
+                    f5.attrs["provenance"] = json.dumps(provenance | {"features": summary["features"]},
+                                                        default=str)
             status("done")
     return summary
 
@@ -381,3 +474,55 @@ def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) 
         if bar is not None:
             bar.advance(task)
     return used
+
+
+def print_ingest_summary(summary: dict) -> None:
+    """The ingest summary as a rich table on stderr: inputs, the sumstats filters, the
+    harmonisation counts (the same numbers as ``--json``, which has the full paths)."""
+    from rich.table import Table
+
+    from ..ui import console
+
+    def num(v):
+        return f"{v:,}" if isinstance(v, int) else (f"{v:,.6g}" if isinstance(v, float) else str(v))
+
+    t = Table(title="varfx ingest", show_header=False, title_justify="left")
+    t.add_column("what", style="bold", no_wrap=True)
+    t.add_column("value", justify="right", no_wrap=True)
+    t.add_column("note", style="dim")
+    cols = summary.get("sumstats_columns", {})
+    n_from = "--n" if summary.get("n_source") == "option" else cols.get("n", "?")
+    t.add_row("sumstats", Path(summary["sumstats"]).name,
+              f"{summary['sumstats_format']}, {summary.get('sumstats_delimiter', '')}; "
+              f"Z = {cols.get('z', '?')}; N from {n_from}")
+    ld_note = f"{summary['n_ref']} people" if summary.get("n_ref") else ""
+    if "ld_regions" in summary:
+        ld_note = f"{summary['ld_regions']} regions, {summary.get('ld_regions_used', 0)} used"
+    t.add_row("LD reference", Path(summary["ld"]).name, f"{summary['ld_kind']}; {ld_note}".rstrip("; "))
+    t.add_row("build, match by", f"{summary['build']}, {summary['match_by']}", "")
+    t.add_row("dataset", Path(summary["dataset"]).name, "")
+    t.add_section()
+    t.add_row("read", num(summary["read"]), "")
+    f = summary.get("filters", {})
+    notes = {
+        "non_autosomal": ("not chr1-22", ""),
+        "low_info": (f"INFO < {f.get('info_min')}",
+                     f"column {f['info_column']}" if f.get("info_column") else "no INFO column"),
+        "low_maf": (f"MAF < {f.get('maf_min')}",
+                    f"column {f['freq_column']}" if f.get("freq_column") else "no frequency column"),
+        "multi_allelic": ("multi-allelic", "kept" if f.get("multi_allelic") == "keep" else ""),
+    }
+    for k, v in summary.get("filtered", {}).items():
+        label, note = notes.get(k, (k, ""))
+        t.add_row(f"  filtered: {label}", num(v), note)
+    t.add_row("after filters", num(summary.get("after_filters", summary["read"])), "")
+    t.add_section()
+    t.add_row("matched", num(summary["matched"]),
+              f"of {summary['ld_variants']:,} LD variants ({summary.get('ld_duplicates', 0):,} duplicated)")
+    t.add_row("  flipped", num(summary["flipped"]), "alleles swapped: Z negated")
+    t.add_row("  strand flipped", num(summary["strand_flipped"]), "alleles complemented")
+    for k, v in summary["dropped"].items():
+        t.add_row(f"  dropped: {k}", num(v), "")
+    t.add_section()
+    t.add_row("median N", num(summary["N"]), "")
+    console().print(t)

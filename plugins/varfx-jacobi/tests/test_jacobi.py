@@ -1,14 +1,19 @@
 """The cg-jacobi solver, found through its entry point, passes varfx's solver conformance."""
 
 import json
+import os
 import subprocess
 import sys
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # small matrices, two pytest workers
 
-from varfx import plugins
-from varfx.testing.solvers import SolverConformance
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+from varfx import plugins  # noqa: E402
+from varfx.testing.solvers import SolverConformance  # noqa: E402
 
 
 def test_found_through_entry_point():
