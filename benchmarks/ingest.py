@@ -179,7 +179,22 @@ def bench_sumstats_parse(args, workdir: Path) -> list[dict]:
 bench_sumstats_parse.name = "sumstats-parse"
 
 #: Every benchmark: ``fn(args, workdir) -> list of records``.  Append yours here.
-BENCHMARKS = [bench_sumstats_parse]
+def bench_bigwig_extract(args, workdir: Path) -> list[dict]:
+    """Features per second for bigWig extraction (benchmarks/features.py's measurement)
+    at the same variant counts as --rows, on a generated base-level chr1 bigWig."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import features as fb
+
+    bw = workdir / "chr1.bw"
+    if not bw.exists():
+        fb.write_chr1_bigwig(bw, seed=0)
+    fb.ensure_builtin_sources()
+    return [fb.bench_extract(bw, rows, args.window, seed=1) for rows in args.rows]
+
+
+bench_sumstats_parse.name = "sumstats"
+bench_bigwig_extract.name = "bigwig"
+BENCHMARKS = [bench_sumstats_parse, bench_bigwig_extract]
 
 
 def main(argv=None):
@@ -188,6 +203,7 @@ def main(argv=None):
     ap.add_argument("--rows", default="1000000,10000000", help="comma-separated row counts")
     ap.add_argument("--formats", default="fastGWA", help="comma-separated: fastGWA, gwas-ssf, bolt, gwas-vcf")
     ap.add_argument("--repeats", type=int, default=3, help="runs per file up to 2M rows (the minimum is kept)")
+    ap.add_argument("--window", type=int, default=256, help="bigWig window (bp) per variant")
     ap.add_argument("--only", default=None, help="run only the benchmarks with these names (comma-separated)")
     ap.add_argument("--workdir", default=None, help="where to write the generated files (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
