@@ -91,7 +91,7 @@ def test_ldsr_and_full_recover_the_per_snp_variance():
     4 SD plus half a grid step (0.017)."""
     rng = np.random.default_rng(11)
     c_true, N, s2 = 2e-4, 5e4, 1 / 5e4
-    n_plus, n_core = 120, 40
+    n_plus = 120
     core_pos = np.arange(40, 80)
     windows = []
     for s in range(60):

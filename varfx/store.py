@@ -101,6 +101,25 @@ def sha256_file(path, limit: int | None = None) -> str:
     return h.hexdigest()
 
 
+#: Inputs larger than this are hashed over their first HASH_LIMIT bytes only (provenance
+#: of a genome-wide file must not take longer than reading it).
+HASH_FULL_MAX = 1 << 30
+HASH_LIMIT = 64 << 20
+
+
+def input_record(path, role: str | None = None) -> dict:
+    """Provenance of one input file: role, absolute path, size and SHA-256."""
+    size = os.path.getsize(path)
+    rec = {"role": role, "path": str(Path(path).resolve())} if role is not None else {}
+    rec["bytes"] = int(size)
+    if size > HASH_FULL_MAX:
+        rec["sha256"] = sha256_file(path, limit=HASH_LIMIT)
+        rec["sha256_of_first_bytes"] = HASH_LIMIT
+    else:
+        rec["sha256"] = sha256_file(path)
+    return rec
+
+
 def write_json_atomic(path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")

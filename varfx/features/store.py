@@ -28,11 +28,11 @@ the rest.  Raw values are ``x * sd + mean`` (``read_features(..., raw=True)``).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from varfx.errors import UserError
+from varfx.store import check_format, input_record
 
 FEATURES_FORMAT = "varfx-features"
 FEATURES_VERSION = 1
@@ -41,8 +41,6 @@ DEFAULT_WINDOW = 256
 BLOCK_ROWS = 16384
 #: target bytes per chunk of the windowed datasets
 CHUNK_BYTES = 1 << 22
-HASH_FULL_MAX = 1 << 30
-HASH_LIMIT = 64 << 20
 
 
 class _Stats:
@@ -86,19 +84,6 @@ def _chunk_rows(row_bytes: int, cap: int = 1024) -> int:
     while r * 2 <= cap and (r * 2) * row_bytes <= CHUNK_BYTES:
         r *= 2
     return r
-
-
-def _input_record(path) -> dict:
-    from varfx.store import sha256_file
-
-    size = os.path.getsize(path)
-    rec = {"bytes": int(size)}
-    if size > HASH_FULL_MAX:
-        rec["sha256"] = sha256_file(path, limit=HASH_LIMIT)
-        rec["sha256_of_first_bytes"] = HASH_LIMIT
-    else:
-        rec["sha256"] = sha256_file(path)
-    return rec
 
 
 class _Entry:
@@ -346,7 +331,7 @@ def write_features(h5group, variants_chrom, variants_bp, manifest_entries, *, wi
         rec["track"] = [f"{e.name}.{c}" for c in e.channels]
         rec["track_store"] = e.store
         if e.path is not None and Path(e.path).is_file():
-            rec.update(_input_record(e.path))
+            rec.update(input_record(e.path))
         info = getattr(e.src, "last_info", None)
         if info:
             rec["info"] = info
@@ -407,14 +392,7 @@ def feature_names(h5group) -> dict:
 
 def check_features(h5group, path=None) -> None:
     """A UserError unless ``h5group`` is a features group this varfx reads."""
-    fmt = h5group.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
-    if fmt != FEATURES_FORMAT:
-        raise UserError(f"no varfx features here (format attribute {fmt!r})", path=path)
-    v = int(h5group.attrs.get("format_version", -1))
-    if v != FEATURES_VERSION:
-        raise UserError(f"features format version {v}; this varfx reads version {FEATURES_VERSION}", path=path)
+    check_format(h5group, FEATURES_FORMAT, FEATURES_VERSION, path)
 
 
 def read_features(h5group, index_range, *, raw: bool = False) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 from .. import __version__
 from ..errors import UserError
 from ..store import write_json_atomic
-from .model import CHECKPOINT, MODEL_FORMAT, MODEL_JSON, MODEL_VERSION, load_checkpoint, save_checkpoint
+from .model import MODEL_FORMAT, MODEL_JSON, MODEL_VERSION, load_checkpoint, save_checkpoint
 from .precompute import load_windows, open_dataset
 
 

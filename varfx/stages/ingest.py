@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,22 +17,10 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
-from ..store import DATASET_FILE, DATASET_FORMAT, DATASET_VERSION, atomic_dir, sha256_file
+from ..store import DATASET_FILE, DATASET_FORMAT, DATASET_VERSION, atomic_dir, input_record
 
-#: Inputs larger than this are hashed over their first HASH_LIMIT bytes only.
-HASH_FULL_MAX = 1 << 30
-HASH_LIMIT = 64 << 20
-
-
-def _input_record(role: str, path: Path) -> dict:
-    size = os.path.getsize(path)
-    rec = {"role": role, "path": str(Path(path).resolve()), "bytes": int(size)}
-    if size > HASH_FULL_MAX:
-        rec["sha256"] = sha256_file(path, limit=HASH_LIMIT)
-        rec["sha256_of_first_bytes"] = HASH_LIMIT
-    else:
-        rec["sha256"] = sha256_file(path)
-    return rec
+def _input_record(role: str, path) -> dict:
+    return input_record(path, role)
 
 
 def detect_ld_kind(ld) -> str:

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -147,8 +147,6 @@ def _params(window_kb, flank_kb, eig_threshold, dataset_h5) -> dict:
 def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
                    progress=True) -> dict:
     """Compute (or resume) the window store of a dataset; returns a summary dict."""
-    import h5py
-
     from ..ui import progress as make_progress
 
     if window_kb <= 0:
