@@ -84,6 +84,9 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--transformer-cap", type=int, default=256)
     ap.add_argument("--priors", default=",".join(p[0] for p in PRIORS))
+    ap.add_argument("--loader-dataset", default=None,
+                    help="also fit the constant prior on this precomputed dataset with 0 and 2 loader "
+                         "workers and report the fraction of time the trainer waited for windows")
     args = ap.parse_args()
     wanted = set(args.priors.split(","))
     out = []
@@ -93,6 +96,17 @@ def main():
                 out.append(bench(n_plus, name, cls, opts, args.device, args.transformer_cap))
                 if not args.json:
                     print(out[-1])
+    if args.loader_dataset:
+        import tempfile
+
+        from varfx.stages.fit import run_fit
+
+        for workers in (0, 2):
+            with tempfile.TemporaryDirectory() as d:
+                r = run_fit(args.loader_dataset, d, alpha=0.0, holdout_chroms=[], epochs=3, batch_windows=4,
+                            loader_workers=workers, progress=False)
+            out.append({"task": "fit-loader", "loader_workers": workers, "seconds": r["seconds"],
+                        "loader_wait_fraction": r["loader_wait_fraction"], "windows": r["train_windows"]})
     if args.json:
         print(json.dumps(out))
 

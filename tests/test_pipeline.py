@@ -210,6 +210,22 @@ def test_data_parallel_two_processes_match_one(small):
     assert float(a) == pytest.approx(float(b), rel=1e-10)
 
 
+def test_loader_workers_give_the_same_fit(small):
+    """Windows read from disk by 2 loader processes per batch: the same trajectory as
+    with every window in memory, and the wait fraction is reported."""
+    tmp, ds = small
+    from varfx.stages.fit import run_fit
+
+    common = dict(alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=4, lr=0.1, batch_windows=2, seed=4,
+                  progress=False)
+    a = run_fit(ds, tmp / "mem", **common)
+    b = run_fit(ds, tmp / "loader", loader_workers=2, **common)
+    assert a["loader_wait_fraction"] is None and 0.0 <= b["loader_wait_fraction"] <= 1.0
+    ca = json.loads((tmp / "mem" / "model.json").read_text())["curve"]
+    cb = json.loads((tmp / "loader" / "model.json").read_text())["curve"]
+    assert [x["train_loss"] for x in ca] == pytest.approx([x["train_loss"] for x in cb], rel=1e-12)
+
+
 def test_fit_dry_run_and_jsonl_log(small):
     tmp, ds = small
     r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--dry-run", "-o", tmp / "dry"])

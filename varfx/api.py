@@ -170,6 +170,8 @@ class Window:
 
     @property
     def k(self) -> int:
+        if self.z is None:  # metadata only (the factors are read later by a loader)
+            return int(self.extra.get("k", 0))
         return int(self.z.shape[0])
 
     def eigvals_t(self, like):

@@ -24,7 +24,7 @@ from .. import __version__
 from ..errors import UserError
 from ..store import write_json_atomic
 from .model import MODEL_FORMAT, MODEL_JSON, MODEL_VERSION, load_checkpoint, save_checkpoint
-from .precompute import load_windows, open_dataset
+from .precompute import WindowBatches, load_windows, open_dataset
 
 
 SMALL_WINDOW = 3000  # n+ at or below which --threads 0 uses one thread
@@ -109,6 +109,14 @@ class _Distributed:
             self.td.destroy_process_group()
 
 
+def _to(window, device):
+    """A window read by a loader worker (CPU tensors), on the training device."""
+    if str(device) != "cpu":
+        window.G, window.z = window.G.to(device), window.z.to(device)
+        window.extra = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in window.extra.items()}
+    return window
+
+
 def _select(windows, holdout):
     train = [w for w in windows if w.chrom not in holdout and w.k > 0]
     val = [w for w in windows if w.chrom in holdout and w.k > 0]
@@ -137,7 +145,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
             solver_options=(), objective_options=(), alpha=0.7, sigma2=None, holdout_chroms=(6, 7, 8), epochs=100, lr=0.05,
             batch_windows=0, accumulate=1, warmup=0.05, clip=1.0, weight_decay=0.0, patience=0,
             checkpoint_every=50, log_jsonl=None, dry_run=False, seed=0, device="cpu", dtype="float64",
-            threads=0, progress=True) -> dict:
+            threads=0, loader_workers=0, progress=True) -> dict:
     import torch
 
     from ..plugins import lookup
@@ -170,15 +178,23 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     objective_obj = obj_cls(solver=solver_obj, **objective_opts)
 
     holdout = set(holdout_chroms or ())
-    windows, wattrs = load_windows(dataset, dtype=dtype, device=device)
-    train, val = _select(windows, holdout)
+    if loader_workers > 0:
+        # plan with metadata; the training windows' factors are read per batch by the
+        # loader's worker processes (held-out windows are read once, for validation)
+        windows, wattrs = load_windows(dataset, dtype=dtype, device=device, meta_only=True)
+        train, _ = _select(windows, holdout)
+        val, _ = load_windows(dataset, chroms=sorted(holdout), dtype=dtype, device=device) if holdout else ([], None)
+        val = [w for w in val if w.k > 0]
+    else:
+        windows, wattrs = load_windows(dataset, dtype=dtype, device=device)
+        train, val = _select(windows, holdout)
     if not train:
         raise UserError(
             f"no training windows: the dataset has chromosomes {wattrs['all_chroms']} and "
             f"--holdout-chroms holds out {sorted(holdout)}", path=dataset)
     if threads > 0:
         torch.set_num_threads(threads)
-    elif device == "cpu" and max(w.n_plus for w in windows) <= SMALL_WINDOW:
+    elif device == "cpu" and max(w.n_plus for w in windows) <= SMALL_WINDOW and loader_workers == 0:
         # Small windows: intra-op threads cost more than they give (measured 2x slower
         # with 2 threads on 36 chr22 windows of n+ ~ 600, and ~30x slower when another
         # process loads the cores, because idle OpenMP threads spin).
@@ -312,6 +328,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
             log_fh.flush()
 
     t0 = time.perf_counter()
+    waited = 0.0
     n_val = sum(w.n for w in val)
     try:
         with make_progress(disable=not (progress and dist.is_main)) as bar:
@@ -324,15 +341,25 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                 gen = torch.Generator().manual_seed(seed * 100003 + epoch)
                 order = torch.randperm(len(train), generator=gen).tolist()
                 module.train()
+                if loader_workers > 0:
+                    plan = [dist.share([train[i].index for i in order[st * bw:(st + 1) * bw]])
+                            for st in range(state["step"], steps_per_epoch)]
+                    batches = iter(WindowBatches(dataset, plan, dtype).loader(loader_workers))
                 while state["step"] < steps_per_epoch:
                     st = state["step"]
                     wb = [train[i] for i in order[st * bw:(st + 1) * bw]]
                     n_core = sum(w.n for w in wb)
+                    if loader_workers > 0:
+                        t_wait = time.perf_counter()
+                        mine = [_to(w, device) for w in next(batches)]
+                        waited += time.perf_counter() - t_wait
+                    else:
+                        mine = dist.share(wb)
                     t_step = time.perf_counter()
                     # data parallel: each rank takes every world-th window of the batch;
                     # the gradients are summed over ranks, so the update is the same as
                     # one process taking the whole batch
-                    local = _loss(objective_obj, dist.share(wb), module, batch, s2) / n_core
+                    local = _loss(objective_obj, mine, module, batch, s2) / n_core
                     if torch.is_tensor(local) and local.requires_grad:
                         (local / accumulate).backward()
                     loss = dist.sum_value(local)
@@ -388,5 +415,6 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         "sigma2": sigma2_value, "sigma2_source": sigma2_source, "final_train_loss": curve[-1]["train_loss"],
         **({"final_val_loss": curve[-1]["val_loss"]} if val else {}),
         "h2_train": float(np.exp(log_f[core]).sum()), "seconds": round(time.perf_counter() - t0, 3),
+        "loader_wait_fraction": round(waited / max(time.perf_counter() - t0, 1e-9), 4) if loader_workers else None,
         "n_parameters": meta["n_parameters"],
     }

@@ -267,40 +267,93 @@ def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
     }
 
 
-def load_windows(dataset, chroms=None, dtype="float64", device="cpu"):
-    """Read the window store; returns (list[Window], attrs dict).
-
-    ``chroms``: None for all, else an iterable of chromosome numbers to keep.
-    """
-    import h5py
+def _read_window(g, attrs, tdtype, device="cpu", meta_only=False):
+    """One stored window as a :class:`varfx.api.Window` (tensors unless ``meta_only``)."""
     import torch
 
     from ..api import Window
 
+    a = g.attrs
+    extra = {"N": attrs["N"], "n_ref": attrs["n_ref"], "k": int(a["k"])}
+    if not meta_only:
+        extra["P"] = torch.as_tensor(g["P"][:], dtype=tdtype, device=device)
+        extra["beta"] = torch.as_tensor(g["beta"][:], dtype=tdtype, device=device)
+    return Window(
+        index=int(a["index"]), chrom=int(a["chrom"]), start=int(a["start"]), end=int(a["end"]),
+        G=None if meta_only else torch.as_tensor(g["G"][:], dtype=tdtype, device=device),
+        z=None if meta_only else torch.as_tensor(g["z"][:], dtype=tdtype, device=device),
+        eigvals=g["eigvals"][:], logdet_lambda=float(a["logdet_lambda"]),
+        plus_idx=g["plus_idx"][:], core_idx=g["core_idx"][:], core_pos=g["core_pos"][:],
+        ld_score=g["ld_score"][:], extra=extra,
+    )
+
+
+def _open_windows(dataset):
+    import h5py
+
     path = Path(dataset) / WINDOWS_FILE
     if not path.is_file():
         raise UserError(f"no {WINDOWS_FILE} (run `varfx precompute-ld {dataset}` first)", path=dataset)
+    h5 = h5py.File(path, "r")
+    check_format(h5, WINDOWS_FORMAT, WINDOWS_VERSION, path)
+    attrs = {"N": float(h5.attrs["N"]), "n_ref": int(h5.attrs["n_ref"]), "params": json.loads(h5.attrs["params"])}
+    return h5, attrs
+
+
+def load_windows(dataset, chroms=None, dtype="float64", device="cpu", meta_only=False):
+    """Read the window store; returns (list[Window], attrs dict).
+
+    ``chroms``: None for all, else an iterable of chromosome numbers to keep.
+    ``meta_only``: positions, indices and LD scores only (no G, z, P): what a trainer
+    needs to plan batches when a :class:`WindowBatches` loader reads the factors.
+    """
+    import torch
+
     tdtype = getattr(torch, dtype)
-    windows = []
-    with h5py.File(path, "r") as h5:
-        check_format(h5, WINDOWS_FORMAT, WINDOWS_VERSION, path)
-        attrs = {"N": float(h5.attrs["N"]), "n_ref": int(h5.attrs["n_ref"]),
-                 "params": json.loads(h5.attrs["params"])}
+    h5, attrs = _open_windows(dataset)
+    with h5:
         wchrom = h5["index"]["chrom"][:]
         keep = np.arange(len(wchrom)) if chroms is None else np.flatnonzero(np.isin(wchrom, list(chroms)))
         attrs["all_chroms"] = sorted(int(c) for c in np.unique(wchrom))
-        for i in keep:
-            g = h5["windows"][f"{i:06d}"]
-            a = g.attrs
-            windows.append(Window(
-                index=int(a["index"]), chrom=int(a["chrom"]), start=int(a["start"]), end=int(a["end"]),
-                G=torch.as_tensor(g["G"][:], dtype=tdtype, device=device),
-                z=torch.as_tensor(g["z"][:], dtype=tdtype, device=device),
-                eigvals=g["eigvals"][:], logdet_lambda=float(a["logdet_lambda"]),
-                plus_idx=g["plus_idx"][:], core_idx=g["core_idx"][:], core_pos=g["core_pos"][:],
-                ld_score=g["ld_score"][:],
-                extra={"P": torch.as_tensor(g["P"][:], dtype=tdtype, device=device),
-                       "beta": torch.as_tensor(g["beta"][:], dtype=tdtype, device=device),
-                       "N": attrs["N"], "n_ref": attrs["n_ref"]},
-            ))
+        windows = [_read_window(h5["windows"][f"{i:06d}"], attrs, tdtype, device, meta_only) for i in keep]
     return windows, attrs
+
+
+def _identity(x):
+    return x
+
+
+class WindowBatches:
+    """A map-style dataset of training batches: item ``i`` is the list of windows
+    (factors read from ``windows.h5``) of batch ``i``.  Each loader worker process
+    opens its own read-only HDF5 handle, so a ``torch.utils.data.DataLoader`` with
+    workers reads the next batches while the trainer computes."""
+
+    def __init__(self, dataset, batches, dtype="float64"):
+        self.dataset = str(dataset)
+        self.batches = [list(map(int, b)) for b in batches]
+        self.dtype = dtype
+        self._h5 = None
+        self._attrs = None
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        import torch
+
+        if self._h5 is None:
+            self._h5, self._attrs = _open_windows(self.dataset)
+        tdtype = getattr(torch, self.dtype)
+        return [_read_window(self._h5["windows"][f"{j:06d}"], self._attrs, tdtype) for j in self.batches[i]]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_h5"] = None  # an HDF5 handle does not cross processes
+        return state
+
+    def loader(self, workers: int):
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self, batch_size=None, shuffle=False, num_workers=workers,
+                          prefetch_factor=2 if workers else None, collate_fn=_identity)
