@@ -56,12 +56,13 @@ def test_features_stored_and_network_priors_train(inputs):
         ok = x.std(0) > 0
         np.testing.assert_allclose(x.mean(0)[ok], 0, atol=1e-3)  # normalised
     run(["precompute-ld", ds, "--window-kb", 500, "--flank-kb", 100, "--json"])
-    for prior, extra in (("glm", []), ("transformer", ["-p", "width=16", "-p", "heads=2", "-p", "dropout=0"])):
+    for prior, extra in (("glm", []), ("transformer", ["-p", "width=16", "-p", "heads=2", "-p", "dropout=0", "--amp"])):
         model = tmp / f"m-{prior}"
         run(["fit", ds, "--prior", prior, *extra, "--alpha", "learn", "--sigma2", 1, "--holdout-chroms", "none",
              "--epochs", 2, "-o", model])
         meta = json.loads((model / "model.json").read_text())
         assert meta["prior"]["name"] == prior and meta["inputs"]["n_features"] >= 2
+        assert meta["amp"] == ("--amp" in extra) and np.isfinite(meta["curve"][-1]["train_loss"])
         ev = json.loads(run(["evaluate", model, ds, "--chroms", "all", "--json"]).output)
         assert np.isfinite(ev["loglik"]) and ev["h2"] > 0
         out = tmp / f"{prior}.tsv"

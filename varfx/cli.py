@@ -188,6 +188,7 @@ def _sigma2(value):
 @click.option("--checkpoint-every", type=int, default=50, show_default=True, help="Also checkpoint every N steps (0: epochs only).")
 @click.option("--log-jsonl", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per step and per epoch.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory) and stop.")
+@click.option("--amp", is_flag=True, help="Mixed precision (bfloat16 autocast) for the prior network; the linear algebra stays in --dtype.")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes reading the training windows from disk per batch (0: all windows held in memory).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -199,7 +200,7 @@ def _sigma2(value):
 @user_errors
 def fit(dataset, prior, objective, solver, prior_options, solver_options, objective_options, alpha, sigma2,
         holdout_chroms, epochs, lr, batch_windows, accumulate, warmup, clip, weight_decay, patience,
-        checkpoint_every, log_jsonl, dry_run, loader_workers, seed, device, dtype, threads, out):
+        checkpoint_every, log_jsonl, dry_run, amp, loader_workers, seed, device, dtype, threads, out):
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
 
@@ -218,7 +219,7 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
         epochs=epochs, lr=lr, batch_windows=batch_windows, accumulate=accumulate, warmup=warmup,
         clip=clip, weight_decay=weight_decay, patience=patience, checkpoint_every=checkpoint_every,
         log_jsonl=log_jsonl, dry_run=dry_run, seed=seed, device=device, dtype=dtype, threads=threads,
-        loader_workers=loader_workers,
+        loader_workers=loader_workers, amp=amp,
     )
     if dry_run:
         click.echo(json.dumps(summary))

@@ -123,9 +123,14 @@ def _select(windows, holdout):
     return train, val
 
 
-def _loss(objective, windows, module, batch, s2):
+def _loss(objective, windows, module, batch, s2, amp=False):
     """Sum of the objective over ``windows``; the prior is evaluated only on the
-    variants those windows touch (their ``(i)+`` union), not on the whole genome."""
+    variants those windows touch (their ``(i)+`` union), not on the whole genome.
+
+    ``amp``: the prior's forward runs under autocast (bfloat16); its output is cast back
+    before the linear algebra, which always runs in the training dtype."""
+    import contextlib
+
     import torch
 
     if not windows:
@@ -133,7 +138,10 @@ def _loss(objective, windows, module, batch, s2):
     union = np.unique(np.concatenate([w.plus_idx for w in windows]))
     dev = batch["freq"].device
     sub = {k: v[torch.as_tensor(union, device=dev)] for k, v in batch.items()}
-    log_f = module(sub)
+    ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    with ctx:
+        log_f = module(sub)
+    log_f = log_f.to(torch.float64)
     total = 0.0
     for w in windows:
         pos = torch.as_tensor(np.searchsorted(union, w.plus_idx), device=dev)
@@ -145,7 +153,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
             solver_options=(), objective_options=(), alpha=0.7, sigma2=None, holdout_chroms=(6, 7, 8), epochs=100, lr=0.05,
             batch_windows=0, accumulate=1, warmup=0.05, clip=1.0, weight_decay=0.0, patience=0,
             checkpoint_every=50, log_jsonl=None, dry_run=False, seed=0, device="cpu", dtype="float64",
-            threads=0, loader_workers=0, progress=True) -> dict:
+            threads=0, loader_workers=0, amp=False, progress=True) -> dict:
     import torch
 
     from ..plugins import lookup
@@ -277,7 +285,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         "sigma2": sigma2_value, "sigma2_source": sigma2_source, "N": N,
         "holdout_chroms": sorted(holdout), "epochs": epochs, "lr": lr, "batch_windows": batch_windows,
         "accumulate": accumulate, "warmup": warmup, "clip": clip, "weight_decay": weight_decay,
-        "patience": patience, "seed": seed, "dtype": dtype, "inputs": inputs,
+        "patience": patience, "seed": seed, "dtype": dtype, "inputs": inputs, "amp": bool(amp),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -359,7 +367,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                     # data parallel: each rank takes every world-th window of the batch;
                     # the gradients are summed over ranks, so the update is the same as
                     # one process taking the whole batch
-                    local = _loss(objective_obj, mine, module, batch, s2) / n_core
+                    local = _loss(objective_obj, mine, module, batch, s2, amp) / n_core
                     if torch.is_tensor(local) and local.requires_grad:
                         (local / accumulate).backward()
                     loss = dist.sum_value(local)
@@ -387,7 +395,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                 if val:
                     module.eval()
                     with torch.no_grad():
-                        rec["val_loss"] = dist.sum_value(_loss(objective_obj, dist.share(val), module, batch, s2)) / n_val
+                        rec["val_loss"] = dist.sum_value(_loss(objective_obj, dist.share(val), module, batch, s2, amp)) / n_val
                     if rec["val_loss"] < state["best_val"]:
                         state["best_val"], state["bad_epochs"] = rec["val_loss"], 0
                     else:
