@@ -20,3 +20,13 @@ class TestNystromLowRank(SolverConformance):
 
     solver_name = "nystrom"
     solver_options = {"rank": 20}
+
+
+def test_every_builtin_solver_has_a_conformance_case():
+    from varfx import plugins
+
+    plugins.reset()
+    builtin = {name for name, (_, plugin) in plugins._collect("solvers").items()
+               if plugin == "varfx.default_plugins.solvers"}
+    tested = {cls.solver_name for cls in (TestCholesky, TestCGSLQ, TestNystrom, TestNystromLowRank)}
+    assert builtin == tested
