@@ -245,3 +245,59 @@ def test_bad_vcf_inputs(tmp_path, vcf_case):
     fails(cut, "truncated")
     with pytest.raises(UserError, match="unknown genotype field 'GP'"):
         load_vcf_panel(SMALL, field="GP")
+
+
+def test_ingest_with_a_vcf_panel_matches_plink(vcf_case, tmp_path, panel_prefix):
+    """`varfx ingest --ld panel.vcf.gz`: the same variants and Z (up to the allele
+    orientation of each panel) as ingesting the PLINK panel, and precompute-ld runs."""
+    import json
+
+    import h5py
+    from click.testing import CliRunner
+
+    from _data import SUMSTATS
+    from varfx.cli import cli
+
+    def run(args):
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        assert r.exit_code == 0, r.output
+        return r
+
+    s_vcf = json.loads(run(["ingest", "--sumstats", SUMSTATS, "--ld", vcf_case["gz"], "-o", tmp_path / "v", "--json"]).output)
+    assert s_vcf["ld_kind"] == "vcf" and s_vcf["matched"] > 150
+    run(["ingest", "--sumstats", SUMSTATS, "--ld", panel_prefix, "-o", tmp_path / "p", "--json"])
+    with h5py.File(tmp_path / "v" / "dataset.h5", "r") as v, h5py.File(tmp_path / "p" / "dataset.h5", "r") as p:
+        pv = {s: (a, z) for s, a, z in zip(p["variants"]["snp"].asstr()[:], p["variants"]["a1"].asstr()[:], p["variants"]["z"][:])}
+        n = 0
+        for s, a, z in zip(v["variants"]["snp"].asstr()[:], v["variants"]["a1"].asstr()[:], v["variants"]["z"][:]):
+            pa, pz = pv[s]
+            assert z == pytest.approx(pz if a == pa else -pz)
+            n += 1
+        assert n == s_vcf["matched"]
+    run(["precompute-ld", tmp_path / "v", "--window-kb", 2000, "--flank-kb", 0, "--json"])
+
+
+def test_ingest_ld_filters(tmp_path, panel_prefix):
+    """--ld-maf-min and --exclude-lrld drop panel variants, with counts."""
+    import json
+
+    from click.testing import CliRunner
+
+    from _data import SUMSTATS
+    from varfx.cli import cli
+
+    def summary(*extra):
+        r = CliRunner().invoke(cli, ["ingest", "--sumstats", str(SUMSTATS), "--ld", str(panel_prefix), "--json",
+                                     "-o", str(tmp_path / f"d{len(extra)}{abs(hash(extra))}"), *map(str, extra)])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)
+
+    base = summary()
+    maf = summary("--ld-maf-min", 0.2)
+    assert maf["dropped"]["low_maf_in_ld"] > 1000
+    assert maf["matched"] == base["matched"] - maf["dropped"]["low_maf_in_ld"]
+    lrld = tmp_path / "lrld.txt"
+    lrld.write_text("chr22 20000000 25000000 test\n")
+    ex = summary("--exclude-lrld", lrld)
+    assert ex["dropped"]["long_range_ld"] > 100
+    assert ex["matched"] == base["matched"] - ex["dropped"]["long_range_ld"]
