@@ -87,6 +87,9 @@ def cli():
               help="Drop variants with INFO below this (when the sumstats have an INFO column; 0: keep all).")
 @click.option("--maf-min", type=float, default=0.001, show_default=True,
               help="Drop variants whose sumstats minor allele frequency is below this (0: keep all).")
+@click.option("--ambiguous-maf-max", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="Keep A/T and C/G variants whose MAF is below this in both the sumstats and a PLINK/VCF panel, "
+                   "taking the strand on which the frequencies agree (0: drop them all; 0.4 is usual).")
 @click.option("--keep-multi-allelic", is_flag=True, help="Keep positions with several allele pairs (dropped by default).")
 @click.option("--liftover", type=click.Path(dir_okay=False), default=None,
               help="UCSC chain file lifting the sumstats into the LD reference's build (a local file; nothing is downloaded).")
@@ -104,7 +107,8 @@ def cli():
 @user_errors
 def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, col_a2, col_z, col_beta, col_se,
            col_n, col_freq, col_info, info_min, maf_min, keep_multi_allelic, liftover, liftover_move, ld_maf_min,
-           exclude_lrld, ld_region, annotations, fasta, feature_window, feature_dtype, build, as_json, out):
+           exclude_lrld, ld_region, annotations, fasta, feature_window, feature_dtype, ambiguous_maf_max, build,
+           as_json, out):
     """Harmonise summary statistics with an LD reference into a dataset.
 
     Reads the summary statistics (format detected from the header), drops variants off
@@ -122,7 +126,7 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
         info_min=info_min, maf_min=maf_min, keep_multi_allelic=keep_multi_allelic,
         liftover=liftover, liftover_move=liftover_move, ld_maf_min=ld_maf_min, exclude_lrld=exclude_lrld,
         ld_region=ld_region, annotations=annotations, fasta=fasta, feature_window=feature_window,
-        feature_dtype=feature_dtype,
+        feature_dtype=feature_dtype, ambiguous_maf_max=ambiguous_maf_max,
     )
     if as_json:
         click.echo(json.dumps(summary))

@@ -72,7 +72,24 @@ def _pair_key(a1: str, a2: str):
     return (a1, a2) if a1 <= a2 else (a2, a1)
 
 
-def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | None = None) -> Harmonised:
+def _ambiguous_strand(a1, ref_a1, p, q, maf_max):
+    """(flip, strand) for an A/T or C/G variant from the frequencies, or None.
+
+    ``p``: frequency of the sumstats' A1; ``q``: of the reference's allele1.  On the same
+    strand the sumstats' A1 is the reference allele it spells; on the other strand it is
+    the other one (A1 complemented = the other allele of an ambiguous pair).
+    """
+    if not (np.isfinite(p) and np.isfinite(q)) or min(p, 1 - p) >= maf_max or min(q, 1 - q) >= maf_max:
+        return None
+    same_letters = a1 == ref_a1
+    p_ref = p if same_letters else 1 - p  # freq of the reference's allele1, same strand
+    if abs(p_ref - q) <= abs((1 - p_ref) - q):
+        return (not same_letters, False)
+    return (same_letters, True)
+
+
+def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | None = None,
+              ref_freq=None, ambiguous_maf_max: float = 0.0) -> Harmonised:
     """Match sumstats rows to reference variants.
 
     ``ss`` and ``ref`` are dicts of arrays with ``snp chrom bp a1 a2`` (upper-case
@@ -80,6 +97,12 @@ def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | Non
     sumstats have valid CHR and BP).  ``ref_excluded`` maps a drop reason to a boolean
     mask over reference rows (e.g. ``{"monomorphic_in_ld": mono}``): sumstats rows that
     match such a reference variant are dropped with that reason.
+
+    Strand-ambiguous pairs (A/T, C/G) are dropped unless ``ambiguous_maf_max`` > 0 and
+    both frequencies are known (``ss["freq"]``, of the sumstats' A1, and ``ref_freq``,
+    of the reference's allele1) with minor allele frequencies below it: then the strand
+    is the one under which the two frequencies agree (``ambiguous_resolved``).  Near
+    0.5 frequencies cannot tell the strands apart, hence the threshold (0.4 is usual).
     """
     m = len(ss["snp"])
     r = len(ref["snp"])
@@ -128,6 +151,7 @@ def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | Non
     s_count = Counter(s_keys)
 
     reason = [""] * m
+    ss_freq = np.asarray(ss["freq"], dtype=np.float64) if "freq" in ss else np.full(m, np.nan)
     ref_index = np.full(m, -1, dtype=np.int64)
     flip = np.zeros(m, dtype=bool)
     strand = np.zeros(m, dtype=bool)
@@ -138,7 +162,21 @@ def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | Non
             reason[i] = "duplicate"
             continue
         if (a1, a2) in AMBIGUOUS:
-            reason[i] = "strand_ambiguous"
+            j = lookup.get(k, -1) if ambiguous_maf_max > 0 and ref_freq is not None else -1
+            side = _ambiguous_strand(a1, r_a1[j], ss_freq[i], ref_freq[j], ambiguous_maf_max) if j >= 0 else None
+            if side is None:
+                reason[i] = "strand_ambiguous"
+                continue
+            flip[i], strand[i] = side
+            if ref_dup[j]:
+                reason[i] = "duplicate_in_ld"
+                continue
+            for why, mask in excluded:
+                if mask[j]:
+                    reason[i] = why
+                    break
+            else:
+                ref_index[i] = j
             continue
         c1, c2 = complement(a1), complement(a2)
         j = -1
@@ -203,6 +241,7 @@ def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | Non
         "matched": int(len(matched)),
         "flipped": int(flip[matched].sum()),
         "strand_flipped": int(strand[matched].sum()),
+        "ambiguous_resolved": int(sum((s_a1[i], s_a2[i]) in AMBIGUOUS for i in matched)),
         "dropped": dropped,
     }
     return Harmonised(

@@ -91,7 +91,8 @@ def _check_out(out: Path) -> None:
 def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, columns=None,
                sumstats_format=None, info_min=None, maf_min=None, keep_multi_allelic=False,
                liftover=None, liftover_move=False, ld_maf_min=0.0, exclude_lrld=None, ld_region=None,
-               annotations=None, fasta=None, feature_window=256, feature_dtype="float16") -> dict:
+               annotations=None, fasta=None, feature_window=256, feature_dtype="float16",
+               ambiguous_maf_max=0.0) -> dict:
     """Harmonise ``sumstats`` with the LD reference ``ld`` and write the dataset ``out``.
 
     ``columns`` maps sumstats fields to header names (``{"z": "ZSCORE"}``, the
@@ -193,7 +194,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 from ..io.ld_filters import in_regions
 
                 excluded["long_range_ld"] = in_regions(ref["chrom"], ref["bp"], lrld)
-            h = harmonise(ss, ref, ref_excluded=excluded)
+            h = harmonise(ss, ref, ref_excluded=excluded, ref_freq=panel_freq, ambiguous_maf_max=ambiguous_maf_max)
             extra = {"ld_monomorphic": int(mono.sum())}
             if kind == "vcf":
                 extra["ld_vcf_skipped"] = {k: int(v) for k, v in panel.counts.get("skipped", {}).items()}
@@ -282,6 +283,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
             "matched": M,
             "flipped": counts["flipped"],
             "strand_flipped": counts["strand_flipped"],
+            "ambiguous_resolved": counts["ambiguous_resolved"],
             "dropped": {k: int(v) for k, v in counts["dropped"].items()},
             "N": median_n,
             "n_ref": int(n_ref),
@@ -305,7 +307,8 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                            "info_min": float(info_min), "maf_min": float(maf_min),
                            "keep_multi_allelic": bool(keep_multi_allelic),
                            "liftover_move": bool(liftover_move), "ld_maf_min": float(ld_maf_min),
-                           "ld_region": ld_region, "feature_window": int(feature_window)},
+                           "ld_region": ld_region, "feature_window": int(feature_window),
+                           "ambiguous_maf_max": float(ambiguous_maf_max)},
             "counts": summary,
         }
 
