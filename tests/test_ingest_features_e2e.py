@@ -65,6 +65,14 @@ def test_features_stored_and_network_priors_train(inputs):
         assert meta["amp"] == ("--amp" in extra) and np.isfinite(meta["curve"][-1]["train_loss"])
         ev = json.loads(run(["evaluate", model, ds, "--chroms", "all", "--json"]).output)
         assert np.isfinite(ev["loglik"]) and ev["h2"] > 0
+        if prior == "transformer":
+            # the same fit with the tracks read per batch by 2 loader processes
+            m2 = tmp / "m-transformer-loader"
+            run(["fit", ds, "--prior", prior, *extra, "--alpha", "learn", "--sigma2", 1, "--holdout-chroms", "none",
+                 "--epochs", 2, "--loader-workers", 2, "-o", m2])
+            c1 = [x["train_loss"] for x in meta["curve"]]
+            c2 = [x["train_loss"] for x in json.loads((m2 / "model.json").read_text())["curve"]]
+            assert c1 == pytest.approx(c2, rel=1e-6)
         out = tmp / f"{prior}.tsv"
         run(["score", model, ds, "-o", out])
         f = np.array([float(line.split("\t")[3]) for line in out.read_text().splitlines()[1:]])

@@ -123,12 +123,14 @@ def _select(windows, holdout):
     return train, val
 
 
-def _loss(objective, windows, module, batch, s2, amp=False):
+def _loss(objective, windows, module, batch, s2, amp=False, rows=None):
     """Sum of the objective over ``windows``; the prior is evaluated only on the
     variants those windows touch (their ``(i)+`` union), not on the whole genome.
 
     ``amp``: the prior's forward runs under autocast (bfloat16); its output is cast back
-    before the linear algebra, which always runs in the training dtype."""
+    before the linear algebra, which always runs in the training dtype.  ``rows``:
+    ``(lo, tracks)``, the per-base tracks of variants ``lo, lo+1, ...`` read by a loader
+    when ``batch`` does not hold them."""
     import contextlib
 
     import torch
@@ -138,6 +140,9 @@ def _loss(objective, windows, module, batch, s2, amp=False):
     union = np.unique(np.concatenate([w.plus_idx for w in windows]))
     dev = batch["freq"].device
     sub = {k: v[torch.as_tensor(union, device=dev)] for k, v in batch.items()}
+    if rows is not None:
+        lo, tracks = rows
+        sub["window"] = tracks[torch.as_tensor(union - lo)].to(dev)
     ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     with ctx:
         log_f = module(sub)
@@ -158,7 +163,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
 
     from ..plugins import lookup
     from ..ui import progress as make_progress
-    from .model import build_prior, prior_context, variant_batch
+    from .model import build_prior, predict_log_f, prior_context, track_rows, variant_batch
 
     if epochs < 1:
         raise UserError(f"option --epochs: expected at least 1, got {epochs}")
@@ -211,7 +216,11 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
     with open_dataset(dataset) as h5:
         z_all = h5["variants"]["z"][:]
         n_all = h5["variants"]["n"][:]
-        batch = variant_batch(h5, dtype="float64", device=device)
+        # with a loader the per-base tracks stay on disk: each batch reads its rows
+        batch = variant_batch(h5, dtype="float64", device=device, tracks=loader_workers == 0)
+        track_shape = None
+        if loader_workers > 0 and "features" in h5 and "window" in h5["features"]:
+            track_shape = tuple(h5["features"]["window"].shape)
         freq = h5["variants"]["freq"][:]
     if prior_opts.get("alpha", 0) != 0 and not np.all(np.isfinite(freq)):
         raise UserError(
@@ -239,7 +248,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
         a = ALPHA_START if alpha0 == "learn" else alpha0
         p = np.clip(freq, 1e-6, 1 - 1e-6)
         per_snp /= float(np.mean((p * (1 - p)) ** a))
-    context = prior_context(batch, per_snp)
+    context = prior_context(batch, per_snp, track_shape)
     module = build_prior({"name": prior, "options": prior_opts}, context).to(device)
     inputs = {k: context[k] for k in ("n_features", "n_tracks", "window")}
     n_params = int(sum(p.numel() for p in module.parameters()))
@@ -352,22 +361,24 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                 if loader_workers > 0:
                     plan = [dist.share([train[i].index for i in order[st * bw:(st + 1) * bw]])
                             for st in range(state["step"], steps_per_epoch)]
-                    batches = iter(WindowBatches(dataset, plan, dtype).loader(loader_workers))
+                    batches = iter(WindowBatches(dataset, plan, dtype, tracks=track_shape is not None)
+                                   .loader(loader_workers))
                 while state["step"] < steps_per_epoch:
                     st = state["step"]
                     wb = [train[i] for i in order[st * bw:(st + 1) * bw]]
                     n_core = sum(w.n for w in wb)
                     if loader_workers > 0:
                         t_wait = time.perf_counter()
-                        mine = [_to(w, device) for w in next(batches)]
+                        mine, rows = next(batches)
+                        mine = [_to(w, device) for w in mine]
                         waited += time.perf_counter() - t_wait
                     else:
-                        mine = dist.share(wb)
+                        mine, rows = dist.share(wb), None
                     t_step = time.perf_counter()
                     # data parallel: each rank takes every world-th window of the batch;
                     # the gradients are summed over ranks, so the update is the same as
                     # one process taking the whole batch
-                    local = _loss(objective_obj, mine, module, batch, s2, amp) / n_core
+                    local = _loss(objective_obj, mine, module, batch, s2, amp, rows) / n_core
                     if torch.is_tensor(local) and local.requires_grad:
                         (local / accumulate).backward()
                     loss = dist.sum_value(local)
@@ -395,7 +406,13 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                 if val:
                     module.eval()
                     with torch.no_grad():
-                        rec["val_loss"] = dist.sum_value(_loss(objective_obj, dist.share(val), module, batch, s2, amp)) / n_val
+                        vs = dist.share(val)
+                        vrows = None
+                        if track_shape is not None and vs:
+                            lo = min(int(w.plus_idx.min()) for w in vs)
+                            with open_dataset(dataset) as h5:
+                                vrows = (lo, track_rows(h5, lo, max(int(w.plus_idx.max()) for w in vs) + 1))
+                        rec["val_loss"] = dist.sum_value(_loss(objective_obj, vs, module, batch, s2, amp, vrows)) / n_val
                     if rec["val_loss"] < state["best_val"]:
                         state["best_val"], state["bad_epochs"] = rec["val_loss"], 0
                     else:
@@ -412,8 +429,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
             log_fh.close()
     meta = write_meta(True) or {"n_parameters": n_params}
     dist.close()
-    with torch.no_grad():
-        log_f = module(batch).detach().cpu().numpy()
+    with open_dataset(dataset) as h5:
+        log_f = predict_log_f(module, h5, device=device, batch=batch)
     core = np.concatenate([w.core_idx for w in train])
     return {
         "model_dir": str(out), "prior": prior, "objective": objective, "solver": solver if solver_obj else None,

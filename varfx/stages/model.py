@@ -64,8 +64,11 @@ def build_prior(meta_prior: dict, context: dict):
     return cls(**meta_prior.get("options", {})).module(context)
 
 
-def variant_batch(h5, dtype="float64", device="cpu") -> dict:
-    """The per-variant inputs of a prior for every variant of a dataset."""
+def variant_batch(h5, dtype="float64", device="cpu", tracks=True) -> dict:
+    """The per-variant inputs of a prior for every variant of a dataset.
+
+    ``tracks=False`` leaves out the per-base tracks (``features/window``, the largest
+    input): a loader then reads the rows each batch needs (:func:`track_rows`)."""
     import torch
 
     var = h5["variants"]
@@ -77,19 +80,30 @@ def variant_batch(h5, dtype="float64", device="cpu") -> dict:
     scalar = feature_matrix(h5)
     if scalar is not None:
         batch["features"] = torch.as_tensor(scalar, dtype=getattr(torch, dtype), device=device)
-    if "features" in h5 and "window" in h5["features"]:
+    if tracks and "features" in h5 and "window" in h5["features"]:
         # per-base tracks (M x w x T), kept in their stored float16 until a chunk is used
         batch["window"] = torch.as_tensor(h5["features"]["window"][:], device=device)
     return batch
 
 
-def prior_context(batch, init_f=1e-6) -> dict:
-    """What a prior's module needs to know about the inputs it will get."""
+def track_rows(h5, lo: int, hi: int):
+    """Rows ``[lo, hi)`` of the per-base tracks (a contiguous, chunk-aligned read), or None."""
+    import torch
+
+    if "features" not in h5 or "window" not in h5["features"]:
+        return None
+    return torch.as_tensor(h5["features"]["window"][lo:hi])
+
+
+def prior_context(batch, init_f=1e-6, track_shape=None) -> dict:
+    """What a prior's module needs to know about the inputs it will get
+    (``track_shape``: the stored tracks' shape when they are not in ``batch``)."""
     ctx = {"init_f": init_f, "n_features": 0, "n_tracks": 0, "window": 0}
     if "features" in batch:
         ctx["n_features"] = int(batch["features"].shape[1])
-    if "window" in batch:
-        ctx["window"], ctx["n_tracks"] = int(batch["window"].shape[1]), int(batch["window"].shape[2])
+    shape = tuple(batch["window"].shape) if "window" in batch else track_shape
+    if shape is not None:
+        ctx["window"], ctx["n_tracks"] = int(shape[1]), int(shape[2])
     return ctx
 
 
@@ -114,14 +128,25 @@ def load_model(model_dir, dtype="float64", device="cpu"):
     return meta, module
 
 
-def predict_log_f(module, h5, dtype="float64", device="cpu", chunk=1 << 20):
-    """log f for every variant of an open dataset, in memory-bounded chunks."""
+def predict_log_f(module, h5, dtype="float64", device="cpu", chunk=1 << 16, batch=None):
+    """log f for every variant of an open dataset, in memory-bounded chunks (the
+    per-base tracks are read chunk by chunk, never whole)."""
     import torch
 
-    batch = variant_batch(h5, dtype, device)
+    if batch is None or "window" not in batch:
+        batch = variant_batch(h5, dtype, device, tracks=False) if batch is None else batch
+        with_rows = "features" in h5 and "window" in h5["features"]
+    else:
+        with_rows = False
     M = batch["freq"].shape[0]
     out = []
+    was_training = module.training
+    module.eval()
     with torch.no_grad():
         for s in range(0, M, chunk):
-            out.append(module({k: v[s:s + chunk] for k, v in batch.items()}).to(torch.float64))
+            sub = {k: v[s:s + chunk] for k, v in batch.items()}
+            if with_rows:
+                sub["window"] = track_rows(h5, s, min(s + chunk, M)).to(batch["freq"].device)
+            out.append(module(sub).to(torch.float64))
+    module.train(was_training)
     return torch.cat(out).cpu().numpy() if out else np.zeros(0)

@@ -329,12 +329,14 @@ class WindowBatches:
     opens its own read-only HDF5 handle, so a ``torch.utils.data.DataLoader`` with
     workers reads the next batches while the trainer computes."""
 
-    def __init__(self, dataset, batches, dtype="float64"):
+    def __init__(self, dataset, batches, dtype="float64", tracks=False):
         self.dataset = str(dataset)
         self.batches = [list(map(int, b)) for b in batches]
         self.dtype = dtype
+        self.tracks = tracks
         self._h5 = None
         self._attrs = None
+        self._data = None
 
     def __len__(self):
         return len(self.batches)
@@ -345,11 +347,22 @@ class WindowBatches:
         if self._h5 is None:
             self._h5, self._attrs = _open_windows(self.dataset)
         tdtype = getattr(torch, self.dtype)
-        return [_read_window(self._h5["windows"][f"{j:06d}"], self._attrs, tdtype) for j in self.batches[i]]
+        windows = [_read_window(self._h5["windows"][f"{j:06d}"], self._attrs, tdtype) for j in self.batches[i]]
+        if not self.tracks or not windows:
+            return windows, None
+        # the per-base tracks of the batch's variants: one contiguous slice (the
+        # dataset is sorted, and a batch's windows are read together)
+        from .model import track_rows
+
+        if self._data is None:
+            self._data = open_dataset(self.dataset)
+        lo = min(int(w.plus_idx.min()) for w in windows)
+        hi = max(int(w.plus_idx.max()) for w in windows) + 1
+        return windows, (lo, track_rows(self._data, lo, hi))
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_h5"] = None  # an HDF5 handle does not cross processes
+        state["_h5"] = state["_data"] = None  # HDF5 handles do not cross processes
         return state
 
     def loader(self, workers: int):
