@@ -74,7 +74,7 @@ def open_fasta(path):
         gz = fh.read(2) == b"\x1f\x8b"
     if gz and not path.with_name(path.name + ".gzi").is_file():
         raise UserError("compressed FASTA without a .gzi index: expected a bgzip-compressed FASTA indexed with "
-                        f"samtools faidx (or an uncompressed FASTA)", path=path)
+                        "samtools faidx (or an uncompressed FASTA)", path=path)
     try:
         return pysam.FastaFile(str(path))
     except (OSError, ValueError) as exc:

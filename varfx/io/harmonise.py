@@ -155,6 +155,17 @@ def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | Non
     ref_index = np.full(m, -1, dtype=np.int64)
     flip = np.zeros(m, dtype=bool)
     strand = np.zeros(m, dtype=bool)
+    def accept(i, j):
+        """Match row i to reference variant j unless the reference rules it out."""
+        if ref_dup[j]:
+            reason[i] = "duplicate_in_ld"
+            return
+        for why, mask in excluded:
+            if mask[j]:
+                reason[i] = why
+                return
+        ref_index[i] = j
+
     for i in range(m):
         k = s_keys[i]
         a1, a2 = s_a1[i], s_a2[i]
@@ -168,15 +179,7 @@ def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | Non
                 reason[i] = "strand_ambiguous"
                 continue
             flip[i], strand[i] = side
-            if ref_dup[j]:
-                reason[i] = "duplicate_in_ld"
-                continue
-            for why, mask in excluded:
-                if mask[j]:
-                    reason[i] = why
-                    break
-            else:
-                ref_index[i] = j
+            accept(i, j)
             continue
         c1, c2 = complement(a1), complement(a2)
         j = -1
@@ -204,15 +207,7 @@ def harmonise(ss: dict, ref: dict, *, by: str = "auto", ref_excluded: dict | Non
         else:
             reason[i] = "allele_mismatch"
             continue
-        if ref_dup[j]:
-            reason[i] = "duplicate_in_ld"
-            continue
-        for why, mask in excluded:
-            if mask[j]:
-                reason[i] = why
-                break
-        else:
-            ref_index[i] = j
+        accept(i, j)
 
     # Two sumstats rows on one reference variant (e.g. A/G and its complement T/C).
     hit = ref_index >= 0

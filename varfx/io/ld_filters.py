@@ -15,13 +15,12 @@ positions in that build, i.e. before a build conversion of the table they filter
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
+from .files import read_file_bytes
 from .plink import parse_chrom
 
 
@@ -84,16 +83,7 @@ def read_lrld(path) -> list[tuple[int, int, int]]:
 
 
 def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise UserError("no such file (expected a long-range LD region file: chrN start end [label])", path=path)
-    if path.is_dir():
-        raise UserError("is a directory, expected a long-range LD region file (chrN start end [label])", path=path)
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"corrupt or truncated gzip file ({exc})", path=path) from None
+    data = read_file_bytes(path, "a long-range LD region file: chrN start end [label]")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

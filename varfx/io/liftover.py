@@ -35,16 +35,15 @@ variants are counted (``moved``); a move that would give a position below 1 is n
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
+from .files import read_file_bytes
 from .plink import parse_chrom
 
 LIFT_REASONS = ("invalid", "unknown_chrom", "unmapped", "multiple", "other_chrom")
@@ -103,17 +102,7 @@ def chain_builds(path) -> tuple[str | None, str | None]:
 
 
 def _chain_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise UserError("no such file (expected a UCSC chain file, e.g. hg19ToHg38.over.chain.gz)", path=path)
-    if path.is_dir():
-        raise UserError("is a directory, expected a UCSC chain file (e.g. hg19ToHg38.over.chain.gz)", path=path)
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"corrupt or truncated gzip file ({exc}); expected a UCSC chain file", path=path) from None
-    return data
+    return read_file_bytes(path, "a UCSC chain file, e.g. hg19ToHg38.over.chain.gz")
 
 
 _HEADER = "chain score tName tSize tStrand tStart tEnd qName qSize qStrand qStart qEnd [id]"

@@ -41,6 +41,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
+from .files import read_file_bytes
 from .plink import parse_chrom
 
 #: Tokens read as "missing" in optional numeric columns (CHR, BP, frequency, INFO),
@@ -272,16 +273,7 @@ def _check_path(path: Path) -> None:
 
 def read_bytes(path) -> bytes:
     """The content of a plain or gzip-compressed file (detected from its first bytes)."""
-    path = Path(path)
-    _check_path(path)
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"corrupt or truncated gzip file ({exc})", path=path) from None
-    return data
+    return read_file_bytes(path, "a summary-statistics file")
 
 
 def read_text(path) -> str:
