@@ -268,6 +268,43 @@ def score(model_dir, dataset, out):
 
 
 @cli.command()
+@click.option("--ld", "ld", required=True, type=click.Path(), help="Genotype panel: PLINK prefix/.bed or a VCF/BCF file.")
+@click.option("--truth", required=True, type=click.Choice(["constant", "glm", "network", "threshold"]),
+              help="How f depends on the features (constant: on the frequency only).")
+@click.option("--annotations", type=click.Path(dir_okay=False), default=None, help="Annotations manifest (as for ingest): the features the truth uses.")
+@click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA (with .fai): adds the sequence features.")
+@click.option("--h2", type=float, default=0.5, show_default=True, help="Heritability: the sum of f over the simulated variants.")
+@click.option("--n", "n_gwas", type=float, default=100_000, show_default=True, help="GWAS sample size N.")
+@click.option("--alpha", type=float, default=0.7, show_default=True, help="Frequency exponent of the truth: f ~ (p(1-p))^alpha.")
+@click.option("--log-sd", type=float, default=1.0, show_default=True, help="Standard deviation of the feature term of log f across variants.")
+@click.option("--sigma2", type=float, default=1.0, show_default=True, help="Noise variance of z (1 = no inflation).")
+@click.option("--block-kb", type=float, default=1000, show_default=True, help="LD blocks: R is the panel's correlation within each bin of this size, 0 across.")
+@click.option("--threshold-feature", default=None, metavar="NAME", help="Feature of the threshold truth (default: the first that varies).")
+@click.option("--threshold-quantile", type=float, default=0.9, show_default=True, help="Quantile of that feature where the threshold truth steps up.")
+@click.option("--feature-window", type=click.IntRange(min=2), default=256, show_default=True, help="Window (bp) of per-base features around each variant.")
+@click.option("--ld-region", default=None, metavar="CHR:START-END", help="Read only this region of an indexed VCF/BCF panel.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Directory to write (sumstats, truth, simulation.json).")
+@user_errors
+def simulate(ld, truth, annotations, fasta, h2, n_gwas, alpha, log_sd, sigma2, block_kb, threshold_feature,
+             threshold_quantile, feature_window, ld_region, seed, as_json, out):
+    """Simulate summary statistics with a known prior from a genotype panel."""
+    from .stages.simulate import run_simulate
+
+    summary = run_simulate(ld, out, truth=truth, h2=h2, n_gwas=n_gwas, alpha=alpha, sigma2=sigma2, log_sd=log_sd,
+                           block_kb=block_kb, seed=seed, annotations=annotations, fasta=fasta,
+                           feature_window=feature_window, ld_region=ld_region, threshold_feature=threshold_feature,
+                           threshold_quantile=threshold_quantile, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        from .ui import print_summary
+
+        print_summary("simulate", {k: v for k, v in summary.items() if k not in ("network",)})
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @user_errors
 def plugins(as_json):

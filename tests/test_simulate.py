@@ -1,0 +1,246 @@
+"""``varfx simulate``: the sampler against the dense formula, the truths, the CLI, and
+recovery of the truth by ``fit`` (constant prior: h2; GLM prior: its coefficients),
+within tolerances from the observed Fisher information of the exact likelihood."""
+
+import gzip
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from varfx.cli import cli
+from varfx.stages.simulate import sample_z, truth_log_g
+
+from _data import PANEL
+
+
+def invoke(args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+class _PanelLD:
+    """What ``sample_z`` needs of a PlinkLD: standardised dosages by variant index."""
+
+    def __init__(self, x):
+        self.x = x
+        self.n_people = x.shape[1]
+
+    def standardized(self, idx):
+        return self.x[idx]
+
+
+def _toy_panel(rng, m=12, n=40):
+    g = rng.binomial(2, rng.uniform(0.1, 0.9, size=(m, 1)), size=(m, n)).astype(float)
+    g[:, :3] = np.arange(3)  # no monomorphic row
+    x = g - g.mean(axis=1, keepdims=True)
+    return x / x.std(axis=1, keepdims=True)
+
+
+def test_sample_z_has_the_dense_mean_and_block_diagonal_covariance():
+    rng = np.random.default_rng(5)
+    x = _toy_panel(rng)
+    m, n = x.shape
+    chrom = np.full(m, 22)
+    bp = np.array([100, 200, 300, 400, 500, 600, 1100, 1200, 1300, 1400, 1500, 1600])  # two 1-kb blocks
+    blocks = [np.arange(6), np.arange(6, 12)]
+    R = np.zeros((m, m))
+    for b in blocks:
+        R[np.ix_(b, b)] = x[b] @ x[b].T / n
+    beta = rng.standard_normal(m) * 0.01
+    N, s2, reps = 1e4, 1.3, 6000
+    zs = np.stack([sample_z(_PanelLD(x), chrom, bp, beta, n_gwas=N, sigma2=s2, block_bp=1000,
+                            rng=np.random.default_rng(1000 + r)) for r in range(reps)])
+    mean = math.sqrt(N) * R @ beta
+    cov = s2 * R
+    se_mean = np.sqrt(np.diag(cov) / reps)
+    assert np.all(np.abs(zs.mean(axis=0) - mean) < 5 * se_mean)
+    emp = np.cov(zs.T)
+    # sd of a sample covariance of Gaussians: sqrt((C_ij^2 + C_ii C_jj) / reps)
+    se_cov = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / reps)
+    assert np.all(np.abs(emp - cov) < 5 * se_cov)
+    assert np.abs(emp[np.ix_(blocks[0], blocks[1])]).max() < 5 * se_cov.max()
+
+
+def test_truths_glm_network_threshold():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5000, 3))
+    names = ["a.x", "b.x", "c.x"]
+    g, p = truth_log_g("glm", x, names, np.random.default_rng(1), 0.8)
+    w = np.array([p["coefficients"][k] for k in names])
+    np.testing.assert_allclose(g, x @ w - (x @ w).mean(), atol=1e-12)
+    assert g.std() == pytest.approx(0.8)
+
+    g, p = truth_log_g("network", x, names, np.random.default_rng(1), 1.0)
+    net = {k: np.asarray(v) for k, v in p["network"].items() if k.startswith(("w", "b"))}
+    h = np.tanh(np.tanh(x @ net["w1"] + net["b1"]) @ net["w2"] + net["b2"]) @ net["w3"]
+    h = h * p["network"]["output_scale"]
+    np.testing.assert_allclose(g, h - h.mean(), atol=1e-10)
+    assert g.std() == pytest.approx(1.0)
+
+    g, p = truth_log_g("threshold", x, names, np.random.default_rng(1), 1.0, threshold_feature="b.x",
+                       threshold_quantile=0.8)
+    th = p["threshold"]
+    assert th["feature"] == "b.x" and th["fraction_above"] == pytest.approx(0.2, abs=1e-3)
+    above = x[:, 1] > th["value"]
+    assert np.ptp(g[above]) == 0 and np.ptp(g[~above]) == 0
+    assert g[above][0] - g[~above][0] == pytest.approx(th["log_enrichment"])
+
+
+def _observed_information(windows, theta, log_f_of, s2):
+    """The Hessian of the exact negative log-likelihood in ``theta`` (central differences
+    of its gradient: the solver's backward is closed-form, not twice differentiable).
+    ``s2 = sigma2 / N``, the noise variance of beta_hat."""
+    from varfx.default_plugins.objectives import FullLikelihood
+    from varfx.default_plugins.solvers import CholeskySolver
+
+    obj = FullLikelihood(solver=CholeskySolver())
+    s2t = torch.tensor(s2, dtype=torch.float64)
+
+    def grad_at(t):
+        t = t.clone().requires_grad_(True)
+        lf = log_f_of(t)
+        loss = sum(obj.window_loss(w, torch.exp(lf[torch.as_tensor(w.plus_idx)]), s2t) for w in windows)
+        loss.backward()
+        return t.grad.detach()
+
+    eps = 1e-4
+    H = torch.stack([(grad_at(theta + eps * e) - grad_at(theta - eps * e)) / (2 * eps)
+                     for e in torch.eye(len(theta), dtype=torch.float64)])
+    return 0.5 * (H + H.T), grad_at(theta)
+
+
+def _simulate_fit(tmp_path, truth, prior, extra_sim=(), extra_ingest=(), epochs=150):
+    sim, ds, model = tmp_path / "sim", tmp_path / "ds", tmp_path / "model"
+    r = invoke(["simulate", "--ld", PANEL, "--truth", truth, "--h2", 0.05, "--n", 100000, "--seed", 3,
+                "--block-kb", 1000, *extra_sim, "-o", sim, "--json"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads(r.output)
+    r = invoke(["ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", PANEL, *extra_ingest, "-o", ds, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["matched"] == meta["n_variants"]  # the same variants, none dropped
+    # windows = the simulation's LD blocks: the fit sees the LD the data came from
+    r = invoke(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--json"])
+    assert r.exit_code == 0, r.output
+    r = invoke(["fit", ds, "--prior", prior, "--objective", "full", "--sigma2", 1, "--holdout-chroms", "none",
+                "--epochs", epochs, "--lr", 0.05, "-o", model])
+    assert r.exit_code == 0, r.output
+    r = invoke(["evaluate", model, ds, "--chroms", "all", "--truth", sim / "truth.tsv", "--json"])
+    assert r.exit_code == 0, r.output
+    return sim, ds, model, meta, json.loads(r.output)
+
+
+@pytest.mark.slow
+def test_simulate_then_fit_constant_prior_recovers_h2(tmp_path):
+    from varfx.stages.precompute import load_windows, open_dataset
+
+    sim, ds, model, meta, ev = _simulate_fit(tmp_path, "constant", "constant")
+    # the sumstats carry z to 8 digits
+    with open_dataset(ds) as h5:
+        z = h5["variants"]["z"][:]
+        freq = h5["variants"]["freq"][:]
+    assert np.isfinite(z).all() and len(z) == meta["n_variants"]
+    with gzip.open(sim / "sumstats.fastGWA.gz", "rt") as fh:
+        rows = [line.split("\t") for line in fh][1:]
+    z_file = np.array([float(r[7]) / float(r[8]) for r in rows])
+    np.testing.assert_allclose(z, z_file, rtol=1e-6, atol=1e-6)
+
+    windows, _ = load_windows(ds)
+    log_shape = torch.as_tensor(0.7 * np.log(freq * (1 - freq)))
+    log_c = torch.tensor([math.log(ev["h2"]) - float(torch.logsumexp(log_shape, 0))], dtype=torch.float64)
+    H, g = _observed_information(windows, log_c, lambda t: t[0] + log_shape, 1 / meta["N"])
+    se = float(1 / math.sqrt(H[0, 0]))
+    assert abs(float(g[0])) / math.sqrt(H[0, 0]) < 0.05  # fit converged: score << its sd
+    assert se < 0.1  # informative enough for the test to mean something
+    # log h2 - log h2_true = log c - log c_true (the shape is the truth's)
+    assert abs(math.log(ev["h2"] / meta["h2"])) < 4 * se, (ev["h2"], se)
+    assert ev["rmse_log_f"] == pytest.approx(abs(math.log(ev["h2"] / meta["h2"])), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_simulate_then_fit_glm_prior_recovers_coefficients(tmp_path):
+    from varfx.stages.model import feature_matrix
+    from varfx.stages.precompute import load_windows, open_dataset
+
+    rng = np.random.default_rng(11)
+    snps = [line.split()[1] for line in open(f"{PANEL}.bim")]
+    with open(tmp_path / "annot.tsv", "w") as fh:
+        fh.write("SNP\tcons\tenh\n")
+        for s in snps:
+            fh.write(f"{s}\t{rng.standard_normal():.4f}\t{float(rng.random() < 0.2)}\n")
+    with open(tmp_path / "dhs.bed", "w") as fh:
+        for s in range(16_000_000, 51_000_000, 40_000):
+            fh.write(f"chr22\t{s}\t{s + 8000}\n")
+    (tmp_path / "manifest.tsv").write_text(
+        "name\tpath\tkind\twindow\toptions\nannot\tannot.tsv\ttable\t\t\ndhs\tdhs.bed\tbed\t2000\toverlap=false\n")
+    ann = ["--annotations", tmp_path / "manifest.tsv"]
+    sim, ds, model, meta, ev = _simulate_fit(tmp_path, "glm", "glm", extra_sim=ann, extra_ingest=ann, epochs=200)
+    names = meta["features"]
+    assert names == ["annot.cons", "annot.enh", "dhs.coverage"]
+    truth = np.array([meta["log_c"]] + [meta["coefficients"][k] for k in names])
+
+    ckpt = torch.load(model / "checkpoint.pt", weights_only=True)
+    est = torch.cat([ckpt["prior"]["linear.bias"], ckpt["prior"]["linear.weight"][0]]).to(torch.float64)
+    windows, _ = load_windows(ds)
+    with open_dataset(ds) as h5:
+        x = torch.as_tensor(feature_matrix(h5))
+        freq = h5["variants"]["freq"][:]
+    log_shape = torch.as_tensor(0.7 * np.log(freq * (1 - freq)))
+    H, g = _observed_information(windows, est, lambda t: t[0] + x @ t[1:] + log_shape, 1 / meta["N"])
+    cov = torch.linalg.inv(H)
+    se = torch.sqrt(torch.diagonal(cov)).numpy()
+    step = (cov @ g).numpy()
+    assert np.all(np.abs(step) < 0.1 * se), (step, se)  # fit converged to the optimum
+    assert np.all(se[1:] < 0.25), se  # informative enough for the test to mean something
+    assert np.all(np.abs(est.numpy() - truth) < 4 * se), (est.numpy(), truth, se)
+
+
+def test_simulate_outputs_and_threshold_truth(tmp_path):
+    (tmp_path / "dhs.bed").write_text("".join(f"chr22\t{s}\t{s + 3000}\n" for s in range(16_000_000, 51_000_000, 20_000)))
+    (tmp_path / "m.tsv").write_text("name\tpath\tkind\ndhs\tdhs.bed\tbed\n")
+    out = tmp_path / "sim"
+    r = invoke(["simulate", "--ld", PANEL, "--truth", "threshold", "--annotations", tmp_path / "m.tsv",
+                "--threshold-feature", "dhs.coverage", "--threshold-quantile", 0.5, "--h2", 0.2, "-o", out, "--json"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads(r.output)
+    assert meta == json.loads((out / "simulation.json").read_text())
+    assert meta["threshold"]["feature"] == "dhs.coverage"
+    rows = [line.rstrip("\n").split("\t") for line in open(out / "truth.tsv")]
+    assert rows[0] == ["SNP", "CHR", "BP", "F", "BETA"] and len(rows) - 1 == meta["n_variants"]
+    f = np.array([float(r[3]) for r in rows[1:]])
+    assert f.sum() == pytest.approx(0.2, rel=1e-6)
+    assert sorted(p.name for p in out.iterdir()) == ["simulation.json", "sumstats.fastGWA.gz", "truth.tsv"]
+    # same seed, same output; another seed, other z
+    r = invoke(["simulate", "--ld", PANEL, "--truth", "constant", "--seed", 1, "-o", tmp_path / "a", "--json"])
+    r2 = invoke(["simulate", "--ld", PANEL, "--truth", "constant", "--seed", 1, "-o", tmp_path / "b", "--json"])
+    r3 = invoke(["simulate", "--ld", PANEL, "--truth", "constant", "--seed", 2, "-o", tmp_path / "c", "--json"])
+    assert r.exit_code == r2.exit_code == r3.exit_code == 0
+    read = lambda d: gzip.open(d / "sumstats.fastGWA.gz").read()  # noqa: E731
+    assert read(tmp_path / "a") == read(tmp_path / "b") != read(tmp_path / "c")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--truth", "glm"], "option --truth glm: needs features"),
+    (["--truth", "constant", "--h2", "0"], "option --h2: expected a positive number"),
+    (["--truth", "constant", "--threshold-quantile", "1"], "option --threshold-quantile"),
+])
+def test_simulate_bad_options(tmp_path, args, message):
+    r = CliRunner().invoke(cli, ["simulate", "--ld", str(PANEL), *args, "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_simulate_refuses_ukbb_and_foreign_directories(tmp_path):
+    (tmp_path / "chr22_1_3000001.npz").write_bytes(b"")
+    (tmp_path / "chr22_1_3000001.gz").write_bytes(b"")
+    r = CliRunner().invoke(cli, ["simulate", "--ld", str(tmp_path), "--truth", "constant", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "needs a genotype panel" in r.output, r.output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("x")
+    r = CliRunner().invoke(cli, ["simulate", "--ld", str(PANEL), "--truth", "constant", "-o", str(busy)])
+    assert r.exit_code == 1 and "refusing to replace it" in r.output, r.output
+    assert (busy / "keep.txt").read_text() == "x"
