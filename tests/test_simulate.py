@@ -6,7 +6,6 @@ import gzip
 import json
 import math
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -244,3 +243,19 @@ def test_simulate_refuses_ukbb_and_foreign_directories(tmp_path):
     r = CliRunner().invoke(cli, ["simulate", "--ld", str(PANEL), "--truth", "constant", "-o", str(busy)])
     assert r.exit_code == 1 and "refusing to replace it" in r.output, r.output
     assert (busy / "keep.txt").read_text() == "x"
+
+
+def test_write_people_subset_round_trips_through_the_plink_reader(tmp_path):
+    from varfx.io.plink import load_plink
+    from varfx.testing.data import read_bed_dosages, write_people_subset
+
+    n = len(open(f"{PANEL}.fam").read().splitlines())
+    people = np.arange(1, n, 3)  # a count that is not a multiple of 4
+    rows = np.arange(0, 15000, 101)
+    out = write_people_subset(PANEL, tmp_path / "half", people)
+    want = read_bed_dosages(PANEL, n, rows)[people]
+    got = load_plink(out).genotypes(rows).T.astype(float)
+    got[got < 0] = np.nan
+    np.testing.assert_array_equal(np.isnan(want), np.isnan(got))
+    np.testing.assert_array_equal(np.nan_to_num(want, nan=-1), np.nan_to_num(got, nan=-1))
+    assert len(open(f"{out}.fam").read().splitlines()) == len(people)

@@ -57,3 +57,30 @@ def write_subset(out_dir, first: int, count: int, panel=None, sumstats=None) -> 
     ss = out_dir / "sumstats.fastGWA"
     ss.write_text(header + "".join(rows))
     return prefix, ss
+
+
+def write_people_subset(panel, out_prefix, people) -> Path:
+    """Write the PLINK panel ``panel`` restricted to the ``people`` rows of its .fam.
+
+    Every variant is kept (same .bim); the genotypes are decoded with
+    :func:`read_bed_dosages` and packed again, so the new .bed is independent of
+    :mod:`varfx.io.plink`.  Used to simulate from one half of a panel and fit with the
+    other (an LD reference that is not the GWAS sample)."""
+    panel, out_prefix = Path(panel), Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    fam = Path(f"{panel}.fam").read_text().splitlines()
+    bim = Path(f"{panel}.bim").read_text()
+    people = np.asarray(people, dtype=np.int64)
+    dos = read_bed_dosages(panel, len(fam), range(len(bim.splitlines())))[people]  # people x snps
+    code = np.full(dos.shape, 1, dtype=np.uint8)  # 01 missing
+    code[dos == 2] = 0
+    code[dos == 1] = 2
+    code[dos == 0] = 3
+    n = len(people)
+    pad = np.full(((4 - n % 4) % 4, dos.shape[1]), 0, dtype=np.uint8)
+    code = np.concatenate([code, pad]).reshape(-1, 4, dos.shape[1])  # bytes x 4 x snps
+    packed = (code[:, 0] | code[:, 1] << 2 | code[:, 2] << 4 | code[:, 3] << 6).astype(np.uint8)
+    Path(f"{out_prefix}.bed").write_bytes(bytes([0x6C, 0x1B, 0x01]) + packed.T.tobytes())
+    Path(f"{out_prefix}.bim").write_text(bim)
+    Path(f"{out_prefix}.fam").write_text("\n".join(fam[i] for i in people) + "\n")
+    return out_prefix
