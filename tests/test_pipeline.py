@@ -294,3 +294,16 @@ def test_fit_ldsr_objective(small):
     assert meta["curve"][-1]["train_loss"] < meta["curve"][0]["train_loss"]
     ev = json.loads(invoke(["evaluate", model, ds, "--chroms", "all", "--json"]).output)
     assert ev["objective"] == "ldsr" and ev["h2"] > 0
+
+
+def test_fit_progress_shows_loss_rate_and_eta_on_stderr(small, tmp_path):
+    """The bar (stderr only) carries the loss, windows/s and the elapsed time and ETA."""
+    tmp, ds = small
+    env = {**os.environ, "COLUMNS": "200", "FORCE_COLOR": "0", "TERM": "xterm", "TTY_COMPATIBLE": "1",
+           "TTY_INTERACTIVE": "0"}
+    r = subprocess.run([sys.executable, "-m", "varfx", "fit", str(ds), "--alpha", "0", "--sigma2", "1",
+                        "--holdout-chroms", "none", "--epochs", "3", "--batch-windows", "1",
+                        "-o", str(tmp_path / "m")], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    assert "loss" in r.stderr and "windows/s" in r.stderr and "0:00:" in r.stderr, r.stderr

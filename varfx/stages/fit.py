@@ -346,6 +346,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
 
     t0 = time.perf_counter()
     waited = 0.0
+    run_windows, val_text = 0, ""  # windows trained on in this run (the rate on the bar)
     n_val = sum(w.n for w in val)
     try:
         with make_progress(disable=not (progress and dist.is_main)) as bar:
@@ -399,7 +400,10 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                     log({"epoch": epoch + 1, "step": state["step"], "loss": loss,
                          "lr": opt.param_groups[0]["lr"], "windows": len(wb),
                          "windows_per_s": len(wb) / max(time.perf_counter() - t_step, 1e-9)})
-                    bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss:.5f}")
+                    run_windows += len(wb)
+                    rate = run_windows / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss:.5f} "
+                                                       f"{rate:.3g} windows/s{val_text}")
                     if checkpoint_every and state["step"] % checkpoint_every == 0 and not last_of_epoch:
                         checkpoint()
                 rec = {"epoch": epoch + 1, "train_loss": state["ep_loss"] / state["ep_n"]}
@@ -420,6 +424,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver="cholesk
                         if patience and state["bad_epochs"] >= patience:
                             state["stopped_early"] = True
                 curve.append(rec)
+                if "val_loss" in rec:
+                    val_text = f" (val {rec['val_loss']:.5f})"
                 log({"epoch_end": epoch + 1, **rec})
                 state.update(epoch=epoch + 1, step=0, ep_loss=0.0, ep_n=0)
                 checkpoint()
