@@ -2,7 +2,7 @@
 (the exact reduced-form loss and its gradient) and prior backward.
 
     python benchmarks/fit.py --json [--sizes 4000,12000] [--device cpu|cuda]
-           [--transformer-cap 512]
+           [--transformer-cap 512] [--repeats 3] [--linalg-dtype float32] [--amp]
 
 One synthetic window per size: ``n+`` variants with 5 per-base tracks in a 256-bp
 window and 10 scalar features, ``n = n+ / 3`` core variants, ``k = n`` (a full-rank
@@ -11,6 +11,15 @@ small transformer, the paper's small (width 384) and full-size (width 1536, ~52M
 parameters) transformers.  A transformer forward over ``n+`` variants scales linearly
 in ``n+``; on a CPU the large models are timed on ``--transformer-cap`` variants and
 scaled to ``n+`` (the record says ``"extrapolated": true``).  Prints a JSON list.
+
+Each record also has the floating-point work of the step, which does not depend on the
+machine: ``network_gflop`` (forward + backward, counted by
+``torch.utils.flop_counter.FlopCounterMode``, including the re-forward of checkpointed
+chunks) and ``linalg_gflop`` (the matrix products counted the same way, plus the
+Cholesky, ``k^3 / 3``, and the triangular solve, ``n+ k^2``, which the counter does not
+see).  On a GPU a first untimed step warms up the kernels (``--warmup``), and the time
+is the minimum over ``--repeats`` steps.  ``--amp`` runs the network under bfloat16
+autocast as ``varfx fit --amp`` does; ``--linalg-dtype`` is ``fit --dtype``.
 """
 
 from __future__ import annotations
@@ -39,7 +48,26 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def bench(n_plus, name, cls, opts, device, cap, dtype=torch.float64):
+def _flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def bench(n_plus, name, cls, opts, device, cap, dtype=torch.float64, repeats=1, warmup=0, amp=False):
+    best = None
+    for r in range(warmup + repeats):
+        rec = _bench_once(n_plus, name, cls, opts, device, cap, dtype, amp)
+        if r >= warmup and (best is None or rec["step_s"] < best["step_s"]):
+            best = rec
+    best["repeats"] = repeats
+    return best
+
+
+def _bench_once(n_plus, name, cls, opts, device, cap, dtype, amp):
     rng = np.random.default_rng(0)
     n = n_plus // 3
     G = torch.tensor(rng.standard_normal((n_plus, n)) / np.sqrt(n), dtype=dtype, device=device)
@@ -53,9 +81,11 @@ def bench(n_plus, name, cls, opts, device, cap, dtype=torch.float64):
     module.train()
     params = sum(p.numel() for p in module.parameters())
     solver = CholeskySolver()
+    autocast = torch.autocast(device_type=str(device).split(":")[0], dtype=torch.bfloat16, enabled=amp)
     _sync(device)
     t0 = time.perf_counter()
-    log_f = module(batch)
+    with autocast:
+        log_f = module(batch)
     _sync(device)
     t1 = time.perf_counter()
     if m < n_plus:  # the rest of the window's variants: same cost per variant
@@ -69,9 +99,24 @@ def bench(n_plus, name, cls, opts, device, cap, dtype=torch.float64):
     _sync(device)
     t3 = time.perf_counter()
     scale = n_plus / m
-    rec = {"prior": name, "parameters": params, "n_plus": n_plus, "n": n, "k": n, "device": str(device),
+
+    def network_step():
+        module.zero_grad(set_to_none=True)
+        with autocast:
+            out = module(batch)
+        out.float().sum().backward()
+
+    def linalg_step():
+        ff = f.detach().clone().requires_grad_(True)
+        solver.loss(G, z, ff, s2).backward()
+
+    k = n
+    rec = {"prior": name, "parameters": params, "n_plus": n_plus, "n": n, "k": k, "device": str(device),
+           "linalg_dtype": str(dtype).replace("torch.", ""), "amp": amp,
            "forward_s": (t1 - t0) * scale, "linalg_s": t2 - t1, "backward_s": (t3 - t2) * scale,
-           "extrapolated": m < n_plus, "timed_variants": m}
+           "extrapolated": m < n_plus, "timed_variants": m,
+           "network_gflop": _flops(network_step) * scale / 1e9,
+           "linalg_gflop": (_flops(linalg_step) + k ** 3 / 3 + n_plus * k * k) / 1e9}
     rec["step_s"] = rec["forward_s"] + rec["linalg_s"] + rec["backward_s"]
     rec["linalg_fraction"] = rec["linalg_s"] / rec["step_s"]
     return rec
@@ -83,6 +128,10 @@ def main():
     ap.add_argument("--sizes", default="4000,12000")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--transformer-cap", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 1 on cuda, 0 on cpu)")
+    ap.add_argument("--linalg-dtype", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast for the network")
     ap.add_argument("--priors", default=",".join(p[0] for p in PRIORS))
     ap.add_argument("--loader-dataset", default=None,
                     help="also fit the constant prior on this precomputed dataset with 0 and 2 loader "
@@ -93,7 +142,10 @@ def main():
     for n_plus in [int(s) for s in args.sizes.split(",")]:
         for name, cls, opts in PRIORS:
             if name in wanted:
-                out.append(bench(n_plus, name, cls, opts, args.device, args.transformer_cap))
+                warmup = args.warmup if args.warmup is not None else int(str(args.device).startswith("cuda"))
+                out.append(bench(n_plus, name, cls, opts, args.device, args.transformer_cap,
+                                 dtype=getattr(torch, args.linalg_dtype), repeats=args.repeats, warmup=warmup,
+                                 amp=args.amp))
                 if not args.json:
                     print(out[-1])
     if args.loader_dataset:
