@@ -28,7 +28,7 @@ def test_real_data_resolution(tmp_path):
         r = CliRunner().invoke(cli, ["ingest", "--sumstats", str(SUMSTATS), "--ld", str(PANEL), "--json",
                                      "-o", str(out), *map(str, extra)])
         assert r.exit_code == 0, r.output
-        return json.loads(r.output)
+        return json.loads(r.stdout)
 
     base = ingest(tmp_path / "base")
     res = ingest(tmp_path / "res", "--ambiguous-maf-max", 0.4)

@@ -78,7 +78,7 @@ def test_precompute_resumes_after_kill(small, tmp_path):
     assert not (ds / "windows.h5").exists()
     r = invoke(["precompute-ld", ds, "--window-kb", 100, "--flank-kb", 250, "--json"])
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.output.strip().splitlines()[-1])
+    summary = json.loads(r.stdout)
     assert summary["resumed_windows"] >= done_before
     with h5py.File(ds / "windows.h5", "r") as h5:
         assert h5["index"]["chrom"].shape[0] == summary["windows"]
@@ -96,7 +96,7 @@ def test_fit_evaluate_score(small, solver):
     assert meta["finished"] and len(meta["curve"]) == 40 and meta["solver"]["name"] == solver
     r = invoke(["evaluate", model, ds, "--chroms", "all", "--json"])
     assert r.exit_code == 0, r.output
-    ev = json.loads(r.output)
+    ev = json.loads(r.stdout)
     for key in ("loglik", "loglik_null", "pct_increase_per_person", "N", "sigma2", "n_variants", "n_windows", "h2"):
         assert key in ev
     assert ev["loglik"] > ev["loglik_null"]  # height has signal on chr22
@@ -229,7 +229,7 @@ def test_loader_workers_give_the_same_fit(small):
 def test_fit_dry_run_and_jsonl_log(small):
     tmp, ds = small
     r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--dry-run", "-o", tmp / "dry"])
-    plan = json.loads(r.output)
+    plan = json.loads(r.stdout)
     assert plan["dry_run"] and plan["parameters"] == 1 and plan["train_windows"] >= 3
     assert plan["memory_per_step_mb"] > 0
     assert not (tmp / "dry" / "checkpoint.pt").exists()

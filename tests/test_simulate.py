@@ -117,10 +117,10 @@ def _simulate_fit(tmp_path, truth, prior, extra_sim=(), extra_ingest=(), epochs=
     r = invoke(["simulate", "--ld", PANEL, "--truth", truth, "--h2", 0.05, "--n", 100000, "--seed", 3,
                 "--block-kb", 1000, *extra_sim, "-o", sim, "--json"])
     assert r.exit_code == 0, r.output
-    meta = json.loads(r.output)
+    meta = json.loads(r.stdout)
     r = invoke(["ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", PANEL, *extra_ingest, "-o", ds, "--json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["matched"] == meta["n_variants"]  # the same variants, none dropped
+    assert json.loads(r.stdout)["matched"] == meta["n_variants"]  # the same variants, none dropped
     # windows = the simulation's LD blocks: the fit sees the LD the data came from
     r = invoke(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--json"])
     assert r.exit_code == 0, r.output
@@ -129,7 +129,7 @@ def _simulate_fit(tmp_path, truth, prior, extra_sim=(), extra_ingest=(), epochs=
     assert r.exit_code == 0, r.output
     r = invoke(["evaluate", model, ds, "--chroms", "all", "--truth", sim / "truth.tsv", "--json"])
     assert r.exit_code == 0, r.output
-    return sim, ds, model, meta, json.loads(r.output)
+    return sim, ds, model, meta, json.loads(r.stdout)
 
 
 @pytest.mark.slow
@@ -204,7 +204,7 @@ def test_simulate_outputs_and_threshold_truth(tmp_path):
     r = invoke(["simulate", "--ld", PANEL, "--truth", "threshold", "--annotations", tmp_path / "m.tsv",
                 "--threshold-feature", "dhs.coverage", "--threshold-quantile", 0.5, "--h2", 0.2, "-o", out, "--json"])
     assert r.exit_code == 0, r.output
-    meta = json.loads(r.output)
+    meta = json.loads(r.stdout)
     assert meta == json.loads((out / "simulation.json").read_text())
     assert meta["threshold"]["feature"] == "dhs.coverage"
     rows = [line.rstrip("\n").split("\t") for line in open(out / "truth.tsv")]
@@ -259,3 +259,12 @@ def test_write_people_subset_round_trips_through_the_plink_reader(tmp_path):
     np.testing.assert_array_equal(np.isnan(want), np.isnan(got))
     np.testing.assert_array_equal(np.nan_to_num(want, nan=-1), np.nan_to_num(got, nan=-1))
     assert len(open(f"{out}.fam").read().splitlines()) == len(people)
+
+
+def test_small_panel_warning_threshold():
+    from varfx.stages.precompute import small_panel_warning
+
+    assert small_panel_warning(0, 5000) is None  # UKBB: panel size unknown
+    assert small_panel_warning(378, 37) is None  # p <= n / 10: E[S^-1] inflated by < 1.11
+    w = small_panel_warning(378, 786)
+    assert "378 people" in w and "786 variants" in w and "overestimates h2" in w

@@ -290,7 +290,7 @@ def test_ingest_ld_filters(tmp_path, panel_prefix):
         r = CliRunner().invoke(cli, ["ingest", "--sumstats", str(SUMSTATS), "--ld", str(panel_prefix), "--json",
                                      "-o", str(tmp_path / f"d{len(extra)}{abs(hash(extra))}"), *map(str, extra)])
         assert r.exit_code == 0, r.output
-        return json.loads(r.output)
+        return json.loads(r.stdout)
 
     base = summary()
     maf = summary("--ld-maf-min", 0.2)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,7 +216,26 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     summary = _merge(dataset, specs, params, N, n_ref)
     shutil.rmtree(parts, ignore_errors=True)
     summary["resumed_windows"] = len(specs) - len(todo)
+    warning = small_panel_warning(n_ref, max(len(s.core_idx) for s in specs))
+    if warning:
+        summary["warning"] = warning
+        print(f"varfx: warning: {dataset}: {warning}", file=sys.stderr)
     return summary
+
+
+def small_panel_warning(n_ref: int, max_core: int) -> str | None:
+    """A warning when the LD panel is small against the windows (None otherwise).
+
+    The likelihood inverts the panel's LD matrix of each window; when the panel is not
+    the GWAS sample, that inverse is biased upwards (for a Wishart sample covariance of
+    p variables from n people, E[S^-1] = Sigma^-1 n / (n - p - 1)), and the excess is
+    read as heritability (docs/benchmarks.md, "Simulation").  Above p = n / 10 the
+    factor exceeds 1.1."""
+    if n_ref <= 0 or max_core * 10 <= n_ref:
+        return None
+    return (f"LD from a panel of {n_ref} people for windows of up to {max_core} variants: unless the panel is "
+            "the GWAS sample, the full likelihood overestimates h2 (docs/benchmarks.md, 'Simulation: recovery "
+            "of h2 by LD set-up'); prefer LD from the GWAS sample or a large reference")
 
 
 def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
