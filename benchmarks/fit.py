@@ -134,8 +134,11 @@ def main():
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast for the network")
     ap.add_argument("--priors", default=",".join(p[0] for p in PRIORS))
     ap.add_argument("--loader-dataset", default=None,
-                    help="also fit the constant prior on this precomputed dataset with 0 and 2 loader "
+                    help="also fit a prior on this precomputed dataset with 0 and 2 loader "
                          "workers and report the fraction of time the trainer waited for windows")
+    ap.add_argument("--loader-prior", default="constant", help="the prior of the loader measurement")
+    ap.add_argument("--loader-prior-option", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--loader-epochs", type=int, default=3)
     args = ap.parse_args()
     wanted = set(args.priors.split(","))
     out = []
@@ -155,9 +158,11 @@ def main():
 
         for workers in (0, 2):
             with tempfile.TemporaryDirectory() as d:
-                r = run_fit(args.loader_dataset, d, alpha=0.0, holdout_chroms=[], epochs=3, batch_windows=4,
-                            loader_workers=workers, progress=False)
-            out.append({"task": "fit-loader", "loader_workers": workers, "seconds": r["seconds"],
+                r = run_fit(args.loader_dataset, d, prior=args.loader_prior,
+                            prior_options=tuple(args.loader_prior_option), alpha=0.0, holdout_chroms=[],
+                            epochs=args.loader_epochs, batch_windows=4, loader_workers=workers, progress=False)
+            out.append({"task": "fit-loader", "prior": args.loader_prior, "prior_options": args.loader_prior_option,
+                        "loader_workers": workers, "seconds": r["seconds"], "epochs": args.loader_epochs,
                         "loader_wait_fraction": r["loader_wait_fraction"], "windows": r["train_windows"]})
     if args.json:
         print(json.dumps(out))
