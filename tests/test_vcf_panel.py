@@ -301,3 +301,31 @@ def test_ingest_ld_filters(tmp_path, panel_prefix):
     ex = summary("--exclude-lrld", lrld)
     assert ex["dropped"]["long_range_ld"] > 100
     assert ex["matched"] == base["matched"] - ex["dropped"]["long_range_ld"]
+
+
+def test_simulate_from_a_vcf_panel(vcf_case, tmp_path):
+    """simulate samples from a VCF panel (missing genotypes, skipped records, REF/ALT in
+    either orientation) and its summary statistics ingest back onto every variant."""
+    import json
+
+    from click.testing import CliRunner
+
+    from varfx.cli import cli
+
+    gz = vcf_case["gz"]
+    sim, ds = tmp_path / "sim", tmp_path / "ds"
+    r = CliRunner().invoke(cli, ["simulate", "--ld", str(gz), "--truth", "constant", "--h2", "0.1",
+                                 "-o", str(sim), "--json"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads(r.stdout)
+    assert meta["ld_kind"] == "vcf" and 0 < meta["n_variants"] <= len(vcf_case["rows"])
+    r = CliRunner().invoke(cli, ["ingest", "--sumstats", str(sim / "sumstats.fastGWA.gz"), "--ld", str(gz),
+                                 "-o", str(ds), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["matched"] == meta["n_variants"]
+    # a region of the indexed VCF: only its variants are simulated
+    lo, hi = int(vcf_case["bim"]["bp"][0]), int(vcf_case["bim"]["bp"][60])
+    r = CliRunner().invoke(cli, ["simulate", "--ld", str(gz), "--ld-region", f"22:{lo}-{hi}", "--truth", "constant",
+                                 "-o", str(tmp_path / "sim2"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert 0 < json.loads(r.stdout)["n_variants"] <= 61
