@@ -75,8 +75,14 @@ class _Distributed:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.owns_group = False
+        self.cuda = str(device).startswith("cuda")
+        if self.world > 1 and self.cuda:
+            import torch
+
+            # one GPU per process: torchrun sets LOCAL_RANK; "cuda" then means this GPU
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         if self.world > 1 and not td.is_initialized():
-            td.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+            td.init_process_group("nccl" if self.cuda else "gloo")
             self.owns_group = True
         self.is_main = self.rank == 0
 
@@ -89,7 +95,8 @@ class _Distributed:
         v = float(value.detach()) if torch.is_tensor(value) else float(value)
         if self.world == 1:
             return v
-        t = torch.tensor([v], dtype=torch.float64)
+        # nccl reduces GPU tensors only
+        t = torch.tensor([v], dtype=torch.float64, device="cuda" if self.cuda else "cpu")
         self.td.all_reduce(t)
         return float(t[0])
 

@@ -170,6 +170,8 @@ class SolverConformance:
     #: these windows) and by the cancellation in -(G C^-1 z)^2 + diag(G C^-1 G^T)
     float32_loss_rtol: float = 1e-5
     float32_grad_rtol: float = 1e-3
+    #: where the tensors live: a subclass with "cuda" runs the suite on the GPU
+    device: str = "cpu"
 
     # ---- helpers
     def solver_class(self):
@@ -190,15 +192,15 @@ class SolverConformance:
             return 1e-8
         return self.safety * float(getattr(solver, "grad_tolerance", solver.tolerance))
 
-    @staticmethod
-    def tensors(win, dtype="float64", grad_sigma2=False):
+    def tensors(self, win, dtype="float64", grad_sigma2=False):
         import torch
 
         dt = getattr(torch, dtype)
-        G = torch.tensor(np.array(win["G"]), dtype=dt)
-        z = torch.tensor(np.array(win["z"]), dtype=dt)
-        f = torch.tensor(np.array(win["f"]), dtype=dt, requires_grad=True)
-        s2 = torch.tensor(win["sigma2"], dtype=dt, requires_grad=grad_sigma2)
+        dev = self.device
+        G = torch.tensor(np.array(win["G"]), dtype=dt, device=dev)
+        z = torch.tensor(np.array(win["z"]), dtype=dt, device=dev)
+        f = torch.tensor(np.array(win["f"]), dtype=dt, device=dev, requires_grad=True)
+        s2 = torch.tensor(win["sigma2"], dtype=dt, device=dev, requires_grad=grad_sigma2)
         return G, z, f, s2
 
     def evaluate(self, solver, win, dtype="float64", grad_sigma2=False):
@@ -206,7 +208,7 @@ class SolverConformance:
         loss = solver.loss(G, z, f, s2)
         loss.backward()
         gs2 = float(s2.grad) if grad_sigma2 else None
-        return float(loss.detach()), f.grad.detach().double().numpy(), gs2
+        return float(loss.detach()), f.grad.detach().double().cpu().numpy(), gs2
 
     # ---- registration
     def test_registered(self):
@@ -304,7 +306,7 @@ class SolverConformance:
         C = dense.reduced_C(win["G"], win["f"], win["sigma2"])
         ref = 2 * np.linalg.solve(C, win["z"])
         tol = 1e-8 if solver.exact else self.safety * max(1e-4, 10 * solver.config.get("tol", 1e-5))
-        assert _relvec(z.grad.numpy(), ref) <= tol
+        assert _relvec(z.grad.cpu().numpy(), ref) <= tol
 
     # ---- precision, edge cases, bookkeeping
     @pytest.mark.parametrize("spectrum", ["panel", "full"])
@@ -343,9 +345,9 @@ class SolverConformance:
         import torch
 
         solver = self.make_solver()
-        G = torch.zeros(7, 0, dtype=torch.float64)
-        z = torch.zeros(0, dtype=torch.float64)
-        f = torch.full((7,), 1e-6, dtype=torch.float64, requires_grad=True)
+        G = torch.zeros(7, 0, dtype=torch.float64, device=self.device)
+        z = torch.zeros(0, dtype=torch.float64, device=self.device)
+        f = torch.full((7,), 1e-6, dtype=torch.float64, device=self.device, requires_grad=True)
         loss = solver.loss(G, z, f, SIGMA2)
         loss.backward()
         assert float(loss.detach()) == 0.0
