@@ -142,4 +142,6 @@ class TransformerModule(_FreqFactor):
                 outs.append(self._embed(w, sc))
         out = torch.cat(outs) if outs else window.new_zeros(0)
         freq = batch["freq"]
-        return (out + self.log_scale).to(freq.dtype) + self.log_factor(freq)
+        # log f ~ -14: the sum is taken in the frequencies' dtype (float64), never in the
+        # network's bfloat16 under --amp, which would round it to steps of 1/16
+        return out.to(freq.dtype) + self.log_scale.to(freq.dtype) + self.log_factor(freq)
