@@ -49,18 +49,6 @@ def mle_h2(dataset, n_gwas: float, alpha: float = 0.7) -> float:
     return math.exp(res.x)
 
 
-def thin_panel(panel, out, every: int, n_people: int) -> Path:
-    """Every ``every``-th variant of a PLINK panel (SNP-major .bed rows are byte blocks)."""
-    nbytes = (n_people + 3) // 4
-    bim = Path(f"{panel}.bim").read_text().splitlines()
-    raw = Path(f"{panel}.bed").read_bytes()
-    keep = range(0, len(bim), every)
-    Path(f"{out}.bed").write_bytes(raw[:3] + b"".join(raw[3 + i * nbytes: 3 + (i + 1) * nbytes] for i in keep))
-    Path(f"{out}.bim").write_text("\n".join(bim[i] for i in keep) + "\n")
-    Path(f"{out}.fam").write_text(Path(f"{panel}.fam").read_text())
-    return out
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=10)
@@ -76,7 +64,7 @@ def main(argv=None) -> dict:
     from varfx.stages.ingest import run_ingest
     from varfx.stages.precompute import run_precompute
     from varfx.stages.simulate import SUMSTATS_FILE, run_simulate
-    from varfx.testing.data import EXAMPLE_DATA, PANEL_NAME, write_people_subset
+    from varfx.testing.data import EXAMPLE_DATA, PANEL_NAME, write_panel_rows, write_people_subset
 
     panel = EXAMPLE_DATA / PANEL_NAME
     n_people = len(Path(f"{panel}.fam").read_text().splitlines())
@@ -86,7 +74,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.thin > 1:
-            panel = thin_panel(panel, tmp / "thin", args.thin, n_people)
+            n_snps = len(Path(f"{panel}.bim").read_text().splitlines())
+            panel = write_panel_rows(panel, tmp / "thin", range(0, n_snps, args.thin))
         half_a = write_people_subset(panel, tmp / "A", np.arange(0, n_people, 2))
         half_b = write_people_subset(panel, tmp / "B", np.arange(1, n_people, 2))
         setups = {"in-sample": (panel, panel), "out-of-sample": (half_a, half_b)}

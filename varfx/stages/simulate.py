@@ -37,6 +37,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -233,8 +234,6 @@ def run_simulate(ld, out, *, truth="constant", h2=0.5, n_gwas=100_000.0, alpha=0
 
                 z = sample_z(PlinkLD(h5), variants["chrom"], variants["bp"], beta, n_gwas=n_gwas,
                              sigma2=sigma2, block_bp=int(round(block_kb * 1000)), rng=rng, progress=advance)
-        import shutil
-
         shutil.rmtree(work)
         write_fastgwa(tmp / SUMSTATS_FILE, variants, z, n_gwas)
         with atomic_path(tmp / TRUTH_FILE) as t:

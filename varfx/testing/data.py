@@ -41,22 +41,29 @@ def write_subset(out_dir, first: int, count: int, panel=None, sumstats=None) -> 
     sumstats = Path(sumstats) if sumstats else EXAMPLE_DATA / SUMSTATS_NAME
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fam = Path(f"{panel}.fam").read_text()
-    n_people = len(fam.splitlines())
-    nbytes = (n_people + 3) // 4
-    bim = Path(f"{panel}.bim").read_text().splitlines()[first:first + count]
-    raw = Path(f"{panel}.bed").read_bytes()
-    prefix = out_dir / "panel"
-    Path(f"{prefix}.bed").write_bytes(raw[:3] + raw[3 + first * nbytes: 3 + (first + count) * nbytes])
-    Path(f"{prefix}.bim").write_text("\n".join(bim) + "\n")
-    Path(f"{prefix}.fam").write_text(fam)
-    snps = {line.split()[1] for line in bim}
+    prefix = write_panel_rows(panel, out_dir / "panel", range(first, first + count))
+    snps = {line.split()[1] for line in Path(f"{prefix}.bim").read_text().splitlines()}
     with gzip.open(sumstats, "rt") as fh:
         header = fh.readline()
         rows = [line for line in fh if line.split()[1] in snps]
     ss = out_dir / "sumstats.fastGWA"
     ss.write_text(header + "".join(rows))
     return prefix, ss
+
+
+def write_panel_rows(panel, out_prefix, rows) -> Path:
+    """Write the variants ``rows`` (increasing .bim line numbers) of a PLINK panel: in a
+    SNP-major .bed each variant is one block of bytes, copied as it is."""
+    panel, out_prefix = Path(panel), Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    fam = Path(f"{panel}.fam").read_text()
+    nbytes = (len(fam.splitlines()) + 3) // 4
+    bim = Path(f"{panel}.bim").read_text().splitlines()
+    raw = Path(f"{panel}.bed").read_bytes()
+    Path(f"{out_prefix}.bed").write_bytes(raw[:3] + b"".join(raw[3 + i * nbytes: 3 + (i + 1) * nbytes] for i in rows))
+    Path(f"{out_prefix}.bim").write_text("".join(bim[i] + "\n" for i in rows))
+    Path(f"{out_prefix}.fam").write_text(fam)
+    return out_prefix
 
 
 def write_people_subset(panel, out_prefix, people) -> Path:
