@@ -172,3 +172,48 @@ def out_parent(tmp_path) -> Path:
     d = tmp_path / "out"
     d.mkdir()
     return d
+
+
+# ---------------------------------------------------------------------------------------
+# Unwritable destinations.  The tests run as root, which ignores permission bits, so a
+# destination that cannot be written is a read-only (or full) tmpfs mounted for the test;
+# where mounting is not allowed the test is skipped.
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                         capture_output=True, text=True)
+    return res.returncode == 0
+
+
+def _umount(path: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path) -> Path:
+    """An empty directory on a read-only filesystem (writes fail with EROFS)."""
+    mnt = tmp_path / "readonly"
+    if not _mount_tmpfs(mnt, "ro,size=1m"):
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        yield mnt
+    finally:
+        _umount(mnt)
+
+
+@pytest.fixture
+def full_dir(tmp_path) -> Path:
+    """A writable directory on a 64 KiB filesystem (large writes fail with ENOSPC)."""
+    mnt = tmp_path / "full"
+    if not _mount_tmpfs(mnt, "size=64k"):
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield mnt
+    finally:
+        _umount(mnt)

@@ -22,6 +22,23 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def os_error_message(exc: OSError) -> str:
+    """``FILE: what went wrong`` for an OSError (errno text, e.g. 'Read-only file system')."""
+    import errno as _errno
+
+    what = exc.strerror or str(exc)
+    if exc.errno == _errno.ENOENT:
+        what = "no such file or directory"
+    elif exc.errno in (_errno.EACCES, _errno.EPERM):
+        what = "permission denied"
+    elif exc.errno == _errno.ENOSPC:
+        what = "no space left on the device"
+    elif exc.errno == _errno.EROFS:
+        what = "read-only file system (choose a writable destination)"
+    name = exc.filename if exc.filename is not None else None
+    return f"{name}: {what}" if name is not None else str(what)
+
+
 def user_errors(fn):
     """Turn a UserError (and a few plain OS errors) into a one-line message, exit 1."""
 
@@ -31,12 +48,12 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except UserError as exc:
             _fail(str(exc).replace("\n", " "))
-        except FileNotFoundError as exc:
-            _fail(f"{exc.filename}: no such file or directory")
-        except PermissionError as exc:
-            _fail(f"{exc.filename}: permission denied")
         except KeyboardInterrupt:
             _fail("interrupted")
+        except OSError as exc:
+            # a read-only filesystem, a full disk, a missing permission or a missing
+            # file, wherever it happens: one line naming the file, never a traceback
+            _fail(os_error_message(exc))
 
     return wrapper
 
