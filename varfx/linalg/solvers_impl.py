@@ -46,6 +46,8 @@ from typing import Any
 
 import torch
 
+from .ftz import flush_denormals
+
 __all__ = ["cholesky_loss", "cg_slq_loss", "nystrom_loss", "preconditioned_loss", "Preconditioner", "probe_generator", "KOperator"]
 
 
@@ -61,6 +63,10 @@ def _prepare(G, z, f, sigma2):
     if G.dim() != 2:
         raise ValueError(f"G must be 2-d (n+ x k), got shape {tuple(G.shape)}")
     dtype, device = G.dtype, G.device
+    if device.type == "cpu":
+        # Subnormal products run many times slower on x86 (issue 8); cached after the
+        # first call of this thread, see varfx.linalg.ftz.
+        flush_denormals()
     z = (z if torch.is_tensor(z) else torch.as_tensor(z)).to(dtype=dtype, device=device).reshape(-1)
     f = (f if torch.is_tensor(f) else torch.as_tensor(f)).to(dtype=dtype, device=device).reshape(-1)
     if torch.is_tensor(sigma2):
