@@ -2,7 +2,7 @@
 """Benchmark of the window loss + gradient: varfx solvers against the paper's baselines.
 
     python benchmarks/solvers.py [--json] [--sizes 2000,4000,8000]
-        [--dtypes float64,float32] [--spectra panel,full] [--methods ...] [--repeats N]
+        [--dtypes float64,float32] [--spectra panel,genotypes,full] [--methods ...] [--repeats N]
         [--quick] [--seed S] [--accuracy CALLS]
 
 For one window of ``n_plus`` variants with the ``n = n_plus // 3`` core variants in the
@@ -22,9 +22,15 @@ middle, it times one forward + backward (loss and dL/df) of
   their timings and reported as its own record ``precompute-eigh``.
 
 Spectra: ``panel`` is the LD of a contiguous block of the 1000 Genomes EUR chr22 PLINK
-panel (378 people, read here with numpy), ``full`` a full-rank LD-like correlation (a
-non-stationary AR(1) / Ornstein-Uhlenbeck correlation with per-step correlations around
-0.9 and random allele flips: exactly PSD, see ``varfx.testing.solvers.ar1_ld``).
+panel (378 people, read here with numpy); ``genotypes`` the LD of genotypes simulated
+for ``1.25 n_plus`` people (haplotype mosaics, :func:`genotype_ld`): realistic and full
+rank; ``full`` a full-rank LD-like correlation (a non-stationary AR(1) /
+Ornstein-Uhlenbeck correlation with per-step correlations around 0.9 and random allele
+flips: exactly PSD, see ``varfx.testing.solvers.ar1_ld``).  ``full`` is the
+*pathological* case: its exponential decay gives window factors with entries down to
+1e-273, whose products are subnormal (issue 8); varfx flushes them at precompute and
+runs with flush-to-zero in every thread (``varfx.linalg.ftz``), set here for all
+methods alike.
 Prior variances: ``f_true = h2/M * LogNormal(0, 1)`` (h2 = 0.5, M = 1e6), marginal effects
 simulated from the model with ``sigma2 = 1/N``, N = 400,000, and the loss evaluated at
 ``f = f_true * LogNormal(0, 0.5)`` (a point mid-training, where the gradient is not ~0).
@@ -105,6 +111,58 @@ def panel_prefix():
     raise FileNotFoundError("1000G_eur_chr22.bed not found (looked in ../shared/data and example_data)")
 
 
+def genotype_ld(n_plus: int, n_ref: int, seed: int, n_founders: int = 10, switch: float = 0.01,
+                chunk: int = 512) -> np.ndarray:
+    """LD of ``n_plus`` SNPs from ``n_ref > n_plus`` simulated people: realistic and full rank.
+
+    Haplotypes are mosaics of ``n_founders`` founder haplotypes (a founder switch with
+    probability ``switch`` per SNP, so LD decays over ~1/switch SNPs, plus 1% mutation
+    noise), two haplotypes per person; ``R = X^T X / n_ref`` for standardised dosages,
+    accumulated over chunks of people so that memory stays ~n_plus^2.  With more people
+    than SNPs the block is full rank, with the spread spectrum of real LD (no entries
+    decaying to 1e-270 as in the AR(1) kernel).
+    """
+    rng = np.random.default_rng(seed)
+    freq = rng.uniform(0.05, 0.5, n_plus)
+    founders = (rng.random((n_founders, n_plus)) < freq).astype(np.int8)
+    cols = np.arange(n_plus)[None, :]
+
+    def people(m):
+        haps = []
+        for _ in range(2):
+            sw = rng.random((m, n_plus)) < switch
+            sw[:, 0] = True
+            src = rng.integers(n_founders, size=(m, n_plus), dtype=np.int16)
+            last = np.maximum.accumulate(np.where(sw, cols, 0), axis=1)
+            h = founders[np.take_along_axis(src, last, axis=1), cols]
+            haps.append(h ^ (rng.random(h.shape) < 0.01))
+        return (haps[0] + haps[1]).astype(np.float64)
+
+    # dosages kept as int8 (n_ref x n_plus bytes): the moments need every person first
+    dos = np.concatenate([people(min(chunk, n_ref - i)).astype(np.int8) for i in range(0, n_ref, chunk)])
+    mean = dos.mean(0, dtype=np.float64)
+    sd = dos.std(0, dtype=np.float64)
+    sd[sd == 0] = 1.0  # a monomorphic SNP (never at these sizes) gets r = 0 with the rest
+    R = np.zeros((n_plus, n_plus))
+    for i in range(0, n_ref, chunk):
+        X = (dos[i:i + chunk] - mean) / sd
+        R += X.T @ X
+    R /= n_ref
+    np.fill_diagonal(R, 1.0)
+    return R
+
+
+#: what each spectrum stands for in the tables
+SPECTRA = {
+    "panel": "1000G EUR chr22 block, 378 people: rank-deficient (k = 377)",
+    "genotypes": "simulated genotypes of 1.25 n+ people: realistic, full rank",
+    "full": "AR(1) kernel: full rank, pathological (factor entries down to 1e-273)",
+}
+#: eigenvalue threshold of the benchmark windows (the varfx solvers and eigh-B alike):
+#: the smallest in use, so that the full-rank spectra keep k = n (the hardest case)
+EIG_THRESHOLD = 1e-6
+
+
 def make_window(spectrum: str, n_plus: int, seed: int):
     """R_plus, core_pos, beta_core, f (evaluation point), sigma2 for one benchmark window."""
     from varfx.testing.solvers import ar1_ld
@@ -115,8 +173,10 @@ def make_window(spectrum: str, n_plus: int, seed: int):
         R = X.T @ X / X.shape[0]
     elif spectrum == "full":
         R = ar1_ld(n_plus, rho=0.9, seed=seed)
+    elif spectrum == "genotypes":
+        R = genotype_ld(n_plus, n_plus + n_plus // 4, seed)
     else:
-        raise ValueError(spectrum)
+        raise ValueError(f"unknown spectrum {spectrum!r} (known: {', '.join(SPECTRA)})")
     n = n_plus // 3
     start = (n_plus - n) // 2
     core = np.arange(start, start + n)
@@ -125,7 +185,7 @@ def make_window(spectrum: str, n_plus: int, seed: int):
     b = rng.normal(size=n_plus) * np.sqrt(f_true)
     R_core = R[np.ix_(core, core)]
     lam, V = np.linalg.eigh(R_core)
-    keep = lam > 1e-6 * lam[-1]
+    keep = lam > EIG_THRESHOLD * lam[-1]
     noise = V[:, keep] @ (np.sqrt(lam[keep] * sigma2) * rng.normal(size=int(keep.sum())))
     beta = R[core] @ b + noise
     f = f_true * rng.lognormal(0.0, 0.5, n_plus)
@@ -183,7 +243,7 @@ def run_eigh_B(R, core, beta, f, sigma2, dtype, device, k_ref):
     _sync(device)
     t0 = time.perf_counter()
     lam, V = torch.linalg.eigh(Rii)
-    keep = lam > 1e-6 * lam[-1]
+    keep = lam > EIG_THRESHOLD * lam[-1]
     lam, V = lam[keep], V[:, keep]
     s = lam.rsqrt()
     G = (Rc.T @ V) * s[None, :]
@@ -244,13 +304,18 @@ def benchmark(sizes, dtypes, spectra, methods, repeats, seed, device_name, log):
     import torch
 
     from varfx.linalg import dense
+    from varfx.linalg.ftz import flush_denormals
     from varfx.linalg.window import factorise_window
 
     device = torch.device(device_name)
+    # Flush-to-zero for every method alike (baselines included), in every thread
+    # (the varfx solvers would set it at their first call, after the baselines ran).
+    ftz = flush_denormals()
+    log(f"flush-to-zero: {ftz}")
     records = []
     # Warm-up on a tiny window: first calls pay for imports and allocator growth.
     Rw, cw, bw, fw, s2w = make_window("full", 120, seed)
-    ww = factorise_window(Rw, cw, bw)
+    ww = factorise_window(Rw, cw, bw, eig_threshold=EIG_THRESHOLD)
     for dtname in dtypes:
         for method in methods:
             run_method(method, Rw, cw, bw, fw, s2w, ww["G"], ww["z"], ww["k"], getattr(torch, dtname),
@@ -260,7 +325,7 @@ def benchmark(sizes, dtypes, spectra, methods, repeats, seed, device_name, log):
             R, core, beta, f, sigma2 = make_window(spectrum, n_plus, seed)
             n = len(core)
             t0 = time.perf_counter()
-            win = factorise_window(R, core, beta)
+            win = factorise_window(R, core, beta, eig_threshold=EIG_THRESHOLD)
             t_pre = time.perf_counter() - t0
             G, z, k = win["G"], win["z"], win["k"]
             t0 = time.perf_counter()
@@ -269,10 +334,16 @@ def benchmark(sizes, dtypes, spectra, methods, repeats, seed, device_name, log):
             log(f"[{spectrum} n+={n_plus} n={n} k={k}] precompute {t_pre:.2f}s, reference "
                 f"{time.perf_counter() - t0:.2f}s")
             base = {"spectrum": spectrum, "n_plus": n_plus, "n": n, "k": k}
+            Gabs = np.abs(G[G != 0])
+            log(f"  G entries: max {Gabs.max() if Gabs.size else 0:.1e}, min non-zero "
+                f"{Gabs.min() if Gabs.size else 0:.1e}, {np.mean(G == 0):.1%} flushed to 0")
             records.append({**base, "dtype": "float64", "method": "precompute-eigh", "seconds": t_pre,
                             "loss_rel_err": None, "grad_rel_err": None,
                             "info": {"logdet_lambda": win["logdet_lambda"],
-                                     "beta_outside": win["beta_outside"]}})
+                                     "beta_outside": win["beta_outside"],
+                                     "G_zero_fraction": float(np.mean(G == 0)),
+                                     "G_flushed_fro": win["G_flushed_fro"],
+                                     "spectrum_note": SPECTRA[spectrum]}})
             for dtname in dtypes:
                 dtype = getattr(torch, dtname)
                 for method in methods:
@@ -339,7 +410,7 @@ def accuracy(sizes, spectra, calls, seed, log):
             windows.append((f"test-{regime}", spectrum, w["G"], w["z"], w["f"], w["sigma2"]))
         for n_plus in sizes:
             R, core, beta, f, sigma2 = make_window(spectrum, n_plus, seed)
-            win = factorise_window(R, core, beta)
+            win = factorise_window(R, core, beta, eig_threshold=EIG_THRESHOLD)
             for scale in (1, 40):
                 windows.append((f"bench-{n_plus}-x{scale}", spectrum, win["G"], win["z"], f * scale, sigma2))
     records = []
@@ -375,7 +446,8 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print the records as one JSON list")
     ap.add_argument("--sizes", default="2000,4000,8000")
     ap.add_argument("--dtypes", default="float64,float32")
-    ap.add_argument("--spectra", default="panel,full")
+    ap.add_argument("--spectra", default="panel,genotypes,full",
+                    help="; ".join(f"{k}: {v}" for k, v in SPECTRA.items()))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per method (the minimum is kept)")
     ap.add_argument("--seed", type=int, default=0)
