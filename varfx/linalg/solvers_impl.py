@@ -254,6 +254,16 @@ if cola is not None:
             UX = self.U.T @ X
             return self.U @ ((self.a - self.b)[:, None] * UX) + self.b * X
 
+    class _ScaledIdentity(cola.ops.LinearOperator):
+        """``a I_k`` for a scalar tensor ``a``."""
+
+        def __init__(self, k, a, dtype):
+            super().__init__(dtype, (k, k))
+            self.a = a
+
+        def _matmat(self, X):
+            return self.a * X
+
     class _Sandwich(cola.ops.LinearOperator):
         """``S C S`` for a symmetric S (here ``P^-1/2``): the preconditioned operator."""
 
@@ -374,52 +384,36 @@ def cg_slq_loss(G, z, f, sigma2, *, tol=1e-5, max_iters=1000, probes=30, lanczos
       is unbiased and far less noisy than differentiating a Hutchinson surrogate of the
       log-determinant.  ``tr(C^-1) = mean_j w_j^T C^-1 w_j`` for the sigma2 gradient.
     The probe solves are skipped when no gradient is needed.
+
+    This is :func:`preconditioned_loss` with the scalar approximation ``P = tau I``,
+    ``tau = sigma2 + tr(G^T F G) / k`` (the mean eigenvalue of C, known exactly since
+    ``tr G^T F G = sum_m f_m ||G_m||^2``), used only where it is free: not in CG (a
+    scalar preconditioner changes no CG iterate), in ``log|C| = k log tau + log|C / tau|``
+    (the same Lanczos run on a rescaled operator), and as the control variate
+    ``diag(G C^-1 G^T) = ||G_m||^2 / tau + diag(G (C^-1 - I / tau) G^T)``, which removes
+    most of the probe noise when C is close to a multiple of I (weak signal: most
+    windows) and costs O(n+ k).
     """
-    _need_cola()
-    G, z, f, s2 = _prepare(G, z, f, sigma2)
-    n_plus, k = G.shape
-    if k == 0:
-        return _empty_loss(G, z, f, s2), {"method": "cg-slq", "k": 0, "n_plus": int(n_plus)}
-    want_grad = _wants_grad(G, z, f, s2)
-    dtype, device = G.dtype, G.device
-    p = max(1, int(probes))
-    with torch.no_grad():
-        Gd, zd, fd, s2d = G.detach(), z.detach(), f.detach(), s2.detach()
-        op = KOperator(Gd, fd, s2d)
-        gen = probe_generator(seed, call)
-        W = _rademacher(k, p, gen, dtype, device)
-        rhs = torch.cat([zd[:, None], W], dim=1) if want_grad else zd[:, None]
-        X, iters = _cg(op, rhs, tol, max_iters)
-        x = X[:, 0]
-        quad, res_z = _quadratic(op, zd, x)
-        residual = _max_rel_residual(op, X, rhs)
-        logdet, logdet_se, m_eff = _slq(op, W, lanczos_iters, clamp_min=float(s2d) * 0.5)
-        value = quad + logdet
-        a = Gd @ x
-        info = {
-            "method": "cg-slq", "k": int(k), "n_plus": int(n_plus), "iterations": iters,
-            "residual": residual, "residual_z": res_z, "probes": p, "lanczos_iters": m_eff,
-            "logdet_se": float(logdet_se), "tol": tol, "seed": int(seed), "call": int(call),
-        }
-        if want_grad:
-            # Scalar control variate: c I ~ C^-1 with c = 1 / (mean eigenvalue of C), known
-            # exactly (tr G^T F G = sum_m f_m ||G_m||^2), so diag(G C^-1 G^T) =
-            # c ||G_m||^2 + diag(G (C^-1 - c I) G^T) and only the second term is probed.
-            # Unbiased for any c; it removes most of the noise when C is close to a
-            # multiple of I (weak signal: most windows) and costs O(n+ k).
-            rowsq = (Gd * Gd).sum(1)
-            c = 1.0 / (s2d + (fd * rowsq).sum() / k)
-            Y = X[:, 1:]
-            D = Y - c * W
-            samples = (Gd @ D) * (Gd @ W)  # (n+, p): per-probe diagonal samples
-            d = c * rowsq + samples.mean(1)
-            trinv = c * k + (W * D).sum(0).mean()
-            info["grad_rel_se"] = _rel_se(samples, d - a * a)
-        else:
-            d = torch.zeros_like(a)
-            trinv = torch.zeros((), dtype=dtype, device=device)
-    loss = _ProbeFn.apply(G, z, f, s2, value, a, d, x, trinv)
-    return loss, info
+
+    def scalar(Gd, fd, s2d, gen):
+        k = Gd.shape[1]
+        rowsq = (Gd * Gd).sum(1)
+        tau = s2d + (fd * rowsq).sum() / k
+        return Preconditioner(
+            inv=_ScaledIdentity(k, 1.0 / tau, Gd.dtype),
+            inv_half=_ScaledIdentity(k, tau.rsqrt(), Gd.dtype),
+            logdet=k * torch.log(tau),
+            diag_quad=rowsq / tau,
+            trace_inv=k / tau,
+            use_in_cg=False,
+            # Ritz values of C / tau are >= sigma2 / tau in exact arithmetic: clamp at
+            # half of that against rounding (the bound the unscaled SLQ used)
+            ritz_floor=float(s2d / tau) * 0.5,
+        )
+
+    return preconditioned_loss(G, z, f, sigma2, scalar, method="cg-slq", tol=tol,
+                               max_iters=max_iters, probes=probes, lanczos_iters=lanczos_iters,
+                               seed=seed, call=call)
 
 
 def _rel_se(samples, g) -> float:
@@ -533,7 +527,11 @@ class Preconditioner:
     - ``logdet``: ``log|P|`` (0-d tensor), the exactly known part of ``log|C|``;
     - ``diag_quad``: ``diag(G P^-1 G^T)`` (n+), the exactly known part of the gradient;
     - ``trace_inv``: ``tr(P^-1)``, the known part of ``dL/dsigma2``;
-    - ``info``: anything worth reporting in the solver's ``last_info``.
+    - ``info``: anything worth reporting in the solver's ``last_info``;
+    - ``use_in_cg``: pass ``inv`` to CG as its preconditioner (False for a multiple of
+      the identity, which would change no iterate and only cost a product);
+    - ``ritz_floor``: lower clamp of the Ritz values of ``P^-1/2 C P^-1/2`` in SLQ
+      (against rounding; they are positive in exact arithmetic).
     """
 
     inv: Any
@@ -542,6 +540,8 @@ class Preconditioner:
     diag_quad: Any
     trace_inv: Any
     info: dict = field(default_factory=dict)
+    use_in_cg: bool = True
+    ritz_floor: float = 1e-30
 
 
 def preconditioned_loss(G, z, f, sigma2, make_preconditioner, *, method="preconditioned", tol=1e-5,
@@ -573,12 +573,12 @@ def preconditioned_loss(G, z, f, sigma2, make_preconditioner, *, method="precond
         P = make_preconditioner(Gd, fd, s2d, gen)
         W = _rademacher(k, p, gen, dtype, device)
         rhs = torch.cat([zd[:, None], W], dim=1) if want_grad else zd[:, None]
-        X, iters = _cg(op, rhs, tol, max_iters, P=P.inv)
+        X, iters = _cg(op, rhs, tol, max_iters, P=P.inv if P.use_in_cg else None)
         x = X[:, 0]
         quad, res_z = _quadratic(op, zd, x)
         residual = _max_rel_residual(op, X, rhs)
         pre = _Sandwich(P.inv_half, op)
-        logdet_rest, logdet_se, m_eff = _slq(pre, W, lanczos_iters, clamp_min=1e-30)
+        logdet_rest, logdet_se, m_eff = _slq(pre, W, lanczos_iters, clamp_min=P.ritz_floor)
         value = quad + P.logdet + logdet_rest
         a = Gd @ x
         info = {
