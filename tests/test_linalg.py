@@ -14,7 +14,11 @@ import scipy.stats
 
 from varfx.linalg import dense
 from varfx.linalg.window import factorise_window
-from varfx.testing.solvers import SIGMA2, ar1_ld, panel_ld, simulate_beta, synthetic_window
+from varfx.testing.solvers import (SIGMA2, SYNTHETIC_EIG_THRESHOLD, ar1_ld, panel_ld, simulate_beta,
+                                  synthetic_window)
+
+
+ET = SYNTHETIC_EIG_THRESHOLD  # the synthetic windows' threshold, for the dense formula
 
 
 def _rel(a, b):
@@ -66,7 +70,7 @@ def test_beta_outside_range_is_reported():
     win = synthetic_window("panel", regime="weak")
     rng = np.random.default_rng(3)
     beta = rng.normal(size=len(win["core_pos"]))
-    out = factorise_window(win["R_plus"], win["core_pos"], beta)
+    out = factorise_window(win["R_plus"], win["core_pos"], beta, eig_threshold=ET)
     assert out["beta_outside"] > 0.5  # 99 of 150 directions are covered
 
 
@@ -82,7 +86,7 @@ def test_eig_threshold_drops_negative_eigenvalues():
     R_bad[np.ix_(core, core)] -= (lam[0] + 1e-3) * np.outer(v, v)  # eigenvalue lam[0] -> -1e-3
     assert np.linalg.eigvalsh(R_bad[np.ix_(core, core)])[0] < 0
     beta = np.random.default_rng(0).normal(size=20)
-    out = factorise_window(R_bad, core, beta)
+    out = factorise_window(R_bad, core, beta, eig_threshold=1e-6)
     assert out["k"] == 19
     assert np.all(out["eigvals"] > 0)
     np.testing.assert_allclose(np.sort(out["eigvals"]), lam[1:], rtol=1e-10)
@@ -122,7 +126,7 @@ def test_reduced_equals_bform_equals_dense(spectrum, regime, seed):
     G, z, f, s2 = win["G"], win["z"], win["f"], win["sigma2"]
     L_red = dense.reduced_loss(G, z, f, s2)
     L_b = dense.bform_loss(G, z, f, s2)
-    L_dense = dense.dense_loss(win["R_plus"], win["core_pos"], win["beta_core"], f, s2)
+    L_dense = dense.dense_loss(win["R_plus"], win["core_pos"], win["beta_core"], f, s2, eig_threshold=ET)
     assert _rel(L_b, L_red) < 1e-8
     assert _rel(L_dense, L_red + win["logdet_lambda"]) < 1e-8
 
@@ -133,7 +137,8 @@ def test_three_forms_agree_at_other_noise_levels(sigma2):
     G, z, f = win["G"], win["z"], win["f"]
     L_red = dense.reduced_loss(G, z, f, sigma2)
     assert _rel(dense.bform_loss(G, z, f, sigma2), L_red) < 1e-8
-    L_dense = dense.dense_loss(win["R_plus"], win["core_pos"], win["beta_core"], f, sigma2)
+    L_dense = dense.dense_loss(win["R_plus"], win["core_pos"], win["beta_core"], f, sigma2,
+                               eig_threshold=ET)
     assert _rel(L_dense, L_red + win["logdet_lambda"]) < 1e-8
 
 
@@ -145,7 +150,8 @@ def test_full_rank_dense_loss_is_the_ordinary_formula():
     sign, logdet = np.linalg.slogdet(A)
     assert sign > 0
     ref = beta @ np.linalg.solve(A, beta) + logdet
-    got = dense.dense_loss(win["R_plus"], win["core_pos"], beta, win["f"], win["sigma2"])
+    got = dense.dense_loss(win["R_plus"], win["core_pos"], beta, win["f"], win["sigma2"],
+                           eig_threshold=ET)
     assert _rel(got, ref) < 1e-9
 
 
@@ -171,7 +177,8 @@ def test_loglik_differences_agree_between_conventions():
     win = synthetic_window("panel", n_plus=240, n=80, seed=0, regime="strong")
     args = (win["R_plus"], win["core_pos"], win["beta_core"])
     f0 = np.zeros_like(win["f"])
-    d_dense = dense.dense_loss(*args, win["f"], SIGMA2) - dense.dense_loss(*args, f0, SIGMA2)
+    d_dense = (dense.dense_loss(*args, win["f"], SIGMA2, eig_threshold=ET)
+               - dense.dense_loss(*args, f0, SIGMA2, eig_threshold=ET))
     d_red = (dense.reduced_loss(win["G"], win["z"], win["f"], SIGMA2)
              - dense.reduced_loss(win["G"], win["z"], f0, SIGMA2))
     assert abs(d_dense - d_red) <= 1e-8 * abs(dense.reduced_loss(win["G"], win["z"], f0, SIGMA2))
@@ -180,26 +187,55 @@ def test_loglik_differences_agree_between_conventions():
 # ----------------------------------------------------------------------------- gradient
 
 
+def _richardson(fun, x, step):
+    """Central difference of ``fun`` at ``x``, Richardson-extrapolated; ``(value, tolerance)``.
+
+    ``D(h) = (fun(x + h) - fun(x - h)) / 2h = L1 + h^2 L3 / 6 + O(h^4)`` (``Lj`` the j-th
+    derivative).  The h^2 term is not negligible against ``L1`` when ``L1`` is itself a
+    cancellation: for sigma2 in a full-rank strong window,
+    ``dL/dsigma2 = sum_i (1 - chi2_i) / (mu_i + sigma2)`` (``mu_i`` the eigenvalues of
+    ``G^T F G``, ``chi2_i`` the squared whitened z) nearly cancels (``|g| sigma2 ~ 0.08``
+    against k = 80 terms of size ~1), while ``L3 = sum_i (2 - 6 chi2_i) / (mu_i +
+    sigma2)^3`` does not: at h = 1e-3 sigma2 the truncation is 6.1 against g = 33466, 18
+    times the old fixed tolerance of 1e-5 |g|.  (The window's data depend on the sign
+    convention of the platform's eigenvectors, through the simulated noise, so a fixed
+    tolerance passes or fails by machine.)  ``E = (4 D(h/2) - D(h)) / 3`` removes the h^2
+    term; what is left is O(h^4), about ``(h / x)^2 ~ 1e-6`` of the removed term (the
+    nearest singularity of L is at least |x| away), so 1e-3 |D(h) - D(h/2)| bounds it with
+    a wide margin.  Rounding: each difference quotient is off by ~100 eps |L| / step, E
+    (with the half step) by ``(4 * 2 + 1) / 3 = 3`` times that.
+    """
+    eps = np.finfo(float).eps
+
+    def central(h):
+        return (fun(x + h) - fun(x - h)) / (2 * h)
+
+    d1, d2 = central(step), central(step / 2)
+    value = (4 * d2 - d1) / 3
+    tol = 1e-3 * abs(d1 - d2) + 3 * 100 * eps * abs(fun(x)) / step
+    return value, tol
+
+
 @pytest.mark.parametrize("spectrum,regime", [("panel", "weak"), ("panel", "strong"), ("full", "strong")])
 def test_closed_form_gradient_vs_finite_differences(spectrum, regime):
-    """Central differences in float64.  Relative step h = 1e-3 on f_m: truncation
-    ~ (h f_m)^2 |L'''| (< 1e-6 |g_m| here) plus rounding ~ 100 eps |L| / step."""
+    """Richardson-extrapolated central differences in float64 (relative step 1e-3)
+    against the closed form, with the error derived in :func:`_richardson`."""
     win = synthetic_window(spectrum, n_plus=240, n=80, seed=3, regime=regime)
     G, z, f, s2 = win["G"], win["z"], np.array(win["f"]), win["sigma2"]
     g, gs2 = dense.reduced_grad(G, z, f, s2)
-    L0 = abs(dense.reduced_loss(G, z, f, s2))
-    eps = np.finfo(float).eps
     h = 1e-3
     for m in np.random.default_rng(0).choice(len(f), 6, replace=False):
-        step = h * f[m]
-        fp, fm = f.copy(), f.copy()
-        fp[m] += step
-        fm[m] -= step
-        fd = (dense.reduced_loss(G, z, fp, s2) - dense.reduced_loss(G, z, fm, s2)) / (2 * step)
-        assert abs(fd - g[m]) <= 1e-5 * abs(g[m]) + 100 * eps * L0 / step, (m, fd, g[m])
-    step = h * s2
-    fd = (dense.reduced_loss(G, z, f, s2 + step) - dense.reduced_loss(G, z, f, s2 - step)) / (2 * step)
-    assert abs(fd - gs2) <= 1e-5 * abs(gs2) + 100 * eps * L0 / step
+        def along_m(v, m=m):
+            fv = f.copy()
+            fv[m] = v
+            return dense.reduced_loss(G, z, fv, s2)
+
+        fd, tol = _richardson(along_m, f[m], h * f[m])
+        assert abs(fd - g[m]) <= tol, (m, fd, g[m], tol)
+    fd, tol = _richardson(lambda v: dense.reduced_loss(G, z, f, v), s2, h * s2)
+    assert abs(fd - gs2) <= tol, (fd, gs2, tol)
+    # the tolerance is tight enough to see a gradient off by 1e-6 relative
+    assert tol < 1e-6 * abs(gs2)
 
 
 def test_gradient_is_the_same_in_the_dense_convention():
@@ -208,13 +244,14 @@ def test_gradient_is_the_same_in_the_dense_convention():
     args = (win["R_plus"], win["core_pos"], win["beta_core"])
     f = np.array(win["f"])
     g, _ = dense.reduced_grad(win["G"], win["z"], f, SIGMA2)
-    L0 = abs(dense.dense_loss(*args, f, SIGMA2))
+    L0 = abs(dense.dense_loss(*args, f, SIGMA2, eig_threshold=ET))
     m = int(np.argmax(np.abs(g)))
     step = 1e-3 * f[m]
     fp, fm = f.copy(), f.copy()
     fp[m] += step
     fm[m] -= step
-    fd = (dense.dense_loss(*args, fp, SIGMA2) - dense.dense_loss(*args, fm, SIGMA2)) / (2 * step)
+    fd = (dense.dense_loss(*args, fp, SIGMA2, eig_threshold=ET)
+          - dense.dense_loss(*args, fm, SIGMA2, eig_threshold=ET)) / (2 * step)
     assert abs(fd - g[m]) <= 1e-5 * abs(g[m]) + 1e4 * np.finfo(float).eps * L0 / step
 
 
@@ -233,4 +270,31 @@ def test_synthetic_ld_builders():
     rng = np.random.default_rng(0)
     core = np.arange(50, 150)
     beta = simulate_beta(Rp, core, np.full(200, 1e-5), SIGMA2, rng)
-    assert factorise_window(Rp, core, beta)["beta_outside"] < 1e-10
+    assert factorise_window(Rp, core, beta, eig_threshold=1e-6)["beta_outside"] < 1e-10
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+def test_one_default_eig_threshold():
+    """factorise_window, dense_loss and `varfx precompute-ld` share one default (issue 8:
+    they were 1e-6 and 1e-3)."""
+    import inspect
+
+    from varfx.cli import precompute_ld
+    from varfx.linalg.window import EIG_THRESHOLD
+
+    assert inspect.signature(factorise_window).parameters["eig_threshold"].default == EIG_THRESHOLD
+    opt = {p.name: p for p in precompute_ld.params}["eig_threshold"]
+    assert opt.default == EIG_THRESHOLD
+    # dense_loss counts k with the same default as factorise_window
+    R = ar1_ld(90, 0.995, seed=2)  # a core block with eigenvalues on both sides of 1e-3
+    core = np.arange(30, 60)
+    lam = np.linalg.eigvalsh(R[np.ix_(core, core)])
+    assert lam[0] < EIG_THRESHOLD * lam[-1] < lam[-2]
+    beta = simulate_beta(R, core, np.full(90, 1e-5), SIGMA2, np.random.default_rng(0))
+    assert factorise_window(R, core, beta)["k"] == int(np.sum(lam > EIG_THRESHOLD * lam[-1])) < len(core)
+    f = np.full(90, 1e-5)
+    got = dense.dense_loss(R, core, beta, f, SIGMA2)
+    assert got == dense.dense_loss(R, core, beta, f, SIGMA2, eig_threshold=EIG_THRESHOLD)
+    assert got != dense.dense_loss(R, core, beta, f, SIGMA2, eig_threshold=1e-12)

@@ -19,7 +19,7 @@ import pytest
 
 from varfx.linalg import dense
 from varfx.linalg.window import FLUSH_RELATIVE, factorise_window, flush_loss_bound, flush_small
-from varfx.testing.solvers import REGIMES, SIGMA2, ar1_ld, simulate_beta
+from varfx.testing.solvers import REGIMES, SIGMA2, SYNTHETIC_EIG_THRESHOLD as ET, ar1_ld, simulate_beta
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,13 +48,13 @@ def test_flush_small():
 
 def test_stored_factors_have_no_negligible_entries():
     R, core, beta, _ = _ar1_window()
-    raw = factorise_window(R, core, beta, flush=0.0)
+    raw = factorise_window(R, core, beta, eig_threshold=ET, flush=0.0)
     G0 = raw["G"]
     tiny = np.abs(G0) < FLUSH_RELATIVE * np.abs(G0).max()
     # the case this defends against: many entries far below the largest (down to 1e-60
     # here, 1e-273 at n+ = 8000), whose products are subnormal
     assert tiny.mean() > 0.05 and np.abs(G0[G0 != 0]).min() < 1e-40
-    win = factorise_window(R, core, beta)
+    win = factorise_window(R, core, beta, eig_threshold=ET)
     for key in ("G", "P"):
         A = win[key]
         nz = np.abs(A[A != 0])
@@ -70,11 +70,11 @@ def test_flushed_loss_equals_unflushed_dense_loss(regime):
     (which never sees the flush) to the exact solver's tolerance, and the change from
     flushing is within the stated bound."""
     R, core, beta, f = _ar1_window(regime=regime)
-    win = factorise_window(R, core, beta)
-    raw = factorise_window(R, core, beta, flush=0.0)
+    win = factorise_window(R, core, beta, eig_threshold=ET)
+    raw = factorise_window(R, core, beta, eig_threshold=ET, flush=0.0)
     L = dense.reduced_loss(win["G"], win["z"], f, SIGMA2)
     L_raw = dense.reduced_loss(raw["G"], raw["z"], f, SIGMA2)
-    L_dense = dense.dense_loss(R, core, beta, f, SIGMA2)
+    L_dense = dense.dense_loss(R, core, beta, f, SIGMA2, eig_threshold=ET)
     assert abs(L + win["logdet_lambda"] - L_dense) <= 1e-8 * abs(L_dense)
     C = dense.reduced_C(raw["G"], f, SIGMA2)
     quad = float(raw["z"] @ np.linalg.solve(C, raw["z"]))
@@ -87,8 +87,8 @@ def test_flush_loss_bound_holds_for_a_coarse_flush():
     """The bound is a bound: with a flush coarse enough to move the loss well above
     rounding (1e-4 of the largest entry), the change is non-zero and below it."""
     R, core, beta, f = _ar1_window(n_plus=600, regime="strong")
-    raw = factorise_window(R, core, beta, flush=0.0)
-    coarse = factorise_window(R, core, beta, flush=1e-4)
+    raw = factorise_window(R, core, beta, eig_threshold=ET, flush=0.0)
+    coarse = factorise_window(R, core, beta, eig_threshold=ET, flush=1e-4)
     L_raw = dense.reduced_loss(raw["G"], raw["z"], f, SIGMA2)
     L = dense.reduced_loss(coarse["G"], coarse["z"], f, SIGMA2)
     C = dense.reduced_C(raw["G"], f, SIGMA2)

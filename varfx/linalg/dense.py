@@ -54,12 +54,13 @@ def dense_A(R_plus, core_pos, f, sigma2) -> np.ndarray:
     return Rc.T @ (f[:, None] * Rc) + float(sigma2) * Rc[core_pos, :]
 
 
-def dense_loss(R_plus, core_pos, beta_core, f, sigma2, eig_threshold: float = 1e-6) -> float:
+def dense_loss(R_plus, core_pos, beta_core, f, sigma2, eig_threshold: float | None = None) -> float:
     """``beta^T A^+ beta + log|A|_+`` computed directly from the n x n matrix A.
 
     The pseudo-inverse and pseudo-determinant are taken over the **top k eigenvalues of
     A**, where k is the number of eigenvalues of ``R_(i),(i)`` above
-    ``eig_threshold * lambda_max`` (the k of :func:`varfx.linalg.window.factorise_window`).
+    ``eig_threshold * lambda_max`` (the k of :func:`varfx.linalg.window.factorise_window`;
+    default its default, :data:`varfx.linalg.window.EIG_THRESHOLD`).
 
     Why k and not a threshold on A's own spectrum: for a PSD ``R_plus = X^T X`` the range
     of ``R_(i),+`` is the range of ``R_(i),(i)``, and ``A >= sigma2 R_(i),(i)``, so A has
@@ -71,6 +72,8 @@ def dense_loss(R_plus, core_pos, beta_core, f, sigma2, eig_threshold: float = 1e
 
     Returns the *dense* convention: ``reduced_loss + logdet_lambda``.
     """
+    if eig_threshold is None:
+        from .window import EIG_THRESHOLD as eig_threshold
     R_plus = _np(R_plus)
     core_pos = np.asarray(core_pos, dtype=np.int64)
     beta = _np(beta_core)

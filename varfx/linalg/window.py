@@ -34,6 +34,13 @@ def _eigh(S: np.ndarray):
         return np.linalg.eigh(S)
 
 
+#: Default relative eigenvalue threshold of the core LD block: eigenpairs with
+#: ``lambda <= EIG_THRESHOLD * lambda_max`` are dropped.  The one default of
+#: :func:`factorise_window`, :func:`varfx.linalg.dense.dense_loss` and
+#: ``varfx precompute-ld --eig-threshold`` (the CLI cannot import numpy-heavy modules,
+#: so tests/test_linalg.py checks that its default equals this).
+EIG_THRESHOLD = 1e-3
+
 #: Entries of the stored factors ``G`` and ``P`` below this fraction of the largest
 #: entry are set to exact zero (:func:`flush_small`).  Why 2^-64 (5.4e-20): products of
 #: two kept entries (>= 2.9e-39 max^2) stay far above the float64 subnormal range for
@@ -75,8 +82,8 @@ def flush_loss_bound(G_removed_fro: float, k: int, quad: float, f_max: float, si
     return float(-k * np.log1p(-d) + abs(quad) * d / (1.0 - d))
 
 
-def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = 1e-6,
-                     flush: float = FLUSH_RELATIVE) -> dict:
+def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THRESHOLD,
+                     flush: float = FLUSH_RELATIVE, n_scale=None) -> dict:
     """Reduce one LD window to its k-space factors.
 
     Parameters
@@ -86,7 +93,9 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = 1e-6,
     core_pos : (n,) int array
         Positions of the core variants ``(i)`` inside ``(i)+``.
     beta_core : (n,) array
-        Standardised marginal effects ``Z / sqrt(N)`` of the core variants.
+        Standardised marginal effects ``Z / sqrt(N)`` of the core variants, with ``N``
+        one sample size for the whole data set (the dataset's median N), not each
+        variant's own: the per-variant sizes enter through ``n_scale``.
     eig_threshold : float
         Eigenpairs of ``R_(i),(i)`` with ``lambda <= eig_threshold * lambda_max`` are
         dropped: LD matrices from a reference panel are singular (rank at most the
@@ -94,6 +103,13 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = 1e-6,
         eigenvalues.  Both carry no information and would make ``Lambda^-1/2``
         explode, so the likelihood is taken on the range of the kept eigenvectors
         (the pseudo-inverse / pseudo-determinant convention of the design notes).
+    n_scale : (n,) array or None
+        ``n_m / N`` for each core variant (meta-analyses: variants measured in different
+        numbers of people).  With ``z_m = sqrt(n_m) (R beta)_m + e``,
+        ``e ~ N(0, sigma^2 R)``, ``beta_hat = z / sqrt(N)`` has covariance
+        ``D^1/2 R_(i),+ F R_+,(i) D^1/2 + (sigma^2/N) R_(i),(i)`` with
+        ``D = diag(n_scale)``, so ``G = R_+,(i) D^1/2 V Lambda^-1/2`` and nothing else
+        changes (docs/math.md).  None: all ones (one sample size), today's model.
     flush : float
         Entries of ``G`` and ``P`` below ``flush`` times their largest entry are stored
         as exact zeros (:data:`FLUSH_RELATIVE`; 0 keeps everything).  ``z`` is computed
@@ -103,7 +119,7 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = 1e-6,
     -------
     dict with
         ``P`` (k, n) ``Lambda^-1/2 V^T``;
-        ``G`` (n+, k) ``R_+,(i) V Lambda^-1/2``;
+        ``G`` (n+, k) ``R_+,(i) D^1/2 V Lambda^-1/2`` (``D = diag(n_scale)``, I by default);
         ``z`` (k,) ``P beta_core``;
         ``eigvals`` (k,) the kept eigenvalues, descending;
         ``logdet_lambda`` ``sum(log eigvals)`` (so that ``log|A|_+ = logdet_lambda +
@@ -130,6 +146,12 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = 1e-6,
         raise ValueError(f"beta_core has {beta.shape[0]} entries for {n} core variants")
     if n and (core_pos.min() < 0 or core_pos.max() >= n_plus):
         raise ValueError("core_pos indexes outside R_plus")
+    if n_scale is not None:
+        n_scale = np.asarray(n_scale, dtype=np.float64).reshape(-1)
+        if n_scale.shape[0] != n:
+            raise ValueError(f"n_scale has {n_scale.shape[0]} entries for {n} core variants")
+        if not np.all(np.isfinite(n_scale)) or np.any(n_scale <= 0):
+            raise ValueError("n_scale must be finite and positive (n_m / N)")
 
     R_plus_core = R_plus[:, core_pos]  # R_+,(i), (n+, n)
     ld_score = np.einsum("ij,ij->j", R_plus_core, R_plus_core) if n else np.zeros(0)
@@ -161,7 +183,10 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = 1e-6,
     k = lam.shape[0]
     s = 1.0 / np.sqrt(lam)
     P = V.T * s[:, None]  # Lambda^-1/2 V^T
-    G = (R_plus_core @ V) * s[None, :]  # R_+,(i) V Lambda^-1/2
+    if n_scale is None:
+        G = (R_plus_core @ V) * s[None, :]  # R_+,(i) V Lambda^-1/2
+    else:  # R_+,(i) D^1/2 V Lambda^-1/2: the signal of variant m is sqrt(n_m / N) times
+        G = ((R_plus_core * np.sqrt(n_scale)[None, :]) @ V) * s[None, :]
     z = P @ beta
     bnorm = float(np.linalg.norm(beta))
     inside = V @ (V.T @ beta)

@@ -34,7 +34,7 @@ def synthetic_window(n_plus=60, n_core=20, n_ref=40, seed=0, h2_per_snp=2e-4, N=
     cov = s2 * R[np.ix_(core_pos, core_pos)]
     w, V = np.linalg.eigh(cov)
     beta_core = mean + V @ (np.sqrt(np.clip(w, 0, None)) * rng.standard_normal(n_core))
-    fac = factorise_window(R, core_pos, beta_core)
+    fac = factorise_window(R, core_pos, beta_core, eig_threshold=1e-6)  # keeps its whole rank
     win = Window(index=0, chrom=1, start=0, end=1, G=torch.tensor(fac["G"]), z=torch.tensor(fac["z"]),
                  eigvals=fac["eigvals"], logdet_lambda=float(fac["logdet_lambda"]),
                  plus_idx=np.arange(n_plus), core_idx=core_pos, core_pos=core_pos,
