@@ -65,14 +65,20 @@ class LDScoreRegression(Objective):
         cached = window.extra.get("_r2")
         if cached is not None:
             return cached
-        R = (window.G * window.eigvals_t(window.G)) @ window.extra["P"]  # (n+, n)
-        r2 = (R * R).T
-        n_ref = int(window.extra.get("n_ref", 0))
-        if n_ref > 2:
-            r2 = r2 - (1 - r2) / (n_ref - 2)
         import torch
 
-        r2[torch.arange(window.n), torch.as_tensor(window.core_pos)] = 1.0
+        # G = R_+,(i) D^1/2 V Lambda^-1/2 with D = diag(n_m / N), so row m of r2 is
+        # (n_m / N) r2_m (exact for a full-rank block): N r2 f = n_m sum r2 f, the
+        # expected chi2 of variant m.  d = n_m / N (1 where the store does not say).
+        R = (window.G * window.eigvals_t(window.G)) @ window.extra["P"]  # (n+, n)
+        r2 = (R * R).T
+        d = window.extra.get("n_scale")
+        d = (torch.ones(window.n, dtype=r2.dtype, device=r2.device) if d is None
+             else torch.as_tensor(d, dtype=r2.dtype, device=r2.device))
+        n_ref = int(window.extra.get("n_ref", 0))
+        if n_ref > 2:  # d (r2 - (1 - r2) / (n_ref - 2)) on the scaled r2
+            r2 = r2 - (d[:, None] - r2) / (n_ref - 2)
+        r2[torch.arange(window.n), torch.as_tensor(window.core_pos)] = d
         window.extra["_r2"] = r2
         return r2
 

@@ -99,7 +99,14 @@ def _worker_init(dataset: str):
     _worker_state["h5"] = h5
     _worker_state["ld"] = open_ld(h5)
     var = h5["variants"]
-    _worker_state["beta"] = var["z"][:] / np.sqrt(var["n"][:])
+    # One N for the data set (its median): beta_hat = z / sqrt(N), and each variant's
+    # own n_m enters the factors as n_m / N (docs/math.md, "Mixed sample sizes").
+    # Dividing z by sqrt(n_m) instead, with noise sigma^2 / N, mis-states the noise of
+    # every variant whose n_m is not the median (issue 8).
+    N = float(h5.attrs["N"])
+    n = var["n"][:].astype(np.float64)
+    _worker_state["beta"] = var["z"][:] / np.sqrt(N)
+    _worker_state["n_scale"] = n / N
 
 
 def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_ref: int) -> int:
@@ -112,7 +119,9 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
     core_pos = np.searchsorted(spec.plus_idx, spec.core_idx)
     center = (spec.start + spec.end) // 2
     R = ld.correlation(spec.plus_idx, spec.chrom, center)
-    fac = factorise_window(R, core_pos, beta[spec.core_idx], eig_threshold=eig_threshold)
+    n_scale = _worker_state["n_scale"][spec.core_idx]
+    fac = factorise_window(R, core_pos, beta[spec.core_idx], eig_threshold=eig_threshold,
+                           n_scale=None if np.all(n_scale == 1.0) else n_scale)
     ld_raw = np.asarray(fac["ld_score"], dtype=np.float64)
     if n_ref > 2:
         # Unbiased r^2 from a panel of n_ref people (as ldsc): r^2 - (1 - r^2)/(n_ref - 2),
@@ -131,7 +140,7 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
                              ("core_pos", core_pos), ("P", fac["P"]), ("G", fac["G"]),
                              ("z", fac["z"]), ("eigvals", fac["eigvals"]),
                              ("ld_score", ld_adj), ("ld_score_raw", ld_raw),
-                             ("beta", beta[spec.core_idx])):
+                             ("beta", beta[spec.core_idx]), ("n_scale", n_scale)):
                 g.create_dataset(key, data=np.asarray(arr))
     return spec.index
 
