@@ -3,7 +3,7 @@
 
     python benchmarks/solvers.py [--json] [--sizes 2000,4000,8000]
         [--dtypes float64,float32] [--spectra panel,genotypes,full] [--methods ...] [--repeats N]
-        [--quick] [--seed S] [--accuracy CALLS]
+        [--quick] [--seed S] [--accuracy CALLS] [--threads N] [--clock wall|cpu]
 
 For one window of ``n_plus`` variants with the ``n = n_plus // 3`` core variants in the
 middle, it times one forward + backward (loss and dL/df) of
@@ -63,6 +63,10 @@ PANEL_CANDIDATES = [
     ROOT / "example_data" / "1000G_eur_chr22",
 ]
 H2, M_GENOME, N_GWAS = 0.5, 1_000_000, 400_000
+#: the clock of every timing: wall time by default; ``--clock cpu`` (process CPU time,
+#: all threads summed) is robust to other processes on a shared machine when run with
+#: ``--threads 1``
+_now = time.perf_counter
 METHODS = ("cholesky-A-autograd", "eigh-B", "varfx-cholesky", "varfx-cg-slq", "varfx-nystrom")
 
 
@@ -161,6 +165,8 @@ SPECTRA = {
 #: eigenvalue threshold of the benchmark windows (the varfx solvers and eigh-B alike):
 #: the smallest in use, so that the full-rank spectra keep k = n (the hardest case)
 EIG_THRESHOLD = 1e-6
+#: flush factor entries and set flush-to-zero (False: ``--no-flush``)
+FLUSH = True
 
 
 def make_window(spectrum: str, n_plus: int, seed: int):
@@ -210,7 +216,7 @@ def run_cholesky_A(R, core, beta, f, sigma2, dtype, device, k):
     b = torch.as_tensor(beta, dtype=dtype, device=device)
     ft = torch.as_tensor(f, dtype=dtype, device=device).requires_grad_(True)
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = _now()
     A = (Rc * ft[None, :]) @ Rc.T + sigma2 * Rii
     n = A.shape[0]
     eye = torch.eye(n, dtype=dtype, device=device)
@@ -226,7 +232,7 @@ def run_cholesky_A(R, core, beta, f, sigma2, dtype, device, k):
     loss = (w * w).sum() + 2 * torch.log(torch.diagonal(L)).sum()
     loss.backward()
     _sync(device)
-    secs = time.perf_counter() - t0
+    secs = _now() - t0
     value = float(loss.detach())
     if jitter:
         value -= (n - k) * math.log(jitter)
@@ -241,7 +247,7 @@ def run_eigh_B(R, core, beta, f, sigma2, dtype, device, k_ref):
     b = torch.as_tensor(beta, dtype=dtype, device=device)
     ft = torch.as_tensor(f, dtype=dtype, device=device).requires_grad_(True)
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = _now()
     lam, V = torch.linalg.eigh(Rii)
     keep = lam > EIG_THRESHOLD * lam[-1]
     lam, V = lam[keep], V[:, keep]
@@ -259,7 +265,7 @@ def run_eigh_B(R, core, beta, f, sigma2, dtype, device, k_ref):
     loss = quad + 2 * torch.log(torch.diagonal(L)).sum() + k * math.log(sigma2)
     loss.backward()
     _sync(device)
-    secs = time.perf_counter() - t0
+    secs = _now() - t0
     return secs, float(loss.detach()), ft.grad.detach().double().cpu().numpy(), {"k": int(k)}
 
 
@@ -274,11 +280,11 @@ def run_varfx(solver_name, G, z, f, sigma2, dtype, device, seed):
     zt = torch.as_tensor(z, dtype=dtype, device=device)
     ft = torch.as_tensor(f, dtype=dtype, device=device).requires_grad_(True)
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = _now()
     loss = solver.loss(Gt, zt, ft, sigma2)
     loss.backward()
     _sync(device)
-    secs = time.perf_counter() - t0
+    secs = _now() - t0
     info = {k: v for k, v in solver.last_info.items() if isinstance(v, (int, float, str, bool))}
     return secs, float(loss.detach()), ft.grad.detach().double().cpu().numpy(), info
 
@@ -305,17 +311,17 @@ def benchmark(sizes, dtypes, spectra, methods, repeats, seed, device_name, log):
 
     from varfx.linalg import dense
     from varfx.linalg.ftz import flush_denormals
-    from varfx.linalg.window import factorise_window
+    from varfx.linalg.window import FLUSH_RELATIVE as FLUSH_REL, factorise_window
 
     device = torch.device(device_name)
     # Flush-to-zero for every method alike (baselines included), in every thread
     # (the varfx solvers would set it at their first call, after the baselines ran).
-    ftz = flush_denormals()
+    ftz = flush_denormals() if FLUSH else "off (--no-flush)"
     log(f"flush-to-zero: {ftz}")
     records = []
     # Warm-up on a tiny window: first calls pay for imports and allocator growth.
     Rw, cw, bw, fw, s2w = make_window("full", 120, seed)
-    ww = factorise_window(Rw, cw, bw, eig_threshold=EIG_THRESHOLD)
+    ww = factorise_window(Rw, cw, bw, eig_threshold=EIG_THRESHOLD, flush=FLUSH_REL if FLUSH else 0.0)
     for dtname in dtypes:
         for method in methods:
             run_method(method, Rw, cw, bw, fw, s2w, ww["G"], ww["z"], ww["k"], getattr(torch, dtname),
@@ -324,15 +330,15 @@ def benchmark(sizes, dtypes, spectra, methods, repeats, seed, device_name, log):
         for n_plus in sizes:
             R, core, beta, f, sigma2 = make_window(spectrum, n_plus, seed)
             n = len(core)
-            t0 = time.perf_counter()
-            win = factorise_window(R, core, beta, eig_threshold=EIG_THRESHOLD)
-            t_pre = time.perf_counter() - t0
+            t0 = _now()
+            win = factorise_window(R, core, beta, eig_threshold=EIG_THRESHOLD, flush=FLUSH_REL if FLUSH else 0.0)
+            t_pre = _now() - t0
             G, z, k = win["G"], win["z"], win["k"]
-            t0 = time.perf_counter()
+            t0 = _now()
             L_ref = dense.reduced_loss(G, z, f, sigma2)
             g_ref, _ = dense.reduced_grad(G, z, f, sigma2)
             log(f"[{spectrum} n+={n_plus} n={n} k={k}] precompute {t_pre:.2f}s, reference "
-                f"{time.perf_counter() - t0:.2f}s")
+                f"{_now() - t0:.2f}s")
             base = {"spectrum": spectrum, "n_plus": n_plus, "n": n, "k": k}
             Gabs = np.abs(G[G != 0])
             log(f"  G entries: max {Gabs.max() if Gabs.size else 0:.1e}, min non-zero "
@@ -453,6 +459,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="sizes 600,1200, one repeat")
+    ap.add_argument("--no-flush", action="store_true",
+                    help="the pre-fix engine, for comparison: factors not flushed, no flush-to-zero")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or process CPU time (with --threads 1: robust to a busy machine)")
     ap.add_argument("--accuracy", type=int, default=0, metavar="CALLS",
                     help="instead of timings: single-call errors of the iterative solvers over "
                          "CALLS calls (test windows, and benchmark windows at f x1 and x40)")
@@ -465,7 +476,18 @@ def main(argv=None):
 
     import torch
 
-    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+    global _now
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        _now = time.process_time
+    if args.no_flush:
+        import varfx.linalg.solvers_impl as impl
+
+        global FLUSH
+        FLUSH = False
+        impl.flush_denormals = lambda: None  # the solvers' call at their first use
+    log(f"clock {args.clock}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
         f"cpu count {os.cpu_count()}")
     if args.accuracy:
         records = accuracy(sizes, args.spectra.split(","), args.accuracy, args.seed, log)
