@@ -124,3 +124,51 @@ def test_h2_recovery_with_n_varying_3x():
     assert se_new < 0.1  # the test has power: f known to ~10%
     assert abs(t_new - t0) < 3 * se_new, (t_new - t0, se_new)
     assert t_old - t0 > 4 * se_old, (t_old - t0, se_old)
+
+
+def test_precompute_stores_the_one_n_convention(tmp_path):
+    """Through ingest and precompute-ld on real chr22 rows whose N alternates between n
+    and 3n (a meta-analysis): stored beta = z / sqrt(N) with N the dataset's median,
+    stored n_scale = n_m / N, and G carries D^1/2 = diag(sqrt(n_scale)):
+    ``Lambda^-1/2 (P G_core) Lambda^1/2 = V^T D^1/2 V`` with ``V = P^T Lambda^1/2``."""
+    import h5py
+    from click.testing import CliRunner
+
+    from varfx.cli import cli
+    from varfx.testing.data import write_subset
+
+    prefix, ss = write_subset(tmp_path / "in", 2000, 600)
+    lines = ss.read_text().splitlines()
+    col = lines[0].split("\t").index("N")
+    out = [lines[0]]
+    for i, line in enumerate(lines[1:]):
+        f = line.split("\t")
+        f[col] = str(150_000 if i % 2 else 450_000)
+        out.append("\t".join(f))
+    ss.write_text("\n".join(out) + "\n")
+    ds = tmp_path / "ds"
+    run = CliRunner()
+    r = run.invoke(cli, ["ingest", "--sumstats", str(ss), "--ld", str(prefix), "-o", str(ds), "--json"])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(cli, ["precompute-ld", str(ds), "--window-kb", "500", "--flank-kb", "250", "--json"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(ds / "dataset.h5", "r") as d, h5py.File(ds / "windows.h5", "r") as w:
+        N = float(d.attrs["N"])
+        z_all, n_all = d["variants"]["z"][:], d["variants"]["n"][:].astype(float)
+        assert n_all.max() == 3 * n_all.min()
+        checked = 0
+        for name in w["windows"]:
+            g = w["windows"][name]
+            core = g["core_idx"][:]
+            np.testing.assert_allclose(g["beta"][:], z_all[core] / np.sqrt(N), rtol=1e-12)
+            np.testing.assert_allclose(g["n_scale"][:], n_all[core] / N, rtol=1e-12)
+            k = int(g.attrs["k"])
+            if k == 0:
+                continue
+            P, G, lam = g["P"][:], g["G"][:], g["eigvals"][:]
+            V = P.T * np.sqrt(lam)[None, :]
+            got = (P @ G[g["core_pos"][:]]) * np.sqrt(lam)[None, :] / np.sqrt(lam)[:, None]
+            want = V.T @ (np.sqrt(n_all[core] / N)[:, None] * V)
+            assert np.abs(got - want).max() < 1e-6 * np.abs(want).max()
+            checked += 1
+        assert checked >= 2
