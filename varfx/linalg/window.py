@@ -12,6 +12,10 @@ threshold, ``P = Lambda^-1/2 V^T`` (k x n) gives
 
 so the loss of a window depends on ``f`` only through ``G`` and ``z = P beta_hat``,
 which do not depend on the prior and are computed here once (see ``docs/math.md``).
+With per-variant sample sizes ``n_m`` and ``beta_hat = Z / sqrt(N)`` for the data
+set's one N, the signal term is ``D^1/2 R_(i),+ F R_+,(i) D^1/2`` (``D = diag(n_m / N)``)
+and ``G = R_+,(i) D^1/2 V Lambda^-1/2`` (the ``n_scale`` argument).  Negligible entries
+of ``G`` and ``P`` are stored as exact zeros, so that no product of them is subnormal.
 Everything is numpy float64: this runs once per window in ``precompute-ld``, and the
 eigen-decomposition is the numerically delicate step.
 """
