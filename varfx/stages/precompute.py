@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..store import DATASET_FILE, WINDOWS_FILE, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path
+from ..store import DATASET_FILE, WINDOWS_FILE, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, hdf5_os_error
 from ..store.dataset import dataset_fingerprint
 # Re-exported for the code that still imports the readers from here (stages/fit.py);
 # new code imports them from varfx.store.
@@ -125,9 +125,67 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="varfx-parent-watch", daemon=True).start()
 
 
-def _pool_worker_init(parent_pid: int, dataset: str) -> None:
+def _pool_worker_init(parent_pid: int, dataset: str | None) -> None:
     _die_with_parent(parent_pid)
-    _worker_init(dataset)
+    if dataset is not None:
+        _worker_init(dataset)
+
+
+def _compute_window_staged(spec, eig_threshold: float, parts_dir: str, n_ref: int, staging: str) -> int:
+    """:func:`_compute_window` into ``staging`` (a RAM-backed directory), then the part
+    file copied into ``parts_dir`` (temp file + rename) with plain file I/O.
+
+    HDF5 must never meet a full disk: a write it cannot complete leaves the library
+    retrying the flush on every object release, printing tracebacks, and can crash the
+    process.  A plain copy fails cleanly with ENOSPC, reported as one line."""
+    name = f"w{spec.index:06d}.h5"
+    index = _compute_window(spec, eig_threshold, staging, n_ref)
+    src = Path(staging) / name
+    dest = Path(parts_dir) / name
+    try:
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+    except OSError as exc:
+        # copyfile names the source; the file that could not be written is the part
+        raise OSError(exc.errno, exc.strerror, str(dest)) from None
+    finally:
+        src.unlink(missing_ok=True)
+    return index
+
+
+def _staging_dir() -> Path:
+    """A private directory for part files in the making, in RAM where Linux offers it."""
+    import tempfile
+
+    root = Path("/dev/shm")
+    base = str(root) if root.is_dir() and os.access(root, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix=f"varfx-precompute-{os.getpid()}.", dir=base))
+
+
+def _check_space_for_merge(dataset: Path, specs) -> None:
+    """Refuse to merge when the free space is below the summed part files (the merged
+    store, compressed, is smaller): the merge then never meets a full disk in HDF5."""
+    import errno
+
+    need = sum((dataset / WINDOWS_PARTS / f"w{s.index:06d}.h5").stat().st_size for s in specs)
+    free = shutil.disk_usage(dataset).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device (windows.h5 needs up to {need:,} bytes, "
+                      f"{free:,} free)", str(dataset / WINDOWS_FILE))
+
+
+def _isolated_pool(workers: int, dataset: str | None):
+    """A pool of forked processes for the window computations and the merge.
+
+    Even with ``--workers 1`` the HDF5 writes run in a child: should one fail anyway,
+    the HDF5 library of the parent, which reports the error and removes
+    windows.parts/, is left intact.  Fork, explicitly: the workers' death-with-parent
+    check compares their parent pid with this process's (under a forkserver that would
+    be the server)."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_pool_worker_init, initargs=(os.getpid(), dataset))
 
 
 def _up_to_date(dataset: Path, params: dict):
@@ -181,11 +239,16 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
         parts = dataset / WINDOWS_PARTS
         try:
             todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, int(workers), progress)
-            write_windows(dataset, specs, params, N, n_ref, fingerprint)
-        except Exception:
+            _check_space_for_merge(dataset, specs)
+            with _isolated_pool(1, None) as ex:
+                ex.submit(write_windows, dataset, specs, params, N, n_ref, fingerprint).result()
+        except Exception as exc:
             # a full disk, a read-only dataset directory, non-finite factors: no
             # windows.parts/ is left behind (a kill or Ctrl-C keeps it, to resume)
             shutil.rmtree(parts, ignore_errors=True)
+            os_error = hdf5_os_error(exc, parts)
+            if os_error is not None:
+                raise os_error from None
             raise
         shutil.rmtree(parts, ignore_errors=True)
         with open_windows(dataset, check_dataset=False)[0] as h5:
@@ -227,40 +290,33 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
             if bar is not None:
                 bar.update(task, advance=1, status=status)
 
-        if workers == 1 or len(todo) <= 1:
-            _worker_init(str(dataset))
-            try:
-                for s in todo:
-                    _compute_window(s, eig_threshold, str(parts), n_ref)
-                    advance(f"chr{s.chrom}:{s.start // 1000}kb n+={len(s.plus_idx)}")
-            finally:
-                _worker_state.pop("h5").close()
-        else:
-            import multiprocessing
-
-            env_threads = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = "1"
-            try:
-                # fork, explicitly: the workers' death-with-parent check compares their
-                # parent pid with this process's (a forkserver would be their parent)
-                ctx = multiprocessing.get_context("fork")
-                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_worker_init,
-                                         initargs=(os.getpid(), str(dataset))) as ex:
-                    futs = [ex.submit(_compute_window, s, eig_threshold, str(parts), n_ref) for s in todo]
-                    try:
-                        for fut in as_completed(futs):
-                            fut.result()
-                            advance()
-                    except BaseException:
-                        # stop now rather than let the pool finish every queued window
-                        for f in futs:
-                            f.cancel()
-                        raise
-            finally:
-                if env_threads is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = env_threads
+        if not todo:
+            return todo
+        n_proc = min(workers, len(todo))
+        env_threads = os.environ.get("OMP_NUM_THREADS")
+        if n_proc > 1:
+            os.environ["OMP_NUM_THREADS"] = "1"  # BLAS: one thread per worker side by side
+        staging = _staging_dir()
+        try:
+            with _isolated_pool(n_proc, str(dataset)) as ex:
+                futs = {ex.submit(_compute_window_staged, s, eig_threshold, str(parts), n_ref, str(staging)): s
+                        for s in todo}
+                try:
+                    for fut in as_completed(futs):
+                        fut.result()
+                        s = futs[fut]
+                        advance(f"chr{s.chrom}:{s.start // 1000}kb n+={len(s.plus_idx)}")
+                except BaseException:
+                    # stop now rather than let the pool finish every queued window
+                    for f in futs:
+                        f.cancel()
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if env_threads is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = env_threads
     return todo
 
 

@@ -120,6 +120,35 @@ def atomic_dir(path):
         raise
 
 
+_OS_ERRNO_TEXT = {
+    "No space left on device": "ENOSPC",
+    "Read-only file system": "EROFS",
+    "Permission denied": "EACCES",
+    "Disk quota exceeded": "EDQUOT",
+}
+
+
+def hdf5_os_error(exc: BaseException, path=None) -> OSError | None:
+    """The OSError behind an HDF5 write failure, or None when ``exc`` is not one.
+
+    h5py reports a write that the filesystem refused (a full disk) while flushing or
+    closing a file as a RuntimeError whose text holds the errno message and the file
+    name; as an OSError it gets the one-line message every other unwritable
+    destination gets."""
+    import errno
+    import re
+
+    if isinstance(exc, OSError) or not isinstance(exc, RuntimeError):
+        return None
+    text = str(exc)
+    for message, name in _OS_ERRNO_TEXT.items():
+        if message in text:
+            m = re.search(r"filename = '([^']*)'", text)
+            code = getattr(errno, name)
+            return OSError(code, os.strerror(code), m.group(1) if m else (str(path) if path else None))
+    return None
+
+
 def sha256_file(path, limit: int | None = None) -> str:
     """SHA-256 of a file (of its first ``limit`` bytes when given), for provenance."""
     h = hashlib.sha256()
