@@ -589,3 +589,48 @@ def test_kill9_of_a_multi_worker_precompute_leaves_no_worker(tmp_path):
     r = invoke(["precompute-ld", ds, "--window-kb", 50, "--flank-kb", 300, "--workers", 2, "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["resumed_windows"] >= 2
+
+
+def test_write_windows_refuses_non_finite_factors(tmp_path):
+    """The merge of part files checks every factor: a NaN in one window's G (an LD
+    matrix the factorisation could not handle) is an error naming the window, and no
+    windows.h5 appears."""
+    from varfx.errors import UserError
+    from varfx.store.windows import WindowSpec, write_windows
+
+    parts = tmp_path / "windows.parts"
+    parts.mkdir()
+    specs = []
+    for i, bad in enumerate((False, True)):
+        core = np.arange(3 * i, 3 * i + 3)
+        specs.append(WindowSpec(i, 22, 1000 * i, 1000 * (i + 1), core, core))
+        G = np.eye(3)
+        if bad:
+            G[1, 2] = np.nan
+        with h5py.File(parts / f"w{i:06d}.h5", "w") as h:
+            g = h.create_group("window")
+            g.attrs.update(index=i, chrom=22, start=1000 * i, end=1000 * (i + 1), logdet_lambda=0.0, k=3,
+                           beta_outside=0.0)
+            for key, arr in (("core_idx", core), ("plus_idx", core), ("core_pos", np.arange(3)), ("P", np.eye(3)),
+                             ("G", G), ("z", np.zeros(3)), ("eigvals", np.ones(3)), ("ld_score", np.ones(3)),
+                             ("ld_score_raw", np.ones(3)), ("beta", np.zeros(3))):
+                g.create_dataset(key, data=arr)
+    with pytest.raises(UserError, match=r"window 1 \(chr22:1000-2000\): non-finite values in G"):
+        write_windows(tmp_path, specs, {"window_kb": 1.0}, 1000.0, 0, {"n_variants": 6, "sha256": "x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["windows.parts"]
+    # the same parts without the NaN merge into a store every reader opens
+    with h5py.File(parts / "w000001.h5", "r+") as h:
+        h["window/G"][...] = np.eye(3)
+    write_windows(tmp_path, specs, {"window_kb": 1.0}, 1000.0, 0, {"n_variants": 6, "sha256": "x"})
+    with h5py.File(tmp_path / "windows.h5", "r") as h5:
+        assert h5.attrs["format_version"] == 2 and h5.attrs["dataset_sha256"] == "x"
+        assert list(h5["index"]["n_plus"][:]) == [3, 3]
+
+
+def test_precompute_up_to_date_on_a_read_only_dataset(base, tmp_path, mounts):
+    """A finished store on a read-only filesystem is reported up to date (nothing is
+    written, so nothing fails)."""
+    d = mounts.tmpfs(tmp_path / "ro", "8m", [base["ds"] / "dataset.h5", base["ds"] / "windows.h5"], readonly=True)
+    r = invoke(["precompute-ld", d, "--window-kb", 200, "--flank-kb", 100, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["up_to_date"] is True

@@ -122,7 +122,7 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None) -> dict:
     meta, module = load_model(model_dir)
     _, wattrs = load_windows(dataset, chroms=[], dtype="float64", meta_only=True)
     chosen = _chosen_chroms(chroms, meta, wattrs["all_chroms"], model_dir, dataset)
-    windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64")
+    windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64", check_dataset=False)
     with open_dataset(dataset) as h5:
         log_f = predict_log_f(module, h5)
         snps = h5["variants"]["snp"].asstr()[:] if truth else None

@@ -249,6 +249,11 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
             os_error = hdf5_os_error(exc, parts)
             if os_error is not None:
                 raise os_error from None
+            from concurrent.futures.process import BrokenProcessPool
+
+            if isinstance(exc, BrokenProcessPool):
+                raise UserError("a precompute-ld worker process died (killed, or out of memory: try fewer "
+                                "--workers or a smaller --window-kb/--flank-kb)", path=dataset) from None
             raise
         shutil.rmtree(parts, ignore_errors=True)
         with open_windows(dataset, check_dataset=False)[0] as h5:

@@ -175,7 +175,11 @@ def open_windows(dataset, check_dataset: bool = True):
         raise UserError(f"not a readable HDF5 file ({str(exc).splitlines()[0]}); rebuild it with `{rebuild}`",
                         path=path) from None
     try:
-        if h5.attrs.get("format") == WINDOWS_FORMAT and int(h5.attrs.get("format_version", -1)) == 1:
+        try:
+            version = int(h5.attrs.get("format_version", -1))
+        except (TypeError, ValueError):
+            version = -1  # check_format names the problem
+        if h5.attrs.get("format") == WINDOWS_FORMAT and version == 1:
             raise UserError(f"a window store of format version 1, which records no link to its dataset.h5 and "
                             f"cannot be checked against it; rebuild it with `{rebuild}`", path=path)
         check_format(h5, WINDOWS_FORMAT, WINDOWS_VERSION, path, rebuild=rebuild)
@@ -264,18 +268,20 @@ def read_window(g, attrs, tdtype, device="cpu", meta_only=False, path=None, data
     )
 
 
-def load_windows(dataset, chroms=None, dtype="float64", device="cpu", meta_only=False):
+def load_windows(dataset, chroms=None, dtype="float64", device="cpu", meta_only=False, check_dataset=True):
     """Read the window store; returns (list[Window], attrs dict).
 
     ``chroms``: None for all, else an iterable of chromosome numbers to keep.
     ``meta_only``: positions, indices and LD scores only (no G, z, P): what a trainer
     needs to plan batches when a :class:`WindowBatches` loader reads the factors.
     ``attrs["all_chroms"]``: the chromosomes the store has windows on.
+    ``check_dataset=False`` skips the dataset link check (:func:`open_windows`) for a
+    caller that has just made it.
     """
     import torch
 
     tdtype = getattr(torch, dtype)
-    h5, attrs = open_windows(dataset)
+    h5, attrs = open_windows(dataset, check_dataset=check_dataset)
     path = Path(dataset) / WINDOWS_FILE
     with h5:
         wchrom = attrs["index"]["chrom"]
