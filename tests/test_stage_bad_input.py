@@ -634,3 +634,22 @@ def test_precompute_up_to_date_on_a_read_only_dataset(base, tmp_path, mounts):
     r = invoke(["precompute-ld", d, "--window-kb", 200, "--flank-kb", 100, "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["up_to_date"] is True
+
+
+def test_hdf5_os_error_reads_the_errno_and_file_of_an_h5py_write_failure():
+    """h5py reports a refused write as a RuntimeError with HDF5's text: the errno
+    message and the file name become an OSError (one line via the CLI)."""
+    import errno
+
+    from varfx.store import hdf5_os_error
+
+    exc = RuntimeError("Can't decrement id ref count (file write failed: time = Tue Dec  1 11:26:37 2026\n"
+                       ", filename = '/data/ds/.windows.h5.x.tmp', file descriptor = 3, errno = 28, "
+                       "error message = 'No space left on device', buf = 0x1, total write size = 53)")
+    err = hdf5_os_error(exc)
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC and err.filename == "/data/ds/.windows.h5.x.tmp"
+    err = hdf5_os_error(RuntimeError("Unable to create file (unable to open file: name = 'x', errno = 30, "
+                                     "error message = 'Read-only file system')"), path="/data/ds")
+    assert err.errno == errno.EROFS and err.filename == "/data/ds"
+    assert hdf5_os_error(RuntimeError("some other failure")) is None
+    assert hdf5_os_error(ValueError("No space left on device")) is None
