@@ -197,6 +197,12 @@ def broken_model(kind):
             (m / "model.json").write_text("{ not json")
         elif kind == "foreign_json":
             (m / "model.json").write_text(json.dumps({"format": "something-else", "format_version": 1}))
+        elif kind == "json_not_object":
+            (m / "model.json").write_text("[1, 2]")
+        elif kind == "json_without_prior":
+            meta = json.loads((m / "model.json").read_text())
+            del meta["prior"]
+            (m / "model.json").write_text(json.dumps(meta))
         elif kind == "no_checkpoint":
             (m / "checkpoint.pt").unlink()
         elif kind == "empty_checkpoint":
@@ -306,6 +312,8 @@ CASES = {
     "evaluate-model-missing": model_case("evaluate", "missing", "model.json"),
     "evaluate-model-json-garbled": model_case("evaluate", "garbled_json", "not valid JSON"),
     "evaluate-model-json-foreign": model_case("evaluate", "foreign_json", "not a varfx model"),
+    "evaluate-model-json-not-object": model_case("evaluate", "json_not_object", "model.json"),
+    "evaluate-model-json-without-prior": model_case("evaluate", "json_without_prior", "model.json"),
     "evaluate-checkpoint-missing": model_case("evaluate", "no_checkpoint", "checkpoint.pt"),
     "evaluate-checkpoint-empty": model_case("evaluate", "empty_checkpoint", "cannot read checkpoint"),
     "evaluate-chroms-absent": simple(lambda b, t, m: ["evaluate", b["model"], b["ds"], "--chroms", "5"], 1,
@@ -395,6 +403,9 @@ KNOWN_FAILING = {
     # stages/model.py load_checkpoint: str(exc).splitlines()[0] of an empty message
     "evaluate-checkpoint-empty": "IndexError in stages/model.py load_checkpoint on a zero-byte checkpoint",
     "score-checkpoint-empty": "IndexError in stages/model.py load_checkpoint on a zero-byte checkpoint",
+    # stages/model.py read_model_json / load_model: meta.get on a list, meta["prior"] missing
+    "evaluate-model-json-not-object": "AttributeError in stages/model.py read_model_json on a JSON list",
+    "evaluate-model-json-without-prior": "KeyError in stages/model.py load_model when model.json has no prior",
 }
 
 
