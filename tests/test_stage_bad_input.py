@@ -600,6 +600,12 @@ def test_kill9_of_a_multi_worker_precompute_leaves_no_worker(tmp_path):
     r = invoke(["precompute-ld", ds, "--window-kb", 50, "--flank-kb", 300, "--workers", 2, "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["resumed_windows"] >= 2
+    # the killed run's staging directory (windows in flight) is swept by the re-run
+    from varfx.stages.precompute import STAGING_PREFIX, _staging_dir
+
+    probe = _staging_dir()
+    probe.rmdir()
+    assert not list(probe.parent.glob(f"{STAGING_PREFIX}{proc.pid}.*"))
 
 
 def test_write_windows_refuses_non_finite_factors(tmp_path):

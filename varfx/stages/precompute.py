@@ -153,13 +153,34 @@ def _compute_window_staged(spec, eig_threshold: float, parts_dir: str, n_ref: in
     return index
 
 
+STAGING_PREFIX = "varfx-precompute-"
+
+
 def _staging_dir() -> Path:
-    """A private directory for part files in the making, in RAM where Linux offers it."""
+    """A private directory for part files in the making, in RAM where Linux offers it.
+
+    A killed run cannot remove its own (it holds at most the windows that were in
+    flight), so every run first removes those of runs whose process is gone: the
+    directory name carries the pid of the run that made it."""
     import tempfile
 
     root = Path("/dev/shm")
-    base = str(root) if root.is_dir() and os.access(root, os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix=f"varfx-precompute-{os.getpid()}.", dir=base))
+    base = root if root.is_dir() and os.access(root, os.W_OK) else Path(tempfile.gettempdir())
+    for old in base.glob(f"{STAGING_PREFIX}*"):
+        pid = old.name[len(STAGING_PREFIX):].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}.", dir=base))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _check_space_for_merge(dataset: Path, specs) -> None:
