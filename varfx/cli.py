@@ -14,6 +14,7 @@ import sys
 import click
 
 from . import __version__
+from .cli_types import FRACTION_OPEN, NON_NEGATIVE, POSITIVE, FiniteFloat, parse_chroms
 from .errors import UserError
 
 
@@ -153,10 +154,10 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
 
 @cli.command("precompute-ld")
 @click.argument("dataset", type=click.Path(file_okay=False))
-@click.option("--window-kb", type=float, default=1000, show_default=True, help="Core window size.")
-@click.option("--flank-kb", type=float, default=1000, show_default=True, help="Flank on each side of a core window.")
-@click.option("--eig-threshold", type=float, default=1e-3, show_default=True, help="Drop eigenvalues below this fraction of the largest.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--window-kb", type=POSITIVE, default=1000, show_default=True, help="Core window size.")
+@click.option("--flank-kb", type=NON_NEGATIVE, default=1000, show_default=True, help="Flank on each side of a core window.")
+@click.option("--eig-threshold", type=FRACTION_OPEN, default=1e-3, show_default=True, help="Drop eigenvalues below this fraction of the largest.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @user_errors
 def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, workers, as_json):
@@ -253,7 +254,7 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
 @cli.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("dataset", type=click.Path(file_okay=False))
-@click.option("--chroms", default="6,7,8", show_default=True, help="Chromosomes to evaluate, or 'all'.")
+@click.option("--chroms", default=None, help="Chromosomes to evaluate ('6,7,8', 'all'); default: those the model held out of training.")
 @click.option("--truth", type=click.Path(dir_okay=False), default=None, help="TSV with SNP and true F (simulation): adds RMSE of log F.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @user_errors
@@ -261,7 +262,11 @@ def evaluate(model_dir, dataset, chroms, truth, as_json):
     """Held-out log-likelihood of a fitted model (and recovery of a known truth)."""
     from .stages.evaluate import run_evaluate
 
-    chrom_list = _int_list(chroms, "--chroms")
+    from .stages.evaluate import HOLDOUT
+
+    chrom_list = HOLDOUT if chroms is None else parse_chroms(chroms, "--chroms")
+    if chrom_list == []:
+        raise UserError("option --chroms: 'none' leaves nothing to evaluate; give chromosomes or 'all'")
     result = run_evaluate(model_dir, dataset, chroms=chrom_list, truth=truth)
     if as_json:
         click.echo(json.dumps(result))
@@ -290,17 +295,17 @@ def score(model_dir, dataset, out):
               help="How f depends on the features (constant: on the frequency only).")
 @click.option("--annotations", type=click.Path(dir_okay=False), default=None, help="Annotations manifest (as for ingest): the features the truth uses.")
 @click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA (with .fai): adds the sequence features.")
-@click.option("--h2", type=float, default=0.5, show_default=True, help="Heritability: the sum of f over the simulated variants.")
-@click.option("--n", "n_gwas", type=float, default=100_000, show_default=True, help="GWAS sample size N.")
-@click.option("--alpha", type=float, default=0.7, show_default=True, help="Frequency exponent of the truth: f ~ (p(1-p))^alpha.")
-@click.option("--log-sd", type=float, default=1.0, show_default=True, help="Standard deviation of the feature term of log f across variants.")
-@click.option("--sigma2", type=float, default=1.0, show_default=True, help="Noise variance of z (1 = no inflation).")
-@click.option("--block-kb", type=float, default=1000, show_default=True, help="LD blocks: R is the panel's correlation within each bin of this size, 0 across.")
+@click.option("--h2", type=FRACTION_OPEN, default=0.5, show_default=True, help="Heritability (0 < h2 < 1): the sum of f over the simulated variants.")
+@click.option("--n", "n_gwas", type=POSITIVE, default=100_000, show_default=True, help="GWAS sample size N.")
+@click.option("--alpha", type=FiniteFloat(), default=0.7, show_default=True, help="Frequency exponent of the truth: f ~ (p(1-p))^alpha.")
+@click.option("--log-sd", type=NON_NEGATIVE, default=1.0, show_default=True, help="Standard deviation of the feature term of log f across variants.")
+@click.option("--sigma2", type=POSITIVE, default=1.0, show_default=True, help="Noise variance of z (1 = no inflation).")
+@click.option("--block-kb", type=POSITIVE, default=1000, show_default=True, help="LD blocks: R is the panel's correlation within each bin of this size, 0 across.")
 @click.option("--threshold-feature", default=None, metavar="NAME", help="Feature of the threshold truth (default: the first that varies).")
-@click.option("--threshold-quantile", type=float, default=0.9, show_default=True, help="Quantile of that feature where the threshold truth steps up.")
+@click.option("--threshold-quantile", type=FRACTION_OPEN, default=0.9, show_default=True, help="Quantile of that feature where the threshold truth steps up.")
 @click.option("--feature-window", type=click.IntRange(min=2), default=256, show_default=True, help="Window (bp) of per-base features around each variant.")
 @click.option("--ld-region", default=None, metavar="CHR:START-END", help="Read only this region of an indexed VCF/BCF panel.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Directory to write (sumstats, truth, simulation.json).")
 @user_errors
@@ -340,7 +345,7 @@ def plugins(as_json):
 @cli.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="varfx-demo", show_default=True, help="Working directory for the demo outputs.")
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Example data directory (default: the bundled example_data/).")
-@click.option("--epochs", type=int, default=60, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @user_errors
 def demo(out, data, epochs):
     """Run the whole pipeline on the bundled example data (a few minutes on a laptop)."""

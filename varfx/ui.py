@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 
@@ -69,3 +70,25 @@ def progress(disable: bool = False):
         TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
         console=console(), disable=disable, transient=False,
     )
+
+
+@contextlib.contextmanager
+def stage_progress(enabled: bool = True):
+    """A :func:`progress` bar for a stage (or None when not ``enabled``).
+
+    On an error the bar is erased, so that the error message stays the only line the
+    command prints (a non-terminal console would otherwise print the bar's last state)."""
+    if not enabled:
+        yield None
+        return
+    with progress(disable=False) as bar:
+        try:
+            yield bar
+        except BaseException:
+            for t in list(bar.task_ids):
+                bar.remove_task(t)
+            with contextlib.suppress(AttributeError):
+                bar.live.transient = True  # erase the bar rather than leave a blank line
+                bar.live.stop()
+                bar.disable = True  # Progress.stop would print an empty line on a non-terminal
+            raise

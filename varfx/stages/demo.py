@@ -7,6 +7,7 @@ fit (constant prior, full likelihood, exact Cholesky) -> evaluate -> score.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from ..errors import UserError
@@ -27,6 +28,25 @@ def find_example_data(data=None) -> Path:
 
 
 def run_demo(out, data=None, epochs=60) -> dict:
+    if int(epochs) != epochs or epochs < 1:
+        raise UserError(f"option --epochs: expected a whole number >= 1, got {epochs}")
+    data = find_example_data(data)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError("exists and is not a directory: expected a directory for the demo outputs", path=out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(out, data, epochs)
+    except BaseException:
+        # every stage of the demo is recomputed on a re-run, so a failed demo (a full
+        # disk, an interrupt) removes the directory it created rather than leave a part
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(out: Path, data: Path, epochs: int) -> dict:
     from ..ui import console, print_summary
     from .evaluate import run_evaluate
     from .fit import run_fit
@@ -34,9 +54,6 @@ def run_demo(out, data=None, epochs=60) -> dict:
     from .precompute import run_precompute
     from .score import run_score
 
-    data = find_example_data(data)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     con = console()
     dataset, model = out / "dataset", out / "model"
 
@@ -55,6 +72,8 @@ def run_demo(out, data=None, epochs=60) -> dict:
     con.rule("5/5 score")
     n = run_score(model, dataset, out / "scores.tsv")
     con.print(f"wrote F for {n} variants to {out / 'scores.tsv'}")
-    (out / "evaluate.json").write_text(json.dumps(ev, indent=2) + "\n")
+    from ..store import write_json_atomic
+
+    write_json_atomic(out / "evaluate.json", ev)
     con.print(f"[bold green]demo finished[/]: outputs in {out}/ (dataset/, model/, evaluate.json, scores.tsv)")
     return ev

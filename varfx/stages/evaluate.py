@@ -15,18 +15,23 @@ import math
 import numpy as np
 
 from ..errors import UserError
+from ..store.dataset import open_dataset
+from ..store.windows import load_windows
 from .model import load_model, predict_log_f
-from .precompute import load_windows, open_dataset
+
+#: ``run_evaluate(chroms=HOLDOUT)``: the chromosomes the model held out of training.
+HOLDOUT = "holdout"
 
 
 def window_logliks(windows, f, s2):
     """Exact (LL(F), LL(0)) summed over windows, float64."""
     import torch
 
-    from ..default_plugins.objectives import FullLikelihood
-    from ..default_plugins.solvers import CholeskySolver
+    from ..plugins import lookup
 
-    obj = FullLikelihood(solver=CholeskySolver())
+    # through the registry, as every stage reaches plugins: the exact likelihood with
+    # the exact solver, whatever objective and solver trained the model
+    obj = lookup("objectives", "full")(solver=lookup("solvers", "cholesky")())
     ft = torch.as_tensor(f, dtype=torch.float64)
     s2t = torch.tensor(s2, dtype=torch.float64)
     ll, ll0 = 0.0, 0.0
@@ -41,44 +46,97 @@ def window_logliks(windows, f, s2):
 
 
 def read_truth(path, snps) -> np.ndarray:
-    """True F per dataset variant from a TSV with columns SNP and F (NaN where absent)."""
+    """True F per dataset variant from a TSV with columns SNP and F (NaN where absent).
+
+    F must be a finite number >= 0 on every row (a simulation's truth file)."""
     pos = {s: i for i, s in enumerate(snps)}
     out = np.full(len(snps), np.nan)
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        header = next(reader, None)
-        if header is None:
-            raise UserError("empty truth file; expected a TSV with columns SNP and F", path=path)
-        cols = {c.strip(): i for i, c in enumerate(header)}
-        for col in ("SNP", "F"):
-            if col not in cols:
-                raise UserError(f"missing column {col!r} (header: {' '.join(header)})", path=path)
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                val = float(row[cols["F"]])
-            except (ValueError, IndexError):
-                raise UserError("expected a number in column 'F'", path=path, line=lineno) from None
-            i = pos.get(row[cols["SNP"]])
-            if i is not None:
-                out[i] = val
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, delimiter="\t")
+            header = next(reader, None)
+            if header is None:
+                raise UserError("empty truth file; expected a TSV with columns SNP and F", path=path)
+            cols = {c.strip(): i for i, c in enumerate(header)}
+            for col in ("SNP", "F"):
+                if col not in cols:
+                    raise UserError(f"missing column {col!r}; expected a TSV with columns SNP and F "
+                                    f"(header: {' '.join(header)})", path=path)
+            for lineno, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    text = row[cols["F"]]
+                    snp = row[cols["SNP"]]
+                except IndexError:
+                    raise UserError(f"{len(row)} columns, the header has {len(header)}", path=path,
+                                    line=lineno) from None
+                try:
+                    val = float(text)
+                except ValueError:
+                    val = math.nan
+                if not (math.isfinite(val) and val >= 0):
+                    raise UserError(f"expected a finite number >= 0 in column 'F', got {text!r}", path=path,
+                                    line=lineno)
+                i = pos.get(snp)
+                if i is not None:
+                    out[i] = val
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start}); expected a TSV with columns "
+                        "SNP and F", path=path) from None
+    except csv.Error as exc:
+        raise UserError(f"not a readable TSV ({exc}); expected columns SNP and F", path=path) from None
     return out
 
 
-def run_evaluate(model_dir, dataset, chroms=(6, 7, 8), truth=None) -> dict:
+def _chosen_chroms(chroms, meta, available, model_dir, dataset):
+    """The chromosomes to evaluate: the model's held-out ones by default (``HOLDOUT``),
+    all (None) or a list; each must be in the window store."""
+    from ..cli_types import parse_chroms
+
+    if chroms == HOLDOUT:
+        try:
+            held = sorted(int(c) for c in meta.get("holdout_chroms") or [])
+        except (TypeError, ValueError):
+            raise UserError(f"holdout_chroms is {meta.get('holdout_chroms')!r}: expected a list of chromosome "
+                            "numbers; give --chroms", path=f"{model_dir}/model.json") from None
+        if not held:
+            raise UserError("the model holds no chromosome out of training, so there is no default to evaluate "
+                            f"on (the dataset has chromosomes {', '.join(map(str, available))}); give --chroms, "
+                            "e.g. --chroms all for an in-sample fit", path=model_dir)
+        missing = [c for c in held if c not in available]
+        if missing:
+            raise UserError(f"the model's held-out chromosomes ({', '.join(map(str, held))}) are not all in the "
+                            f"dataset (it has {', '.join(map(str, available))}); give --chroms", path=dataset)
+        return held
+    if chroms is None:
+        return list(available)
+    return parse_chroms(",".join(map(str, chroms)), "--chroms", available=available)
+
+
+def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None) -> dict:
+    """Held-out log-likelihood of a fitted model on a dataset's windows.
+
+    ``chroms``: ``HOLDOUT`` (the model's held-out chromosomes), None (every chromosome)
+    or a list; a chromosome the window store lacks is an error naming what it has."""
     meta, module = load_model(model_dir)
-    windows, wattrs = load_windows(dataset, chroms=chroms, dtype="float64")
-    if not windows:
-        raise UserError(
-            f"no windows on chromosomes {', '.join(map(str, chroms))} "
-            f"(the dataset has chromosomes {', '.join(map(str, wattrs['all_chroms']))}; use --chroms)",
-            path=dataset)
+    _, wattrs = load_windows(dataset, chroms=[], dtype="float64", meta_only=True)
+    chosen = _chosen_chroms(chroms, meta, wattrs["all_chroms"], model_dir, dataset)
+    windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64", check_dataset=False)
     with open_dataset(dataset) as h5:
         log_f = predict_log_f(module, h5)
         snps = h5["variants"]["snp"].asstr()[:] if truth else None
+    bad = ~np.isfinite(log_f)
+    if bad.any():
+        raise UserError(f"the model gives a non-finite F for {int(bad.sum())} variants of the dataset "
+                        f"(first: variant {int(np.flatnonzero(bad)[0])})", path=model_dir)
     f = np.exp(log_f)
     sigma2 = float(meta["sigma2"])
     N = float(wattrs["N"])
     ll, ll0 = window_logliks(windows, f, sigma2 / N)
+    if not (math.isfinite(ll) and math.isfinite(ll0)):
+        raise UserError(f"non-finite log-likelihood on the chosen chromosomes (LL(F) = {ll}, LL(0) = {ll0})",
+                        path=dataset)
     dll = ll - ll0
     core = np.concatenate([w.core_idx for w in windows])
     result = {

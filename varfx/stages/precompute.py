@@ -20,70 +20,20 @@ import json
 import os
 import shutil
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..errors import UserError
-from ..store import (DATASET_FILE, DATASET_FORMAT, DATASET_VERSION, WINDOWS_FILE,
-                     WINDOWS_FORMAT, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, check_format)
-
-
-@dataclass
-class WindowSpec:
-    index: int
-    chrom: int
-    start: int  # core window [start, end) in bp
-    end: int
-    core_idx: np.ndarray
-    plus_idx: np.ndarray
-
-
-def dataset_file(dataset) -> Path:
-    path = Path(dataset) / DATASET_FILE
-    if not Path(dataset).is_dir():
-        raise UserError("not a dataset directory (expected the output of `varfx ingest`)", path=dataset)
-    if not path.is_file():
-        raise UserError(f"no {DATASET_FILE} in the dataset directory (run `varfx ingest` first)", path=dataset)
-    return path
-
-
-def open_dataset(dataset):
-    """Open ``DATASET/dataset.h5`` read-only after checking its format."""
-    import h5py
-
-    path = dataset_file(dataset)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise UserError(f"cannot read HDF5 ({exc})", path=path) from None
-    check_format(h5, DATASET_FORMAT, DATASET_VERSION, path)
-    return h5
-
-
-def plan_windows(chrom: np.ndarray, bp: np.ndarray, window_bp: int, flank_bp: int) -> list[WindowSpec]:
-    """Cut each chromosome into core windows of ``window_bp`` starting at 0.
-
-    ``chrom``/``bp`` must be sorted by chromosome then position (the dataset order).
-    Empty core windows (gaps, centromeres) are skipped.  ``(i)+`` is every variant of
-    the same chromosome within ``flank_bp`` of a core variant.
-    """
-    specs: list[WindowSpec] = []
-    for c in np.unique(chrom):
-        sel = np.flatnonzero(chrom == c)
-        pos = bp[sel]
-        bins = pos // window_bp
-        for b in np.unique(bins):
-            core = sel[bins == b]
-            lo = bp[core[0]] - flank_bp
-            hi = bp[core[-1]] + flank_bp
-            i0 = np.searchsorted(pos, lo, side="left")
-            i1 = np.searchsorted(pos, hi, side="right")
-            specs.append(WindowSpec(len(specs), int(c), int(b * window_bp), int((b + 1) * window_bp), core, sel[i0:i1]))
-    return specs
+from ..store import DATASET_FILE, WINDOWS_FILE, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, hdf5_os_error
+from ..store.dataset import dataset_fingerprint
+# Re-exported for the code that still imports the readers from here (stages/fit.py);
+# new code imports them from varfx.store.
+from ..store.dataset import dataset_file, open_dataset  # noqa: F401
+from ..store.windows import (WindowBatches, WindowSpec, load_windows, open_windows,  # noqa: F401
+                             plan_windows, stored_params, summarise_windows, write_windows)
 
 
 _worker_state: dict = {}
@@ -146,32 +96,162 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
 
 
 def _params(window_kb, flank_kb, eig_threshold, dataset_h5) -> dict:
+    fp = dataset_fingerprint(dataset_h5)
     return {
         "window_kb": float(window_kb), "flank_kb": float(flank_kb),
         "eig_threshold": float(eig_threshold),
         "dataset_created": str(dataset_h5.attrs.get("created", "")),
-        "n_variants": int(dataset_h5["variants"]["bp"].shape[0]),
+        "n_variants": fp["n_variants"],
+        "dataset_sha256": fp["sha256"],
     }
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this pool worker die with the process that started it.
+
+    A ``kill -9`` of precompute-ld gives its workers no chance to clean up: without
+    this they live on, blocked on the task queue or finishing their windows.  Linux's
+    PR_SET_PDEATHSIG has the kernel send SIGKILL when the parent dies; a thread polling
+    the parent pid covers the race where the parent died before prctl ran, and systems
+    without prctl."""
+    import ctypes
+    import signal
+    import time
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="varfx-parent-watch", daemon=True).start()
+
+
+def _pool_worker_init(parent_pid: int, dataset: str | None) -> None:
+    _die_with_parent(parent_pid)
+    if dataset is not None:
+        _worker_init(dataset)
+
+
+def _compute_window_staged(spec, eig_threshold: float, parts_dir: str, n_ref: int, staging: str) -> int:
+    """:func:`_compute_window` into ``staging`` (a RAM-backed directory), then the part
+    file copied into ``parts_dir`` (temp file + rename) with plain file I/O.
+
+    HDF5 must never meet a full disk: a write it cannot complete leaves the library
+    retrying the flush on every object release, printing tracebacks, and can crash the
+    process.  A plain copy fails cleanly with ENOSPC, reported as one line."""
+    name = f"w{spec.index:06d}.h5"
+    index = _compute_window(spec, eig_threshold, staging, n_ref)
+    src = Path(staging) / name
+    dest = Path(parts_dir) / name
+    try:
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+    except OSError as exc:
+        # copyfile names the source; the file that could not be written is the part
+        raise OSError(exc.errno, exc.strerror, str(dest)) from None
+    finally:
+        src.unlink(missing_ok=True)
+    return index
+
+
+STAGING_PREFIX = "varfx-precompute-"
+
+
+def _staging_dir() -> Path:
+    """A private directory for part files in the making, in RAM where Linux offers it.
+
+    A killed run cannot remove its own (it holds at most the windows that were in
+    flight), so every run first removes those of runs whose process is gone: the
+    directory name carries the pid of the run that made it."""
+    import tempfile
+
+    root = Path("/dev/shm")
+    base = root if root.is_dir() and os.access(root, os.W_OK) else Path(tempfile.gettempdir())
+    for old in base.glob(f"{STAGING_PREFIX}*"):
+        pid = old.name[len(STAGING_PREFIX):].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}.", dir=base))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def _check_space_for_merge(dataset: Path, specs) -> None:
+    """Refuse to merge when the free space is below the summed part files (the merged
+    store, compressed, is smaller): the merge then never meets a full disk in HDF5."""
+    import errno
+
+    need = sum((dataset / WINDOWS_PARTS / f"w{s.index:06d}.h5").stat().st_size for s in specs)
+    free = shutil.disk_usage(dataset).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device (windows.h5 needs up to {need:,} bytes, "
+                      f"{free:,} free)", str(dataset / WINDOWS_FILE))
+
+
+def _isolated_pool(workers: int, dataset: str | None):
+    """A pool of forked processes for the window computations and the merge.
+
+    Even with ``--workers 1`` the HDF5 writes run in a child: should one fail anyway,
+    the HDF5 library of the parent, which reports the error and removes
+    windows.parts/, is left intact.  Fork, explicitly: the workers' death-with-parent
+    check compares their parent pid with this process's (under a forkserver that would
+    be the server)."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_pool_worker_init, initargs=(os.getpid(), dataset))
+
+
+def _up_to_date(dataset: Path, params: dict):
+    """The summary of an existing windows.h5 computed with ``params`` (the same options
+    and the same dataset content hash) that opens and validates, else None."""
+    if stored_params(dataset) != (WINDOWS_VERSION, params):
+        return None
+    try:
+        h5, _ = open_windows(dataset)
+    except UserError:
+        return None  # damaged or foreign: rebuild it
+    with h5:
+        return summarise_windows(h5, dataset / WINDOWS_FILE)
 
 
 def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
                    progress=True) -> dict:
-    """Compute (or resume) the window store of a dataset; returns a summary dict."""
-    from ..ui import progress as make_progress
+    """Compute (or resume, or reuse) the window store of a dataset; returns a summary dict.
 
-    if window_kb <= 0:
-        raise UserError(f"option --window-kb: expected a positive size, got {window_kb}")
-    if flank_kb < 0:
-        raise UserError(f"option --flank-kb: expected a size >= 0, got {flank_kb}")
-    if not 0 < eig_threshold < 1:
-        raise UserError(f"option --eig-threshold: expected a number in (0, 1), got {eig_threshold}")
-    if workers < 1:
+    A ``windows.h5`` computed with the same options from the same dataset content is
+    reused as it is (``"up_to_date": True`` in the summary)."""
+    import math
+
+    for name, val, ok, want in (("--window-kb", window_kb, lambda v: v > 0, "a positive size"),
+                                ("--flank-kb", flank_kb, lambda v: v >= 0, "a size >= 0"),
+                                ("--eig-threshold", eig_threshold, lambda v: 0 < v < 1, "a number in (0, 1)")):
+        if not (isinstance(val, (int, float)) and math.isfinite(val) and ok(val)):
+            raise UserError(f"option {name}: expected {want}, got {val}")
+    if int(workers) != workers or workers < 1:
         raise UserError(f"option --workers: expected at least 1, got {workers}")
     dataset = Path(dataset)
     with open_dataset(dataset) as h5:
         chrom = h5["variants"]["chrom"][:].astype(np.int64)
         bp = h5["variants"]["bp"][:].astype(np.int64)
         params = _params(window_kb, flank_kb, eig_threshold, h5)
+        fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"]}
         n_ref = int(h5.attrs.get("n_ref", 0))
         N = float(h5.attrs["N"])
     if len(bp) == 0:
@@ -180,7 +260,47 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     if not specs:
         raise UserError("no window has any variant", path=dataset / DATASET_FILE)
 
-    parts = dataset / WINDOWS_PARTS
+    summary = _up_to_date(dataset, params)
+    if summary is not None:
+        print(f"varfx: {dataset / WINDOWS_FILE} is up to date (same options, same dataset.h5): nothing recomputed",
+              file=sys.stderr)
+        summary.update(resumed_windows=summary["windows"], up_to_date=True)
+    else:
+        parts = dataset / WINDOWS_PARTS
+        try:
+            todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, int(workers), progress)
+            _check_space_for_merge(dataset, specs)
+            with _isolated_pool(1, None) as ex:
+                ex.submit(write_windows, dataset, specs, params, N, n_ref, fingerprint).result()
+        except Exception as exc:
+            # a full disk, a read-only dataset directory, non-finite factors: no
+            # windows.parts/ is left behind (a kill or Ctrl-C keeps it, to resume)
+            shutil.rmtree(parts, ignore_errors=True)
+            os_error = hdf5_os_error(exc, parts)
+            if os_error is not None:
+                raise os_error from None
+            from concurrent.futures.process import BrokenProcessPool
+
+            if isinstance(exc, BrokenProcessPool):
+                raise UserError("a precompute-ld worker process died (killed, or out of memory: try fewer "
+                                "--workers or a smaller --window-kb/--flank-kb)", path=dataset) from None
+            raise
+        shutil.rmtree(parts, ignore_errors=True)
+        with open_windows(dataset, check_dataset=False)[0] as h5:
+            summary = summarise_windows(h5, dataset / WINDOWS_FILE)
+        summary.update(resumed_windows=len(specs) - len(todo), up_to_date=False)
+    warning = small_panel_warning(n_ref, max(len(s.core_idx) for s in specs))
+    if warning:
+        summary["warning"] = warning
+        print(f"varfx: warning: {dataset}: {warning}", file=sys.stderr)
+    return summary
+
+
+def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_ref, workers, progress):
+    """Compute the part file of every window not already under ``parts`` (from a run
+    with the same params); returns the windows computed."""
+    from ..ui import stage_progress
+
     params_file = parts / "params.json"
     if parts.exists():
         try:
@@ -197,39 +317,42 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     done = {int(p.stem[1:]) for p in parts.glob("w*.h5")}
     todo = [s for s in specs if s.index not in done]
 
-    with make_progress(disable=not progress) as bar:
-        task = bar.add_task("precompute-ld", total=len(specs), completed=len(specs) - len(todo), status="")
-        if workers == 1 or len(todo) <= 1:
-            _worker_init(str(dataset))
-            try:
-                for s in todo:
-                    _compute_window(s, eig_threshold, str(parts), n_ref)
-                    bar.update(task, advance=1, status=f"chr{s.chrom}:{s.start // 1000}kb n+={len(s.plus_idx)}")
-            finally:
-                _worker_state.pop("h5").close()
-        else:
-            env_threads = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = "1"
-            try:
-                with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(str(dataset),)) as ex:
-                    futs = [ex.submit(_compute_window, s, eig_threshold, str(parts), n_ref) for s in todo]
+    with stage_progress(progress) as bar:
+        task = bar.add_task("precompute-ld", total=len(specs), completed=len(specs) - len(todo),
+                            status="") if bar else None
+
+        def advance(status=""):
+            if bar is not None:
+                bar.update(task, advance=1, status=status)
+
+        if not todo:
+            return todo
+        n_proc = min(workers, len(todo))
+        env_threads = os.environ.get("OMP_NUM_THREADS")
+        if n_proc > 1:
+            os.environ["OMP_NUM_THREADS"] = "1"  # BLAS: one thread per worker side by side
+        staging = _staging_dir()
+        try:
+            with _isolated_pool(n_proc, str(dataset)) as ex:
+                futs = {ex.submit(_compute_window_staged, s, eig_threshold, str(parts), n_ref, str(staging)): s
+                        for s in todo}
+                try:
                     for fut in as_completed(futs):
                         fut.result()
-                        bar.update(task, advance=1)
-            finally:
-                if env_threads is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = env_threads
-
-    summary = _merge(dataset, specs, params, N, n_ref)
-    shutil.rmtree(parts, ignore_errors=True)
-    summary["resumed_windows"] = len(specs) - len(todo)
-    warning = small_panel_warning(n_ref, max(len(s.core_idx) for s in specs))
-    if warning:
-        summary["warning"] = warning
-        print(f"varfx: warning: {dataset}: {warning}", file=sys.stderr)
-    return summary
+                        s = futs[fut]
+                        advance(f"chr{s.chrom}:{s.start // 1000}kb n+={len(s.plus_idx)}")
+                except BaseException:
+                    # stop now rather than let the pool finish every queued window
+                    for f in futs:
+                        f.cancel()
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if env_threads is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = env_threads
+    return todo
 
 
 def small_panel_warning(n_ref: int, max_core: int) -> str | None:
@@ -245,157 +368,3 @@ def small_panel_warning(n_ref: int, max_core: int) -> str | None:
     return (f"LD from a panel of {n_ref} people for windows of up to {max_core} variants: unless the panel is "
             "the GWAS sample, the full likelihood overestimates h2 (docs/benchmarks.md, 'Simulation: recovery "
             "of h2 by LD set-up'); prefer LD from the GWAS sample or a large reference")
-
-
-def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
-    """Merge the part files into one chunked, compressed windows.h5 (atomically)."""
-    import h5py
-
-    parts = dataset / WINDOWS_PARTS
-    n_plus = np.zeros(len(specs), np.int64)
-    ks = np.zeros(len(specs), np.int64)
-    outside = np.zeros(len(specs))
-    with atomic_path(dataset / WINDOWS_FILE) as tmp:
-        with h5py.File(tmp, "w") as out:
-            out.attrs.update(format=WINDOWS_FORMAT, format_version=WINDOWS_VERSION,
-                             varfx_version=__version__, params=json.dumps(params), N=N, n_ref=n_ref,
-                             n_windows=len(specs))
-            grp = out.create_group("windows")
-            for s in specs:
-                with h5py.File(parts / f"w{s.index:06d}.h5", "r") as part:
-                    src = part["window"]
-                    dst = grp.create_group(f"{s.index:06d}")
-                    dst.attrs.update(dict(src.attrs))
-                    for key in src:
-                        arr = src[key][:]
-                        big = arr.size > 4096
-                        dst.create_dataset(key, data=arr, compression="gzip" if big else None,
-                                           compression_opts=4 if big else None,
-                                           chunks=True if big else None, shuffle=big)
-                    n_plus[s.index] = len(s.plus_idx)
-                    ks[s.index] = int(src.attrs["k"])
-                    outside[s.index] = float(src.attrs["beta_outside"])
-            idx = out.create_group("index")
-            idx.create_dataset("chrom", data=np.array([s.chrom for s in specs], np.int16))
-            idx.create_dataset("start", data=np.array([s.start for s in specs], np.int64))
-            idx.create_dataset("end", data=np.array([s.end for s in specs], np.int64))
-            idx.create_dataset("n", data=np.array([len(s.core_idx) for s in specs], np.int64))
-            idx.create_dataset("n_plus", data=n_plus)
-            idx.create_dataset("k", data=ks)
-    return {
-        "windows": len(specs),
-        "variants": int(sum(len(s.core_idx) for s in specs)),
-        "max_n_plus": int(n_plus.max()),
-        "mean_n_plus": float(n_plus.mean()),
-        "mean_k": float(ks.mean()),
-        # ||(I - V V^T) beta|| / ||beta|| per window: the part of the summary statistics
-        # the kept LD eigenvectors do not explain (large values flag an LD mismatch).
-        "median_beta_outside": float(np.median(outside)),
-        **{k: v for k, v in params.items() if k in ("window_kb", "flank_kb", "eig_threshold")},
-        "output": str(dataset / WINDOWS_FILE),
-    }
-
-
-def _read_window(g, attrs, tdtype, device="cpu", meta_only=False):
-    """One stored window as a :class:`varfx.api.Window` (tensors unless ``meta_only``)."""
-    import torch
-
-    from ..api import Window
-
-    a = g.attrs
-    extra = {"N": attrs["N"], "n_ref": attrs["n_ref"], "k": int(a["k"])}
-    if not meta_only:
-        extra["P"] = torch.as_tensor(g["P"][:], dtype=tdtype, device=device)
-        extra["beta"] = torch.as_tensor(g["beta"][:], dtype=tdtype, device=device)
-    return Window(
-        index=int(a["index"]), chrom=int(a["chrom"]), start=int(a["start"]), end=int(a["end"]),
-        G=None if meta_only else torch.as_tensor(g["G"][:], dtype=tdtype, device=device),
-        z=None if meta_only else torch.as_tensor(g["z"][:], dtype=tdtype, device=device),
-        eigvals=g["eigvals"][:], logdet_lambda=float(a["logdet_lambda"]),
-        plus_idx=g["plus_idx"][:], core_idx=g["core_idx"][:], core_pos=g["core_pos"][:],
-        ld_score=g["ld_score"][:], extra=extra,
-    )
-
-
-def _open_windows(dataset):
-    import h5py
-
-    path = Path(dataset) / WINDOWS_FILE
-    if not path.is_file():
-        raise UserError(f"no {WINDOWS_FILE} (run `varfx precompute-ld {dataset}` first)", path=dataset)
-    h5 = h5py.File(path, "r")
-    check_format(h5, WINDOWS_FORMAT, WINDOWS_VERSION, path)
-    attrs = {"N": float(h5.attrs["N"]), "n_ref": int(h5.attrs["n_ref"]), "params": json.loads(h5.attrs["params"])}
-    return h5, attrs
-
-
-def load_windows(dataset, chroms=None, dtype="float64", device="cpu", meta_only=False):
-    """Read the window store; returns (list[Window], attrs dict).
-
-    ``chroms``: None for all, else an iterable of chromosome numbers to keep.
-    ``meta_only``: positions, indices and LD scores only (no G, z, P): what a trainer
-    needs to plan batches when a :class:`WindowBatches` loader reads the factors.
-    """
-    import torch
-
-    tdtype = getattr(torch, dtype)
-    h5, attrs = _open_windows(dataset)
-    with h5:
-        wchrom = h5["index"]["chrom"][:]
-        keep = np.arange(len(wchrom)) if chroms is None else np.flatnonzero(np.isin(wchrom, list(chroms)))
-        attrs["all_chroms"] = sorted(int(c) for c in np.unique(wchrom))
-        windows = [_read_window(h5["windows"][f"{i:06d}"], attrs, tdtype, device, meta_only) for i in keep]
-    return windows, attrs
-
-
-def _identity(x):
-    return x
-
-
-class WindowBatches:
-    """A map-style dataset of training batches: item ``i`` is the list of windows
-    (factors read from ``windows.h5``) of batch ``i``.  Each loader worker process
-    opens its own read-only HDF5 handle, so a ``torch.utils.data.DataLoader`` with
-    workers reads the next batches while the trainer computes."""
-
-    def __init__(self, dataset, batches, dtype="float64", tracks=False):
-        self.dataset = str(dataset)
-        self.batches = [list(map(int, b)) for b in batches]
-        self.dtype = dtype
-        self.tracks = tracks
-        self._h5 = None
-        self._attrs = None
-        self._data = None
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __getitem__(self, i):
-        import torch
-
-        if self._h5 is None:
-            self._h5, self._attrs = _open_windows(self.dataset)
-        tdtype = getattr(torch, self.dtype)
-        windows = [_read_window(self._h5["windows"][f"{j:06d}"], self._attrs, tdtype) for j in self.batches[i]]
-        if not self.tracks or not windows:
-            return windows, None
-        # the per-base tracks of the batch's variants: one contiguous slice (the
-        # dataset is sorted, and a batch's windows are read together)
-        from .model import track_rows
-
-        if self._data is None:
-            self._data = open_dataset(self.dataset)
-        lo = min(int(w.plus_idx.min()) for w in windows)
-        hi = max(int(w.plus_idx.max()) for w in windows) + 1
-        return windows, (lo, track_rows(self._data, lo, hi))
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_h5"] = state["_data"] = None  # HDF5 handles do not cross processes
-        return state
-
-    def loader(self, workers: int):
-        from torch.utils.data import DataLoader
-
-        return DataLoader(self, batch_size=None, shuffle=False, num_workers=workers,
-                          prefetch_factor=2 if workers else None, collate_fn=_identity)

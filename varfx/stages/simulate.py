@@ -146,7 +146,7 @@ def truth_log_g(truth: str, x: np.ndarray | None, names: list[str], rng, log_sd:
 def sample_z(ld, chrom, bp, beta, *, n_gwas: float, sigma2: float, block_bp: int, rng, progress=None) -> np.ndarray:
     """z with mean ``sqrt(N) R beta`` and covariance ``sigma2 R``, ``R`` block diagonal
     (``block_bp`` bins), from the standardised dosages of ``ld`` (a :class:`PlinkLD`)."""
-    from .precompute import plan_windows
+    from ..store.windows import plan_windows
 
     z = np.zeros(len(beta))
     n = ld.n_people
@@ -161,14 +161,19 @@ def sample_z(ld, chrom, bp, beta, *, n_gwas: float, sigma2: float, block_bp: int
     return z
 
 
-def _check_options(h2, n_gwas, sigma2, log_sd, block_kb, truth, threshold_quantile):
+def _check_options(h2, n_gwas, sigma2, log_sd, block_kb, truth, threshold_quantile, alpha=0.0):
     if truth not in TRUTHS:
         raise UserError(f"option --truth: {truth!r}; expected one of {', '.join(TRUTHS)}")
-    for name, val in (("--h2", h2), ("--n", n_gwas), ("--sigma2", sigma2), ("--block-kb", block_kb)):
+    if not (np.isfinite(h2) and 0 < h2 < 1):
+        # h2 is a fraction of the trait's variance: at 1 or above nothing is left for the noise
+        raise UserError(f"option --h2: expected a heritability in (0, 1), got {h2}")
+    for name, val in (("--n", n_gwas), ("--sigma2", sigma2), ("--block-kb", block_kb)):
         if not (np.isfinite(val) and val > 0):
             raise UserError(f"option {name}: expected a positive number, got {val}")
     if not (np.isfinite(log_sd) and log_sd >= 0):
         raise UserError(f"option --log-sd: expected a number >= 0, got {log_sd}")
+    if not np.isfinite(alpha):
+        raise UserError(f"option --alpha: expected a finite number, got {alpha}")
     if not 0 < threshold_quantile < 1:
         raise UserError(f"option --threshold-quantile: expected a number in (0, 1), got {threshold_quantile}")
 
@@ -184,11 +189,12 @@ def run_simulate(ld, out, *, truth="constant", h2=0.5, n_gwas=100_000.0, alpha=0
 
     Returns the summary written to ``simulation.json``."""
     from ..io.ld import PlinkLD
-    from .ingest import _progress, detect_ld_kind, run_ingest
+    from ..store.dataset import open_dataset
+    from ..ui import stage_progress
+    from .ingest import detect_ld_kind, run_ingest
     from .model import feature_matrix
-    from .precompute import open_dataset
 
-    _check_options(h2, n_gwas, sigma2, log_sd, block_kb, truth, threshold_quantile)
+    _check_options(h2, n_gwas, sigma2, log_sd, block_kb, truth, threshold_quantile, alpha)
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SIMULATION_JSON).exists())):
         raise UserError(f"exists and is not a varfx simulation (no {SIMULATION_JSON}); refusing to replace it: "
@@ -225,7 +231,7 @@ def run_simulate(ld, out, *, truth="constant", h2=0.5, n_gwas=100_000.0, alpha=0
             log_c = math.log(h2) - float(np.logaddexp.reduce(log_shape))
             f = np.exp(log_c + log_shape)
             beta = rng.standard_normal(M) * np.sqrt(f)
-            with _progress(progress) as bar:
+            with stage_progress(progress) as bar:
                 task = bar.add_task("simulate", total=None, status="sampling z") if bar else None
 
                 def advance(done, total):

@@ -9,6 +9,11 @@ A *dataset* is a directory::
     DATASET/dataset.h5     harmonised variants (+ LD reference data), written by ingest
     DATASET/windows.h5     per-window LD factors, written by precompute-ld
     DATASET/windows.parts/ per-window part files while precompute-ld runs (resume state)
+
+This package is the only code that knows these layouts: :mod:`varfx.store.dataset`
+opens and validates ``dataset.h5``, :mod:`varfx.store.windows` opens, validates, reads
+and writes ``windows.h5`` (and checks that it was computed from the ``dataset.h5``
+beside it).  Stages read through it and never through each other.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from pathlib import Path
 DATASET_FORMAT = "varfx-dataset"
 DATASET_VERSION = 1
 WINDOWS_FORMAT = "varfx-windows"
-WINDOWS_VERSION = 1
+#: 2: windows.h5 records the dataset it was computed from (dataset_n_variants,
+#: dataset_sha256) and is refused when they do not match the dataset.h5 beside it.
+WINDOWS_VERSION = 2
 
 DATASET_FILE = "dataset.h5"
 WINDOWS_FILE = "windows.h5"
@@ -39,11 +46,15 @@ def atomic_path(path, suffix=""):
     untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    tmp = Path(tmp)
+    created = _make_parents(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+        tmp = Path(tmp)
+    except BaseException:
+        _remove_empty(created)
+        raise
     try:
         yield tmp
         os.replace(tmp, path)
@@ -52,7 +63,28 @@ def atomic_path(path, suffix=""):
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+        _remove_empty(created)
         raise
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """``mkdir -p directory``; returns the directories it created, deepest first, so a
+    failed write can remove them again (a failed command leaves no empty directory)."""
+    missing = []
+    d = directory
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(directories) -> None:
+    for d in directories:
+        try:
+            d.rmdir()
+        except OSError:
+            break  # not empty (someone else wrote there) or already gone
 
 
 @contextlib.contextmanager
@@ -62,8 +94,12 @@ def atomic_dir(path):
     An existing ``path`` is replaced only once the new directory is complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    created = _make_parents(path.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except BaseException:
+        _remove_empty(created)
+        raise
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; a dataset is an ordinary directory
@@ -80,7 +116,37 @@ def atomic_dir(path):
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
+
+
+_OS_ERRNO_TEXT = {
+    "No space left on device": "ENOSPC",
+    "Read-only file system": "EROFS",
+    "Permission denied": "EACCES",
+    "Disk quota exceeded": "EDQUOT",
+}
+
+
+def hdf5_os_error(exc: BaseException, path=None) -> OSError | None:
+    """The OSError behind an HDF5 write failure, or None when ``exc`` is not one.
+
+    h5py reports a write that the filesystem refused (a full disk) while flushing or
+    closing a file as a RuntimeError whose text holds the errno message and the file
+    name; as an OSError it gets the one-line message every other unwritable
+    destination gets."""
+    import errno
+    import re
+
+    if isinstance(exc, OSError) or not isinstance(exc, RuntimeError):
+        return None
+    text = str(exc)
+    for message, name in _OS_ERRNO_TEXT.items():
+        if message in text:
+            m = re.search(r"filename = '([^']*)'", text)
+            code = getattr(errno, name)
+            return OSError(code, os.strerror(code), m.group(1) if m else (str(path) if path else None))
+    return None
 
 
 def sha256_file(path, limit: int | None = None) -> str:
@@ -140,18 +206,30 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def check_format(h5, expected_format: str, expected_version: int, path) -> None:
-    """Raise a UserError unless an open HDF5 file carries the expected format/version."""
-    from .errors import UserError
+def check_format(h5, expected_format: str, expected_version: int, path, rebuild: str | None = None) -> None:
+    """Raise a UserError unless an open HDF5 file carries the expected format/version.
 
+    ``rebuild``: the command that rebuilds the file (named in the message)."""
+    from ..errors import UserError
+
+    hint = f"; rebuild it with `{rebuild}`" if rebuild else ""
     fmt = h5.attrs.get("format")
     if isinstance(fmt, bytes):
         fmt = fmt.decode()
     if fmt != expected_format:
-        raise UserError(f"not a {expected_format} file (format attribute is {fmt!r})", path=path)
-    version = int(h5.attrs.get("format_version", -1))
+        raise UserError(f"not a {expected_format} file (format attribute is {fmt!r}){hint}", path=path)
+    try:
+        version = int(h5.attrs.get("format_version", -1))
+    except (TypeError, ValueError):
+        version = -1
+    if version > expected_version:
+        raise UserError(
+            f"{expected_format} format version {version} was written by a newer varfx; this varfx reads "
+            f"version {expected_version}: upgrade varfx{' or rebuild it with `' + rebuild + '`' if rebuild else ''}",
+            path=path,
+        )
     if version != expected_version:
         raise UserError(
-            f"{expected_format} format version {version}; this varfx reads version {expected_version}",
+            f"{expected_format} format version {version}; this varfx reads version {expected_version}{hint}",
             path=path,
         )
