@@ -251,6 +251,13 @@ def read_window(g, attrs, tdtype, device="cpu", meta_only=False, path=None, data
                                                           or arrays["plus_idx"].max() >= n_var):
         raise _damaged(path, dataset, f"{g.name}/plus_idx outside the dataset's {n_var} variants")
     extra = {"N": attrs["N"], "n_ref": attrs["n_ref"], "k": int(scalars["k"])}
+    if "n_scale" in g:
+        # n_m / N of the core variants (mixed sample sizes): G already carries it; the
+        # LD score regression needs it for its bias correction and diagonal
+        n_scale = g["n_scale"][:]
+        if not (np.isfinite(n_scale).all() and (n_scale > 0).all()):
+            raise _damaged(path, dataset, f"{g.name}/n_scale is not positive and finite")
+        extra["n_scale"] = n_scale
 
     def t(key):
         return torch.as_tensor(arrays[key], dtype=tdtype, device=device)
