@@ -113,7 +113,7 @@ def cli():
 @click.option("--liftover-move", is_flag=True, help="Move variants that fail to lift next to their nearest lifted neighbour instead of dropping them.")
 @click.option("--ld-maf-min", type=float, default=0.0, show_default=True, help="Drop panel variants with a lower minor allele frequency (PLINK/VCF panels).")
 @click.option("--exclude-lrld", type=click.Path(dir_okay=False), default=None, help="Drop variants in these long-range LD regions (chrN start end label).")
-@click.option("--ld-region", default=None, metavar="CHR:START-END", help="Read only this region of an indexed VCF/BCF panel.")
+@click.option("--ld-region", default=None, metavar="CHR:START-END", help="Use only this region of the LD reference (PLINK, VCF/BCF or UKBB; a VCF/BCF panel needs an index), e.g. 22:16000000-17000000.")
 @click.option("--annotations", type=click.Path(dir_okay=False), default=None, help="Annotations manifest (TSV: name, path[, kind]); see docs/features.md.")
 @click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA (with .fai): one-hot sequence around each variant.")
 @click.option("--feature-window", type=click.IntRange(min=2), default=256, show_default=True, help="Window (bp) of per-base features around each variant.")

@@ -41,13 +41,13 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-from .files import read_file_bytes
-from .plink import parse_chrom
+from ..genome import BOM, MISSING_TOKENS, chrom_code, unquote
+from ..genome import read_bytes as _read_bytes
+from ..genome import read_text as _read_text
 
-#: Tokens read as "missing" in optional numeric columns (CHR, BP, frequency, INFO),
-#: matched case-insensitively.  ``NaN`` is read as a number (a NaN), which is also
-#: "missing" in those columns.  ``#NA`` is the GWAS-SSF missing value.
-MISSING_TOKENS = frozenset({"", "NA", "NAN", "N/A", ".", "NONE", "NULL", "-", "#NA"})
+# MISSING_TOKENS (from varfx.genome) are read as "missing" in optional numeric columns
+# (CHR, BP, frequency, INFO), matched case-insensitively.  ``NaN`` is read as a number (a
+# NaN), which is also "missing" in those columns.
 
 #: The same tokens, in the spellings pyarrow is told to read as null.
 _NULL_VALUES = sorted({v for t in MISSING_TOKENS - {"NAN"} for v in (t, t.lower(), t.title())})
@@ -273,16 +273,13 @@ def _check_path(path: Path) -> None:
 
 def read_bytes(path) -> bytes:
     """The content of a plain or gzip-compressed file (detected from its first bytes)."""
-    return read_file_bytes(path, "a summary-statistics file")
+    return _read_bytes(path, "a summary-statistics file")
 
 
 def read_text(path) -> str:
-    """The whole text of a plain or gzip-compressed file (detected from its first bytes)."""
-    data = read_bytes(path)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not a text file (byte {exc.start} is not UTF-8)", path=Path(path)) from None
+    """The whole text of a plain or gzip-compressed file (detected from its first bytes),
+    without a leading byte-order mark."""
+    return _read_text(path, "a text table")
 
 
 def _head(path: Path, size: int = 64) -> bytes:
@@ -321,7 +318,8 @@ def is_vcf(path) -> bool:
 def _find_header(data: bytes, path) -> tuple[int, int, str]:
     """(0-based line index of the header, byte offset of the line after it, header text):
     the first non-blank line not starting with ``##``; (-1, len, "") when there is none."""
-    pos, i, size = 0, 0, len(data)
+    # A UTF-8 byte-order mark (Excel, PowerShell) is not part of the first column's name
+    pos, i, size = (len(BOM) if data.startswith(BOM) else 0), 0, len(data)
     while pos < size:
         nl = data.find(b"\n", pos)
         end = size if nl < 0 else nl
@@ -343,11 +341,11 @@ def _split_header(text: str) -> tuple[list[str], str]:
     if it has a comma, else "whitespace"."""
     text = text.rstrip("\r\n")
     if "\t" in text:
-        names, mode = [c.strip() for c in text.strip().split("\t")], "tab"
+        names, mode = [unquote(c) for c in text.strip().split("\t")], "tab"
     elif "," in text:
-        names, mode = [c.strip().strip('"') for c in text.split(",")], "comma"
+        names, mode = [unquote(c) for c in text.split(",")], "comma"
     else:
-        names, mode = text.split(), "whitespace"
+        names, mode = [unquote(c) for c in text.split()], "whitespace"
     if names and names[0].startswith("#"):
         names[0] = names[0].lstrip("#")
     return names, mode
@@ -727,16 +725,30 @@ def _chrom_codes(arr) -> np.ndarray:
     uniq = uniq_arr.to_pylist()
     codes = []
     for u in uniq:
-        t = u.strip()
+        t = unquote(u)
         if t.upper() in MISSING_TOKENS:
             codes.append(-1)
         else:
-            c = parse_chrom(t)
+            c = chrom_code(t)
             codes.append(c if c >= 0 else 0)
     if len(arr) == 0:
         return np.zeros(0, dtype=np.int64)
     idx = pc.index_in(arr, value_set=uniq_arr).to_numpy(zero_copy_only=False)
     return np.asarray(codes, dtype=np.int64)[idx]
+
+
+def _unquote_column(arr):
+    """Text fields without one pair of surrounding double quotes (R's ``write.table``
+    quotes every string, whatever the separator): ``"22"`` is chromosome 22, not an
+    unknown contig."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(arr, (pa.Array, pa.ChunkedArray)):
+        arr = pa.array(arr, type=pa.string())
+    if not pc.any(pc.match_substring(arr, '"')).as_py():
+        return arr
+    return pc.replace_substring_regex(arr, pattern=r'^\s*"(.*)"\s*$', replacement=r"\1")
 
 
 def _finish(cols: dict, present: dict, checker: _Checker, *, n, path, fmt_name, mode, m) -> Sumstats:
@@ -750,6 +762,10 @@ def _finish(cols: dict, present: dict, checker: _Checker, *, n, path, fmt_name, 
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if mode != "comma":  # pyarrow unquotes comma-separated fields itself
+        for f in ("snp", "chrom", "a1", "a2"):
+            if f in cols:
+                cols[f] = _unquote_column(cols[f])
     has_pos = "chrom" in cols and "bp" in cols
     out = Sumstats(path=path, format=fmt_name, has_position=has_pos, columns=present, delimiter=mode)
     out["a1"] = _check_alleles(cols["a1"], checker, "a1")

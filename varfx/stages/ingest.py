@@ -110,16 +110,22 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
     build (variants that fail are dropped and counted, or moved next to a neighbour with
     ``liftover_move``); without it an obvious build mismatch is detected and reported.
     ``ld_maf_min`` and ``exclude_lrld`` (a long-range LD region file) drop panel variants;
-    ``ld_region`` restricts a VCF panel.  ``annotations`` (a manifest) and ``fasta`` add
+    ``ld_region`` (``22:16000000-17000000``) restricts any LD reference to a region (a VCF
+    panel is read only there; it needs an index).  Reference variants with an allele that
+    is not A/C/G/T (indels, ``0``) are dropped and counted (``ld_non_acgt``).  ``annotations`` (a manifest) and ``fasta`` add
     features (``docs/features.md``) in a ``feature_window``-bp window.
     """
+    from ..genome import parse_region
     from ..io.harmonise import harmonise
+    from ..io.plink import acgt_mask
     from ..io.sumstats import INFO_MIN, MAF_MIN, filter_sumstats, read_sumstats
 
     info_min = INFO_MIN if info_min is None else info_min
     maf_min = MAF_MIN if maf_min is None else maf_min
     sumstats, ld, out = Path(sumstats), Path(ld), Path(out)
     _check_out(out)
+    # parsed before anything is read, so that `--ld-region banana` fails at once
+    region = parse_region(ld_region, option="--ld-region") if ld_region is not None else None
     kind = detect_ld_kind(ld)
     feature_entries = []
     if annotations is not None or fasta is not None:
@@ -194,8 +200,10 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 from ..io.ld_filters import in_regions
 
                 excluded["long_range_ld"] = in_regions(ref["chrom"], ref["bp"], lrld)
+            ref_filters = _reference_filters(ref, region, acgt_mask)
+            excluded.update(ref_filters["excluded"])
             h = harmonise(ss, ref, ref_excluded=excluded, ref_freq=panel_freq, ambiguous_maf_max=ambiguous_maf_max)
-            extra = {"ld_monomorphic": int(mono.sum())}
+            extra = {"ld_monomorphic": int(mono.sum()), **ref_filters["counts"]}
             if kind == "vcf":
                 extra["ld_vcf_skipped"] = {k: int(v) for k, v in panel.counts.get("skipped", {}).items()}
             n_ref = panel.n_people
@@ -218,9 +226,11 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 from ..io.ld_filters import in_regions
 
                 excluded["long_range_ld"] = in_regions(ref["chrom"], ref["bp"], lrld) & ~bad
+            ref_filters = _reference_filters(ref, region, acgt_mask)
+            excluded.update(ref_filters["excluded"])
             h = harmonise(ss, ref, ref_excluded=excluded)
             h.counts["ld_duplicates"] += int(bad.sum())
-            extra = {"ld_regions": len(regions)}
+            extra = {"ld_regions": len(regions), **ref_filters["counts"]}
             n_ref = 0
 
         counts = h.counts
@@ -349,6 +359,28 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                                                         default=str)
             status("done")
     return summary
+
+
+def _reference_filters(ref: dict, region, acgt_mask) -> dict:
+    """LD reference variants ingest cannot use, as ``harmonise`` exclusions and counts.
+
+    - ``non_acgt_in_ld``: an allele that is not A/C/G/T letters (a PLINK indel ``I``/``D``
+      or ``-``, a missing allele ``0`` of a monomorphic variant): Z cannot be oriented to
+      it, so the variant is dropped (``ld_non_acgt`` counts the panel's);
+    - ``outside_ld_region``: outside ``--ld-region`` (a VCF panel is only read inside it;
+      a PLINK panel or UKBB regions are read whole and restricted here, so the option
+      means the same for every kind; ``ld_outside_region`` counts them).
+    """
+    excluded, counts = {}, {}
+    non_acgt = ~acgt_mask(ref["a1"], ref["a2"])
+    counts["ld_non_acgt"] = int(non_acgt.sum())
+    if non_acgt.any():
+        excluded["non_acgt_in_ld"] = non_acgt
+    if region is not None:
+        outside = ~region.contains(ref["chrom"], ref["bp"]) & ~non_acgt
+        counts["ld_outside_region"] = int(outside.sum())
+        excluded["outside_ld_region"] = outside
+    return {"excluded": excluded, "counts": counts}
 
 
 def _write_variants(f5, variants: dict) -> None:
@@ -509,6 +541,10 @@ def print_ingest_summary(summary: dict) -> None:
     t.add_section()
     t.add_row("matched", num(summary["matched"]),
               f"of {summary['ld_variants']:,} LD variants ({summary.get('ld_duplicates', 0):,} duplicated)")
+    if summary.get("ld_non_acgt"):
+        t.add_row("  LD variants not A/C/G/T", num(summary["ld_non_acgt"]), "indels or allele 0: not used")
+    if "ld_outside_region" in summary:
+        t.add_row("  LD variants outside --ld-region", num(summary["ld_outside_region"]), "not used")
     t.add_row("  flipped", num(summary["flipped"]), "alleles swapped: Z negated")
     t.add_row("  strand flipped", num(summary["strand_flipped"]), "alleles complemented")
     for k, v in summary["dropped"].items():

@@ -242,6 +242,8 @@ def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
     """Merge the part files into one chunked, compressed windows.h5 (atomically)."""
     import h5py
 
+    from ..io.ld import outside_region_report
+
     parts = dataset / WINDOWS_PARTS
     n_plus = np.zeros(len(specs), np.int64)
     ks = np.zeros(len(specs), np.int64)
@@ -282,6 +284,7 @@ def _merge(dataset: Path, specs, params, N, n_ref) -> dict:
         # ||(I - V V^T) beta|| / ||beta|| per window: the part of the summary statistics
         # the kept LD eigenvectors do not explain (large values flag an LD mismatch).
         "median_beta_outside": float(np.median(outside)),
+        **outside_region_report(dataset / DATASET_FILE, specs),  # UKBB: variants given no LD (io/ld.py)
         **{k: v for k, v in params.items() if k in ("window_kb", "flank_kb", "eig_threshold")},
         "output": str(dataset / WINDOWS_FILE),
     }
