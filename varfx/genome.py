@@ -44,7 +44,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
 
 _BASES = frozenset("ACGT")
-_COMP = str.maketrans("ACGTacgt", "TGCAtgca")
+#: ``str.translate`` table of base complements (either case; other letters unchanged)
+COMPLEMENT_TABLE = str.maketrans("ACGTacgt", "TGCAtgca")
+_COMP = COMPLEMENT_TABLE
 
 
 # ------------------------------------------------------------------------------ tokens

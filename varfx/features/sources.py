@@ -37,10 +37,9 @@ from typing import Any, ClassVar
 
 from varfx.api import FeatureSource, Option
 from varfx.errors import UserError
-
-#: PLINK chromosome codes for the non-numeric chromosomes.
-CHROM_CODES = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
-CHROM_LABELS = {23: "X", 24: "Y", 25: "XY", 26: "MT"}
+from varfx.genome import CHROM_CODES, CHROM_LABELS, MISSING_TOKENS, chrom_code, chrom_label, is_missing  # noqa: F401
+from varfx.genome import GZIP_MAGIC, complement_allele, open_text
+from varfx.genome import chrom_codes as as_chrom_codes  # the name this module exported
 
 #: Windows whose gap is below this many bp are fetched with one read (pyBigWig costs
 #: ~100 us per call and 6-30 ns per base: measured in ``benchmarks/features.py``).
@@ -50,45 +49,9 @@ MAX_BUFFER = 1 << 23
 
 BIGWIG_MAGIC = (b"\x26\xfc\x8f\x88", b"\x88\x8f\xfc\x26")
 PLINK_MAGIC = b"\x6c\x1b\x01"
-MISSING_TOKENS = frozenset({"", "na", "nan", ".", "null", "none", "-"})
 
 
 # ------------------------------------------------------------------------------ chromosomes
-
-
-def chrom_code(token) -> int:
-    """``22``, ``"22"``, ``"chr22"``, ``"X"``, ``"chrX"`` -> 22, 22, 22, 23, 23; ``"chrM"`` -> 26;
-    anything else (``"chr1_random"``, ``"GL000220.1"``) -> -1."""
-    if isinstance(token, (int,)) and not isinstance(token, bool):
-        return int(token) if token > 0 else -1
-    t = str(token).strip()
-    if t[:3].lower() == "chr":
-        t = t[3:]
-    if t.isdigit():
-        return int(t) if int(t) > 0 else -1
-    return CHROM_CODES.get(t.upper(), -1)
-
-
-def chrom_label(code: int) -> str:
-    """23 -> ``"X"``, 22 -> ``"22"`` (how messages name a chromosome)."""
-    code = int(code)
-    return CHROM_LABELS.get(code, str(code))
-
-
-def as_chrom_codes(chrom):
-    """An int64 array of chromosome codes from codes or names (unknown names -> -1)."""
-    import numpy as np
-
-    arr = np.asarray(chrom)
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        return np.where(np.isfinite(arr), arr, -1).astype(np.int64)
-    if arr.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    uniq, inv = np.unique(arr.astype(str), return_inverse=True)
-    codes = np.array([chrom_code(u) for u in uniq], dtype=np.int64)
-    return codes[inv.reshape(-1)]
 
 
 def contig_lookup(names) -> dict[int, str]:
@@ -115,12 +78,8 @@ def boolean(value) -> bool:
 
 
 def _open_text(path):
-    """Open a plain or gzip text file (detected from the magic bytes)."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, "rt", encoding="utf-8", newline="")
+    """Open a plain or gzip text file (detected from the magic bytes; a BOM dropped)."""
+    return open_text(path, "a feature file")
 
 
 def _head_lines(path, n=20, nbytes=1 << 16) -> list[str]:
@@ -128,7 +87,7 @@ def _head_lines(path, n=20, nbytes=1 << 16) -> list[str]:
     try:
         with open(path, "rb") as fh:
             magic = fh.read(2)
-        opener = gzip.open if magic == b"\x1f\x8b" else open
+        opener = gzip.open if magic == GZIP_MAGIC else open
         with opener(path, "rb") as fh:
             raw = fh.read(nbytes)
         text = raw.decode("utf-8")
@@ -623,9 +582,6 @@ def _table_layout(header: list[str]) -> dict:
     }
 
 
-_COMPLEMENT = str.maketrans("ACGT", "TGCA")
-
-
 def _pair(a, b) -> tuple[str, str]:
     a, b = str(a).upper(), str(b).upper()
     return (a, b) if a <= b else (b, a)
@@ -730,7 +686,8 @@ class TableSource(BaseFeatureSource):
         keys = []
         for c, b, x, y in zip(codes, bp, a1, a2):
             k = (c, b) + _pair(x, y)
-            kc = (c, b) + _pair(x.upper().translate(_COMPLEMENT), y.upper().translate(_COMPLEMENT))
+            # the other strand of an allele is its reverse complement (ACT -> AGT)
+            kc = (c, b) + _pair(complement_allele(x.upper()), complement_allele(y.upper()))
             keys.append((k, kc))
         assert len(keys) == n
         return keys, True
@@ -773,7 +730,7 @@ class TableSource(BaseFeatureSource):
                     vals = np.empty(len(vidx), dtype=np.float64)
                     for j, i in enumerate(vidx):
                         tok = f[i].strip()
-                        if tok.lower() in MISSING_TOKENS:
+                        if is_missing(tok):
                             vals[j] = 0.0
                             continue
                         try:

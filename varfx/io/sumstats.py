@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-from ..genome import BOM, MISSING_TOKENS, chrom_code, unquote
+from ..genome import BOM, GZIP_MAGIC, MISSING_TOKENS, chrom_code, unquote
 from ..genome import read_bytes as _read_bytes
 from ..genome import read_text as _read_text
 
@@ -287,7 +287,7 @@ def _head(path: Path, size: int = 64) -> bytes:
     try:
         with open(path, "rb") as fh:
             magic = fh.read(2)
-        if magic == b"\x1f\x8b":
+        if magic == GZIP_MAGIC:
             with gzip.open(path, "rb") as fh:
                 return fh.read(size)
         with open(path, "rb") as fh:
@@ -300,7 +300,7 @@ def _read_prefix(path: Path, size: int = 1 << 20) -> tuple[bytes, bool, bool]:
     """(the first ``size`` bytes of the decompressed content, whether that is all of it,
     whether the file is gzip).  A gzip error here is left to :func:`read_bytes`."""
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
+        gz = fh.read(2) == GZIP_MAGIC
     try:
         with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
             prefix = fh.read(size + 1)
@@ -1070,7 +1070,7 @@ def read_gwas_vcf(path, n=None) -> Sumstats:
 def _vcf_header_lines(file) -> int:
     """The 1-based line number of the ``#CHROM`` line (0 when there is none)."""
     with open(file, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
+        gz = fh.read(2) == GZIP_MAGIC
     try:
         with (gzip.open(file, "rb") if gz else open(file, "rb")) as fh:
             for i, line in enumerate(fh, 1):
