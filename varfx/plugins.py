@@ -35,6 +35,7 @@ DEFAULT_PLUGINS = (
     "varfx.default_plugins.objectives",
     "varfx.default_plugins.solvers",
     "varfx.default_plugins.features",
+    "varfx.default_plugins.formats",
 )
 
 KINDS = {
@@ -42,6 +43,8 @@ KINDS = {
     "objectives": "register_objectives",
     "solvers": "register_solvers",
     "feature_sources": "register_feature_sources",
+    "sumstats_formats": "register_sumstats_formats",
+    "ld_formats": "register_ld_formats",
 }
 
 _pm: pluggy.PluginManager | None = None
@@ -171,6 +174,16 @@ def get_solvers() -> dict[str, type]:
 
 def get_feature_sources() -> dict[str, type]:
     return {k: v[0] for k, v in _collect("feature_sources").items()}
+
+
+def get_sumstats_formats() -> dict:
+    """Name -> :class:`varfx.api.SumstatsFormat` record, in registration order."""
+    return {k: v[0] for k, v in _collect("sumstats_formats").items()}
+
+
+def get_ld_formats() -> dict[str, type]:
+    """Name -> :class:`varfx.api.LDFormat` subclass, in registration order."""
+    return {k: v[0] for k, v in _collect("ld_formats").items()}
 
 
 def lookup(kind: str, name: str) -> type:

@@ -185,6 +185,11 @@ class PlinkPanel:
     def n_snps(self) -> int:
         return len(self.bim["snp"])
 
+    @property
+    def inputs(self) -> list[tuple[str, Path]]:
+        """(role, path) of the files read, for provenance."""
+        return [("ld_bed", self.bed), ("ld_bim", self.bim_path), ("ld_fam", self.fam_path)]
+
     def genotypes(self, index=None) -> np.ndarray:
         """int8 dosages of A1 (variants x people), -1 missing."""
         return read_bed(self.bed, self.n_people, self.n_snps, index)

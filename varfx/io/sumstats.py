@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from ..api import SumstatsFormat  # the plugin contract; importable from here as before
 from ..errors import UserError
 from ..genome import BOM, GZIP_MAGIC, MISSING_TOKENS, chrom_code, unquote
 from ..genome import read_bytes as _read_bytes
@@ -62,33 +61,6 @@ COLUMN_OPTIONS = {"snp": "--col-snp", "chrom": "--col-chr", "bp": "--col-bp", "a
                   "n": "--col-n", "freq": "--col-freq", "info": "--col-info"}
 
 _NUMERIC = ("bp", "z", "beta", "se", "n", "freq", "info", "odds_ratio", "hazard_ratio")
-
-
-@dataclass(frozen=True)
-class SumstatsFormat:
-    """One summary-statistics table format.
-
-    ``columns`` maps a canonical field (``snp chrom bp a1 a2 z beta se n freq info``,
-    ``odds_ratio hazard_ratio``, or an informative one such as ``ref``) to the header
-    names it may have (matched case-insensitively).  ``required`` fields must be present;
-    ``signature`` is the set of fields whose presence identifies the format.  A Z score
-    is needed in every format: the ``z`` column, or ``beta``/``se`` (or
-    ``odds_ratio``/``se``, ``hazard_ratio``/``se`` on the log scale).
-    """
-
-    name: str
-    description: str
-    columns: dict[str, tuple[str, ...]]
-    required: tuple[str, ...]
-    signature: tuple[str, ...]
-    reader: Callable | None = None  # custom reader(path, n) -> Sumstats, for non-table formats
-
-    def expected(self) -> str:
-        parts = []
-        for f, names in self.columns.items():
-            name = names[0]
-            parts.append(name if f in self.required else f"[{name}]")
-        return " ".join(parts)
 
 
 LDSC = SumstatsFormat(
@@ -216,6 +188,10 @@ def _read_gwas_vcf_entry(path, n, **kw):  # resolved lazily: pysam is imported o
     return read_gwas_vcf(path, n, **kw)
 
 
+def _sniff_vcf(path) -> bool:
+    return is_vcf(path)
+
+
 GWAS_VCF = SumstatsFormat(
     name="gwas-vcf",
     description="GWAS-VCF (FORMAT ES:SE:LP:AF[:SS], one sample column; ALT is the effect allele)",
@@ -223,13 +199,30 @@ GWAS_VCF = SumstatsFormat(
     required=(),
     signature=(),
     reader=_read_gwas_vcf_entry,
+    sniff=_sniff_vcf,
 )
 
-#: Table formats tried in order (UKB before fastGWA: its header has fastGWA's columns too).
+#: The built-in table formats, in the order they are registered and tried (UKB before
+#: fastGWA: its header has fastGWA's columns too).
 FORMATS: list[SumstatsFormat] = [LDSC, UKB, FASTGWA, BOLT, GWAS_SSF]
 
-#: Every format by name (``--sumstats-format``).
+#: Every built-in format by name.
 FORMATS_BY_NAME: dict[str, SumstatsFormat] = {f.name.lower(): f for f in FORMATS + [GWAS_VCF, CUSTOM]}
+
+#: The built-ins as registered by varfx.default_plugins.formats (CUSTOM last: it is only
+#: used with a column mapping, after every named format).
+BUILTIN_FORMATS: tuple[SumstatsFormat, ...] = (GWAS_VCF, *FORMATS, CUSTOM)
+
+
+def registered_formats() -> tuple[list[SumstatsFormat], list[SumstatsFormat], dict[str, SumstatsFormat]]:
+    """(table formats in detection order, file formats with a reader, every format by
+    lower-case name), from the plugin registry (``register_sumstats_formats``)."""
+    from ..plugins import get_sumstats_formats
+
+    found = list(get_sumstats_formats().values())
+    tables = [f for f in found if f.reader is None and f.name.lower() != "custom"]
+    files = [f for f in found if f.reader is not None]
+    return tables, files, {f.name.lower(): f for f in found}
 
 
 class Sumstats(dict):
@@ -262,6 +255,14 @@ class Sumstats(dict):
 
 # ----------------------------------------------------------------------------------------
 # reading bytes
+
+
+def _sniffs(fmt: SumstatsFormat, path: Path) -> bool:
+    """A format's sniff; one that raises counts as "not this format" (sniffs must not raise)."""
+    try:
+        return bool(fmt.sniff(path)) if fmt.sniff is not None else False
+    except Exception:  # noqa: BLE001 - a third-party sniffer must not break detection
+        return False
 
 
 def _check_path(path: Path) -> None:
@@ -398,6 +399,8 @@ def _has_effect(has) -> bool:
 def _find_format(header_upper: list[str], path, *, mapped=frozenset(), forced: str | None = None,
                  line=None) -> SumstatsFormat:
     present = set(header_upper)
+    formats, _, by_name = registered_formats()
+    custom = by_name.get("custom", CUSTOM)
 
     def has_fn(fmt):
         cols = _format_columns(fmt, mapped)
@@ -408,17 +411,17 @@ def _find_format(header_upper: list[str], path, *, mapped=frozenset(), forced: s
         return all(has(f) for f in fmt.required) and _has_effect(has)
 
     if forced is not None:
-        fmt = FORMATS_BY_NAME[forced.lower()]
+        fmt = by_name[forced.lower()]
         candidates = [fmt]
     else:
-        for fmt in FORMATS:
+        for fmt in formats:
             # a named format is recognised from its own column names, not from mapped ones
             if all(f not in mapped and any(nm in present for nm in fmt.columns.get(f, ())) for f in fmt.signature) \
                     and complete(fmt):
                 return fmt
-        if mapped and complete(CUSTOM):
-            return CUSTOM
-        candidates = FORMATS + ([CUSTOM] if mapped else [])
+        if mapped and complete(custom):
+            return custom
+        candidates = formats + ([custom] if mapped else [])
     if forced is not None and complete(candidates[0]):
         return candidates[0]
     # No format matches: blame the closest one and name what it misses.
@@ -894,16 +897,22 @@ def read_sumstats(path, n=None, *, columns: dict[str, str] | None = None, format
     path = Path(path)
     n = _check_n(n)
     columns = {f: c for f, c in (columns or {}).items() if c is not None}
-    if format is not None and format.lower() not in FORMATS_BY_NAME:
+    _, file_formats, by_name = registered_formats()
+    if format is not None and format.lower() not in by_name:
         raise UserError(f"option --sumstats-format: unknown format {format!r}; expected one of "
-                        f"{', '.join(f.name for f in FORMATS_BY_NAME.values())}")
+                        f"{', '.join(f.name for f in by_name.values())}")
     _check_path(path)
-    if (format or "").lower() == "gwas-vcf" or (format is None and is_vcf(path)):
+    forced_fmt = by_name[format.lower()] if format is not None else None
+    reader_fmt = forced_fmt if forced_fmt is not None and forced_fmt.reader is not None else None
+    if forced_fmt is None:
+        reader_fmt = next((f for f in file_formats if _sniffs(f, path)), None)
+    if reader_fmt is not None:
         if columns:
             opts = ", ".join(COLUMN_OPTIONS.get(f, f) for f in columns)
-            raise UserError(f"{opts}: column mapping does not apply to a GWAS-VCF file (its fields are ES, SE, EZ, AF, SS, SI)",
-                            path=path)
-        return read_gwas_vcf(path, n)
+            what = ("a GWAS-VCF file (its fields are ES, SE, EZ, AF, SS, SI)" if reader_fmt.name == "gwas-vcf"
+                    else f"the {reader_fmt.name} format (not a table)")
+            raise UserError(f"{opts}: column mapping does not apply to {what}", path=path)
+        return reader_fmt.reader(path, n)
 
     prefix, complete, gz = _read_prefix(path)
     data = None
@@ -921,7 +930,7 @@ def read_sumstats(path, n=None, *, columns: dict[str, str] | None = None, format
     if columns:
         header_upper = _apply_overrides(header_upper, columns, path, line=h + 1)
         mapped = set(columns)
-    forced = format if format and format.lower() != "gwas-vcf" else None
+    forced = format if forced_fmt is not None else None
     fmt = _find_format(header_upper, path, mapped=mapped, forced=forced, line=h + 1)
 
     # columns of each field

@@ -25,34 +25,38 @@ def _input_record(role: str, path) -> dict:
     return input_record(path, role)
 
 
-def detect_ld_kind(ld) -> str:
-    """``"ukbb"`` for a directory of ``.npz`` regions (or one ``.npz``), ``"plink"`` for a
-    PLINK prefix or one of its files, ``"vcf"`` for a VCF/BCF panel; otherwise a
-    :class:`UserError`."""
-    from ..io import plink, ukbb
+def detect_ld_format(ld):
+    """The registered :class:`varfx.api.LDFormat` whose ``sniff`` accepts ``ld`` (formats
+    are asked in registration order: built-ins ``vcf``, ``ukbb``, ``plink``, then
+    third-party ones); otherwise a :class:`UserError` saying what was expected."""
+    from ..plugins import get_ld_formats
 
     p = Path(ld)
-    if p.is_file() and (p.suffix == ".bcf" or p.name.endswith((".vcf", ".vcf.gz", ".vcf.bgz"))):
-        return "vcf"
+    formats = get_ld_formats()
+    for fmt in formats.values():
+        try:
+            if fmt.sniff(p):
+                return fmt
+        except Exception:  # noqa: BLE001 - a sniffer must not raise; one that does says no
+            continue
+    names = ", ".join(formats)
     if p.is_dir():
-        if ukbb.is_ukbb(p):
-            return "ukbb"
-        if plink.is_plink(p):
-            return "plink"
         raise UserError(
             "directory has no UKBB/PolyFun LD region files (chr{C}_{START}_{END}.npz + .gz); "
-            "for a PLINK panel give its prefix or .bed path",
+            f"for a PLINK panel give its prefix or .bed path (LD formats: {names})",
             path=p,
         )
-    if p.suffix == ".npz":
-        return "ukbb"
-    if plink.is_plink(p):
-        return "plink"
     raise UserError(
         "no such LD reference: expected a PLINK prefix or .bed path (.bed/.bim/.fam) or a directory of "
-        "UKBB/PolyFun .npz/.gz region files",
+        f"UKBB/PolyFun .npz/.gz region files (LD formats: {names})",
         path=p,
     )
+
+
+def detect_ld_kind(ld) -> str:
+    """The name of the LD format of ``ld`` (``"plink"``, ``"vcf"``, ``"ukbb"``, or a
+    plugin's): see :func:`detect_ld_format`."""
+    return detect_ld_format(ld).name
 
 
 @contextlib.contextmanager
@@ -128,7 +132,11 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
     _check_out(out)
     # parsed before anything is read, so that `--ld-region banana` fails at once
     region = parse_region(ld_region, option="--ld-region") if ld_region is not None else None
-    kind = detect_ld_kind(ld)
+    ld_format = detect_ld_format(ld)
+    kind = ld_format.name
+    genotypes = ld_format.layout == "genotypes"
+    if ld_format.layout not in ("genotypes", "regions"):
+        raise UserError(f"LD format {kind!r} has layout {ld_format.layout!r}: expected 'genotypes' or 'regions'")
     feature_entries = []
     if annotations is not None or fasta is not None:
         from ..features.manifest import entries_for_ingest
@@ -179,17 +187,9 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 else:
                     bar.update(task, status=msg, total=total, completed=0)
 
-        if kind in ("plink", "vcf"):
-            if kind == "plink":
-                from ..io.plink import load_plink
-
-                panel = load_plink(ld)
-                inputs = [("ld_bed", panel.bed), ("ld_bim", panel.bim_path), ("ld_fam", panel.fam_path)]
-            else:
-                from ..io.vcf_panel import load_vcf_panel
-
-                panel = load_vcf_panel(ld, region=ld_region, maf_min=ld_maf_min)
-                inputs = list(panel.inputs)
+        if genotypes:
+            panel = ld_format().open(ld, region=region, maf_min=ld_maf_min)
+            inputs = list(panel.inputs)
             status("checking the panel")
             panel_freq, mono = panel.summary_stats()
             ref = panel.bim
@@ -206,21 +206,20 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
             excluded.update(ref_filters["excluded"])
             h = harmonise(ss, ref, ref_excluded=excluded, ref_freq=panel_freq, ambiguous_maf_max=ambiguous_maf_max)
             extra = {"ld_monomorphic": int(mono.sum()), **ref_filters["counts"]}
-            if kind == "vcf":
+            if hasattr(panel, "counts"):  # VCF: records skipped, by reason
                 extra["ld_vcf_skipped"] = {k: int(v) for k, v in panel.counts.get("skipped", {}).items()}
             n_ref = panel.n_people
         else:
-            from ..io.ukbb import list_regions, read_region_table
-
-            regions = list_regions(ld)
+            region_set = ld_format().open(ld, region=region, maf_min=ld_maf_min)
+            regions = region_set.regions
             tables = []
             status("reading region tables", total=len(regions))
-            for reg in regions:
-                tables.append(read_region_table(reg))
+            for i in range(len(regions)):
+                tables.append(region_set.read_table(i))
                 if bar is not None:
                     bar.advance(task)
             ref, region_rows, bad = _ukbb_reference(tables)
-            inputs = [x for reg in regions for x in (("ld_npz", reg.npz), ("ld_table", reg.table))]
+            inputs = list(region_set.inputs)
             if ld_maf_min:
                 raise UserError("option --ld-maf-min: a UKBB/PolyFun LD reference has no allele frequencies", path=ld)
             excluded = {"duplicate_in_ld": bad}
@@ -257,7 +256,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
         si, rj, flip = h.ss_index, h.ref_index, h.flip
         z = np.where(flip, -ss["z"][si], ss["z"][si])
         nn = ss["n"][si]
-        if kind in ("plink", "vcf"):
+        if genotypes:
             freq = panel_freq[rj]
         else:
             f = ss["freq"][si]
@@ -333,16 +332,18 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 f5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
                 f5.attrs["provenance"] = json.dumps(provenance)
                 f5.attrs["N"] = median_n
-                f5.attrs["ld_kind"] = kind  # "vcf" panels are stored like PLINK genotypes
+                f5.attrs["ld_kind"] = kind  # the format read; /ld/kind says how it is stored
                 f5.attrs["n_ref"] = int(n_ref)
                 f5.attrs["build"] = str(build)
                 _write_variants(f5, variants)
                 g = f5.create_group("ld")
-                g.attrs["kind"] = "plink" if kind == "vcf" else kind
-                if kind in ("plink", "vcf"):
+                # genotype panels of every format are stored as PLINK-style dosages, region
+                # formats as UKBB-style triangles: io/ld.open_ld reads these two
+                g.attrs["kind"] = "plink" if genotypes else "ukbb"
+                if genotypes:
                     _write_plink_ld(g, panel, rj, status, bar, task)
                 else:
-                    used = _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task)
+                    used = _write_ukbb_ld(g, region_set, tables, region_rows, ref, rj, status, bar, task)
                     summary["ld_regions_used"] = used
                 if feature_entries:
                     from ..features.store import write_features
@@ -606,8 +607,10 @@ def _ukbb_reference(tables):
     return ref, region_rows, bad
 
 
-def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) -> int:
-    from ..io.ukbb import load_region_triangle, region_correlation
+def _write_ukbb_ld(g, region_set, tables, region_rows, ref, rj, status, bar, task) -> int:
+    from ..io.ukbb import region_correlation
+
+    regions = region_set.regions
 
     n_ref_rows = len(ref["snp"])
     dataset_of_ref = np.full(n_ref_rows, -1, dtype=np.int64)
@@ -615,11 +618,11 @@ def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) 
     rg = g.create_group("regions")
     status("writing LD regions", total=len(regions))
     used = 0
-    for reg, t, rows in zip(regions, tables, region_rows):
+    for i_reg, (reg, t, rows) in enumerate(zip(regions, tables, region_rows)):
         ds_idx = dataset_of_ref[rows]
         local = np.flatnonzero(ds_idx >= 0)
         if local.size:
-            L = load_region_triangle(reg, len(rows))
+            L = region_set.triangle(i_reg, len(rows))
             order = np.argsort(ds_idx[local], kind="stable")
             local = local[order]
             idx = ds_idx[local]
@@ -632,7 +635,7 @@ def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) 
                 raise UserError(
                     "correlation above 1 in absolute value after R = L + L^T: expected one triangle of R "
                     "with 0.5 on the diagonal",
-                    path=reg.npz,
+                    path=getattr(reg, "npz", reg.name),
                 )
             grp = rg.create_group(reg.name)
             grp.attrs["chrom"] = reg.chrom
