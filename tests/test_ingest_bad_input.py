@@ -599,3 +599,68 @@ def test_cli_bad_sumstats(tmp_path, out_parent, panel_prefix, case):
     if case != "bad-maf-min":
         assert str(ss) in err, err
     assert r.stdout == "" and list(out_parent.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------
+# unwritable destinations: one line, exit 1, nothing left behind
+
+
+def _subprocess_ingest(args):
+    """The CLI in a child process, so that anything HDF5 prints on stderr is seen too."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "varfx", "ingest", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_cli_ingest_to_a_read_only_filesystem(readonly_dir, fastgwa_path, panel_prefix, json_flag):
+    out = readonly_dir / "ds"
+    r = _subprocess_ingest(["--sumstats", fastgwa_path, "--ld", panel_prefix, "-o", out, *json_flag])
+    assert r.returncode == 1, r.stderr
+    err = r.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert "read-only file system" in err and str(readonly_dir) in err
+    assert r.stdout == ""
+    assert list(readonly_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_cli_ingest_to_a_full_disk(full_dir, fastgwa_path, panel_prefix, json_flag):
+    out = full_dir / "ds"
+    r = _subprocess_ingest(["--sumstats", fastgwa_path, "--ld", panel_prefix, "-o", out, *json_flag])
+    assert r.returncode == 1, r.stderr
+    err = r.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err and "HDF5" not in err, err
+    assert "no space left" in err.lower() and str(full_dir) in err
+    assert r.stdout == ""
+    assert list(full_dir.iterdir()) == []  # no dataset, no .ds.*.tmp directory
+
+
+def test_ingest_to_a_read_only_filesystem_keeps_nothing(readonly_dir, fastgwa_path, panel_prefix):
+    with pytest.raises(OSError):
+        run_ingest(fastgwa_path, panel_prefix, readonly_dir / "ds", progress=False)
+    assert list(readonly_dir.iterdir()) == []
+
+
+def test_full_disk_stops_writing_at_the_first_failed_chunk(full_dir, fastgwa_path, panel_prefix, monkeypatch):
+    """After the first failed write, ingest stops between chunks rather than keep the
+    rest of the dataset in memory: the genotype loop runs at most one step further."""
+    from varfx.stages import ingest as ing
+
+    calls = []
+    real = ing._guard
+
+    def counting(obj):
+        calls.append(1)
+        real(obj)
+
+    monkeypatch.setattr(ing, "_guard", counting)
+    with pytest.raises(UserError, match="no space left on the device") as info:
+        run_ingest(fastgwa_path, panel_prefix, full_dir / "ds", progress=False)
+    assert str(full_dir / "ds") in str(info.value)
+    assert 1 <= len(calls) <= 2
+    assert list(full_dir.iterdir()) == []

@@ -153,3 +153,138 @@ def test_help_and_plugins_do_not_import_torch():
     for args in (["--help"], ["plugins"], ["plugins", "--json"], ["fit", "--help"]):
         res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
         assert "HEAVY=\n" in res.stderr or res.stderr.rstrip().endswith("HEAVY="), (args, res.stderr[-500:])
+
+
+# ---------------------------------------------------------------------------------------
+# name clashes: the plugin registered last wins, one warning per clash
+
+
+def _clashing_solver_module(label):
+    from varfx import hookimpl
+    from varfx.api import Solver
+
+    class Clash(Solver):
+        name = "cholesky"
+        description = f"a third-party cholesky ({label})"
+
+    class Mod:
+        @hookimpl
+        def register_solvers(register):
+            register(Clash)
+
+    return Mod, Clash
+
+
+def test_third_party_plugin_replaces_a_builtin_and_warns_once(capsys):
+    from varfx.default_plugins.solvers import CholeskySolver
+
+    assert plugins.get_solvers()["cholesky"] is CholeskySolver
+    mod, clash = _clashing_solver_module("a")
+    plugins.get_plugin_manager().register(mod, name="third-party-a")
+    capsys.readouterr()
+    for _ in range(3):
+        assert plugins.get_solvers()["cholesky"] is clash  # before: the built-in won
+        assert plugins.lookup("solvers", "cholesky") is clash
+    plugins.describe_plugins()
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1, err
+    assert "'cholesky' from plugin 'third-party-a' replaces the one from 'varfx.default_plugins.solvers'" in err
+
+
+def test_tryfirst_does_not_change_who_wins():
+    from varfx import hookimpl
+    from varfx.api import Solver
+
+    class Early(Solver):
+        name = "cholesky"
+
+    class Mod:
+        @hookimpl(tryfirst=True)
+        def register_solvers(register):
+            register(Early)
+
+    plugins.get_plugin_manager().register(Mod, name="third-party-tryfirst")
+    assert plugins.get_solvers()["cholesky"] is Early
+
+
+def test_later_of_two_third_party_plugins_wins():
+    mod_a, clash_a = _clashing_solver_module("a")
+    mod_b, clash_b = _clashing_solver_module("b")
+    pm = plugins.get_plugin_manager()
+    pm.register(mod_a, name="a")
+    pm.register(mod_b, name="b")
+    assert plugins.get_solvers()["cholesky"] is clash_b
+
+
+def test_entry_point_clash_with_a_builtin(tmp_path):
+    src = """
+        from varfx import hookimpl
+        from varfx.api import Solver
+
+        class MyCholesky(Solver):
+            name = "cholesky"
+            description = "third-party cholesky"
+
+        @hookimpl
+        def register_solvers(register):
+            register(MyCholesky)
+    """
+    path = make_dist(tmp_path, "varfx_clash", src)
+    res = run_varfx(["plugins", "--json"], pythonpath=path)
+    assert res.returncode == 0, res.stderr
+    recs = {r["name"]: r for r in json.loads(res.stdout)["plugins"]}
+    assert "cholesky" in recs["varfx_clash"]["solvers"]
+    assert "cholesky" not in recs["varfx.default_plugins.solvers"]["solvers"]
+    assert res.stderr.count("replaces the one from 'varfx.default_plugins.solvers'") == 1, res.stderr
+
+
+def test_entry_points_are_sorted_by_name(monkeypatch):
+    class EP:
+        def __init__(self, name):
+            self.name = name
+
+    class EPs(list):
+        def select(self, group):
+            return list(self)
+
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda: EPs([EP("zeta"), EP("alpha"), EP("mid")]))
+    assert [ep.name for ep in plugins._entry_points()] == ["alpha", "mid", "zeta"]
+
+
+def test_register_objectives_hook():
+    from varfx import hookimpl
+    from varfx.api import Objective
+
+    class Dummy(Objective):
+        name = "dummy-objective"
+        description = "a test objective"
+
+    class Mod:
+        @hookimpl
+        def register_objectives(register):
+            register(Dummy)
+
+    plugins.get_plugin_manager().register(Mod, name="objective-mod")
+    assert plugins.get_objectives()["dummy-objective"] is Dummy
+    assert plugins.lookup("objectives", "dummy-objective") is Dummy
+
+
+def test_every_hook_is_documented_and_tested():
+    """Each hookspec is in docs/plugins.md's hook table and named by some test (as
+    datasette checks its plugin hooks)."""
+    import inspect
+    from pathlib import Path
+
+    from varfx import hookspecs
+
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "plugins.md").read_text()
+    tests = "\n".join(p.read_text() for p in sorted((root / "tests").glob("test_*.py")))
+    hooks = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "varfx_spec")]
+    assert len(hooks) >= 7
+    for name in hooks:
+        params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"| `{name}({params})` |" in docs, f"hook {name} is not in the table of docs/plugins.md"
+        assert f"def {name}(" in tests, f"no test implements the hook {name}"
+    # every registry kind is reachable through a hook
+    assert set(plugins.KINDS.values()) <= set(hooks)

@@ -233,3 +233,84 @@ class FeatureSource(Plugin):
     """
 
     kind = "feature source"
+
+
+# ------------------------------------------------------------------------------ input formats
+
+
+@dataclass(frozen=True)
+class SumstatsFormat:
+    """One summary-statistics format, registered with ``register_sumstats_formats``
+    (plugins register *instances* of this record, not subclasses).
+
+    A **table** format (tab-, comma- or whitespace-separated, plain or gzipped, parsed by
+    varfx) is declared by its columns: ``columns`` maps a canonical field (``snp chrom bp
+    a1 a2 z beta se n freq info``, ``odds_ratio hazard_ratio``, or an informative one
+    such as ``ref``) to the header names it may have (matched case-insensitively).
+    ``required`` fields must be present; ``signature`` is the set of fields whose
+    presence identifies the format (detection tries the registered formats in
+    registration order, built-ins first, and takes the first whose signature is in the
+    header).  A Z score is needed in every format: the ``z`` column, or ``beta``/``se``
+    (or ``odds_ratio``/``se``, ``hazard_ratio``/``se`` on the log scale).
+
+    A **file** format (not a table, e.g. GWAS-VCF) gives ``reader(path, n) -> Sumstats``
+    (:class:`varfx.io.sumstats.Sumstats`, the columns documented there) and
+    ``sniff(path) -> bool`` (does the file look like this format?  must not raise),
+    tried before the table formats.
+    """
+
+    name: str
+    description: str
+    columns: dict[str, tuple[str, ...]]
+    required: tuple[str, ...]
+    signature: tuple[str, ...]
+    reader: Callable | None = None  # custom reader(path, n) -> Sumstats, for non-table formats
+    sniff: Callable | None = None  # sniff(path) -> bool, for a format with a reader
+
+    kind: ClassVar[str] = "sumstats format"
+
+    def expected(self) -> str:
+        parts = []
+        for f, names in self.columns.items():
+            name = names[0]
+            parts.append(name if f in self.required else f"[{name}]")
+        return " ".join(parts)
+
+
+class LDFormat(Plugin):
+    """An LD reference format for ``varfx ingest --ld``, registered with
+    ``register_ld_formats``.
+
+    ``sniff(path) -> bool`` (classmethod; must not raise) says whether ``path`` is in this
+    format; ``varfx ingest`` asks the registered formats in registration order (built-ins
+    first: ``vcf``, ``ukbb``, ``plink``) and uses the first that says yes.
+
+    ``layout`` says what the dataset stores and what :meth:`open` returns:
+
+    - ``"genotypes"``: a genotype panel, stored as int8 dosages (LD computed from them).
+      ``open`` returns a panel with ``bim`` (dict of arrays ``chrom`` int64 codes, ``snp``,
+      ``cm``, ``bp`` int64, ``a1``, ``a2`` upper-case; dosages count ``a1``),
+      ``n_people``, ``n_snps``, ``genotypes(index) -> int8 (len(index), n_people)``
+      (2/1/0, -1 missing), ``summary_stats() -> (a1 frequency, monomorphic mask)`` and
+      ``inputs`` (``[(role, path)]`` for provenance).
+    - ``"regions"``: precomputed correlations in regions, stored as sparse triangles.
+      ``open`` returns an object with ``regions`` (each with ``name``, ``chrom``,
+      ``start``, ``end``), ``read_table(i) -> dict`` (``snp chrom bp a1 a2`` of region i,
+      one row per matrix row), ``triangle(i, n_rows)`` (scipy CSR ``L`` with
+      ``R = L + L^T``, unit diagonal, correlations of the ``a1`` dosages) and ``inputs``.
+
+    ``open(path, *, region=None, maf_min=0.0)``: ``region`` (a
+    :class:`varfx.genome.GenomeRegion`) and ``maf_min`` may be used to read less; ingest
+    applies both afterwards in any case.  Errors are :class:`UserError` naming the file.
+    Conformance cases: :mod:`varfx.testing.formats`.
+    """
+
+    kind = "LD format"
+    layout: ClassVar[str] = "genotypes"
+
+    @classmethod
+    def sniff(cls, path) -> bool:  # pragma: no cover - interface
+        return False
+
+    def open(self, path, *, region=None, maf_min: float = 0.0):  # pragma: no cover - interface
+        raise NotImplementedError

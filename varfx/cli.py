@@ -82,14 +82,27 @@ def cli():
     """
 
 
+def _sumstats_format_option(ctx, param, value):
+    """A registered sumstats format (built-in or a plugin's), case-insensitive, or 'auto'."""
+    if value is None or value.lower() == "auto":
+        return "auto"
+    from .plugins import get_sumstats_formats
+
+    names = {n.lower(): n for n in get_sumstats_formats()}
+    if value.lower() not in names:
+        raise click.BadParameter(f"{value!r} is not one of auto, {', '.join(names.values())}")
+    return names[value.lower()]
+
+
 @cli.command()
 @click.option("--sumstats", required=True, type=click.Path(dir_okay=False),
               help="Summary statistics: LDSC, fastGWA, BOLT-LMM, GWAS-SSF, UKB (SNP CHR POS A1 A2 REF EAF Beta se ...), "
                    "GWAS-VCF or a TSV/CSV with --col-* options; plain or gzipped. The format is detected from the header.")
 @click.option("--ld", "ld", required=True, type=click.Path(), help="LD reference: PLINK prefix/.bed, a VCF/BCF panel, or a directory of UKBB .npz/.gz regions.")
 @click.option("--n", "n", type=float, default=None, help="Sample size, when the sumstats have no N column (replaces it when given).")
-@click.option("--sumstats-format", type=click.Choice(["auto", "ldsc", "ukb", "fastGWA", "bolt", "gwas-ssf", "gwas-vcf", "custom"],
-              case_sensitive=False), default="auto", show_default=True, help="Force the sumstats format instead of detecting it.")
+@click.option("--sumstats-format", default="auto", show_default=True, callback=_sumstats_format_option,
+              metavar="FORMAT", help="Force the sumstats format instead of detecting it: ldsc, ukb, fastGWA, bolt, gwas-ssf, "
+                                     "gwas-vcf, custom, or a plugin's (see `varfx plugins`).")
 @click.option("--col-snp", metavar="NAME", help="Column of the variant id (rsid).")
 @click.option("--col-chr", metavar="NAME", help="Column of the chromosome.")
 @click.option("--col-bp", metavar="NAME", help="Column of the base-pair position.")
@@ -114,7 +127,7 @@ def cli():
 @click.option("--liftover-move", is_flag=True, help="Move variants that fail to lift next to their nearest lifted neighbour instead of dropping them.")
 @click.option("--ld-maf-min", type=float, default=0.0, show_default=True, help="Drop panel variants with a lower minor allele frequency (PLINK/VCF panels).")
 @click.option("--exclude-lrld", type=click.Path(dir_okay=False), default=None, help="Drop variants in these long-range LD regions (chrN start end label).")
-@click.option("--ld-region", default=None, metavar="CHR:START-END", help="Read only this region of an indexed VCF/BCF panel.")
+@click.option("--ld-region", default=None, metavar="CHR:START-END", help="Use only this region of the LD reference (PLINK, VCF/BCF or UKBB; a VCF/BCF panel needs an index), e.g. 22:16000000-17000000.")
 @click.option("--annotations", type=click.Path(dir_okay=False), default=None, help="Annotations manifest (TSV: name, path[, kind]); see docs/features.md.")
 @click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA (with .fai): one-hot sequence around each variant.")
 @click.option("--feature-window", type=click.IntRange(min=2), default=256, show_default=True, help="Window (bp) of per-base features around each variant.")
@@ -337,9 +350,21 @@ def plugins(as_json):
     if as_json:
         click.echo(json.dumps({"plugins": records}))
         return
-    from .ui import print_plugins
+    from .ui import console, print_plugins
 
     print_plugins(records)
+    # input formats (register_sumstats_formats, register_ld_formats): one row per plugin
+    rows = [(r["name"], ", ".join(r.get("sumstats_formats", [])), ", ".join(r.get("ld_formats", [])))
+            for r in records if r.get("sumstats_formats") or r.get("ld_formats")]
+    if rows:
+        from rich.table import Table
+
+        table = Table(title="input formats (varfx ingest)")
+        for col in ("plugin", "sumstats formats", "LD formats"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        console().print(table)
 
 
 @cli.command()

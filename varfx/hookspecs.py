@@ -40,3 +40,13 @@ def register_feature_sources(register):
 @hookspec
 def register_commands(cli):
     """Add click commands to the ``varfx`` command group ``cli``."""
+
+
+@hookspec
+def register_sumstats_formats(register):
+    """Register summary-statistics formats (:class:`varfx.api.SumstatsFormat` records)."""
+
+
+@hookspec
+def register_ld_formats(register):
+    """Register LD reference formats (subclasses of :class:`varfx.api.LDFormat`)."""

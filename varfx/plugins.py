@@ -7,6 +7,13 @@ path as third-party ones.  Environment variables:
   to load; unset loads all of them, an empty string none.  Built-ins always load.
 - ``VARFX_STRICT_PLUGINS=1``: a plugin that fails to load is an error instead of a
   warning.
+
+Name clashes: **the plugin registered last wins**, with one warning per clash.  The
+built-ins register first, then third-party plugins in the order of their entry-point
+names (sorted, so the outcome does not depend on how pip laid out site-packages).  So
+a third-party ``cholesky`` replaces the built-in one, as pytest lets a plugin override
+a built-in hook and as ``docs/plugins.md`` promises; ``VARFX_LOAD_PLUGINS`` leaves a
+plugin out to get the built-in back.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ DEFAULT_PLUGINS = (
     "varfx.default_plugins.objectives",
     "varfx.default_plugins.solvers",
     "varfx.default_plugins.features",
+    "varfx.default_plugins.formats",
 )
 
 KINDS = {
@@ -35,10 +43,13 @@ KINDS = {
     "objectives": "register_objectives",
     "solvers": "register_solvers",
     "feature_sources": "register_feature_sources",
+    "sumstats_formats": "register_sumstats_formats",
+    "ld_formats": "register_ld_formats",
 }
 
 _pm: pluggy.PluginManager | None = None
 _load_errors: list[tuple[str, str]] = []
+_warned_clashes: set[tuple[str, str, str, str]] = set()  # (kind, name, loser, winner)
 
 
 def _warn(message: str) -> None:
@@ -95,8 +106,12 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def _entry_points():
     eps = metadata.entry_points()
     if hasattr(eps, "select"):
-        return list(eps.select(group=ENTRY_POINT_GROUP))
-    return list(eps.get(ENTRY_POINT_GROUP, []))  # pragma: no cover - python < 3.10
+        found = list(eps.select(group=ENTRY_POINT_GROUP))
+    else:  # pragma: no cover - python < 3.10
+        found = list(eps.get(ENTRY_POINT_GROUP, []))
+    # sorted by name: the registration order, hence which plugin wins a clash, must not
+    # depend on the order of directories on sys.path or of files in site-packages
+    return sorted(found, key=lambda ep: ep.name)
 
 
 def reset() -> None:
@@ -104,6 +119,7 @@ def reset() -> None:
     global _pm
     _pm = None
     _load_errors.clear()
+    _warned_clashes.clear()
 
 
 def load_errors() -> list[tuple[str, str]]:
@@ -112,11 +128,15 @@ def load_errors() -> list[tuple[str, str]]:
 
 
 def _collect(kind: str) -> dict[str, tuple[type, str]]:
-    """Name -> (class, plugin name) for one kind, in registration order."""
+    """Name -> (class, plugin name) for one kind; on a clash the plugin registered last
+    wins (see the module docstring), with one warning per clash and process."""
     pm = get_plugin_manager()
     hook = getattr(pm.hook, KINDS[kind])
     found: dict[str, tuple[type, str]] = {}
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    # pluggy's own order is its *call* order (LIFO, reordered by tryfirst/trylast), so
+    # the plugins are walked in the order they were registered with the manager instead
+    order = {name: i for i, (name, _) in enumerate(pm.list_name_plugin())}
+    for impl in sorted(hook.get_hookimpls(), key=lambda im: order.get(im.plugin_name, len(order))):
         plugin_name = impl.plugin_name
 
         def register(cls, _plugin=plugin_name):
@@ -124,10 +144,11 @@ def _collect(kind: str) -> dict[str, tuple[type, str]]:
             if not name:
                 raise UserError(f"plugin {_plugin!r} registered a {kind[:-1]} with no name")
             if name in found and found[name][1] != _plugin:
-                _warn(
-                    f"{kind[:-1]} {name!r} from plugin {_plugin!r} replaces the one from "
-                    f"{found[name][1]!r}"
-                )
+                clash = (kind, name, found[name][1], _plugin)
+                if clash not in _warned_clashes:
+                    _warned_clashes.add(clash)
+                    _warn(f"{kind[:-1].replace('_', ' ')} {name!r} from plugin {_plugin!r} replaces the one from "
+                          f"{found[name][1]!r} (the plugin registered last wins)")
             found[name] = (cls, _plugin)
 
         try:
@@ -153,6 +174,16 @@ def get_solvers() -> dict[str, type]:
 
 def get_feature_sources() -> dict[str, type]:
     return {k: v[0] for k, v in _collect("feature_sources").items()}
+
+
+def get_sumstats_formats() -> dict:
+    """Name -> :class:`varfx.api.SumstatsFormat` record, in registration order."""
+    return {k: v[0] for k, v in _collect("sumstats_formats").items()}
+
+
+def get_ld_formats() -> dict[str, type]:
+    """Name -> :class:`varfx.api.LDFormat` subclass, in registration order."""
+    return {k: v[0] for k, v in _collect("ld_formats").items()}
 
 
 def lookup(kind: str, name: str) -> type:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from varfx.api import Option
 from varfx.errors import UserError
+from varfx.genome import COMPLEMENT_TABLE, GZIP_MAGIC
 
 from .sources import (
     BaseFeatureSource,
@@ -71,7 +72,7 @@ def open_fasta(path):
         raise UserError(f"no FASTA index {_fai_path(path).name}: expected a .fai next to the FASTA "
                         f"(make it with: samtools faidx {path.name})", path=path)
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
+        gz = fh.read(2) == GZIP_MAGIC
     if gz and not path.with_name(path.name + ".gzi").is_file():
         raise UserError("compressed FASTA without a .gzi index: expected a bgzip-compressed FASTA indexed with "
                         "samtools faidx (or an uncompressed FASTA)", path=path)
@@ -183,7 +184,7 @@ def reference_match(fasta, chrom, pos, a1, a2) -> dict:
     if not snv.any():
         return {"checked": 0, "match": 0, "fraction": None}
     ref = reference_bases(fasta, np.asarray(chrom)[snv], np.asarray(pos)[snv])
-    comp = np.char.translate(ref.astype(str), str.maketrans("ACGT", "TGCA"))
+    comp = np.char.translate(ref.astype(str), COMPLEMENT_TABLE)  # single bases: no reversal needed
     x, y = a1[snv], a2[snv]
     m = ((ref == x) | (ref == y) | (comp == x) | (comp == y)) & (ref != "N")
     return {"checked": int(snv.sum()), "match": int(m.sum()), "fraction": float(m.mean())}

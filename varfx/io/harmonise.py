@@ -32,18 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-_COMP = str.maketrans("ACGT", "TGCA")
-_BASES = frozenset("ACGT")
+from ..genome import complement  # one base, None otherwise (importable from here as before)
+
 AMBIGUOUS = frozenset({("A", "T"), ("T", "A"), ("C", "G"), ("G", "C")})
 
 DROP_REASONS = ("duplicate", "strand_ambiguous", "not_in_ld", "allele_mismatch", "duplicate_in_ld")
-
-
-def complement(allele: str) -> str | None:
-    """The complementary allele of a single-base ACGT allele, else None."""
-    if len(allele) == 1 and allele in _BASES:
-        return allele.translate(_COMP)
-    return None
 
 
 def is_ambiguous(a1: str, a2: str) -> bool:

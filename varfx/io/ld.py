@@ -10,7 +10,9 @@ correlation matrix among the (sorted) variant indices ``idx``.
 - ``ukbb``: the region on ``chrom`` whose centre is nearest ``center_bp`` among the
   regions containing ``center_bp`` (the region that centres the window; when no region
   contains it, the nearest centre on the chromosome).  Variants of ``idx`` that are not
-  in that region get zero correlation with every other variant and 1 on the diagonal.
+  in that region get zero correlation with every other variant and 1 on the diagonal;
+  they are counted (``last_outside`` after each call, ``outside_total`` over calls, and
+  :func:`outside_region_counts` for a list of windows, which precompute reports).
 
 Both are in the orientation of the dataset's ``a1`` alleles (no sign changes needed).
 """
@@ -82,6 +84,10 @@ class PlinkLD:
         x[~ok] = 0.0
         return x
 
+    #: the genotypes cover every variant: no window has variants outside its LD
+    last_outside = 0
+    outside_total = 0
+
     def correlation(self, idx, chrom=None, center_bp=None) -> np.ndarray:
         x = self.standardized(idx)
         r = x @ x.T / self.n_people
@@ -137,22 +143,95 @@ class UkbbLD:
     def region_index(self, name) -> np.ndarray:
         return self._grp[name]["idx"][()]
 
+    def _present(self, ridx, idx) -> np.ndarray:
+        """(positions in the region of the present variants, mask of ``idx`` present)."""
+        if len(ridx) == 0:
+            return np.zeros(0, np.int64), np.zeros(len(idx), dtype=bool)
+        pos = np.minimum(np.searchsorted(ridx, idx), len(ridx) - 1)
+        present = ridx[pos] == idx
+        return pos[present], present
+
+    def outside(self, idx, chrom, center_bp) -> int:
+        """How many variants of ``idx`` the region chosen for this window lacks (they get
+        an identity row in :meth:`correlation`); reads only the region's index."""
+        idx = _as_idx(idx)
+        name = self.pick_region(chrom, center_bp)
+        if name is None:
+            return int(idx.size)
+        ridx = self._cache[name][0] if name in self._cache else self.region_index(name)
+        return int(idx.size - self._present(ridx, idx)[1].sum())
+
+    #: variants of the last :meth:`correlation` call outside its region, and the total
+    last_outside = 0
+    outside_total = 0
+
     def correlation(self, idx, chrom, center_bp) -> np.ndarray:
         idx = _as_idx(idx)
         out = np.eye(len(idx))
         name = self.pick_region(chrom, center_bp)
+        self.last_outside = int(idx.size)
         if name is None or idx.size == 0:
+            self.outside_total += self.last_outside
             return out
         ridx, low = self._load(name)
-        if len(ridx) == 0:
+        sel, present = self._present(ridx, idx)
+        self.last_outside = int(idx.size - present.sum())
+        self.outside_total += self.last_outside
+        if sel.size == 0:
             return out
-        pos = np.searchsorted(ridx, idx)
-        pos_c = np.minimum(pos, len(ridx) - 1)
-        present = ridx[pos_c] == idx
-        sel = pos_c[present]
         sub = low[sel][:, sel].toarray().astype(np.float64)
         r = sub + sub.T
         np.fill_diagonal(r, 1.0)
         where = np.flatnonzero(present)
         out[np.ix_(where, where)] = r
         return out
+
+
+def outside_region_counts(h5file, windows) -> dict:
+    """For a UKBB/PolyFun dataset: how many (window, variant) pairs fall outside the LD
+    region chosen for their window, and in how many windows, as
+    ``{"variants": n, "windows": w, "worst": (chrom, start, end, n) or None}``; ``{}`` for
+    a PLINK dataset (its LD covers every pair).
+
+    ``windows``: objects with ``plus_idx``, ``chrom``, ``start`` and ``end`` (the window
+    specs of precompute, whose centre ``(start + end) // 2`` picks the region).
+    """
+    ld = open_ld(h5file)
+    if ld.kind != "ukbb":
+        return {}
+    total, hit, worst = 0, 0, None
+    for w in windows:
+        k = ld.outside(w.plus_idx, w.chrom, (w.start + w.end) // 2)
+        if k:
+            total += k
+            hit += 1
+            if worst is None or k > worst[3]:
+                worst = (int(w.chrom), int(w.start), int(w.end), int(k))
+    return {"variants": int(total), "windows": int(hit), "worst": worst}
+
+
+def outside_region_warning(counts: dict) -> str | None:
+    """The warning for :func:`outside_region_counts` (None when nothing is outside)."""
+    if not counts or not counts.get("variants"):
+        return None
+    c, s, e, k = counts["worst"]
+    return (f"{counts['variants']} variants in {counts['windows']} windows lie outside the LD region chosen for "
+            f"their window and were given no correlation with the others (worst: chr{c}:{s}-{e}, {k} variants); "
+            "use regions that overlap by at least the flank, or a smaller --window-kb/--flank-kb")
+
+
+def outside_region_report(dataset_file, windows) -> dict:
+    """``{"ld_outside_region": counts}`` for precompute's summary when a UKBB/PolyFun
+    dataset has window variants outside their LD region, with the warning printed on
+    stderr; ``{}`` otherwise (see :func:`outside_region_counts`)."""
+    import sys
+
+    import h5py
+
+    with h5py.File(dataset_file, "r") as h5:
+        counts = outside_region_counts(h5, windows)
+    warning = outside_region_warning(counts)
+    if warning is None:
+        return {}
+    print(f"varfx: warning: {dataset_file}: {warning}", file=sys.stderr)
+    return {"ld_outside_region": counts}

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .files import read_file_bytes
-from .plink import parse_chrom
+from ..genome import chrom_code as parse_chrom
+from ..genome import read_text as _genome_read_text
 
 
 def maf_filter(freq, maf_min: float) -> np.ndarray:
@@ -83,11 +83,7 @@ def read_lrld(path) -> list[tuple[int, int, int]]:
 
 
 def _read_text(path: Path) -> str:
-    data = read_file_bytes(path, "a long-range LD region file: chrN start end [label]")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not a text file (byte {exc.start} is not UTF-8)", path=path) from None
+    return _genome_read_text(path, "a long-range LD region file: chrN start end [label]")
 
 
 def in_regions(chrom, bp, regions) -> np.ndarray:

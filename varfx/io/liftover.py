@@ -43,8 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .files import read_file_bytes
-from .plink import parse_chrom
+from ..genome import chrom_code as parse_chrom
+from ..genome import chrom_codes as _chrom_codes
+from ..genome import read_bytes as read_file_bytes
 
 LIFT_REASONS = ("invalid", "unknown_chrom", "unmapped", "multiple", "other_chrom")
 MOVABLE = ("unmapped", "multiple", "other_chrom")
@@ -207,16 +208,6 @@ def _as_chain(chain) -> Chain:
         if code > 0 and code not in names:
             names[code] = name
     return Chain(path=Path("<LiftOver>"), liftover=chain, names=names)
-
-
-def _chrom_codes(chrom) -> np.ndarray:
-    a = np.asarray(chrom)
-    if a.dtype.kind in "iu":
-        return a.astype(np.int64)
-    if a.dtype.kind == "f":
-        return np.where(np.isfinite(a), a, -1).astype(np.int64)
-    uniq, inv = np.unique(a.astype(str), return_inverse=True)
-    return np.array([parse_chrom(u) for u in uniq], dtype=np.int64)[inv.ravel()]
 
 
 def lift_positions(chain, chrom, pos, *, move_to_neighbour: bool = False):

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..genome import CHROM_CODES, chrom_code, chrom_codes, is_acgt  # noqa: F401 - re-exported
+from ..genome import read_text as _read_text
 
 BED_MAGIC = b"\x6c\x1b\x01"
 
@@ -26,17 +28,11 @@ _CODE_TO_DOSAGE = np.array([2, -1, 1, 0], dtype=np.int8)
 # byte value -> the 4 dosages it holds (person 4k in the lowest two bits)
 _BYTE_LUT = _CODE_TO_DOSAGE[(np.arange(256)[:, None] >> (2 * np.arange(4))[None, :]) & 3]
 
-CHROM_CODES = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
-
 
 def parse_chrom(token: str) -> int:
-    """'22', 'chr22', 'X' -> 22, 22, 23 (PLINK numbering); anything else -> -1."""
-    t = token.strip()
-    if t[:3].lower() == "chr":
-        t = t[3:]
-    if t.isdigit():
-        return int(t)
-    return CHROM_CODES.get(t.upper(), -1)
+    """'22', 'chr22', 'X' -> 22, 22, 23 (PLINK numbering); anything else -> -1
+    (:func:`varfx.genome.chrom_code`, kept under its old name)."""
+    return chrom_code(token)
 
 
 def plink_paths(path) -> tuple[Path, Path, Path]:
@@ -53,12 +49,13 @@ def is_plink(path) -> bool:
 
 
 def read_bim(path) -> dict:
-    """Read a ``.bim`` file: chrom (int64, -1 unknown), snp, cm, bp (int64), a1, a2 (upper-case)."""
+    """Read a ``.bim`` file: chrom (int64, -1 unknown), snp, cm, bp (int64), a1, a2 (upper-case).
+
+    Every row is returned (they index the ``.bed``); a position that is negative or not
+    an integer is an error naming the line.  Alleles are returned as written: see
+    :func:`acgt_mask` for the rows a caller should drop (indels, ``0``)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise UserError("not a text file (expected a PLINK .bim table)", path=path) from None
+    text = _read_text(path, "a PLINK .bim table")
     rows = [line.split() for line in text.splitlines()]
     if not any(rows):
         raise UserError("empty file: expected one line per variant (CHR SNP CM BP A1 A2)", path=path)
@@ -71,9 +68,7 @@ def read_bim(path) -> dict:
             f"expected 6 columns (CHR SNP CM BP A1 A2), found {len(rows[bad[0]])}", path=path, line=bad[0] + 1
         )
     cols = list(zip(*rows))
-    chrom_tokens = np.array(cols[0])
-    uniq, inv = np.unique(chrom_tokens, return_inverse=True)
-    chrom = np.array([parse_chrom(u) for u in uniq], dtype=np.int64)[inv]
+    chrom = chrom_codes(np.array(cols[0]))
     try:
         bp = np.array(cols[3], dtype=np.float64)
     except ValueError:
@@ -82,6 +77,11 @@ def read_bim(path) -> dict:
     if not np.all(np.isfinite(bp)) or np.any(bp != np.round(bp)):
         i = int(np.flatnonzero(~np.isfinite(bp) | (bp != np.round(bp)))[0])
         raise UserError(f"expected an integer base-pair position, found {cols[3][i]!r}", path=path, line=i + 1, column="BP")
+    if np.any(bp < 0):
+        # PLINK 1 marks variants to skip with a negative position; they are not usable LD
+        i = int(np.flatnonzero(bp < 0)[0])
+        raise UserError(f"negative base-pair position {cols[3][i]!r}: expected a position >= 0 "
+                        "(remove excluded variants with plink --make-bed first)", path=path, line=i + 1, column="BP")
     try:
         cm = np.array(cols[2], dtype=np.float64)
     except ValueError:
@@ -96,6 +96,13 @@ def read_bim(path) -> dict:
     }
 
 
+def acgt_mask(a1, a2) -> np.ndarray:
+    """True where both alleles are made of A/C/G/T only (upper case): rows with an indel
+    written as ``-``/``I``/``D``, a missing allele ``0`` or a symbolic one are False."""
+    return np.fromiter((is_acgt(x) and is_acgt(y) for x, y in zip(np.asarray(a1).tolist(), np.asarray(a2).tolist())),
+                       dtype=bool, count=len(a1))
+
+
 def _is_float(t: str) -> bool:
     try:
         float(t)
@@ -108,8 +115,8 @@ def read_fam(path) -> np.ndarray:
     """Read a ``.fam`` file; returns the individual ids (column 2)."""
     path = Path(path)
     try:
-        lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    except UnicodeDecodeError:
+        lines = [line.split() for line in _read_text(path, "a PLINK .fam table").splitlines() if line.strip()]
+    except UnicodeDecodeError:  # pragma: no cover - read_text raises a UserError
         raise UserError("not a text file (expected a PLINK .fam table)", path=path) from None
     if not lines:
         raise UserError("empty file: expected one line per individual (FID IID PAT MAT SEX PHENO)", path=path)
@@ -177,6 +184,11 @@ class PlinkPanel:
     @property
     def n_snps(self) -> int:
         return len(self.bim["snp"])
+
+    @property
+    def inputs(self) -> list[tuple[str, Path]]:
+        """(role, path) of the files read, for provenance."""
+        return [("ld_bed", self.bed), ("ld_bim", self.bim_path), ("ld_fam", self.fam_path)]
 
     def genotypes(self, index=None) -> np.ndarray:
         """int8 dosages of A1 (variants x people), -1 missing."""

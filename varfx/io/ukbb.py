@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .plink import parse_chrom
-from .sumstats import read_text
+from ..genome import chrom_code, chrom_codes, read_text
 
 REGION_RE = re.compile(r"^chr([0-9A-Za-z]+)_(\d+)_(\d+)$")
 TABLE_COLUMNS = ("rsid", "chromosome", "position", "allele1", "allele2")
@@ -71,7 +70,7 @@ def list_regions(path) -> list[Region]:
             raise UserError(
                 "LD region file name does not follow chr{CHROM}_{START}_{END}.npz (e.g. chr1_1_3000001.npz)", path=npz
             )
-        chrom = parse_chrom(mt.group(1))
+        chrom = chrom_code(mt.group(1))
         if chrom < 0:
             raise UserError(f"unknown chromosome {mt.group(1)!r} in the LD region file name", path=npz)
         start, end = int(mt.group(2)), int(mt.group(3))
@@ -88,7 +87,7 @@ def list_regions(path) -> list[Region]:
 def read_region_table(region: Region) -> dict:
     """The variant table of a region: snp, chrom (int64), bp (int64), a1, a2 (upper-case)."""
     path = region.table
-    text = read_text(path)
+    text = read_text(path, "a UKBB/PolyFun LD variant table (rsid chromosome position allele1 allele2)")
     lines = text.split("\n")
     rows = [line.split() for line in lines]
     rows_nonempty = [(i, r) for i, r in enumerate(rows) if r]
@@ -111,8 +110,7 @@ def read_region_table(region: Region) -> dict:
     except ValueError:
         k = next(k for k, t in enumerate(cols["position"]) if not _isnum(t))
         raise UserError(f"expected an integer position, found {cols['position'][k]!r}", path=path, line=data[k][0] + 1, column="position") from None
-    uniq, inv = np.unique(np.array(cols["chromosome"], dtype=str), return_inverse=True)
-    chrom = np.array([parse_chrom(u) for u in uniq], dtype=np.int64)[inv] if len(data) else np.zeros(0, np.int64)
+    chrom = chrom_codes(np.array(cols["chromosome"], dtype=str)) if len(data) else np.zeros(0, np.int64)
     wrong = np.flatnonzero(chrom != region.chrom)
     if wrong.size:
         k = int(wrong[0])
@@ -162,6 +160,19 @@ def load_region_triangle(region: Region, n_rows: int):
         mat = mat.astype(np.float32)
     if not np.all(np.isfinite(mat.data)):
         raise UserError("LD matrix has non-finite entries", path=path)
+    # R = L + L^T double-counts every pair stored in both triangles: a full matrix, or one
+    # with junk above the diagonal, would be read as a different (wrong) R.  Either
+    # triangle alone is accepted, since L + L^T is the same for L and L^T.
+    coo = mat.tocoo()
+    below = int(np.count_nonzero((coo.row > coo.col) & (coo.data != 0)))
+    above = int(np.count_nonzero((coo.row < coo.col) & (coo.data != 0)))
+    diag_first = 2.0 * mat.diagonal().astype(np.float64)
+    if below and above and np.all(np.abs(diag_first - 1.0) <= DIAG_TOL):
+        raise UserError(
+            f"LD matrix has entries in both triangles ({below} below and {above} above the diagonal): "
+            "expected one triangle of R with 0.5 on the diagonal (R = L + L^T)",
+            path=path,
+        )
     diag = 2.0 * mat.diagonal().astype(np.float64)
     bad = np.flatnonzero(np.abs(diag - 1.0) > DIAG_TOL)
     if bad.size:

@@ -41,11 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .plink import parse_chrom
+from ..genome import chrom_code as parse_chrom
+from ..genome import parse_region as genome_parse_region
 
 SKIP_REASONS = ("multiallelic", "no_alt", "not_snp", "unknown_chrom", "maf")
 _BASES = frozenset("ACGT")
-_REGION_RE = re.compile(r"^([^:\s]+)(?::([\d,]+)?(?:-([\d,]*))?)?$")
 
 # GT strings -> ALT dosage; anything else goes through _parse_gt
 _GT_FAST = {}
@@ -120,22 +120,10 @@ def find_index(path) -> Path | None:
 
 
 def parse_region(region: str):
-    """``"chr22:1,000-2,000"`` -> ``("chr22", 1000, 2000)`` (1-based inclusive; None for open ends)."""
-    m = _REGION_RE.match(region.strip())
-    if not m:
-        raise UserError(
-            f"bad region {region!r}: expected CHROM, CHROM:START-END or CHROM:START- (e.g. 22:16000000-17000000)"
-        )
-    chrom, s, e = m.group(1), m.group(2), m.group(3)
-    start = int(s.replace(",", "")) if s else None
-    end = int(e.replace(",", "")) if e else None
-    if s and m.group(3) is None:  # "22:1000": a single base
-        end = start
-    if start is not None and start < 1:
-        raise UserError(f"bad region {region!r}: positions are 1-based (start >= 1)")
-    if start is not None and end is not None and end < start:
-        raise UserError(f"bad region {region!r}: end before start")
-    return chrom, start, end
+    """``"chr22:1,000-2,000"`` -> ``("chr22", 1000, 2000)`` (1-based inclusive; None for open
+    ends); see :func:`varfx.genome.parse_region`, which also checks the chromosome."""
+    r = genome_parse_region(region)
+    return r.chrom, r.start, r.end
 
 
 @contextlib.contextmanager

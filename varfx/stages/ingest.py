@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -23,34 +25,38 @@ def _input_record(role: str, path) -> dict:
     return input_record(path, role)
 
 
-def detect_ld_kind(ld) -> str:
-    """``"ukbb"`` for a directory of ``.npz`` regions (or one ``.npz``), ``"plink"`` for a
-    PLINK prefix or one of its files, ``"vcf"`` for a VCF/BCF panel; otherwise a
-    :class:`UserError`."""
-    from ..io import plink, ukbb
+def detect_ld_format(ld):
+    """The registered :class:`varfx.api.LDFormat` whose ``sniff`` accepts ``ld`` (formats
+    are asked in registration order: built-ins ``vcf``, ``ukbb``, ``plink``, then
+    third-party ones); otherwise a :class:`UserError` saying what was expected."""
+    from ..plugins import get_ld_formats
 
     p = Path(ld)
-    if p.is_file() and (p.suffix == ".bcf" or p.name.endswith((".vcf", ".vcf.gz", ".vcf.bgz"))):
-        return "vcf"
+    formats = get_ld_formats()
+    for fmt in formats.values():
+        try:
+            if fmt.sniff(p):
+                return fmt
+        except Exception:  # noqa: BLE001 - a sniffer must not raise; one that does says no
+            continue
+    names = ", ".join(formats)
     if p.is_dir():
-        if ukbb.is_ukbb(p):
-            return "ukbb"
-        if plink.is_plink(p):
-            return "plink"
         raise UserError(
             "directory has no UKBB/PolyFun LD region files (chr{C}_{START}_{END}.npz + .gz); "
-            "for a PLINK panel give its prefix or .bed path",
+            f"for a PLINK panel give its prefix or .bed path (LD formats: {names})",
             path=p,
         )
-    if p.suffix == ".npz":
-        return "ukbb"
-    if plink.is_plink(p):
-        return "plink"
     raise UserError(
         "no such LD reference: expected a PLINK prefix or .bed path (.bed/.bim/.fam) or a directory of "
-        "UKBB/PolyFun .npz/.gz region files",
+        f"UKBB/PolyFun .npz/.gz region files (LD formats: {names})",
         path=p,
     )
+
+
+def detect_ld_kind(ld) -> str:
+    """The name of the LD format of ``ld`` (``"plink"``, ``"vcf"``, ``"ukbb"``, or a
+    plugin's): see :func:`detect_ld_format`."""
+    return detect_ld_format(ld).name
 
 
 @contextlib.contextmanager
@@ -110,17 +116,27 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
     build (variants that fail are dropped and counted, or moved next to a neighbour with
     ``liftover_move``); without it an obvious build mismatch is detected and reported.
     ``ld_maf_min`` and ``exclude_lrld`` (a long-range LD region file) drop panel variants;
-    ``ld_region`` restricts a VCF panel.  ``annotations`` (a manifest) and ``fasta`` add
+    ``ld_region`` (``22:16000000-17000000``) restricts any LD reference to a region (a VCF
+    panel is read only there; it needs an index).  Reference variants with an allele that
+    is not A/C/G/T (indels, ``0``) are dropped and counted (``ld_non_acgt``).  ``annotations`` (a manifest) and ``fasta`` add
     features (``docs/features.md``) in a ``feature_window``-bp window.
     """
+    from ..genome import parse_region
     from ..io.harmonise import harmonise
+    from ..io.plink import acgt_mask
     from ..io.sumstats import INFO_MIN, MAF_MIN, filter_sumstats, read_sumstats
 
     info_min = INFO_MIN if info_min is None else info_min
     maf_min = MAF_MIN if maf_min is None else maf_min
     sumstats, ld, out = Path(sumstats), Path(ld), Path(out)
     _check_out(out)
-    kind = detect_ld_kind(ld)
+    # parsed before anything is read, so that `--ld-region banana` fails at once
+    region = parse_region(ld_region, option="--ld-region") if ld_region is not None else None
+    ld_format = detect_ld_format(ld)
+    kind = ld_format.name
+    genotypes = ld_format.layout == "genotypes"
+    if ld_format.layout not in ("genotypes", "regions"):
+        raise UserError(f"LD format {kind!r} has layout {ld_format.layout!r}: expected 'genotypes' or 'regions'")
     feature_entries = []
     if annotations is not None or fasta is not None:
         from ..features.manifest import entries_for_ingest
@@ -171,17 +187,9 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 else:
                     bar.update(task, status=msg, total=total, completed=0)
 
-        if kind in ("plink", "vcf"):
-            if kind == "plink":
-                from ..io.plink import load_plink
-
-                panel = load_plink(ld)
-                inputs = [("ld_bed", panel.bed), ("ld_bim", panel.bim_path), ("ld_fam", panel.fam_path)]
-            else:
-                from ..io.vcf_panel import load_vcf_panel
-
-                panel = load_vcf_panel(ld, region=ld_region, maf_min=ld_maf_min)
-                inputs = list(panel.inputs)
+        if genotypes:
+            panel = ld_format().open(ld, region=region, maf_min=ld_maf_min)
+            inputs = list(panel.inputs)
             status("checking the panel")
             panel_freq, mono = panel.summary_stats()
             ref = panel.bim
@@ -194,23 +202,24 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 from ..io.ld_filters import in_regions
 
                 excluded["long_range_ld"] = in_regions(ref["chrom"], ref["bp"], lrld)
+            ref_filters = _reference_filters(ref, region, acgt_mask)
+            excluded.update(ref_filters["excluded"])
             h = harmonise(ss, ref, ref_excluded=excluded, ref_freq=panel_freq, ambiguous_maf_max=ambiguous_maf_max)
-            extra = {"ld_monomorphic": int(mono.sum())}
-            if kind == "vcf":
+            extra = {"ld_monomorphic": int(mono.sum()), **ref_filters["counts"]}
+            if hasattr(panel, "counts"):  # VCF: records skipped, by reason
                 extra["ld_vcf_skipped"] = {k: int(v) for k, v in panel.counts.get("skipped", {}).items()}
             n_ref = panel.n_people
         else:
-            from ..io.ukbb import list_regions, read_region_table
-
-            regions = list_regions(ld)
+            region_set = ld_format().open(ld, region=region, maf_min=ld_maf_min)
+            regions = region_set.regions
             tables = []
             status("reading region tables", total=len(regions))
-            for reg in regions:
-                tables.append(read_region_table(reg))
+            for i in range(len(regions)):
+                tables.append(region_set.read_table(i))
                 if bar is not None:
                     bar.advance(task)
             ref, region_rows, bad = _ukbb_reference(tables)
-            inputs = [x for reg in regions for x in (("ld_npz", reg.npz), ("ld_table", reg.table))]
+            inputs = list(region_set.inputs)
             if ld_maf_min:
                 raise UserError("option --ld-maf-min: a UKBB/PolyFun LD reference has no allele frequencies", path=ld)
             excluded = {"duplicate_in_ld": bad}
@@ -218,9 +227,11 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 from ..io.ld_filters import in_regions
 
                 excluded["long_range_ld"] = in_regions(ref["chrom"], ref["bp"], lrld) & ~bad
+            ref_filters = _reference_filters(ref, region, acgt_mask)
+            excluded.update(ref_filters["excluded"])
             h = harmonise(ss, ref, ref_excluded=excluded)
             h.counts["ld_duplicates"] += int(bad.sum())
-            extra = {"ld_regions": len(regions)}
+            extra = {"ld_regions": len(regions), **ref_filters["counts"]}
             n_ref = 0
 
         counts = h.counts
@@ -245,7 +256,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
         si, rj, flip = h.ss_index, h.ref_index, h.flip
         z = np.where(flip, -ss["z"][si], ss["z"][si])
         nn = ss["n"][si]
-        if kind in ("plink", "vcf"):
+        if genotypes:
             freq = panel_freq[rj]
         else:
             f = ss["freq"][si]
@@ -312,27 +323,27 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
             "counts": summary,
         }
 
-        import h5py
-
         with atomic_dir(out) as tmp:
 
-            with h5py.File(tmp / DATASET_FILE, "w") as f5:
+            with _h5_file(tmp / DATASET_FILE, out) as f5:
                 f5.attrs["format"] = DATASET_FORMAT
                 f5.attrs["format_version"] = DATASET_VERSION
                 f5.attrs["varfx_version"] = __version__
                 f5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
                 f5.attrs["provenance"] = json.dumps(provenance)
                 f5.attrs["N"] = median_n
-                f5.attrs["ld_kind"] = kind  # "vcf" panels are stored like PLINK genotypes
+                f5.attrs["ld_kind"] = kind  # the format read; /ld/kind says how it is stored
                 f5.attrs["n_ref"] = int(n_ref)
                 f5.attrs["build"] = str(build)
                 _write_variants(f5, variants)
                 g = f5.create_group("ld")
-                g.attrs["kind"] = "plink" if kind == "vcf" else kind
-                if kind in ("plink", "vcf"):
+                # genotype panels of every format are stored as PLINK-style dosages, region
+                # formats as UKBB-style triangles: io/ld.open_ld reads these two
+                g.attrs["kind"] = "plink" if genotypes else "ukbb"
+                if genotypes:
                     _write_plink_ld(g, panel, rj, status, bar, task)
                 else:
-                    used = _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task)
+                    used = _write_ukbb_ld(g, region_set, tables, region_rows, ref, rj, status, bar, task)
                     summary["ld_regions_used"] = used
                 if feature_entries:
                     from ..features.store import write_features
@@ -349,6 +360,178 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                                                         default=str)
             status("done")
     return summary
+
+
+def _reference_filters(ref: dict, region, acgt_mask) -> dict:
+    """LD reference variants ingest cannot use, as ``harmonise`` exclusions and counts.
+
+    - ``non_acgt_in_ld``: an allele that is not A/C/G/T letters (a PLINK indel ``I``/``D``
+      or ``-``, a missing allele ``0`` of a monomorphic variant): Z cannot be oriented to
+      it, so the variant is dropped (``ld_non_acgt`` counts the panel's);
+    - ``outside_ld_region``: outside ``--ld-region`` (a VCF panel is only read inside it;
+      a PLINK panel or UKBB regions are read whole and restricted here, so the option
+      means the same for every kind; ``ld_outside_region`` counts them).
+    """
+    excluded, counts = {}, {}
+    non_acgt = ~acgt_mask(ref["a1"], ref["a2"])
+    counts["ld_non_acgt"] = int(non_acgt.sum())
+    if non_acgt.any():
+        excluded["non_acgt_in_ld"] = non_acgt
+    if region is not None:
+        outside = ~region.contains(ref["chrom"], ref["bp"]) & ~non_acgt
+        counts["ld_outside_region"] = int(outside.sum())
+        excluded["outside_ld_region"] = outside
+    return {"excluded": excluded, "counts": counts}
+
+
+class _WriteFailed(Exception):
+    """Raised between HDF5 calls once the file underneath could not be written."""
+
+
+class _GuardedFile(io.RawIOBase):
+    """The file HDF5 writes through (h5py's file-object driver), which never lets a failed
+    ``write()`` reach HDF5.
+
+    When the disk is full (or the filesystem turns read-only), HDF5 told of the failure
+    is left with metadata it can never flush: every open object then fails again as it
+    is freed, Python prints each one ("Exception ignored in ... __dealloc__") and objects
+    freed at exit can crash the interpreter.  So the first failure is recorded and the
+    bytes of that and later writes are kept in memory instead (only until the writer
+    notices, between chunks, and stops): HDF5 closes the file cleanly, and ingest raises
+    one error naming the dataset; the temporary file is then removed.
+    """
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "w+b")
+        self.path = path
+        self.error: OSError | None = None
+        self._overlay: dict[int, bytes] = {}
+        self._pos = 0
+
+    def readable(self):
+        return True
+
+    def writable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=0):
+        if whence == 0:
+            self._pos = offset
+        elif whence == 1:
+            self._pos += offset
+        else:
+            self._pos = max(self._size(), 0) + offset
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def _size(self):
+        end = os.fstat(self._fh.fileno()).st_size
+        for off, b in self._overlay.items():
+            end = max(end, off + len(b))
+        return end
+
+    def readinto(self, buf):
+        n = len(buf)
+        self._fh.seek(self._pos)
+        got = self._fh.read(n)
+        data = bytearray(got) + bytearray(n - len(got))
+        for off, b in self._overlay.items():  # bytes written after the failure win
+            lo, hi = max(off, self._pos), min(off + len(b), self._pos + n)
+            if lo < hi:
+                data[lo - self._pos : hi - self._pos] = b[lo - off : hi - off]
+        end = min(n, max(len(got), max((off + len(b) - self._pos for off, b in self._overlay.items()), default=0)))
+        end = max(end, 0)
+        buf[:end] = data[:end]
+        self._pos += end
+        return end
+
+    def write(self, b):
+        b = bytes(b)
+        if self.error is None:
+            try:
+                self._fh.seek(self._pos)
+                self._fh.write(b)
+                self._fh.flush()
+            except OSError as exc:
+                self.error = exc
+        if self.error is not None:
+            self._overlay[self._pos] = b
+        self._pos += len(b)
+        return len(b)
+
+    def truncate(self, size=None):
+        size = self._pos if size is None else size
+        if self.error is None:
+            try:
+                self._fh.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def flush(self):
+        pass
+
+    def check(self):
+        """Raise :class:`_WriteFailed` once a write has failed (call between chunks)."""
+        if self.error is not None:
+            raise _WriteFailed()
+
+    def close(self):
+        try:
+            self._fh.close()
+        except OSError as exc:  # the final flush of a full disk
+            if self.error is None:
+                self.error = exc
+        super().close()
+
+
+_GUARDS: dict = {}  # HDF5 file id -> the check of its _GuardedFile
+
+
+@contextlib.contextmanager
+def _h5_file(path: Path, out: Path):
+    """An ``h5py.File`` written through :class:`_GuardedFile`: a full disk or a read-only
+    filesystem becomes one :class:`UserError` naming ``out``, never HDF5 noise."""
+    import h5py
+
+    sink = _GuardedFile(path)
+    f5 = h5py.File(sink, "w")
+    key = f5.id.id
+    _GUARDS[key] = sink.check  # the writers call it between chunks (_guard)
+    try:
+        try:
+            yield f5
+        except _WriteFailed:
+            pass
+        f5.close()
+        sink.close()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            f5.close()
+        with contextlib.suppress(Exception):
+            sink.close()
+        if sink.error is None:
+            raise
+    finally:
+        _GUARDS.pop(key, None)
+    if sink.error is not None:
+        raise _write_error(out, sink.error) from None
+
+
+def _write_error(out: Path, exc: OSError) -> UserError:
+    """The one-line error for a failed write of the dataset."""
+    import errno as _errno
+
+    code = exc.errno if isinstance(exc.errno, int) else None
+    why = {_errno.ENOSPC: "no space left on the device", _errno.EROFS: "read-only file system",
+           _errno.EDQUOT: "disk quota exceeded", _errno.EACCES: "permission denied"}.get(
+        code, os.strerror(code) if code else " ".join(str(exc).split()))
+    return UserError(f"cannot write the dataset: {why}; nothing was written (choose another destination)", path=out)
 
 
 def _write_variants(f5, variants: dict) -> None:
@@ -375,6 +558,7 @@ def _write_plink_ld(g, panel, rj, status, bar, task) -> None:
     step = 8192
     for s in range(0, M, step):
         ds[s : s + step] = panel.genotypes(rj[s : s + step])
+        _guard(g)
         if bar is not None:
             bar.advance(task, min(step, M - s))
 
@@ -423,8 +607,10 @@ def _ukbb_reference(tables):
     return ref, region_rows, bad
 
 
-def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) -> int:
-    from ..io.ukbb import load_region_triangle, region_correlation
+def _write_ukbb_ld(g, region_set, tables, region_rows, ref, rj, status, bar, task) -> int:
+    from ..io.ukbb import region_correlation
+
+    regions = region_set.regions
 
     n_ref_rows = len(ref["snp"])
     dataset_of_ref = np.full(n_ref_rows, -1, dtype=np.int64)
@@ -432,11 +618,11 @@ def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) 
     rg = g.create_group("regions")
     status("writing LD regions", total=len(regions))
     used = 0
-    for reg, t, rows in zip(regions, tables, region_rows):
+    for i_reg, (reg, t, rows) in enumerate(zip(regions, tables, region_rows)):
         ds_idx = dataset_of_ref[rows]
         local = np.flatnonzero(ds_idx >= 0)
         if local.size:
-            L = load_region_triangle(reg, len(rows))
+            L = region_set.triangle(i_reg, len(rows))
             order = np.argsort(ds_idx[local], kind="stable")
             local = local[order]
             idx = ds_idx[local]
@@ -449,7 +635,7 @@ def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) 
                 raise UserError(
                     "correlation above 1 in absolute value after R = L + L^T: expected one triangle of R "
                     "with 0.5 on the diagonal",
-                    path=reg.npz,
+                    path=getattr(reg, "npz", reg.name),
                 )
             grp = rg.create_group(reg.name)
             grp.attrs["chrom"] = reg.chrom
@@ -461,9 +647,17 @@ def _write_ukbb_ld(g, regions, tables, region_rows, ref, rj, status, bar, task) 
             grp.create_dataset("indices", data=low.indices.astype(np.int32), **comp)
             grp.create_dataset("indptr", data=low.indptr.astype(np.int64))
             used += 1
+            _guard(g)
         if bar is not None:
             bar.advance(task)
     return used
+
+
+def _guard(obj) -> None:
+    """Stop writing once the file underneath failed (see :class:`_GuardedFile`)."""
+    guard = _GUARDS.get(obj.file.id.id)
+    if guard is not None:
+        guard()
 
 
 def print_ingest_summary(summary: dict) -> None:
@@ -509,6 +703,10 @@ def print_ingest_summary(summary: dict) -> None:
     t.add_section()
     t.add_row("matched", num(summary["matched"]),
               f"of {summary['ld_variants']:,} LD variants ({summary.get('ld_duplicates', 0):,} duplicated)")
+    if summary.get("ld_non_acgt"):
+        t.add_row("  LD variants not A/C/G/T", num(summary["ld_non_acgt"]), "indels or allele 0: not used")
+    if "ld_outside_region" in summary:
+        t.add_row("  LD variants outside --ld-region", num(summary["ld_outside_region"]), "not used")
     t.add_row("  flipped", num(summary["flipped"]), "alleles swapped: Z negated")
     t.add_row("  strand flipped", num(summary["strand_flipped"]), "alleles complemented")
     for k, v in summary["dropped"].items():

@@ -289,6 +289,11 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
         with open_windows(dataset, check_dataset=False)[0] as h5:
             summary = summarise_windows(h5, dataset / WINDOWS_FILE)
         summary.update(resumed_windows=len(specs) - len(todo), up_to_date=False)
+    # UKBB/PolyFun references: window variants that fall outside the window's LD region
+    # get no correlation; they are counted and warned about (io/ld.py)
+    from ..io.ld import outside_region_report
+
+    summary.update(outside_region_report(dataset / DATASET_FILE, specs))
     warning = small_panel_warning(n_ref, max(len(s.core_idx) for s in specs))
     if warning:
         summary["warning"] = warning
