@@ -88,7 +88,7 @@ def test_precompute_resumes_after_kill(small, tmp_path):
 def test_fit_evaluate_score(small, solver):
     tmp, ds = small
     model = tmp / f"model-{solver}"
-    r = invoke(["fit", ds, "--prior", "constant", "--objective", "full", "--solver", solver,
+    r = invoke(["fit", ds, "--prior", "constant", "--objective", "full", "--solver", solver, "--optimizer", "adamw",
                 "--alpha", 0, "--sigma2", 1.0, "--holdout-chroms", "none", "--epochs", 40, "--lr", 0.1,
                 "-o", model])
     assert r.exit_code == 0, r.output
@@ -113,7 +113,8 @@ def test_fit_evaluate_score(small, solver):
 
 def test_fit_resumes_from_checkpoint(small):
     tmp, ds = small
-    args = ["fit", ds, "--alpha", 0, "--sigma2", 1.0, "--holdout-chroms", "none", "--lr", 0.1, "--seed", 3]
+    args = ["fit", ds, "--optimizer", "adamw", "--alpha", 0, "--sigma2", 1.0, "--holdout-chroms", "none", "--lr", 0.1,
+            "--seed", 3]
     full = tmp / "m-full"
     assert invoke(args + ["--epochs", 12, "-o", full]).exit_code == 0
     part = tmp / "m-part"
@@ -124,7 +125,7 @@ def test_fit_resumes_from_checkpoint(small):
     class Stop(Exception):
         pass
 
-    import varfx.stages.fit as fitmod
+    import varfx.train.checkpoint as fitmod
 
     real = fitmod.save_checkpoint
     calls = {"n": 0}
@@ -138,7 +139,8 @@ def test_fit_resumes_from_checkpoint(small):
     fitmod.save_checkpoint = stopping
     try:
         with pytest.raises(Stop):
-            run_fit(ds, part, alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=12, lr=0.1, seed=3, progress=False)
+            run_fit(ds, part, optimizer="adamw", alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=12, lr=0.1, seed=3,
+                    progress=False)
     finally:
         fitmod.save_checkpoint = real
     r = invoke(args + ["--epochs", 12, "-o", part])
@@ -157,8 +159,8 @@ def test_fit_kill9_and_resume_equals_uninterrupted(small):
     import torch
 
     tmp, ds = small
-    args = ["fit", str(ds), "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none", "--lr", "0.1",
-            "--batch-windows", "1", "--epochs", "80", "--checkpoint-every", "1", "--seed", "5"]
+    args = ["fit", str(ds), "--optimizer", "adamw", "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none",
+            "--lr", "0.1", "--batch-windows", "1", "--epochs", "80", "--checkpoint-every", "1", "--seed", "5"]
     full = tmp / "k-full"
     assert invoke(args + ["-o", full]).exit_code == 0
     part = tmp / "k-part"
@@ -194,8 +196,8 @@ def test_data_parallel_two_processes_match_one(small):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     tmp, ds = small
-    args = ["fit", str(ds), "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none", "--lr", "0.1",
-            "--batch-windows", "4", "--epochs", "6", "--seed", "2"]
+    args = ["fit", str(ds), "--optimizer", "adamw", "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none",
+            "--lr", "0.1", "--batch-windows", "4", "--epochs", "6", "--seed", "2"]
     one, two = tmp / "dp-1", tmp / "dp-2"
     assert invoke(args + ["-o", one]).exit_code == 0
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -216,8 +218,8 @@ def test_loader_workers_give_the_same_fit(small):
     tmp, ds = small
     from varfx.stages.fit import run_fit
 
-    common = dict(alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=4, lr=0.1, batch_windows=2, seed=4,
-                  progress=False)
+    common = dict(optimizer="adamw", alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=4, lr=0.1, batch_windows=2,
+                  seed=4, progress=False)
     a = run_fit(ds, tmp / "mem", **common)
     b = run_fit(ds, tmp / "loader", loader_workers=2, **common)
     assert a["loader_wait_fraction"] is None and 0.0 <= b["loader_wait_fraction"] <= 1.0

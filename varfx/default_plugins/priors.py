@@ -24,6 +24,8 @@ class ConstantPrior(Prior):
 
     name = "constant"
     description = "one learnt per-SNP variance c, f = c * (p(1-p))^alpha"
+    small = True  # one or two parameters: fitted to the maximum by L-BFGS
+    default_lr = 1e-3  # the paper's AdamW rate for its constant and linear models
     options = {
         "alpha": Option(alpha_option, 0.7, "frequency exponent, or 'learn' (0: same variance for every SNP)"),
         "init": Option(float, 0.0, "initial per-SNP variance c (0: from the data)"),
@@ -47,6 +49,8 @@ class GLMPrior(Prior):
 
     name = "glm"
     description = "log f = b + w.x + alpha log(p(1-p)) over the stored per-variant features"
+    small = True  # one coefficient per feature: fitted to the maximum by L-BFGS
+    default_lr = 1e-3
     options = {
         "alpha": Option(alpha_option, 0.7, "frequency exponent, or 'learn'"),
         "init": Option(float, 0.0, "initial per-SNP variance exp(b) (0: from the data)"),
@@ -77,6 +81,7 @@ class TransformerPrior(Prior):
 
     name = "transformer"
     description = "Enformer-style network over the feature window (conv stem/tower, relative-position attention)"
+    default_lr = 1e-4  # the paper's rate for its transformers (0.05 made the loss jump between epochs)
     options = {
         "alpha": Option(alpha_option, 0.7, "frequency exponent, or 'learn'"),
         "width": Option(int, 64, "channels of the tower's last block and of the transformer"),
