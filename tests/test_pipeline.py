@@ -1,6 +1,7 @@
 """ingest -> precompute-ld -> fit -> evaluate -> score through the CLI on a slice of chr22."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -309,3 +310,87 @@ def test_fit_progress_shows_loss_rate_and_eta_on_stderr(small, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
     assert "loss" in r.stderr and "windows/s" in r.stderr and "0:00:" in r.stderr, r.stderr
+
+
+def _newton_step_in_se(ds, log_c, sigma2=1.0):
+    """The remaining Newton step of the training loss at ``log_c`` (constant prior,
+    alpha 0, every window), in standard errors, by central differences of the exact
+    loss (an independent evaluation: the objective called directly, not the trainer)."""
+    import torch
+
+    from varfx.default_plugins.objectives import FullLikelihood
+    from varfx.default_plugins.solvers import CholeskySolver
+    from varfx.stages.precompute import load_windows
+
+    windows, attrs = load_windows(ds)
+    windows = [w for w in windows if w.k > 0]
+    obj = FullLikelihood(solver=CholeskySolver())
+    s2 = torch.tensor(sigma2 / attrs["N"], dtype=torch.float64)
+
+    def nll(c):
+        return float(sum(obj.window_loss(w, torch.full((w.n_plus,), math.exp(c), dtype=torch.float64), s2)
+                         for w in windows))
+
+    h = 1e-3
+    lo, mid, hi = nll(log_c - h), nll(log_c), nll(log_c + h)
+    g, H = (hi - lo) / (2 * h), (hi - 2 * mid + lo) / h ** 2
+    return (g / H) * math.sqrt(H)  # step / se, se = 1 / sqrt(H)
+
+
+def test_fit_default_reaches_the_maximum(small, tmp_path):
+    """Default options, constant prior: L-BFGS to the maximum, the stopping rule in
+    model.json; AdamW's default run (what fit did before) stops visibly short."""
+    import torch
+
+    _, ds = small
+    r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "-o", tmp_path / "m"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["optimizer"] == "lbfgs" and meta["stop_reason"] == "gradient below gtol", meta
+    assert meta["grad_norm"] <= meta["gtol"] == 1e-6 and meta["iterations"] >= 1 and meta["finished"]
+    log_c = float(torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
+    assert abs(_newton_step_in_se(ds, log_c)) < 0.01
+    r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--optimizer", "adamw",
+                "--lr", 0.05, "-o", tmp_path / "adamw"])
+    assert r.exit_code == 0, r.output
+    log_c_adamw = float(torch.load(tmp_path / "adamw" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
+    assert abs(_newton_step_in_se(ds, log_c_adamw)) > 0.05  # the defect the default fixes
+
+
+def test_lbfgs_fit_interrupted_resumes_to_the_same_optimum(small, tmp_path):
+    """An L-BFGS fit stopped right after its second checkpoint (every iteration) and
+    run again restarts from the checkpointed parameters and ends at the same optimum."""
+    import torch
+
+    import varfx.train.checkpoint as ckmod
+    from varfx.stages.fit import run_fit
+
+    _, ds = small
+    common = dict(alpha=0.0, sigma2=1.0, holdout_chroms=[], checkpoint_every=1, gtol=1e-8, progress=False)
+    full = run_fit(ds, tmp_path / "full", **common)
+    assert full["optimizer"] == "lbfgs" and full["iterations"] >= 3
+
+    class Stop(Exception):
+        pass
+
+    real, calls = ckmod.save_checkpoint, {"n": 0}
+
+    def stopping(model_dir, state):
+        real(model_dir, state)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Stop
+
+    ckmod.save_checkpoint = stopping
+    try:
+        with pytest.raises(Stop):
+            run_fit(ds, tmp_path / "part", **common)
+    finally:
+        ckmod.save_checkpoint = real
+    mid = json.loads((tmp_path / "part" / "model.json").read_text())
+    assert not mid["finished"] and mid["stop_reason"] is None
+    again = run_fit(ds, tmp_path / "part", **common)
+    assert again["resumed_from"].startswith("iteration ") and again["stop_reason"] == full["stop_reason"]
+    a = float(torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
+    b = float(torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
+    assert abs(a - b) < 1e-5 and abs(_newton_step_in_se(ds, b)) < 0.01
