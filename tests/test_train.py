@@ -175,3 +175,49 @@ def test_fit_context_reads_like_the_old_dict():
     with pytest.raises(KeyError):
         ctx["nope"]
     assert ctx.inputs() == {"n_features": 3, "n_tracks": 0, "window": 0}
+
+
+def _setup(windows, val, batch, prior_cls, prior_opts, s2, context):
+    obj = FullLikelihood(solver=CholeskySolver())
+    return FitSetup(dataset="-", prior_name=prior_cls.name, solver_name="cholesky", prior_cls=prior_cls,
+                    prior_opts=prior_opts, objective=obj, solver=obj.solver, solver_opts={},
+                    module=prior_cls(**prior_opts).module(context), context=context, train=windows, val=val,
+                    holdout=[2], batch=batch, track_shape=None, sigma2=s2, sigma2_source="option",
+                    s2=torch.tensor(s2, dtype=torch.float64), N=1.0, h2_ldsr=0.0, windows_mb=0.0)
+
+
+def test_early_stopping_restores_the_best_validation_epoch(tmp_path):
+    """Training and validation windows with different per-SNP variances: AdamW walks
+    log c from below through the validation optimum towards the training one, the
+    validation loss falls then rises, --patience stops the run and the weights kept
+    are the best validation epoch's (they were the last epoch's)."""
+    from varfx.train.loop import run_adamw
+
+    rng = np.random.default_rng(9)
+    n_plus, core_pos, s2 = 100, np.arange(20, 80), 1e-5
+    windows = []
+    for s, f in enumerate([3e-3, 3e-3, 3e-5]):  # two training windows, one validation window
+        R = ar1_ld(n_plus, rho=0.6, seed=700 + s)
+        w = make_window(R, core_pos, simulate_beta(R, core_pos, np.full(n_plus, f), s2, rng), 1e5)
+        w.index, w.chrom = s, 1 if s < 2 else 2
+        w.plus_idx, w.core_idx = w.plus_idx + s * n_plus, w.core_idx + s * n_plus
+        windows.append(w)
+    M = 3 * n_plus
+    batch = {"freq": torch.full((M,), 0.3, dtype=torch.float64), "index": torch.arange(M)}
+    setup = _setup(windows[:2], windows[2:], batch, ConstantPrior, {"alpha": 0.0}, s2, FitContext(init_f=1e-6))
+    metas = []
+    res = run_adamw(setup, tmp_path, {"dtype": "float64"}, Distributed("cpu"), None, epochs=200, lr=0.1,
+                    batch_windows=0, accumulate=1, warmup=0, clip=0, weight_decay=0, patience=3,
+                    checkpoint_every=0, seed=0, amp=False, loader_workers=0, log=lambda r: None,
+                    write_meta=lambda done, curve, rec: metas.append(rec), bar=NullBar())
+    curve, rec = res["curve"], res["record"]
+    vals = [c["val_loss"] for c in curve]
+    best = int(np.argmin(vals))
+    assert rec["stopped_early"] and len(curve) == best + 1 + 3 and rec["best_epoch"] == best + 1
+    assert vals[-1] > vals[best] + 1e-6  # the last epoch is measurably worse
+    n_val = setup.n_val_variants
+    with torch.no_grad():
+        at_end = float(setup.objective.batch_loss(setup.val, setup.log_f_of(), setup.s2)) / n_val
+    assert at_end == pytest.approx(vals[best], rel=1e-12)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert float(saved["prior"]["log_c"]) == pytest.approx(float(setup.module.log_c.detach()), rel=1e-15)
