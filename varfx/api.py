@@ -61,6 +61,8 @@ class Plugin:
                 )
             try:
                 out[key] = cls.options[key].type(value)
+                if isinstance(out[key], float) and not math.isfinite(out[key]):
+                    raise ValueError(value)
             except (TypeError, ValueError):
                 raise UserError(
                     f"option {key}={value!r} for {cls.kind} {cls.name!r}: expected "
@@ -301,8 +303,14 @@ class Objective(Plugin):
         """Each unit's loss alone (no gradient): to name the unit whose loss is not finite."""
         import torch
 
+        out = []
         with torch.no_grad():
-            return [float(self.batch_loss([u], log_f_of, sigma2)) for u in units]
+            for u in units:
+                try:
+                    out.append(float(self.batch_loss([u], log_f_of, sigma2)))
+                except FloatingPointError:  # a solver's refusal of non-finite inputs
+                    out.append(math.nan)
+        return out
 
     def window_loss(self, window: Window, f_plus, sigma2):  # pragma: no cover - interface
         raise NotImplementedError

@@ -214,9 +214,14 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
                                    patience=adamw["patience"], checkpoint_every=checkpoint_every, seed=seed,
                                    amp=amp, loader_workers=loader_workers, log=log, write_meta=write_meta,
                                    bar=bar)
+    except (UserError, OSError, FloatingPointError):
+        # nothing new left behind: a fit that failed (a diverging loss, an unwritable
+        # log) would fail the same way if resumed, so the directory it created goes
+        if created and dist.is_main and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     except BaseException:
-        # nothing new left behind: a model directory this run created holds nothing
-        # worth resuming until the first checkpoint
+        # interrupted (Ctrl-C, a signal): keep what can be resumed, drop an empty start
         if created and dist.is_main and out.is_dir() and not (out / ck.CHECKPOINT).exists():
             shutil.rmtree(out, ignore_errors=True)
         raise

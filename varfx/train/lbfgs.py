@@ -22,7 +22,7 @@ import math
 
 from ..errors import UserError
 from . import checkpoint as ck
-from .loop import fail_non_finite, validation_loss
+from .loop import fail_non_finite, guarded_loss, validation_loss
 
 CHECKPOINT_KEYS = ("prior", "state", "curve", "config")
 ROUND = 20  # iterations between checkpoints when --checkpoint-every is 0
@@ -55,14 +55,15 @@ def run_lbfgs(setup, out, config, dist, ckpt, *, gtol, max_iter, checkpoint_ever
 
     def closure():
         opt.zero_grad()
-        local = objective.batch_loss(mine, log_f_of, setup.s2) / n_train
+        where = f"at L-BFGS iteration {state['iterations'] + 1}"
+        local = guarded_loss(setup, mine, log_f_of, where) / n_train
         if torch.is_tensor(local) and local.requires_grad:
             local.backward()
         dist.sum_grads(module)
         loss = dist.sum_value(local)
         state["evaluations"] += 1
         if not math.isfinite(loss):
-            fail_non_finite(setup, mine, log_f_of, loss, f"at L-BFGS iteration {state['iterations'] + 1}")
+            fail_non_finite(setup, mine, log_f_of, loss, where)
         return torch.tensor(loss, dtype=torch.float64)
 
     def grad_norm():

@@ -32,6 +32,15 @@ def plan(n_units: int, epochs: int, batch_windows: int, accumulate: int, warmup:
     return bw, steps_per_epoch, total, warmup_updates(warmup, total)
 
 
+def guarded_loss(setup, units, log_f_of, where):
+    """The batch's loss; a solver's refusal (non-finite or indefinite inputs) becomes a
+    one-line error naming the unit."""
+    try:
+        return setup.objective.batch_loss(units, log_f_of, setup.s2)
+    except FloatingPointError:
+        fail_non_finite(setup, units, log_f_of, math.nan, where)
+
+
 def fail_non_finite(setup, units, log_f_of, loss, where):
     """Name the first unit whose loss is not finite (or the batch when each is)."""
     for unit, value in zip(units, setup.objective.unit_losses(units, log_f_of, setup.s2)):
@@ -112,7 +121,7 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
             # gradients are summed over ranks, so the update is the same as one
             # process taking the whole batch
             log_f_of = setup.log_f_of(amp, rows)
-            local = objective.batch_loss(mine, log_f_of, setup.s2) / n_core
+            local = guarded_loss(setup, mine, log_f_of, f"at epoch {epoch + 1} step {st + 1}") / n_core
             if torch.is_tensor(local) and local.requires_grad:
                 (local / accumulate).backward()
             loss = dist.sum_value(local)
