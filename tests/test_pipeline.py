@@ -234,6 +234,7 @@ def test_fit_dry_run_and_jsonl_log(small):
     r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--dry-run", "-o", tmp / "dry"])
     plan = json.loads(r.stdout)
     assert plan["dry_run"] and plan["parameters"] == 1 and plan["train_windows"] >= 3
+    assert plan["optimizer"] == "lbfgs"  # the default for a constant prior
     assert plan["memory_per_step_mb"] > 0
     assert not (tmp / "dry" / "checkpoint.pt").exists()
     log = tmp / "fit.jsonl"
@@ -294,6 +295,11 @@ def test_fit_ldsr_objective(small):
     assert r.exit_code == 0, r.output
     meta = json.loads((model / "model.json").read_text())
     assert meta["objective"]["name"] == "ldsr" and meta["solver"] is None
+    # the h2/M the regression weights used (set by the objective from the context),
+    # not the option's 0 as it was before it was set
+    h2_per_snp = meta["objective"]["options"]["h2_per_snp"]
+    assert h2_per_snp == pytest.approx(max(meta["h2_ldsr"], 1e-3) / meta["n_train_variants"], rel=1e-12)
+    assert meta["lr"] == 0.1 and meta["optimizer"] == "adamw"
     assert meta["curve"][-1]["train_loss"] < meta["curve"][0]["train_loss"]
     ev = json.loads(invoke(["evaluate", model, ds, "--chroms", "all", "--json"]).output)
     assert ev["objective"] == "ldsr" and ev["h2"] > 0

@@ -162,10 +162,10 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     created = not out.exists()
     log_fh = None
     try:
-        if log_jsonl and dist.is_main:
-            # opened before the model directory exists: an unwritable log leaves nothing
-            log_fh = open(log_jsonl, "a")
         out.mkdir(parents=True, exist_ok=True)
+        if log_jsonl and dist.is_main:
+            # an unwritable log fails here, and the directory just made goes with it
+            log_fh = open(log_jsonl, "a")
         ckpt = ck.read_checkpoint(out, keys=LBFGS_KEYS if opt_name == "lbfgs" else ADAMW_KEYS)
         if ckpt is not None:
             try:
