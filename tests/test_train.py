@@ -221,3 +221,27 @@ def test_early_stopping_restores_the_best_validation_epoch(tmp_path):
     assert at_end == pytest.approx(vals[best], rel=1e-12)
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert float(saved["prior"]["log_c"]) == pytest.approx(float(setup.module.log_c.detach()), rel=1e-15)
+
+
+def test_auto_optimizer_choice():
+    """auto: L-BFGS only for a small prior, in memory, with an exact solver and no
+    AdamW option; otherwise AdamW, with the reason recorded."""
+    from types import SimpleNamespace
+
+    from varfx.default_plugins.priors import TransformerPrior
+    from varfx.default_plugins.solvers import NystromSolver
+    from varfx.stages.fit import choose_optimizer
+
+    def setup(prior_cls=ConstantPrior, solver=None):
+        solver = solver or CholeskySolver()
+        return SimpleNamespace(prior_cls=prior_cls, prior_name=prior_cls.name, solver=solver,
+                               solver_name=solver.name)
+
+    assert choose_optimizer("auto", setup(), [], [], 0)[0] == "lbfgs"
+    assert choose_optimizer("auto", setup(GLMPrior), [], [], 0)[0] == "lbfgs"
+    assert choose_optimizer("auto", setup(TransformerPrior), [], [], 0) == ("adamw", "prior 'transformer' is a network")
+    assert choose_optimizer("auto", setup(), ["epochs"], [], 0) == ("adamw", "--epochs given")
+    assert choose_optimizer("auto", setup(), [], [], 2)[0] == "adamw"
+    assert choose_optimizer("auto", setup(solver=NystromSolver()), [], [], 0)[0] == "adamw"
+    assert choose_optimizer("auto", setup(TransformerPrior), [], ["gtol"], 0)[0] == "lbfgs"  # asked for it
+    assert choose_optimizer("adamw", setup(), [], [], 0)[0] == "adamw"
