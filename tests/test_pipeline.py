@@ -357,8 +357,11 @@ def test_fit_default_reaches_the_maximum(small, tmp_path):
     log_c = float(torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
     assert abs(_newton_step_in_se(ds, log_c)) < 0.01
     r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--optimizer", "adamw",
-                "--lr", 0.05, "-o", tmp_path / "adamw"])
+                "-o", tmp_path / "adamw"])
     assert r.exit_code == 0, r.output
+    from varfx.default_plugins.priors import ConstantPrior
+
+    assert json.loads((tmp_path / "adamw" / "model.json").read_text())["lr"] == ConstantPrior.default_lr
     log_c_adamw = float(torch.load(tmp_path / "adamw" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
     assert abs(_newton_step_in_se(ds, log_c_adamw)) > 0.05  # the defect the default fixes
 
