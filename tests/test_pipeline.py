@@ -403,3 +403,29 @@ def test_lbfgs_fit_interrupted_resumes_to_the_same_optimum(small, tmp_path):
     a = float(torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
     b = float(torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
     assert abs(a - b) < 1e-5 and abs(_newton_step_in_se(ds, b)) < 0.01
+
+
+@pytest.mark.slow
+def test_lbfgs_data_parallel_two_processes_match_one(small, tmp_path):
+    """torchrun with 2 CPU processes (gloo), default options (L-BFGS): every rank takes
+    every second window, the summed loss and gradient are the one process's, and so is
+    the optimum."""
+    import shutil
+
+    import torch
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    _, ds = small
+    args = ["fit", str(ds), "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert invoke(args + ["-o", one]).exit_code == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "varfx", *args, "-o", str(two)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ma, mb = (json.loads((d / "model.json").read_text()) for d in (one, two))
+    assert ma["optimizer"] == mb["optimizer"] == "lbfgs" and mb["stop_reason"] == "gradient below gtol"
+    a = torch.load(one / "checkpoint.pt", weights_only=True)["prior"]["log_c"]
+    b = torch.load(two / "checkpoint.pt", weights_only=True)["prior"]["log_c"]
+    assert float(a) == pytest.approx(float(b), abs=1e-8)
