@@ -105,6 +105,12 @@ def test_a_diverging_loss_names_the_parameter_or_window(ds, tmp_path):
     assert "parameter log_c" in msg or "window" in msg, msg
 
 
+def test_a_failed_fit_removes_the_log_it_started(ds, tmp_path):
+    fails([ds, *BASE, "-p", "init=1e-12", "--optimizer", "adamw", "--lr", "1e4", "--clip", "0", "--warmup", "0",
+           "--epochs", "5", "--log-jsonl", tmp_path / "fit.jsonl", "-o", tmp_path / "m"], tmp_path,
+          needles=["smaller --lr"])
+
+
 # ---------------------------------------------------------------------------------------
 # checkpoints: the model directory exists with a checkpoint.pt that cannot be used
 

@@ -160,6 +160,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
 
     out = Path(out)
     created = not out.exists()
+    log_created = bool(log_jsonl) and not Path(log_jsonl).exists()
     log_fh = None
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -219,6 +220,10 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
         # log) would fail the same way if resumed, so the directory it created goes
         if created and dist.is_main and out.is_dir():
             shutil.rmtree(out, ignore_errors=True)
+        if log_created and log_fh is not None:
+            log_fh.close()
+            log_fh = None
+            Path(log_jsonl).unlink(missing_ok=True)
         raise
     except BaseException:
         # interrupted (Ctrl-C, a signal): keep what can be resumed, drop an empty start
