@@ -193,18 +193,17 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
     objective_opts = obj_cls.parse_options(objective_options)
     objective_obj = obj_cls(solver=solver_obj, **objective_opts)
 
-    # the chromosomes come from the store's index before any factor is read
-    meta, wattrs = load_windows(dataset, dtype=dtype, device=device, meta_only=True)
-    holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
     if loader_workers > 0:
         # plan with metadata; the training windows' factors are read per batch by the
         # loader's worker processes (held-out windows are read once, for validation)
-        windows = meta
+        windows, wattrs = load_windows(dataset, dtype=dtype, device=device, meta_only=True)
+        holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
         train, _ = select(windows, holdout)
         val, _ = load_windows(dataset, chroms=sorted(holdout), dtype=dtype, device=device) if holdout else ([], None)
         val = [w for w in val if w.k > 0]
     else:
         windows, wattrs = load_windows(dataset, dtype=dtype, device=device)
+        holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
         train, val = select(windows, holdout)
     if not train:
         raise UserError(
