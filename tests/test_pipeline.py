@@ -1,6 +1,7 @@
 """ingest -> precompute-ld -> fit -> evaluate -> score through the CLI on a slice of chr22."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -88,7 +89,7 @@ def test_precompute_resumes_after_kill(small, tmp_path):
 def test_fit_evaluate_score(small, solver):
     tmp, ds = small
     model = tmp / f"model-{solver}"
-    r = invoke(["fit", ds, "--prior", "constant", "--objective", "full", "--solver", solver,
+    r = invoke(["fit", ds, "--prior", "constant", "--objective", "full", "--solver", solver, "--optimizer", "adamw",
                 "--alpha", 0, "--sigma2", 1.0, "--holdout-chroms", "none", "--epochs", 40, "--lr", 0.1,
                 "-o", model])
     assert r.exit_code == 0, r.output
@@ -113,7 +114,8 @@ def test_fit_evaluate_score(small, solver):
 
 def test_fit_resumes_from_checkpoint(small):
     tmp, ds = small
-    args = ["fit", ds, "--alpha", 0, "--sigma2", 1.0, "--holdout-chroms", "none", "--lr", 0.1, "--seed", 3]
+    args = ["fit", ds, "--optimizer", "adamw", "--alpha", 0, "--sigma2", 1.0, "--holdout-chroms", "none", "--lr", 0.1,
+            "--seed", 3]
     full = tmp / "m-full"
     assert invoke(args + ["--epochs", 12, "-o", full]).exit_code == 0
     part = tmp / "m-part"
@@ -124,7 +126,7 @@ def test_fit_resumes_from_checkpoint(small):
     class Stop(Exception):
         pass
 
-    import varfx.stages.fit as fitmod
+    import varfx.train.checkpoint as fitmod
 
     real = fitmod.save_checkpoint
     calls = {"n": 0}
@@ -138,7 +140,8 @@ def test_fit_resumes_from_checkpoint(small):
     fitmod.save_checkpoint = stopping
     try:
         with pytest.raises(Stop):
-            run_fit(ds, part, alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=12, lr=0.1, seed=3, progress=False)
+            run_fit(ds, part, optimizer="adamw", alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=12, lr=0.1, seed=3,
+                    progress=False)
     finally:
         fitmod.save_checkpoint = real
     r = invoke(args + ["--epochs", 12, "-o", part])
@@ -157,8 +160,8 @@ def test_fit_kill9_and_resume_equals_uninterrupted(small):
     import torch
 
     tmp, ds = small
-    args = ["fit", str(ds), "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none", "--lr", "0.1",
-            "--batch-windows", "1", "--epochs", "80", "--checkpoint-every", "1", "--seed", "5"]
+    args = ["fit", str(ds), "--optimizer", "adamw", "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none",
+            "--lr", "0.1", "--batch-windows", "1", "--epochs", "80", "--checkpoint-every", "1", "--seed", "5"]
     full = tmp / "k-full"
     assert invoke(args + ["-o", full]).exit_code == 0
     part = tmp / "k-part"
@@ -194,8 +197,8 @@ def test_data_parallel_two_processes_match_one(small):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     tmp, ds = small
-    args = ["fit", str(ds), "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none", "--lr", "0.1",
-            "--batch-windows", "4", "--epochs", "6", "--seed", "2"]
+    args = ["fit", str(ds), "--optimizer", "adamw", "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none",
+            "--lr", "0.1", "--batch-windows", "4", "--epochs", "6", "--seed", "2"]
     one, two = tmp / "dp-1", tmp / "dp-2"
     assert invoke(args + ["-o", one]).exit_code == 0
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -216,8 +219,8 @@ def test_loader_workers_give_the_same_fit(small):
     tmp, ds = small
     from varfx.stages.fit import run_fit
 
-    common = dict(alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=4, lr=0.1, batch_windows=2, seed=4,
-                  progress=False)
+    common = dict(optimizer="adamw", alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=4, lr=0.1, batch_windows=2,
+                  seed=4, progress=False)
     a = run_fit(ds, tmp / "mem", **common)
     b = run_fit(ds, tmp / "loader", loader_workers=2, **common)
     assert a["loader_wait_fraction"] is None and 0.0 <= b["loader_wait_fraction"] <= 1.0
@@ -231,6 +234,7 @@ def test_fit_dry_run_and_jsonl_log(small):
     r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--dry-run", "-o", tmp / "dry"])
     plan = json.loads(r.stdout)
     assert plan["dry_run"] and plan["parameters"] == 1 and plan["train_windows"] >= 3
+    assert plan["optimizer"] == "lbfgs"  # the default for a constant prior
     assert plan["memory_per_step_mb"] > 0
     assert not (tmp / "dry" / "checkpoint.pt").exists()
     log = tmp / "fit.jsonl"
@@ -290,6 +294,11 @@ def test_fit_ldsr_objective(small):
     assert r.exit_code == 0, r.output
     meta = json.loads((model / "model.json").read_text())
     assert meta["objective"]["name"] == "ldsr" and meta["solver"] is None
+    # the h2/M the regression weights used (set by the objective from the context),
+    # not the option's 0 as it was before it was set
+    h2_per_snp = meta["objective"]["options"]["h2_per_snp"]
+    assert h2_per_snp == pytest.approx(max(meta["h2_ldsr"], 1e-3) / meta["n_train_variants"], rel=1e-12)
+    assert meta["lr"] == 0.1 and meta["optimizer"] == "adamw"
     assert meta["curve"][-1]["train_loss"] < meta["curve"][0]["train_loss"]
     ev = json.loads(invoke(["evaluate", model, ds, "--chroms", "all", "--json"]).output)
     assert ev["objective"] == "ldsr" and ev["h2"] > 0
@@ -306,3 +315,116 @@ def test_fit_progress_shows_loss_rate_and_eta_on_stderr(small, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
     assert "loss" in r.stderr and "windows/s" in r.stderr and "0:00:" in r.stderr, r.stderr
+
+
+def _newton_step_in_se(ds, log_c, sigma2=1.0):
+    """The remaining Newton step of the training loss at ``log_c`` (constant prior,
+    alpha 0, every window), in standard errors, by central differences of the exact
+    loss (an independent evaluation: the objective called directly, not the trainer)."""
+    import torch
+
+    from varfx.default_plugins.objectives import FullLikelihood
+    from varfx.default_plugins.solvers import CholeskySolver
+    from varfx.stages.precompute import load_windows
+
+    windows, attrs = load_windows(ds)
+    windows = [w for w in windows if w.k > 0]
+    obj = FullLikelihood(solver=CholeskySolver())
+    s2 = torch.tensor(sigma2 / attrs["N"], dtype=torch.float64)
+
+    def nll(c):
+        return float(sum(obj.window_loss(w, torch.full((w.n_plus,), math.exp(c), dtype=torch.float64), s2)
+                         for w in windows))
+
+    h = 1e-3
+    lo, mid, hi = nll(log_c - h), nll(log_c), nll(log_c + h)
+    g, H = (hi - lo) / (2 * h), (hi - 2 * mid + lo) / h ** 2
+    return (g / H) * math.sqrt(H)  # step / se, se = 1 / sqrt(H)
+
+
+def test_fit_default_reaches_the_maximum(small, tmp_path):
+    """Default options, constant prior: L-BFGS to the maximum, the stopping rule in
+    model.json; AdamW's default run (what fit did before) stops visibly short."""
+    import torch
+
+    _, ds = small
+    r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "-o", tmp_path / "m"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["optimizer"] == "lbfgs" and meta["stop_reason"] == "gradient below gtol", meta
+    assert meta["grad_norm"] <= meta["gtol"] == 1e-6 and meta["iterations"] >= 1 and meta["finished"]
+    log_c = float(torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
+    assert abs(_newton_step_in_se(ds, log_c)) < 0.01
+    r = invoke(["fit", ds, "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--optimizer", "adamw",
+                "-o", tmp_path / "adamw"])
+    assert r.exit_code == 0, r.output
+    from varfx.default_plugins.priors import ConstantPrior
+
+    assert json.loads((tmp_path / "adamw" / "model.json").read_text())["lr"] == ConstantPrior.default_lr
+    log_c_adamw = float(torch.load(tmp_path / "adamw" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
+    assert abs(_newton_step_in_se(ds, log_c_adamw)) > 0.05  # the defect the default fixes
+
+
+def test_lbfgs_fit_interrupted_resumes_to_the_same_optimum(small, tmp_path):
+    """An L-BFGS fit stopped right after its second checkpoint (every iteration) and
+    run again restarts from the checkpointed parameters and ends at the same optimum."""
+    import torch
+
+    import varfx.train.checkpoint as ckmod
+    from varfx.stages.fit import run_fit
+
+    _, ds = small
+    common = dict(alpha=0.0, sigma2=1.0, holdout_chroms=[], checkpoint_every=1, gtol=1e-8, progress=False)
+    full = run_fit(ds, tmp_path / "full", **common)
+    assert full["optimizer"] == "lbfgs" and full["iterations"] >= 3
+
+    class Stop(Exception):
+        pass
+
+    real, calls = ckmod.save_checkpoint, {"n": 0}
+
+    def stopping(model_dir, state):
+        real(model_dir, state)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Stop
+
+    ckmod.save_checkpoint = stopping
+    try:
+        with pytest.raises(Stop):
+            run_fit(ds, tmp_path / "part", **common)
+    finally:
+        ckmod.save_checkpoint = real
+    mid = json.loads((tmp_path / "part" / "model.json").read_text())
+    assert not mid["finished"] and mid["stop_reason"] is None
+    again = run_fit(ds, tmp_path / "part", **common)
+    assert again["resumed_from"].startswith("iteration ") and again["stop_reason"] == full["stop_reason"]
+    a = float(torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
+    b = float(torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["prior"]["log_c"])
+    assert abs(a - b) < 1e-5 and abs(_newton_step_in_se(ds, b)) < 0.01
+
+
+@pytest.mark.slow
+def test_lbfgs_data_parallel_two_processes_match_one(small, tmp_path):
+    """torchrun with 2 CPU processes (gloo), default options (L-BFGS): every rank takes
+    every second window, the summed loss and gradient are the one process's, and so is
+    the optimum."""
+    import shutil
+
+    import torch
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    _, ds = small
+    args = ["fit", str(ds), "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert invoke(args + ["-o", one]).exit_code == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "varfx", *args, "-o", str(two)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ma, mb = (json.loads((d / "model.json").read_text()) for d in (one, two))
+    assert ma["optimizer"] == mb["optimizer"] == "lbfgs" and mb["stop_reason"] == "gradient below gtol"
+    a = torch.load(one / "checkpoint.pt", weights_only=True)["prior"]["log_c"]
+    b = torch.load(two / "checkpoint.pt", weights_only=True)["prior"]["log_c"]
+    assert float(a) == pytest.approx(float(b), abs=1e-8)

@@ -61,6 +61,8 @@ class Plugin:
                 )
             try:
                 out[key] = cls.options[key].type(value)
+                if isinstance(out[key], float) and not math.isfinite(out[key]):
+                    raise ValueError(value)
             except (TypeError, ValueError):
                 raise UserError(
                     f"option {key}={value!r} for {cls.kind} {cls.name!r}: expected "
@@ -108,6 +110,15 @@ class Solver(Plugin):
     def loss(self, G, z, f, sigma2):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed fit needs to continue exactly as an uninterrupted one (numbers
+        and strings only: it is stored in a tensor-only checkpoint).  Exact solvers are
+        stateless."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
 
 class ProbeSolver(Solver):
     """Base of the probe-based (stochastic) solvers: fresh probes on every call.
@@ -126,6 +137,13 @@ class ProbeSolver(Solver):
     def __init__(self, **options):
         super().__init__(**options)
         self._calls = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        # the probes of call i depend on (seed, i): a resumed fit continues the sequence
+        return {"calls": int(self._calls)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._calls = int(state.get("calls", 0))
 
     def _next_call(self) -> int:
         """The call counter that, with the ``seed`` option, picks this call's probes."""
@@ -189,6 +207,44 @@ class Window:
         return int(len(self.plus_idx))
 
 
+@dataclass(frozen=True)
+class FitContext:
+    """What ``fit`` knows about the data, handed to a prior's :meth:`Prior.module` and an
+    objective's :meth:`Objective.setup` (typed, instead of ad-hoc dicts and writes into a
+    plugin's config).
+
+    ``init_f``: a starting per-variant variance (the LD score regression h2 per training
+    variant, divided by the mean frequency factor); ``n_features``, ``n_tracks``,
+    ``window``: the shapes of the prior's inputs (scalar features; per-base tracks of
+    ``window`` bases); ``N``: the median sample size; ``h2``: the LD score regression
+    h2 of the training variants; ``n_train_variants``: how many there are.  A prior
+    built from a model directory gets the inputs and ``init_f`` only.
+
+    It also reads like the dict it replaces (``context.get("n_features", 0)``), so
+    priors written against the old dict context keep working.
+    """
+
+    init_f: float = 1e-6
+    n_features: int = 0
+    n_tracks: int = 0
+    window: int = 0
+    N: float = 0.0
+    h2: float = 0.0
+    n_train_variants: int = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        if not hasattr(self, key):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def inputs(self) -> dict[str, int]:
+        """The input shapes, as recorded in model.json (``inputs``)."""
+        return {"n_features": self.n_features, "n_tracks": self.n_tracks, "window": self.window}
+
+
 class Objective(Plugin):
     """A training objective: a per-window loss of the prior variances.
 
@@ -200,10 +256,61 @@ class Objective(Plugin):
 
     kind = "objective"
     uses_solver: ClassVar[bool] = True
+    #: What one unit of a training batch is.  The trainer shuffles, batches and shares
+    #: units across processes without looking inside them; :meth:`batch_size` and
+    #: :meth:`batch_loss` are the objective's.  ``"window"``: a :class:`Window`.
+    batch_unit: ClassVar[str] = "window"
 
     def __init__(self, solver: Solver | None = None, **options):
         super().__init__(**options)
         self.solver = solver
+        self.context: FitContext | None = None
+
+    def setup(self, context: FitContext) -> None:
+        """Called once by ``fit`` before training: settle options that depend on the data
+        (in :attr:`config`, which model.json records after this call)."""
+        self.context = context
+
+    def batch_size(self, units) -> int:
+        """The number of variants a batch scores (the loss of a step is divided by it,
+        so learning rates do not depend on the batch)."""
+        return int(sum(u.n for u in units))
+
+    def batch_loss(self, units, log_f_of, sigma2):
+        """The loss of a batch: the sum of :meth:`window_loss` over its windows.
+
+        ``log_f_of(idx)`` evaluates the prior on the dataset's variants ``idx`` (a sorted
+        int array) and returns ``log f`` (float64); the prior is evaluated once, on the
+        union of the windows' ``(i)+`` variants, not on the whole genome."""
+        import numpy as np
+        import torch
+
+        if not units:
+            return 0.0
+        union = np.unique(np.concatenate([w.plus_idx for w in units]))
+        log_f = log_f_of(union)
+        total = 0.0
+        for w in units:
+            pos = torch.as_tensor(np.searchsorted(union, w.plus_idx), device=log_f.device)
+            total = total + self.window_loss(w, torch.exp(log_f[pos]).to(w.G.dtype), sigma2)
+        return total
+
+    def unit_name(self, unit) -> str:
+        """How a message names one unit (the window's index and span)."""
+        return f"window {unit.index} (chromosome {unit.chrom}, {unit.start}-{unit.end})"
+
+    def unit_losses(self, units, log_f_of, sigma2) -> list[float]:
+        """Each unit's loss alone (no gradient): to name the unit whose loss is not finite."""
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for u in units:
+                try:
+                    out.append(float(self.batch_loss([u], log_f_of, sigma2)))
+                except FloatingPointError:  # a solver's refusal of non-finite inputs
+                    out.append(math.nan)
+        return out
 
     def window_loss(self, window: Window, f_plus, sigma2):  # pragma: no cover - interface
         raise NotImplementedError
@@ -219,8 +326,13 @@ class Prior(Plugin):
     """
 
     kind = "prior"
+    #: Few parameters (a constant, a linear model): ``fit --optimizer auto`` then fits
+    #: it to the maximum by full-batch L-BFGS instead of mini-batch AdamW.
+    small: ClassVar[bool] = False
+    #: The peak AdamW learning rate when ``--lr`` is not given.
+    default_lr: ClassVar[float] = 1e-3
 
-    def module(self, context: dict[str, Any]):  # pragma: no cover - interface
+    def module(self, context: FitContext):  # pragma: no cover - interface
         raise NotImplementedError
 
 

@@ -189,15 +189,36 @@ def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, workers, as_json)
         print_summary("precompute-ld", summary)
 
 
+from .cli_types import NON_NEGATIVE, POSITIVE  # noqa: E402 - the fit command's option types
+
+
 def _sigma2(value):
+    import math
+
     if value is None or str(value).lower() in ("auto", "ldsc"):
         return None
     try:
         v = float(value)
     except ValueError:
         raise UserError(f"option --sigma2: expected a positive number or 'auto', got {value!r}") from None
-    if not v > 0:
-        raise UserError(f"option --sigma2: expected a positive number, got {value!r}")
+    if not (v > 0 and math.isfinite(v)):
+        raise UserError(f"option --sigma2: expected a finite positive number or 'auto', got {value!r}")
+    return v
+
+
+def _alpha(value):
+    """``--alpha``: 'auto', 'learn' or a finite number."""
+    import math
+
+    text = str(value).strip().lower()
+    if text in ("auto", "learn"):
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise UserError(f"option --alpha: expected a number, 'auto' or 'learn', got {value!r}") from None
+    if not math.isfinite(v):
+        raise UserError(f"option --alpha: expected a finite number, 'auto' or 'learn', got {value!r}")
     return v
 
 
@@ -205,22 +226,38 @@ def _sigma2(value):
 @click.argument("dataset", type=click.Path(file_okay=False))
 @click.option("--prior", default="constant", show_default=True, help="Prior plugin (see `varfx plugins`).")
 @click.option("--objective", default="full", show_default=True, help="Objective plugin.")
-@click.option("--solver", default="cholesky", show_default=True, help="Solver plugin (objectives that use one).")
+@click.option("--solver", default=None, help="Solver plugin, for objectives that use one  [default: cholesky]")
 @click.option("-p", "--prior-option", "prior_options", multiple=True, metavar="KEY=VALUE", help="Prior option (repeatable).")
 @click.option("-s", "--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE", help="Solver option (repeatable).")
 @click.option("-O", "--objective-option", "objective_options", multiple=True, metavar="KEY=VALUE", help="Objective option (repeatable).")
-@click.option("--alpha", default="0.7", show_default=True, help="Frequency exponent: f ~ (p(1-p))^alpha; a number, or 'learn'.")
+@click.option("--alpha", default="auto", show_default=True,
+              help="Frequency exponent: f ~ (p(1-p))^alpha; a number, 'learn', or 'auto' (0.7, or 0 when the "
+                   "dataset lacks allele frequencies).")
 @click.option("--sigma2", default=None, help="Noise variance sigma^2 (1 = no inflation); default: LD score regression intercept.")
-@click.option("--holdout-chroms", default="6,7,8", show_default=True, help="Chromosomes held out of training ('none' for none).")
-@click.option("--epochs", type=int, default=100, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True, help="Peak learning rate (AdamW).")
-@click.option("--batch-windows", type=int, default=0, show_default=True, help="Windows per step (0: all training windows).")
-@click.option("--accumulate", type=int, default=1, show_default=True, help="Steps whose gradients are accumulated per update.")
-@click.option("--warmup", type=float, default=0.05, show_default=True, help="Linear warm-up: a fraction (<1) or a number of updates.")
-@click.option("--clip", type=float, default=1.0, show_default=True, help="Gradient-norm clipping (0: off).")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="AdamW weight decay.")
-@click.option("--patience", type=int, default=0, show_default=True, help="Stop after this many epochs without a better validation loss (0: off).")
-@click.option("--checkpoint-every", type=int, default=50, show_default=True, help="Also checkpoint every N steps (0: epochs only).")
+@click.option("--holdout-chroms", default="auto", show_default=True,
+              help="Chromosomes held out of training: a list, 'none', or 'auto' (6,7,8 where the dataset has them "
+                   "and others to train on).")
+@click.option("--optimizer", type=click.Choice(["auto", "lbfgs", "adamw"]), default="auto", show_default=True,
+              help="auto: full-batch L-BFGS to the maximum for priors with few parameters (constant, glm) whose "
+                   "windows are in memory, unless an AdamW option is given; mini-batch AdamW otherwise.")
+@click.option("--gtol", type=POSITIVE, default=None,
+              help="L-BFGS: stop when max |gradient| of the per-variant loss is at most this  [default: 1e-06]")
+@click.option("--max-iter", type=click.IntRange(min=1), default=None, help="L-BFGS: iteration limit  [default: 500]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="AdamW epochs  [default: 100]")
+@click.option("--lr", type=POSITIVE, default=None, help="Peak AdamW learning rate  [default: the prior's]")
+@click.option("--batch-windows", type=click.IntRange(min=0), default=None,
+              help="Windows per AdamW step (0: all training windows)  [default: 0]")
+@click.option("--accumulate", type=click.IntRange(min=1), default=None,
+              help="Steps whose gradients are accumulated per update  [default: 1]")
+@click.option("--warmup", type=NON_NEGATIVE, default=None,
+              help="Linear warm-up: a fraction (<1) or a number of updates  [default: 0.05]")
+@click.option("--clip", type=NON_NEGATIVE, default=None, help="Gradient-norm clipping (0: off)  [default: 1.0]")
+@click.option("--weight-decay", type=NON_NEGATIVE, default=None, help="AdamW weight decay  [default: 0]")
+@click.option("--patience", type=click.IntRange(min=0), default=None,
+              help="Stop after this many epochs without a better validation loss and keep the best epoch's "
+                   "weights (0: off)  [default: 0]")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Also checkpoint every N AdamW steps or L-BFGS iterations (0: epochs / every 20 iterations).")
 @click.option("--log-jsonl", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per step and per epoch.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory) and stop.")
 @click.option("--amp", is_flag=True, help="Mixed precision (bfloat16 autocast) for the prior network; the linear algebra stays in --dtype.")
@@ -229,28 +266,22 @@ def _sigma2(value):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
-@click.option("--threads", type=int, default=0, show_default=True,
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads for torch (0: one thread when every window is small, else torch's default).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Model directory (resumes if it has a checkpoint).")
 @user_errors
 def fit(dataset, prior, objective, solver, prior_options, solver_options, objective_options, alpha, sigma2,
-        holdout_chroms, epochs, lr, batch_windows, accumulate, warmup, clip, weight_decay, patience,
-        checkpoint_every, log_jsonl, dry_run, amp, loader_workers, seed, device, dtype, threads, out):
+        holdout_chroms, optimizer, gtol, max_iter, epochs, lr, batch_windows, accumulate, warmup, clip,
+        weight_decay, patience, checkpoint_every, log_jsonl, dry_run, amp, loader_workers, seed, device, dtype,
+        threads, out):
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
 
-    if alpha.strip().lower() == "learn":
-        alpha_v = "learn"
-    else:
-        try:
-            alpha_v = float(alpha)
-        except ValueError:
-            raise UserError(f"option --alpha: expected a number or 'learn', got {alpha!r}") from None
     summary = run_fit(
         dataset, out, prior=prior, objective=objective, solver=solver,
         prior_options=prior_options, solver_options=solver_options,
-        objective_options=objective_options, alpha=alpha_v,
-        sigma2=_sigma2(sigma2), holdout_chroms=_int_list(holdout_chroms, "--holdout-chroms") or [],
+        objective_options=objective_options, alpha=_alpha(alpha), sigma2=_sigma2(sigma2),
+        holdout_chroms=holdout_chroms, optimizer=optimizer, gtol=gtol, max_iter=max_iter,
         epochs=epochs, lr=lr, batch_windows=batch_windows, accumulate=accumulate, warmup=warmup,
         clip=clip, weight_decay=weight_decay, patience=patience, checkpoint_every=checkpoint_every,
         log_jsonl=log_jsonl, dry_run=dry_run, seed=seed, device=device, dtype=dtype, threads=threads,

@@ -60,6 +60,13 @@ class LDScoreRegression(Objective):
     uses_solver = False
     options = {"h2_per_snp": Option(float, 0.0, "h2/M in the regression weights (0: set by fit)")}
 
+    def setup(self, context):
+        super().setup(context)
+        if not self.config["h2_per_snp"] and context.n_train_variants:
+            # the initial LD score regression's per-SNP h2 (floored: a null trait's
+            # regression h2 of ~0 would give the weights no second factor at all)
+            self.config["h2_per_snp"] = max(context.h2, 1e-3) / context.n_train_variants
+
     def r2(self, window):
         """(n, n+) squared correlations of the core variants with (i)+ (cached)."""
         cached = window.extra.get("_r2")

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import UserError
 
 MODEL_JSON = "model.json"
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.pt"  # the same name as varfx.train.checkpoint.CHECKPOINT
 MODEL_FORMAT = "varfx-model"
 MODEL_VERSION = 1
 
@@ -36,27 +36,19 @@ def read_model_json(model_dir) -> dict:
 
 
 def save_checkpoint(model_dir, state: dict) -> None:
-    import torch
+    from ..train.checkpoint import save_checkpoint as save
 
-    from ..store import atomic_path
-
-    with atomic_path(Path(model_dir) / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
+    save(model_dir, state)
 
 
 def load_checkpoint(model_dir) -> dict | None:
-    import torch
+    """The model directory's checkpoint, validated (:func:`varfx.train.checkpoint.read_checkpoint`)."""
+    from ..train.checkpoint import read_checkpoint
 
-    path = Path(model_dir) / CHECKPOINT
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is a user error
-        raise UserError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})", path=path) from None
+    return read_checkpoint(model_dir)
 
 
-def build_prior(meta_prior: dict, context: dict):
+def build_prior(meta_prior: dict, context):
     """Instantiate the prior plugin named in model.json and build its module."""
     from ..plugins import lookup
 
@@ -95,16 +87,16 @@ def track_rows(h5, lo: int, hi: int):
     return torch.as_tensor(h5["features"]["window"][lo:hi])
 
 
-def prior_context(batch, init_f=1e-6, track_shape=None) -> dict:
-    """What a prior's module needs to know about the inputs it will get
-    (``track_shape``: the stored tracks' shape when they are not in ``batch``)."""
-    ctx = {"init_f": init_f, "n_features": 0, "n_tracks": 0, "window": 0}
-    if "features" in batch:
-        ctx["n_features"] = int(batch["features"].shape[1])
+def prior_context(batch, init_f=1e-6, track_shape=None):
+    """What a prior's module needs to know about the inputs it will get, as a
+    :class:`varfx.api.FitContext` (``track_shape``: the stored tracks' shape when they
+    are not in ``batch``)."""
+    from ..api import FitContext
+
+    n_features = int(batch["features"].shape[1]) if "features" in batch else 0
     shape = tuple(batch["window"].shape) if "window" in batch else track_shape
-    if shape is not None:
-        ctx["window"], ctx["n_tracks"] = int(shape[1]), int(shape[2])
-    return ctx
+    window, n_tracks = (int(shape[1]), int(shape[2])) if shape is not None else (0, 0)
+    return FitContext(init_f=init_f, n_features=n_features, n_tracks=n_tracks, window=window)
 
 
 def feature_matrix(h5):
@@ -121,8 +113,13 @@ def load_model(model_dir, dtype="float64", device="cpu"):
     ckpt = load_checkpoint(model_dir)
     if ckpt is None:
         raise UserError(f"no {CHECKPOINT} (the fit did not run or was removed)", path=model_dir)
-    context = {"init_f": 1e-6, **meta.get("inputs", {})}
+    from ..api import FitContext
+    from ..train.checkpoint import CHECKPOINT as _name, check_prior_state
+
+    inputs = meta.get("inputs", {})
+    context = FitContext(init_f=1e-6, **{k: int(inputs.get(k, 0)) for k in ("n_features", "n_tracks", "window")})
     module = build_prior(meta["prior"], context)
+    check_prior_state(ckpt["prior"], module, Path(model_dir) / _name, meta["prior"].get("name", ""))
     module.load_state_dict(ckpt["prior"])
     module.eval()
     return meta, module

@@ -1,0 +1,212 @@
+"""The mini-batch AdamW loop (networks, and any prior when asked for).
+
+The loss of a step is the objective summed over a batch of training units and divided
+by the number of variants in the batch (so learning rates do not depend on the batch
+size).  AdamW with a linear warm-up and cosine decay (:mod:`.schedule`), gradient
+accumulation and clipping, early stopping on the validation loss with the best
+epoch's weights restored at the end.  The whole state (prior, optimiser, schedule,
+epoch and step, solver state, curve, best weights) is checkpointed atomically every
+``checkpoint_every`` steps and after every epoch; a resumed fit replays the epoch order
+(it depends only on the seed and the epoch), so an interrupted and resumed run ends at
+the same parameters as an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+from ..errors import UserError
+from . import checkpoint as ck
+from .schedule import make_scheduler, warmup_updates
+
+CHECKPOINT_KEYS = ("prior", "optimizer", "scheduler", "state", "curve", "config")
+
+
+def plan(n_units: int, epochs: int, batch_windows: int, accumulate: int, warmup: float):
+    """(units per step, steps per epoch, optimiser updates in all, warm-up updates)."""
+    bw = batch_windows if batch_windows > 0 else n_units
+    steps_per_epoch = math.ceil(n_units / bw)
+    total = max(1, math.ceil(epochs * steps_per_epoch / accumulate))
+    return bw, steps_per_epoch, total, warmup_updates(warmup, total)
+
+
+def guarded_loss(setup, units, log_f_of, where):
+    """The batch's loss; a solver's refusal (non-finite or indefinite inputs) becomes a
+    one-line error naming the unit."""
+    try:
+        return setup.objective.batch_loss(units, log_f_of, setup.s2)
+    except FloatingPointError:
+        fail_non_finite(setup, units, log_f_of, math.nan, where)
+
+
+def fail_non_finite(setup, units, log_f_of, loss, where):
+    """Name the first unit whose loss is not finite (or the batch when each is)."""
+    for unit, value in zip(units, setup.objective.unit_losses(units, log_f_of, setup.s2)):
+        if not math.isfinite(value):
+            raise UserError(f"the loss of {setup.objective.unit_name(unit)} became {value} {where}; "
+                            "try a smaller --lr")
+    raise UserError(f"the loss became {loss} {where}; try a smaller --lr")
+
+
+def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accumulate, warmup, clip,
+              weight_decay, patience, checkpoint_every, seed, amp, loader_workers, log, write_meta, bar):
+    import torch
+
+    from ..stages.model import track_rows
+    from ..stages.precompute import WindowBatches, open_dataset
+
+    module, objective, train, val = setup.module, setup.objective, setup.train, setup.val
+    bw, steps_per_epoch, total_updates, warm = plan(len(train), epochs, batch_windows, accumulate, warmup)
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = make_scheduler(opt, total_updates, warm)
+    state = {"epoch": 0, "step": 0, "updates": 0, "ep_loss": 0.0, "ep_n": 0, "best_val": math.inf,
+             "bad_epochs": 0, "stopped_early": False, "best_epoch": 0}
+    curve: list[dict] = []
+    best = None  # the weights of the best validation epoch (restored at the end with --patience)
+    resumed_from = None
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        state.update(json.loads(ckpt["state"]))
+        curve = json.loads(ckpt["curve"])
+        best = ckpt.get("best_prior")
+        if setup.solver is not None:
+            setup.solver.load_state_dict(state.get("solver", {}))
+        resumed_from = f"epoch {state['epoch'] + 1} step {state['step']}"
+
+    def checkpoint():
+        if not dist.is_main:
+            return
+        if setup.solver is not None:
+            state["solver"] = setup.solver.state_dict()
+        payload = {"prior": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                   "state": json.dumps(state), "curve": json.dumps(curve), "config": json.dumps(config)}
+        if best is not None:
+            payload["best_prior"] = best
+        # looked up at call time, so a test can interrupt a fit right after a checkpoint
+        ck.save_checkpoint(out, payload)
+
+    t0 = time.perf_counter()
+    waited, run_windows, val_text = 0.0, 0, ""
+    n_val = setup.n_val_variants
+    task = bar.add_task("fit", total=epochs * steps_per_epoch,
+                        completed=state["epoch"] * steps_per_epoch + state["step"], status="")
+    while state["epoch"] < epochs and not state["stopped_early"]:
+        epoch = state["epoch"]
+        # The order of an epoch depends only on (seed, epoch): a resumed run replays it
+        # and skips the steps already taken.
+        gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+        order = torch.randperm(len(train), generator=gen).tolist()
+        module.train()
+        if loader_workers > 0:
+            batches_plan = [dist.share([train[i].index for i in order[st * bw:(st + 1) * bw]])
+                            for st in range(state["step"], steps_per_epoch)]
+            batches = iter(WindowBatches(setup.dataset, batches_plan, config["dtype"],
+                                         tracks=setup.track_shape is not None).loader(loader_workers))
+        while state["step"] < steps_per_epoch:
+            st = state["step"]
+            wb = [train[i] for i in order[st * bw:(st + 1) * bw]]
+            n_core = objective.batch_size(wb)
+            if loader_workers > 0:
+                t_wait = time.perf_counter()
+                mine, rows = next(batches)
+                mine = [_to(w, module_device(setup)) for w in mine]
+                waited += time.perf_counter() - t_wait
+            else:
+                mine, rows = dist.share(wb), None
+            t_step = time.perf_counter()
+            # data parallel: each rank takes every world-th unit of the batch; the
+            # gradients are summed over ranks, so the update is the same as one
+            # process taking the whole batch
+            log_f_of = setup.log_f_of(amp, rows)
+            local = guarded_loss(setup, mine, log_f_of, f"at epoch {epoch + 1} step {st + 1}") / n_core
+            if torch.is_tensor(local) and local.requires_grad:
+                (local / accumulate).backward()
+            loss = dist.sum_value(local)
+            if not math.isfinite(loss):
+                fail_non_finite(setup, mine, log_f_of, loss, f"at epoch {epoch + 1} step {st + 1}")
+            state["ep_loss"] += loss * n_core
+            state["ep_n"] += n_core
+            state["step"] += 1
+            last_of_epoch = state["step"] == steps_per_epoch
+            if state["step"] % accumulate == 0 or last_of_epoch:
+                dist.sum_grads(module)
+                if clip > 0:
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                state["updates"] += 1
+                ck.check_finite_parameters(module, f"at epoch {epoch + 1} step {st + 1}")
+            log({"epoch": epoch + 1, "step": state["step"], "loss": loss, "lr": opt.param_groups[0]["lr"],
+                 "windows": len(wb), "windows_per_s": len(wb) / max(time.perf_counter() - t_step, 1e-9)})
+            run_windows += len(wb)
+            rate = run_windows / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss:.5f} {rate:.3g} windows/s{val_text}")
+            if checkpoint_every and state["step"] % checkpoint_every == 0 and not last_of_epoch:
+                checkpoint()
+        rec = {"epoch": epoch + 1, "train_loss": state["ep_loss"] / state["ep_n"]}
+        if val:
+            rec["val_loss"] = validation_loss(setup, dist, amp, n_val, track_rows, open_dataset)
+            if not math.isfinite(rec["val_loss"]):
+                raise UserError(f"the validation loss became {rec['val_loss']} at epoch {epoch + 1}; "
+                                "try a smaller --lr")
+            if rec["val_loss"] < state["best_val"]:
+                state["best_val"], state["bad_epochs"], state["best_epoch"] = rec["val_loss"], 0, epoch + 1
+                if patience:
+                    best = ck.copy_state(module)
+            else:
+                state["bad_epochs"] += 1
+                if patience and state["bad_epochs"] >= patience:
+                    state["stopped_early"] = True
+        curve.append(rec)
+        if "val_loss" in rec:
+            val_text = f" (val {rec['val_loss']:.5f})"
+        log({"epoch_end": epoch + 1, **rec})
+        state.update(epoch=epoch + 1, step=0, ep_loss=0.0, ep_n=0)
+        checkpoint()
+        write_meta(False, curve, _summary(state, patience, best))
+    if patience and best is not None:
+        # early stopping keeps the weights of the best validation epoch, not the last
+        module.load_state_dict(best)
+        checkpoint()
+    return {"curve": curve, "resumed_from": resumed_from, "waited": waited,
+            "record": _summary(state, patience, best)}
+
+
+def _summary(state, patience, best):
+    out = {"stopped_early": state["stopped_early"], "optimizer_updates": state["updates"]}
+    if patience and best is not None:
+        out.update(best_epoch=state["best_epoch"], weights="best validation epoch")
+    return out
+
+
+def validation_loss(setup, dist, amp, n_val, track_rows, open_dataset) -> float:
+    import torch
+
+    module = setup.module
+    module.eval()
+    with torch.no_grad():
+        vs = dist.share(setup.val)
+        vrows = None
+        if setup.track_shape is not None and vs:
+            lo = min(int(w.plus_idx.min()) for w in vs)
+            with open_dataset(setup.dataset) as h5:
+                vrows = (lo, track_rows(h5, lo, max(int(w.plus_idx.max()) for w in vs) + 1))
+        value = dist.sum_value(setup.objective.batch_loss(vs, setup.log_f_of(amp, vrows), setup.s2)) / n_val
+    module.train()
+    return value
+
+
+def module_device(setup):
+    return setup.batch["freq"].device
+
+
+def _to(window, device):
+    """A window read by a loader worker (CPU tensors), on the training device."""
+    if str(device) != "cpu":
+        window.G, window.z = window.G.to(device), window.z.to(device)
+        window.extra = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in window.extra.items()}
+    return window

@@ -1,0 +1,286 @@
+"""Set-up of a fit: plugins and options, the windows, sigma^2, the typed context.
+
+Everything here runs before the first step and raises :class:`UserError` for what a
+user can fix (conflicting options, chromosomes the dataset lacks, missing allele
+frequencies with a frequency exponent, a failed LD score regression).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+
+SMALL_WINDOW = 3000  # n+ at or below which --threads 0 uses one thread
+DEFAULT_HOLDOUT = (6, 7, 8)  # the paper's held-out chromosomes
+DEFAULT_ALPHA = 0.7
+DEFAULT_SOLVER = "cholesky"  # the frequency exponent when every variant has a frequency
+
+
+def ldsr_intercept(windows, z_all, n_all, N=None, n_iter=3, intercept=None):
+    """sigma^2 and h2 by LD score regression (ldsc-style weights).
+
+    Regress ``chi2_m = Z_m^2`` on the (bias-corrected) LD score ``l_m`` of each core
+    variant: ``E[chi2_m] = n_m h2 l_m / M + sigma^2`` with ``n_m`` the variant's own
+    sample size (meta-analyses mix sample sizes; the median would mis-weigh them),
+    weighted by ``1 / (l (1 + n h2 l / M)^2)`` (down-weighting high-LD variants, whose
+    chi2 are correlated, and the heteroskedasticity of chi2), re-weighted ``n_iter``
+    times with the current h2.  With ``intercept`` given (``--sigma2``) only the slope is
+    fitted, with the intercept fixed there.  ``N`` is used only for variants without a
+    sample size.  Returns ``(intercept, h2)``.
+    """
+    idx = np.concatenate([w.core_idx for w in windows])
+    l = np.concatenate([w.ld_score for w in windows]).astype(np.float64)
+    chi2 = np.asarray(z_all, dtype=np.float64)[idx] ** 2
+    n = np.asarray(n_all, dtype=np.float64)[idx]
+    if N is not None:
+        n = np.where(np.isfinite(n) & (n > 0), n, float(N))
+    ok = np.isfinite(chi2) & np.isfinite(l) & np.isfinite(n) & (n > 0)
+    l, chi2, n = np.maximum(l[ok], 1.0), chi2[ok], n[ok]
+    M = len(l)
+    if M < 10:
+        raise UserError(f"too few variants ({M}) to estimate --sigma2 by LD score regression; pass --sigma2")
+    x = n * l / M  # E[chi2] = h2 * x + sigma^2
+    a0 = 1.0 if intercept is None else float(intercept)
+    h2 = max((chi2.mean() - a0) / x.mean(), 0.0)
+    a = a0
+    for _ in range(n_iter):
+        w = 1.0 / (l * (1.0 + h2 * x) ** 2)
+        if intercept is None:
+            X = np.stack([np.ones_like(x), x], 1)
+            a, slope = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * chi2))
+        else:
+            slope = float(np.sum(w * x * (chi2 - a)) / np.sum(w * x * x))
+        h2 = max(float(slope), 0.0)
+    return float(a), float(h2)
+
+
+def select(windows, holdout):
+    """(training, validation) windows: held-out chromosomes validate; empty windows
+    (k = 0: every eigen-direction dropped) take part in neither."""
+    train = [w for w in windows if w.chrom not in holdout and w.k > 0]
+    val = [w for w in windows if w.chrom in holdout and w.k > 0]
+    return train, val
+
+
+def resolve_holdout(value, available) -> list[int]:
+    """``--holdout-chroms`` against the dataset's chromosomes.
+
+    None or ``'auto'`` (the default): chromosomes 6, 7, 8 where the dataset has them and
+    leaves others to train on, else none (a one-chromosome dataset trains on it all).
+    A string is parsed by :func:`varfx.cli_types.parse_chroms` (``'all'`` holds out every
+    chromosome, which leaves nothing to train on: an error, never a silent 'none');
+    a list is checked the same way."""
+    from ..cli_types import parse_chroms
+
+    available = sorted(int(c) for c in available)
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        held = [c for c in DEFAULT_HOLDOUT if c in available]
+        return held if len(held) < len(available) else []
+    if isinstance(value, str):
+        return parse_chroms(value, "--holdout-chroms", available)
+    return parse_chroms(",".join(str(int(c)) for c in value) or "none", "--holdout-chroms", available)
+
+
+def resolve_alpha(alpha, freq):
+    """``--alpha`` as used: ``'auto'`` is 0.7 when every variant has an allele frequency
+    and 0 (no frequency factor) when some do not (LDSC sumstats with a UKBB/PolyFun LD
+    reference carry none).  Returns ``(alpha, note or None)``."""
+    n_missing = int((~np.isfinite(freq)).sum())
+    if isinstance(alpha, str) and alpha.strip().lower() == "auto":
+        if n_missing == 0:
+            return DEFAULT_ALPHA, None
+        return 0.0, (f"--alpha auto: {n_missing} of {len(freq)} variants have no allele frequency, "
+                     "so the frequency factor is off (alpha 0)")
+    return alpha, None
+
+
+def note(message: str) -> None:
+    """A one-line note on stderr (stdout carries JSON only)."""
+    print(f"Note: {message}", file=sys.stderr)
+
+
+@dataclass
+class FitSetup:
+    """Everything a training loop needs, resolved from the options and the dataset."""
+
+    dataset: str
+    prior_name: str
+    solver_name: str | None
+    prior_cls: Any
+    prior_opts: dict
+    objective: Any
+    solver: Any
+    solver_opts: dict
+    module: Any
+    context: Any
+    train: list
+    val: list
+    holdout: list  # the held-out chromosomes, as resolved
+    batch: dict  # per-variant prior inputs (all variants)
+    track_shape: tuple | None
+    sigma2: float
+    sigma2_source: str
+    s2: Any  # sigma^2 / N as a tensor of the training dtype
+    N: float
+    h2_ldsr: float
+    windows_mb: float
+    notes: list = field(default_factory=list)
+    alpha_source: str = "option"
+
+    @property
+    def n_train_variants(self) -> int:
+        return self.objective.batch_size(self.train)
+
+    @property
+    def n_val_variants(self) -> int:
+        return self.objective.batch_size(self.val)
+
+    def log_f_of(self, amp=False, rows=None):
+        """``idx -> log f`` of the prior at the dataset's variants ``idx`` (float64).
+
+        ``amp``: the prior's forward runs under autocast (bfloat16) and its output is
+        cast back, so the linear algebra always runs in the training dtype.  ``rows``:
+        ``(lo, tracks)``, the per-base tracks of variants ``lo, lo+1, ...`` read by a
+        loader when :attr:`batch` does not hold them."""
+        import contextlib
+
+        import torch
+
+        module, batch = self.module, self.batch
+        dev = batch["freq"].device
+
+        def evaluate(idx):
+            sub = {k: v[torch.as_tensor(idx, device=dev)] for k, v in batch.items()}
+            if rows is not None:
+                lo, tracks = rows
+                sub["window"] = tracks[torch.as_tensor(idx - lo)].to(dev)
+            ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+            with ctx:
+                log_f = module(sub)
+            return log_f.to(torch.float64)
+
+        return evaluate
+
+
+def prepare(dataset, *, prior, objective, solver, prior_options, solver_options, objective_options,
+            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers) -> FitSetup:
+    import torch
+
+    from ..api import FitContext
+    from ..plugins import lookup
+    from ..stages.model import variant_batch
+    from ..stages.precompute import load_windows, open_dataset
+
+    prior_cls = lookup("priors", prior)
+    obj_cls = lookup("objectives", objective)
+    prior_opts = prior_cls.parse_options(prior_options)
+    if "alpha" in prior_opts and alpha is not None and not (isinstance(alpha, str) and alpha == "auto"):
+        raise UserError(f"options --alpha and -p alpha={prior_opts['alpha']} conflict: give one of them")
+    solver_obj, solver_opts = None, {}
+    if obj_cls.uses_solver:
+        solver_cls = lookup("solvers", solver or DEFAULT_SOLVER)
+        solver_opts = solver_cls.parse_options(solver_options)
+        solver_obj = solver_cls(**solver_opts)
+    elif solver is not None or solver_options:
+        # a solver for an objective that takes none would be silently ignored
+        given = f"--solver {solver}" if solver is not None else f"-s {solver_options[0]}"
+        raise UserError(f"option {given}: objective {objective!r} uses no solver")
+    objective_opts = obj_cls.parse_options(objective_options)
+    objective_obj = obj_cls(solver=solver_obj, **objective_opts)
+
+    if loader_workers > 0:
+        # plan with metadata; the training windows' factors are read per batch by the
+        # loader's worker processes (held-out windows are read once, for validation)
+        windows, wattrs = load_windows(dataset, dtype=dtype, device=device, meta_only=True)
+        holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
+        train, _ = select(windows, holdout)
+        val, _ = load_windows(dataset, chroms=sorted(holdout), dtype=dtype, device=device) if holdout else ([], None)
+        val = [w for w in val if w.k > 0]
+    else:
+        windows, wattrs = load_windows(dataset, dtype=dtype, device=device)
+        holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
+        train, val = select(windows, holdout)
+    if not train:
+        raise UserError(
+            f"no training windows: the dataset has chromosomes {wattrs['all_chroms']} and "
+            f"--holdout-chroms holds out {sorted(holdout)}", path=dataset)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif device == "cpu" and max(w.n_plus for w in windows) <= SMALL_WINDOW and loader_workers == 0:
+        # Small windows: intra-op threads cost more than they give (measured 2x slower
+        # with 2 threads on 36 chr22 windows of n+ ~ 600, and ~30x slower when another
+        # process loads the cores, because idle OpenMP threads spin).
+        torch.set_num_threads(1)
+    N = wattrs["N"]
+    with open_dataset(dataset) as h5:
+        z_all = h5["variants"]["z"][:]
+        n_all = h5["variants"]["n"][:]
+        # with a loader the per-base tracks stay on disk: each batch reads its rows
+        batch = variant_batch(h5, dtype="float64", device=device, tracks=loader_workers == 0)
+        track_shape = None
+        if loader_workers > 0 and "features" in h5 and "window" in h5["features"]:
+            track_shape = tuple(h5["features"]["window"].shape)
+        freq = h5["variants"]["freq"][:]
+
+    notes, alpha_source = [], "option"
+    if "alpha" in prior_cls.options:
+        if "alpha" in prior_opts:
+            alpha_source = "prior option"
+        else:
+            a, msg = resolve_alpha("auto" if alpha is None else alpha, freq)
+            alpha_source = ("auto" if msg is None else "auto: no allele frequencies") \
+                if (alpha is None or alpha == "auto") else "option"
+            if msg:
+                notes.append(msg)
+            prior_opts["alpha"] = a if a == "learn" else float(a)
+    if prior_opts.get("alpha", 0) != 0 and not np.all(np.isfinite(freq)):
+        raise UserError(
+            f"{int((~np.isfinite(freq)).sum())} variants have no allele frequency in the dataset; "
+            "the frequency factor needs them (use --alpha 0, or --alpha auto)", path=dataset)
+
+    if sigma2 is None:
+        sigma2_value, h2_ldsr = ldsr_intercept(train, z_all, n_all, N)
+        sigma2_source = "ldsr-intercept"
+        if not sigma2_value > 0:
+            raise UserError(f"LD score regression gave a non-positive intercept ({sigma2_value:.3g}); pass --sigma2")
+    else:
+        # only the starting point needs h2: fit the slope with the intercept fixed at
+        # the given sigma^2, and start from a small h2 when even that is impossible
+        sigma2_value, sigma2_source = float(sigma2), "option"
+        try:
+            _, h2_ldsr = ldsr_intercept(train, z_all, n_all, N, intercept=sigma2_value)
+        except UserError:
+            h2_ldsr = 0.0
+    s2 = torch.tensor(sigma2_value / N, dtype=getattr(torch, dtype), device=device)
+
+    M_train = objective_obj.batch_size(train)
+    per_snp = max(h2_ldsr, 1e-3) / M_train
+    alpha0 = prior_opts.get("alpha", 0)
+    if alpha0:
+        from ..nn.priors import ALPHA_START
+
+        a = ALPHA_START if alpha0 == "learn" else alpha0
+        p = np.clip(freq, 1e-6, 1 - 1e-6)
+        # start at the regression's h2: f = c (p(1-p))^a summed over variants
+        per_snp /= float(np.mean((p * (1 - p)) ** a))
+    n_features = int(batch["features"].shape[1]) if "features" in batch else 0
+    shape = tuple(batch["window"].shape) if "window" in batch else track_shape
+    context = FitContext(init_f=per_snp, n_features=n_features,
+                         n_tracks=int(shape[2]) if shape is not None else 0,
+                         window=int(shape[1]) if shape is not None else 0,
+                         N=float(N), h2=float(h2_ldsr), n_train_variants=M_train)
+    objective_obj.setup(context)
+    module = prior_cls(**prior_opts).module(context).to(device)
+    itemsize = 8 if dtype == "float64" else 4
+    return FitSetup(
+        dataset=str(dataset), prior_name=prior, solver_name=(solver or DEFAULT_SOLVER) if solver_obj else None, prior_cls=prior_cls, prior_opts=prior_opts,
+        objective=objective_obj, solver=solver_obj, solver_opts=solver_opts, module=module, context=context,
+        train=train, val=val, holdout=sorted(holdout), batch=batch, track_shape=track_shape, sigma2=sigma2_value,
+        sigma2_source=sigma2_source, s2=s2, N=N, h2_ldsr=h2_ldsr, notes=notes, alpha_source=alpha_source,
+        windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
+    )
