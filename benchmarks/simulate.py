@@ -37,7 +37,8 @@ def mle_h2(dataset, n_gwas: float, alpha: float = 0.7) -> float:
     from scipy.optimize import minimize_scalar
 
     from varfx.stages.evaluate import window_logliks
-    from varfx.stages.precompute import load_windows, open_dataset
+    from varfx.store.dataset import open_dataset
+    from varfx.store.windows import load_windows
 
     windows, _ = load_windows(dataset)
     with open_dataset(dataset) as h5:

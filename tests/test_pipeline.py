@@ -325,7 +325,7 @@ def _newton_step_in_se(ds, log_c, sigma2=1.0):
 
     from varfx.default_plugins.objectives import FullLikelihood
     from varfx.default_plugins.solvers import CholeskySolver
-    from varfx.stages.precompute import load_windows
+    from varfx.store.windows import load_windows
 
     windows, attrs = load_windows(ds)
     windows = [w for w in windows if w.k > 0]

@@ -134,7 +134,8 @@ def _simulate_fit(tmp_path, truth, prior, extra_sim=(), extra_ingest=(), epochs=
 
 @pytest.mark.slow
 def test_simulate_then_fit_constant_prior_recovers_h2(tmp_path):
-    from varfx.stages.precompute import load_windows, open_dataset
+    from varfx.store.dataset import open_dataset
+    from varfx.store.windows import load_windows
 
     sim, ds, model, meta, ev = _simulate_fit(tmp_path, "constant", "constant")
     # the sumstats carry z to 8 digits
@@ -161,8 +162,9 @@ def test_simulate_then_fit_constant_prior_recovers_h2(tmp_path):
 
 @pytest.mark.slow
 def test_simulate_then_fit_glm_prior_recovers_coefficients(tmp_path):
-    from varfx.stages.model import feature_matrix
-    from varfx.stages.precompute import load_windows, open_dataset
+    from varfx.store.variants import feature_matrix
+    from varfx.store.dataset import open_dataset
+    from varfx.store.windows import load_windows
 
     rng = np.random.default_rng(11)
     snps = [line.split()[1] for line in open(f"{PANEL}.bim")]

@@ -315,7 +315,7 @@ CASES = {
     "evaluate-model-json-not-object": model_case("evaluate", "json_not_object", "model.json"),
     "evaluate-model-json-without-prior": model_case("evaluate", "json_without_prior", "model.json"),
     "evaluate-checkpoint-missing": model_case("evaluate", "no_checkpoint", "checkpoint.pt"),
-    "evaluate-checkpoint-empty": model_case("evaluate", "empty_checkpoint", "cannot read checkpoint"),
+    "evaluate-checkpoint-empty": model_case("evaluate", "empty_checkpoint", "empty checkpoint (zero bytes"),
     "evaluate-chroms-absent": simple(lambda b, t, m: ["evaluate", b["model"], b["ds"], "--chroms", "5"], 1,
                                      "chromosome 5 is not in the dataset (it has 22)"),
     "evaluate-chroms-garbled": simple(lambda b, t, m: ["evaluate", b["model"], b["ds"], "--chroms", "banana"], 1,
@@ -335,7 +335,7 @@ CASES = {
     "evaluate-truth-empty": truth_case(b"", "empty truth file"),
     # score
     "score-model-missing": model_case("score", "missing", "model.json"),
-    "score-checkpoint-empty": model_case("score", "empty_checkpoint", "cannot read checkpoint"),
+    "score-checkpoint-empty": model_case("score", "empty_checkpoint", "empty checkpoint (zero bytes"),
     "score-nan-F": model_case("score", "nan_parameters", "case_model"),
     "score-dataset-garbled": simple(lambda b, t, m: ["score", b["model"], broken_dataset("garbled")(b, t, m),
                                                      "-o", t / "s.tsv"], 1, "not a readable HDF5 file"),
@@ -397,20 +397,7 @@ def run_cli(args, child=False):
     return r.exit_code, r.stdout, r.stderr, exc
 
 
-#: Cases that fail in code another part owns (reported, not fixed here): strict, so
-#: that the fix there shows up as an XPASS to remove from this set.
-KNOWN_FAILING = {
-    # stages/model.py load_checkpoint: str(exc).splitlines()[0] of an empty message
-    "evaluate-checkpoint-empty": "IndexError in stages/model.py load_checkpoint on a zero-byte checkpoint",
-    "score-checkpoint-empty": "IndexError in stages/model.py load_checkpoint on a zero-byte checkpoint",
-    # stages/model.py read_model_json / load_model: meta.get on a list, meta["prior"] missing
-    "evaluate-model-json-not-object": "AttributeError in stages/model.py read_model_json on a JSON list",
-    "evaluate-model-json-without-prior": "KeyError in stages/model.py load_model when model.json has no prior",
-}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_FAILING[n], strict=True))
-                                  if n in KNOWN_FAILING else n for n in sorted(CASES)])
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name, base, tmp_path, mounts):
     args, code, needle = CASES[name](base, tmp_path, mounts)
     before = tree(tmp_path, base["tmp"])
@@ -429,8 +416,6 @@ def test_bad_input(name, base, tmp_path, mounts):
     assert tree(tmp_path, base["tmp"]) == before, "the command left something behind"
 
 
-@pytest.mark.xfail(strict=True, reason="ingest writes dataset.h5 with HDF5 straight onto the destination; on a full "
-                   "disk h5py prints its failed flushes as tracebacks (stages/ingest.py, the inputs part)")
 def test_demo_full_disk_leaves_nothing(tmp_path, mounts):
     """The demo narrates its stages (rules on stderr) before ingest fails on a full
     disk: the error is the one 'Error:' line, last, and the directory it made is gone."""

@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import UserError
 from ..store.dataset import open_dataset
 from ..store.windows import load_windows
-from .model import load_model, predict_log_f
+from ..store.model import load_model
+from ..store.variants import predict_log_f
 
 #: ``run_evaluate(chroms=HOLDOUT)``: the chromosomes the model held out of training.
 HOLDOUT = "holdout"

@@ -23,14 +23,14 @@ import numpy as np
 from .. import __version__
 from ..errors import UserError
 from ..store import write_json_atomic
+from ..store.dataset import open_dataset
+from ..store.model import MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
 from ..train import checkpoint as ck
 from ..train.distributed import Distributed
 from ..train.lbfgs import CHECKPOINT_KEYS as LBFGS_KEYS
 from ..train.lbfgs import GTOL, MAX_ITER
 from ..train.loop import CHECKPOINT_KEYS as ADAMW_KEYS
 from ..train.setup import SMALL_WINDOW, ldsr_intercept, select  # noqa: F401 - re-exported names
-from .model import MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
-from .precompute import WindowBatches, load_windows, open_dataset  # noqa: F401 - kept importable
 
 # what AdamW uses when not given (None in run_fit's signature means "not given", so
 # --optimizer auto can tell an explicit request for mini-batch training)
@@ -81,7 +81,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
 
     from ..train.setup import note, prepare
     from ..ui import progress as make_progress
-    from .model import predict_log_f
+    from ..store.variants import predict_log_f
 
     adamw = {"epochs": epochs, "batch_windows": batch_windows, "accumulate": accumulate, "warmup": warmup,
              "clip": clip, "weight_decay": weight_decay, "patience": patience}

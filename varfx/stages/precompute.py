@@ -29,11 +29,8 @@ import numpy as np
 from ..errors import UserError
 from ..store import DATASET_FILE, WINDOWS_FILE, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, hdf5_os_error
 from ..store.dataset import dataset_fingerprint
-# Re-exported for the code that still imports the readers from here (stages/fit.py);
-# new code imports them from varfx.store.
-from ..store.dataset import dataset_file, open_dataset  # noqa: F401
-from ..store.windows import (WindowBatches, WindowSpec, load_windows, open_windows,  # noqa: F401
-                             plan_windows, stored_params, summarise_windows, write_windows)
+from ..store.dataset import open_dataset
+from ..store.windows import WindowSpec, open_windows, plan_windows, stored_params, summarise_windows, write_windows
 
 
 _worker_state: dict = {}

@@ -7,7 +7,8 @@ import numpy as np
 from ..errors import UserError
 from ..store import atomic_path
 from ..store.dataset import open_dataset
-from .model import load_model, predict_log_f
+from ..store.model import load_model
+from ..store.variants import predict_log_f
 
 
 def run_score(model_dir, dataset, out) -> int:

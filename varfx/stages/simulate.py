@@ -192,7 +192,7 @@ def run_simulate(ld, out, *, truth="constant", h2=0.5, n_gwas=100_000.0, alpha=0
     from ..store.dataset import open_dataset
     from ..ui import stage_progress
     from .ingest import detect_ld_kind, run_ingest
-    from .model import feature_matrix
+    from ..store.variants import feature_matrix
 
     _check_options(h2, n_gwas, sigma2, log_sd, block_kb, truth, threshold_quantile, alpha)
     out = Path(out)

@@ -358,7 +358,7 @@ class WindowBatches:
             return windows, None
         # the per-base tracks of the batch's variants: one contiguous slice (the
         # dataset is sorted, and a batch's windows are read together)
-        from ..stages.model import track_rows
+        from .variants import track_rows
 
         if self._data is None:
             self._data = open_dataset(self.dataset, validate=False)

@@ -1,92 +1,14 @@
-"""Checkpoints of a fit: ``checkpoint.pt`` in the model directory, tensors only.
-
-A checkpoint is a dict of tensors, numbers and strings (JSON text for the state, the
-curve and the config), written atomically and always read with
-``torch.load(..., weights_only=True)``, so a model directory from someone else cannot
-run code on load.  :func:`read_checkpoint` refuses, with one line naming the file, a
-checkpoint that is empty, truncated, not tensor-only, lacks the expected keys, or holds
-non-finite numbers; :func:`check_prior_state` refuses weights whose names or shapes are
-not those of the prior being fitted (a checkpoint from another prior).  The messages
-never suggest loading with ``weights_only=False``: that would run the file's code.
-"""
+"""The trainer's side of checkpoints: the weights of the best epoch and the finiteness
+of parameters after an update.  Reading, writing and validating ``checkpoint.pt`` is the
+model directory's job (:mod:`varfx.store.model`); the names are re-exported here because
+the loops call them through this module (tests interrupt a fit by patching
+``save_checkpoint`` here)."""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 from ..errors import UserError
-
-CHECKPOINT = "checkpoint.pt"
-REQUIRED_KEYS = ("prior",)  # what every reader needs; a fit checks its own keys too
-
-
-def save_checkpoint(model_dir, state: dict) -> None:
-    import torch
-
-    from ..store import atomic_path
-
-    with atomic_path(Path(model_dir) / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
-
-
-def read_checkpoint(model_dir, keys=REQUIRED_KEYS) -> dict | None:
-    """The checkpoint of ``model_dir`` (None when there is none), validated: a dict with
-    ``keys``, whose ``prior`` entry maps parameter names to finite tensors."""
-    import pickle
-
-    import torch
-
-    path = Path(model_dir) / CHECKPOINT
-    if not path.is_file():
-        return None
-    remedy = "remove it (or use another model directory) to start the fit afresh"
-    if path.stat().st_size == 0:
-        raise UserError(f"empty checkpoint (zero bytes, an interrupted copy?); {remedy}", path=path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message recommends weights_only=False, i.e. running the file's code
-        raise UserError("not a tensor-only varfx checkpoint (it holds Python objects, which varfx never "
-                        f"loads); {remedy}", path=path) from None
-    except Exception:  # noqa: BLE001 - a truncated or garbled zip, a foreign format...
-        raise UserError(f"unreadable checkpoint (truncated or not a torch file); {remedy}", path=path) from None
-    if not isinstance(ckpt, dict):
-        raise UserError(f"not a varfx checkpoint (a {type(ckpt).__name__}, expected a dict); {remedy}", path=path)
-    missing = [k for k in keys if k not in ckpt]
-    if missing:
-        raise UserError(f"not a varfx checkpoint (no {', '.join(missing)}); {remedy}", path=path)
-    for key in ("prior", "best_prior"):
-        if key in ckpt:
-            _check_tensors(ckpt[key], path, key)
-    return ckpt
-
-
-def _check_tensors(state, path, key):
-    import torch
-
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise UserError(f"checkpoint entry {key!r} is not a set of named tensors", path=path)
-    for name, value in state.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise UserError(f"checkpoint parameter {name} holds NaN or infinite values", path=path)
-
-
-def check_prior_state(state: dict, module, path, prior_name: str = "") -> None:
-    """Refuse weights that are not the module's: other names or shapes mean the
-    checkpoint was written for another prior (or other prior options)."""
-    own = module.state_dict()
-    what = f"prior {prior_name!r}" if prior_name else "this prior"
-    extra = sorted(set(state) - set(own))
-    missing = sorted(set(own) - set(state))
-    if extra or missing:
-        name = (missing or extra)[0]
-        raise UserError(f"checkpoint is from another prior: parameter {name} "
-                        f"{'missing' if missing else 'unknown to ' + what}", path=path)
-    for name, value in own.items():
-        if tuple(state[name].shape) != tuple(value.shape):
-            raise UserError(f"checkpoint is from another prior: parameter {name} has shape "
-                            f"{tuple(state[name].shape)}, {what} has {tuple(value.shape)}", path=path)
+from ..store.model import (CHECKPOINT, REQUIRED_KEYS, check_prior_state, read_checkpoint,  # noqa: F401
+                           save_checkpoint)
 
 
 def copy_state(module) -> dict:
@@ -102,4 +24,3 @@ def check_finite_parameters(module, where: str) -> None:
         if not bool(torch.isfinite(p.detach()).all()):
             raise UserError(f"parameter {name} became NaN or infinite {where}; try a smaller --lr "
                             "(or --optimizer lbfgs for a prior with few parameters)")
-

@@ -37,8 +37,8 @@ STOP_STALLED = "no further progress (the line search cannot lower the loss)"
 def run_lbfgs(setup, out, config, dist, ckpt, *, gtol, max_iter, checkpoint_every, amp, log, write_meta, bar):
     import torch
 
-    from ..stages.model import track_rows
-    from ..stages.precompute import open_dataset
+    from ..store.dataset import open_dataset
+    from ..store.variants import track_rows
 
     module, objective = setup.module, setup.objective
     params = [p for p in module.parameters() if p.requires_grad]

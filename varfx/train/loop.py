@@ -54,8 +54,9 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
               weight_decay, patience, checkpoint_every, seed, amp, loader_workers, log, write_meta, bar):
     import torch
 
-    from ..stages.model import track_rows
-    from ..stages.precompute import WindowBatches, open_dataset
+    from ..store.dataset import open_dataset
+    from ..store.variants import track_rows
+    from ..store.windows import WindowBatches
 
     module, objective, train, val = setup.module, setup.objective, setup.train, setup.val
     bw, steps_per_epoch, total_updates, warm = plan(len(train), epochs, batch_windows, accumulate, warmup)

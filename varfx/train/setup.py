@@ -173,8 +173,9 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
 
     from ..api import FitContext
     from ..plugins import lookup
-    from ..stages.model import variant_batch
-    from ..stages.precompute import load_windows, open_dataset
+    from ..store.dataset import open_dataset
+    from ..store.variants import variant_batch
+    from ..store.windows import load_windows
 
     prior_cls = lookup("priors", prior)
     obj_cls = lookup("objectives", objective)

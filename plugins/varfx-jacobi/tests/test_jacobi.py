@@ -76,7 +76,7 @@ def test_fit_with_cg_jacobi_matches_cholesky(tmp_path):
     # ...and that variance is the optimum of the exact likelihood (not just the same
     # path): moving log c by 0.2 either way makes the exact loss worse.
     from varfx.stages.evaluate import window_logliks
-    from varfx.stages.precompute import load_windows
+    from varfx.store.windows import load_windows
 
     windows, attrs = load_windows(ds)
     M = max(int(w.plus_idx.max()) for w in windows) + 1

@@ -1,59 +1,12 @@
-"""The model directory: ``model.json`` (readable) and ``checkpoint.pt`` (tensors only).
+"""What a prior reads from a dataset: the per-variant inputs (frequency, scalar
+features, per-base tracks) and the prior's prediction of log f for every variant.
 
-``checkpoint.pt`` holds only tensors, numbers and strings and is always read with
-``torch.load(..., weights_only=True)``, so a model directory from someone else cannot
-run code on load.
-"""
+The per-base tracks (``features/window``, the largest input) are read in row ranges
+(:func:`track_rows`) wherever a caller cannot hold them whole."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-
-from ..errors import UserError
-
-MODEL_JSON = "model.json"
-CHECKPOINT = "checkpoint.pt"  # the same name as varfx.train.checkpoint.CHECKPOINT
-MODEL_FORMAT = "varfx-model"
-MODEL_VERSION = 1
-
-
-def read_model_json(model_dir) -> dict:
-    path = Path(model_dir) / MODEL_JSON
-    if not path.is_file():
-        raise UserError(f"no {MODEL_JSON} (expected the output of `varfx fit`)", path=model_dir)
-    try:
-        meta = json.loads(path.read_text())
-    except ValueError as exc:
-        raise UserError(f"not valid JSON ({exc})", path=path) from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise UserError(f"not a varfx model (format {meta.get('format')!r})", path=path)
-    if int(meta.get("format_version", -1)) != MODEL_VERSION:
-        raise UserError(f"model format version {meta.get('format_version')}; this varfx reads {MODEL_VERSION}", path=path)
-    return meta
-
-
-def save_checkpoint(model_dir, state: dict) -> None:
-    from ..train.checkpoint import save_checkpoint as save
-
-    save(model_dir, state)
-
-
-def load_checkpoint(model_dir) -> dict | None:
-    """The model directory's checkpoint, validated (:func:`varfx.train.checkpoint.read_checkpoint`)."""
-    from ..train.checkpoint import read_checkpoint
-
-    return read_checkpoint(model_dir)
-
-
-def build_prior(meta_prior: dict, context):
-    """Instantiate the prior plugin named in model.json and build its module."""
-    from ..plugins import lookup
-
-    cls = lookup("priors", meta_prior["name"])
-    return cls(**meta_prior.get("options", {})).module(context)
 
 
 def variant_batch(h5, dtype="float64", device="cpu", tracks=True) -> dict:
@@ -105,24 +58,6 @@ def feature_matrix(h5):
         return None
     x = h5["features"]["scalar"][:].astype(np.float64)
     return x if x.ndim == 2 and x.shape[1] > 0 else None
-
-
-def load_model(model_dir, dtype="float64", device="cpu"):
-    """(meta, prior module in eval mode) of a fitted model directory."""
-    meta = read_model_json(model_dir)
-    ckpt = load_checkpoint(model_dir)
-    if ckpt is None:
-        raise UserError(f"no {CHECKPOINT} (the fit did not run or was removed)", path=model_dir)
-    from ..api import FitContext
-    from ..train.checkpoint import CHECKPOINT as _name, check_prior_state
-
-    inputs = meta.get("inputs", {})
-    context = FitContext(init_f=1e-6, **{k: int(inputs.get(k, 0)) for k in ("n_features", "n_tracks", "window")})
-    module = build_prior(meta["prior"], context)
-    check_prior_state(ckpt["prior"], module, Path(model_dir) / _name, meta["prior"].get("name", ""))
-    module.load_state_dict(ckpt["prior"])
-    module.eval()
-    return meta, module
 
 
 def predict_log_f(module, h5, dtype="float64", device="cpu", chunk=1 << 16, batch=None):
