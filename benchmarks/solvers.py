@@ -60,7 +60,7 @@ if str(ROOT) not in sys.path:
 PANEL_CANDIDATES = [
     ROOT.parent / "shared" / "data" / "chr22_1000g_ukb_height" / "1000G_eur_chr22",
     Path("/work/shared/data/chr22_1000g_ukb_height/1000G_eur_chr22"),
-    ROOT / "example_data" / "1000G_eur_chr22",
+    ROOT / "varfx" / "example_data" / "1000G_eur_chr22",
 ]
 H2, M_GENOME, N_GWAS = 0.5, 1_000_000, 400_000
 #: the clock of every timing: wall time by default; ``--clock cpu`` (process CPU time,
@@ -112,7 +112,7 @@ def panel_prefix():
     for p in PANEL_CANDIDATES:
         if Path(str(p) + ".bed").is_file():
             return p
-    raise FileNotFoundError("1000G_eur_chr22.bed not found (looked in ../shared/data and example_data)")
+    raise FileNotFoundError("1000G_eur_chr22.bed not found (looked in ../shared/data and varfx/example_data)")
 
 
 def genotype_ld(n_plus: int, n_ref: int, seed: int, n_founders: int = 10, switch: float = 0.01,

@@ -1,4 +1,4 @@
-"""Paths to the real chr22 data (../shared/data, else the bundled example_data/)."""
+"""Paths to the real chr22 data (../shared/data, else the bundled varfx/example_data/)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Shared fixtures: the real chr22 data, an independent PLINK decoder, UKBB region writers.
 
 The real data (``chr22_1000g_ukb_height/``) is looked up in ``$VARFX_SHARED_DATA``, then
-in ``../shared/data`` beside the repository, then in ``example_data/`` (a bundled copy of
+in ``../shared/data`` beside the repository, then in ``varfx/example_data/`` (a bundled copy of
 the same files); tests that need it are skipped when it is absent.  Tests never
 modify those files: they copy what they change into ``tmp_path``.
 """
@@ -32,8 +32,8 @@ except ImportError:  # pragma: no cover
 _REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("VARFX_SHARED_DATA", _REPO.parent / "shared" / "data"))
 CHR22 = SHARED_DATA / "chr22_1000g_ukb_height"
-if not CHR22.is_dir() and (_REPO / "example_data" / "1000G_eur_chr22.bed").is_file():
-    CHR22 = _REPO / "example_data"
+if not CHR22.is_dir() and (_REPO / "varfx" / "example_data" / "1000G_eur_chr22.bed").is_file():
+    CHR22 = _REPO / "varfx" / "example_data"
 PANEL = CHR22 / "1000G_eur_chr22"
 FASTGWA = CHR22 / "ukb_height_chr22.fastGWA.gz"
 

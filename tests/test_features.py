@@ -25,7 +25,7 @@ SHARED = Path(os.environ.get("VARFX_SHARED_DATA", Path(__file__).resolve().paren
 TEST_BW = SHARED / "formats" / "pybigwig_test.bw"
 BIM = SHARED / "chr22_1000g_ukb_height" / "1000G_eur_chr22.bim"
 if not BIM.is_file():
-    BIM = Path(__file__).resolve().parents[1] / "example_data" / "1000G_eur_chr22.bim"
+    BIM = Path(__file__).resolve().parents[1] / "varfx" / "example_data" / "1000G_eur_chr22.bim"
 
 
 @pytest.fixture(autouse=True)

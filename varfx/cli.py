@@ -400,8 +400,9 @@ def plugins(as_json):
 
 @cli.command()
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="varfx-demo", show_default=True, help="Working directory for the demo outputs.")
-@click.option("--data", type=click.Path(file_okay=False), default=None, help="Example data directory (default: the bundled example_data/).")
-@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="Example data directory (default: the copy installed with varfx).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Train with AdamW for this many epochs (default: as `varfx fit`, the constant prior to the maximum by L-BFGS).")
 @user_errors
 def demo(out, data, epochs):
     """Run the whole pipeline on the bundled example data (a few minutes on a laptop)."""

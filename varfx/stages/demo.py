@@ -14,21 +14,19 @@ from ..errors import UserError
 
 
 def find_example_data(data=None) -> Path:
-    """The example_data/ directory: given, next to the source checkout, or in the CWD."""
-    candidates = [Path(data)] if data else [
-        Path(__file__).resolve().parents[2] / "example_data",
-        Path.cwd() / "example_data",
-    ]
+    """The example data: the directory given, else the copy installed with the package
+    (``varfx/example_data/``, package data, so the demo runs from a plain ``pip install``)."""
+    candidates = [Path(data)] if data else [Path(__file__).resolve().parents[1] / "example_data"]
     for c in candidates:
         if (c / "ukb_height_chr22.fastGWA.gz").is_file() and (c / "1000G_eur_chr22.bed").is_file():
             return c
     raise UserError(
         "example data not found (expected ukb_height_chr22.fastGWA.gz and 1000G_eur_chr22.bed/.bim/.fam); "
-        "run from the varfx source checkout or pass --data", path=candidates[0])
+        "reinstall varfx or pass --data", path=candidates[0])
 
 
-def run_demo(out, data=None, epochs=60) -> dict:
-    if int(epochs) != epochs or epochs < 1:
+def run_demo(out, data=None, epochs=None) -> dict:
+    if epochs is not None and (int(epochs) != epochs or epochs < 1):
         raise UserError(f"option --epochs: expected a whole number >= 1, got {epochs}")
     data = find_example_data(data)
     out = Path(out)
@@ -46,7 +44,7 @@ def run_demo(out, data=None, epochs=60) -> dict:
         raise
 
 
-def _run(out: Path, data: Path, epochs: int) -> dict:
+def _run(out: Path, data: Path, epochs: int | None) -> dict:
     from ..ui import console, print_summary
     from .evaluate import run_evaluate
     from .fit import run_fit
@@ -66,6 +64,7 @@ def _run(out: Path, data: Path, epochs: int) -> dict:
     con.rule("3/5 fit (constant prior, full likelihood, Cholesky)")
     print_summary("fit", run_fit(dataset, model, prior="constant", objective="full", solver="cholesky",
                                  alpha=0.0, holdout_chroms=[], epochs=epochs, progress=True))
+    # (epochs None: fit's default, L-BFGS to the maximum of the likelihood)
     con.rule("4/5 evaluate (chr22; in-sample: the example has one chromosome)")
     ev = run_evaluate(model, dataset, chroms=None)
     print_summary("evaluate", ev)

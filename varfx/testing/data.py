@@ -1,6 +1,6 @@
 """Small real inputs for tests of varfx and of plugins.
 
-The bundled ``example_data/`` (UK Biobank height chr22 summary statistics and the 1000
+The bundled ``varfx/example_data/`` (UK Biobank height chr22 summary statistics and the 1000
 Genomes chr22 panel) is cut into slices small enough for a unit test.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-EXAMPLE_DATA = Path(__file__).resolve().parents[2] / "example_data"
+EXAMPLE_DATA = Path(__file__).resolve().parents[1] / "example_data"  # package data
 PANEL_NAME = "1000G_eur_chr22"
 SUMSTATS_NAME = "ukb_height_chr22.fastGWA.gz"
 
