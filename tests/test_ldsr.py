@@ -23,7 +23,7 @@ def make_window(R, core_pos, beta_core, N, n_ref=0):
                   eigvals=fac["eigvals"], logdet_lambda=float(fac["logdet_lambda"]),
                   plus_idx=np.arange(len(R)), core_idx=np.asarray(core_pos), core_pos=np.asarray(core_pos),
                   ld_score=fac["ld_score"],
-                  extra={"P": torch.tensor(fac["P"]), "beta": torch.tensor(beta_core), "N": N, "n_ref": n_ref})
+                  P=torch.tensor(fac["P"]), beta=torch.tensor(beta_core), N=N, n_ref=n_ref)
 
 
 def test_r2_is_the_squared_ld():
@@ -34,7 +34,7 @@ def test_r2_is_the_squared_ld():
 
 def test_r2_bias_correction():
     win, R, core_pos, *_ = synthetic_window(n_ref=500, seed=2)
-    win.extra["n_ref"] = 100
+    win.n_ref = 100
     r2 = LDScoreRegression().r2(win).numpy()
     want = R[core_pos] ** 2 - (1 - R[core_pos] ** 2) / 98
     want[np.arange(len(core_pos)), core_pos] = 1.0
@@ -44,7 +44,7 @@ def test_r2_bias_correction():
 def test_weights_are_the_paper_weights():
     win, R, core_pos, beta, f, s2 = synthetic_window(n_ref=500, seed=3)
     obj = LDScoreRegression(h2_per_snp=3e-4)
-    N, l = win.extra["N"], np.maximum(win.ld_score, 1.0)
+    N, l = win.N, np.maximum(win.ld_score, 1.0)
     pred = N * (R[core_pos] ** 2 @ f + s2)
     want = 0.5 * np.sum((N * beta ** 2 - pred) ** 2 / l / (N * 3e-4 * l + 1) ** 2)
     got = float(obj.window_loss(win, torch.tensor(f), torch.tensor(s2)))
@@ -56,7 +56,7 @@ def test_window_of_size_one_is_the_ldsr_form():
     C = sigma2 + sum_m' f_m' r2_mm', i.e. LDSR's E[chi2] / N; both objectives are then
     stationary at the same f (where N beta_m^2 = E[chi2_m])."""
     win, R, core_pos, beta, f, s2 = synthetic_window(n_ref=500, seed=4)
-    N = win.extra["N"]
+    N = win.N
     ldsr, full = LDScoreRegression(), FullLikelihood(solver=CholeskySolver())
     ft = torch.tensor(f)
     expected = ldsr.expected_chi2(win, ft, s2).numpy()

@@ -170,6 +170,23 @@ class Window:
 
     ``plus_idx`` indexes the dataset's variants in ``(i)+`` (the core and its flanks);
     ``core_pos`` gives the position of each core variant inside ``plus_idx``.
+
+    What the window store knows besides the factors is in typed fields (None where the
+    store, or a metadata-only read, does not provide it):
+
+    - ``N``: the store's median sample size (``sigma_N^2 = sigma^2 / N``);
+    - ``n_ref``: the size of the LD reference panel, 0 when R did not come from
+      genotypes of known people (UKBB/PolyFun matrices);
+    - ``P``: ``(k, n)`` ``Lambda^-1/2 V^T`` of the core block (``z = P beta``);
+    - ``beta``: ``(n,)`` the core variants' standardised marginal effects;
+    - ``n_scale``: ``(n,)`` numpy ``n_m / N`` of the core variants when the sample size
+      varies across variants (G already carries it), None when it does not;
+    - ``k``: the number of kept eigen-directions.  Derived from ``z`` when the factors
+      are present; a metadata-only window (``z`` None) carries the stored value.
+
+    ``objective_cache`` is a free per-window slot for objectives to keep what they derive
+    from the factors once (LD score regression keeps its ``r2`` there); nothing else
+    reads it, and the trainer moves any tensors in it with the window to the device.
     """
 
     index: int
@@ -184,13 +201,23 @@ class Window:
     core_idx: Any  # (n,) int64 numpy
     core_pos: Any  # (n,) int64 numpy
     ld_score: Any = None  # (n,) LD score of the core variants over (i)+
-    extra: dict = field(default_factory=dict)
+    N: float | None = None
+    n_ref: int = 0
+    P: Any = None  # (k, n)
+    beta: Any = None  # (n,)
+    n_scale: Any = None  # (n,) numpy, or None
+    k: int | None = None
+    objective_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
-    @property
-    def k(self) -> int:
-        if self.z is None:  # metadata only (the factors are read later by a loader)
-            return int(self.extra.get("k", 0))
-        return int(self.z.shape[0])
+    def __post_init__(self):
+        if self.z is not None:
+            k = int(self.z.shape[0])
+            if self.k is not None and int(self.k) != k:
+                # a caller's k that disagrees with its factors is a bug, not bad input
+                raise ValueError(f"window {self.index}: k = {self.k} but z has {k} entries")
+            self.k = k
+        else:
+            self.k = int(self.k or 0)
 
     def eigvals_t(self, like):
         """The kept eigenvalues of ``R_(i),(i)`` as a tensor of ``like``'s dtype/device."""

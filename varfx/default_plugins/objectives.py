@@ -69,7 +69,7 @@ class LDScoreRegression(Objective):
 
     def r2(self, window):
         """(n, n+) squared correlations of the core variants with (i)+ (cached)."""
-        cached = window.extra.get("_r2")
+        cached = window.objective_cache.get("ldsr_r2")
         if cached is not None:
             return cached
         import torch
@@ -77,27 +77,27 @@ class LDScoreRegression(Objective):
         # G = R_+,(i) D^1/2 V Lambda^-1/2 with D = diag(n_m / N), so row m of r2 is
         # (n_m / N) r2_m (exact for a full-rank block): N r2 f = n_m sum r2 f, the
         # expected chi2 of variant m.  d = n_m / N (1 where the store does not say).
-        R = (window.G * window.eigvals_t(window.G)) @ window.extra["P"]  # (n+, n)
+        R = (window.G * window.eigvals_t(window.G)) @ window.P  # (n+, n)
         r2 = (R * R).T
-        d = window.extra.get("n_scale")
+        d = window.n_scale
         d = (torch.ones(window.n, dtype=r2.dtype, device=r2.device) if d is None
              else torch.as_tensor(d, dtype=r2.dtype, device=r2.device))
-        n_ref = int(window.extra.get("n_ref", 0))
+        n_ref = int(window.n_ref or 0)
         if n_ref > 2:  # d (r2 - (1 - r2) / (n_ref - 2)) on the scaled r2
             r2 = r2 - (d[:, None] - r2) / (n_ref - 2)
         r2[torch.arange(window.n), torch.as_tensor(window.core_pos)] = d
-        window.extra["_r2"] = r2
+        window.objective_cache["ldsr_r2"] = r2
         return r2
 
     def expected_chi2(self, window, f_plus, sigma2):
         """``E[chi2]`` of the core variants: ``N (r2 f + sigma2)`` (``sigma2`` = sigma^2/N)."""
-        return window.extra["N"] * (self.r2(window) @ f_plus + sigma2)
+        return window.N * (self.r2(window) @ f_plus + sigma2)
 
     def window_loss(self, window, f_plus, sigma2):
         import torch
 
-        N = window.extra["N"]
-        chi2 = N * window.extra["beta"] ** 2
+        N = window.N
+        chi2 = N * window.beta ** 2
         pred = self.expected_chi2(window, f_plus, sigma2)
         ld = torch.as_tensor(window.ld_score, dtype=pred.dtype, device=pred.device).clamp_min(1.0)
         w = 1.0 / (ld * (N * self.config["h2_per_snp"] * ld + 1.0) ** 2)

@@ -250,28 +250,25 @@ def read_window(g, attrs, tdtype, device="cpu", meta_only=False, path=None, data
     if n_var is not None and len(arrays["plus_idx"]) and (arrays["plus_idx"].min() < 0
                                                           or arrays["plus_idx"].max() >= n_var):
         raise _damaged(path, dataset, f"{g.name}/plus_idx outside the dataset's {n_var} variants")
-    extra = {"N": attrs["N"], "n_ref": attrs["n_ref"], "k": int(scalars["k"])}
+    n_scale = None
     if "n_scale" in g:
         # n_m / N of the core variants (mixed sample sizes): G already carries it; the
         # LD score regression needs it for its bias correction and diagonal
         n_scale = g["n_scale"][:]
         if not (np.isfinite(n_scale).all() and (n_scale > 0).all()):
             raise _damaged(path, dataset, f"{g.name}/n_scale is not positive and finite")
-        extra["n_scale"] = n_scale
 
     def t(key):
-        return torch.as_tensor(arrays[key], dtype=tdtype, device=device)
+        return None if meta_only else torch.as_tensor(arrays[key], dtype=tdtype, device=device)
 
-    if not meta_only:
-        extra["P"] = t("P")
-        extra["beta"] = t("beta")
     return Window(
         index=int(scalars["index"]), chrom=int(scalars["chrom"]), start=int(scalars["start"]),
-        end=int(scalars["end"]),
-        G=None if meta_only else t("G"), z=None if meta_only else t("z"),
+        end=int(scalars["end"]), G=t("G"), z=t("z"),
         eigvals=arrays["eigvals"], logdet_lambda=float(scalars["logdet_lambda"]),
         plus_idx=arrays["plus_idx"], core_idx=arrays["core_idx"], core_pos=arrays["core_pos"],
-        ld_score=arrays["ld_score"], extra=extra,
+        ld_score=arrays["ld_score"], N=attrs["N"], n_ref=attrs["n_ref"], P=t("P"), beta=t("beta"),
+        # the stored k matters only without z (with z, the window takes k from it)
+        n_scale=n_scale, k=int(scalars["k"]) if meta_only else None,
     )
 
 

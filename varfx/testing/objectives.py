@@ -39,7 +39,7 @@ def synthetic_window(n_plus=60, n_core=20, n_ref=40, seed=0, h2_per_snp=2e-4, N=
                  eigvals=fac["eigvals"], logdet_lambda=float(fac["logdet_lambda"]),
                  plus_idx=np.arange(n_plus), core_idx=core_pos, core_pos=core_pos,
                  ld_score=fac["ld_score"],
-                 extra={"P": torch.tensor(fac["P"]), "beta": torch.tensor(beta_core), "N": N, "n_ref": 0})
+                 P=torch.tensor(fac["P"]), beta=torch.tensor(beta_core), N=N, n_ref=0)
     return win, R, core_pos, beta_core, f_true, s2
 
 

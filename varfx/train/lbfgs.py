@@ -45,13 +45,16 @@ def run_lbfgs(setup, out, config, dist, ckpt, *, gtol, max_iter, checkpoint_ever
     n_train = setup.n_train_variants
     mine = dist.share(setup.train)
     log_f_of = setup.log_f_of(amp)
-    state = {"iterations": 0, "evaluations": 0, "stop_reason": None, "grad_norm": None}
+    # "resumes": where each re-run restarted (kept in the checkpoint, so a fit resumed
+    # twice lists both; model.json shows that its optimum came from a resumed run)
+    state = {"iterations": 0, "evaluations": 0, "stop_reason": None, "grad_norm": None, "resumes": []}
     curve: list[dict] = []
     resumed_from = None
     if ckpt is not None:
         state.update(json.loads(ckpt["state"]))
         curve = json.loads(ckpt["curve"])
         resumed_from = f"iteration {state['iterations']}"
+        state["resumes"] = [*state.get("resumes", []), resumed_from]
 
     def closure():
         opt.zero_grad()
@@ -121,4 +124,5 @@ def _n_iter(opt, params) -> int:
 
 def _record(state) -> dict:
     return {"stop_reason": state["stop_reason"], "grad_norm": state["grad_norm"],
-            "iterations": state["iterations"], "evaluations": state["evaluations"], "stopped_early": False}
+            "iterations": state["iterations"], "evaluations": state["evaluations"], "stopped_early": False,
+            "resumes": list(state.get("resumes", []))}

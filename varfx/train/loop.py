@@ -63,7 +63,7 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     sched = make_scheduler(opt, total_updates, warm)
     state = {"epoch": 0, "step": 0, "updates": 0, "ep_loss": 0.0, "ep_n": 0, "best_val": math.inf,
-             "bad_epochs": 0, "stopped_early": False, "best_epoch": 0}
+             "bad_epochs": 0, "stopped_early": False, "best_epoch": 0, "resumes": []}
     curve: list[dict] = []
     best = None  # the weights of the best validation epoch (restored at the end with --patience)
     resumed_from = None
@@ -76,6 +76,9 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
         if setup.solver is not None:
             setup.solver.load_state_dict(state.get("solver", {}))
         resumed_from = f"epoch {state['epoch'] + 1} step {state['step']}"
+        # recorded in model.json (and carried by later checkpoints): a fit resumed
+        # twice lists both restarts
+        state["resumes"] = [*state.get("resumes", []), resumed_from]
 
     def checkpoint():
         if not dist.is_main:
@@ -178,7 +181,8 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
 
 
 def _summary(state, patience, best):
-    out = {"stopped_early": state["stopped_early"], "optimizer_updates": state["updates"]}
+    out = {"stopped_early": state["stopped_early"], "optimizer_updates": state["updates"],
+           "resumes": list(state.get("resumes", []))}
     if patience and best is not None:
         out.update(best_epoch=state["best_epoch"], weights="best validation epoch")
     return out
@@ -209,5 +213,8 @@ def _to(window, device):
     """A window read by a loader worker (CPU tensors), on the training device."""
     if str(device) != "cpu":
         window.G, window.z = window.G.to(device), window.z.to(device)
-        window.extra = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in window.extra.items()}
+        window.P = window.P.to(device) if window.P is not None else None
+        window.beta = window.beta.to(device) if window.beta is not None else None
+        window.objective_cache = {k: (v.to(device) if hasattr(v, "to") else v)
+                                  for k, v in window.objective_cache.items()}
     return window

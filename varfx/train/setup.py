@@ -17,8 +17,8 @@ from ..errors import UserError
 
 SMALL_WINDOW = 3000  # n+ at or below which --threads 0 uses one thread
 DEFAULT_HOLDOUT = (6, 7, 8)  # the paper's held-out chromosomes
-DEFAULT_ALPHA = 0.7
-DEFAULT_SOLVER = "cholesky"  # the frequency exponent when every variant has a frequency
+DEFAULT_ALPHA = 0.7  # the frequency exponent when every variant has a frequency
+DEFAULT_SOLVER = "cholesky"
 
 
 def ldsr_intercept(windows, z_all, n_all, N=None, n_iter=3, intercept=None):
