@@ -139,6 +139,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _pool_worker_init(parent_pid: int, dataset: str | None) -> None:
+    # No flush-to-zero here (varfx.linalg.ftz), unlike the solvers: measured (issue 8,
+    # OpenBLAS 0.3.31, one thread) on an AR(1) R of n = 2000, numpy/scipy eigh and
+    # factorise_window take the same time with and without FTZ/DAZ (within the noise
+    # of a shared machine), and the eigenvectors hold no subnormal entry.
     _die_with_parent(parent_pid)
     if dataset is not None:
         _worker_init(dataset)
