@@ -35,3 +35,37 @@ def test_parse_chroms():
     for bad in ("X", "1;2", "0", "-1"):
         with pytest.raises(UserError, match="--x"):
             parse_chroms(bad, "--x")
+
+
+@pytest.mark.parametrize("text, chroms", [
+    ("CHR7", [7]),                  # any case of the prefix, as in a sumstats file
+    ('"6", chr22', [6, 22]),        # quoted, as R's write.table writes names
+    ("\ufeff6,7", [6, 7]),          # a byte-order mark pasted in front
+    ("6,,7,", [6, 7]),              # empty items are skipped
+    (" chr1 , 22 ", [1, 22]),
+])
+def test_parse_chroms_reads_names_as_every_input_file_does(text, chroms):
+    from varfx.genome import chrom_code
+
+    assert parse_chroms(text, "--x") == chroms
+    # the same reading as the input files' parser, item by item
+    assert sorted({chrom_code(t) for t in text.split(",") if t.strip()}) == chroms
+
+
+@pytest.mark.parametrize("bad", ["23", "chrX", "MT", "chr", "chr6_random", "6.0", "+6", "chr-1"])
+def test_parse_chroms_refuses_what_is_not_an_autosome(bad):
+    # a dataset holds chromosomes 1-22 only (ingest filters the rest)
+    with pytest.raises(UserError, match=r"option --holdout-chroms: expected comma-separated chromosome numbers "
+                                        r"\(1-22, with or without 'chr'\), 'all' or 'none', got"):
+        parse_chroms(f"6,{bad}", "--holdout-chroms")
+
+
+def test_parse_chroms_keeps_the_cli_free_of_numpy():
+    import subprocess
+    import sys
+
+    code = ("import sys, varfx.cli, varfx.cli_types as t; t.parse_chroms('chr6,7', '--x'); "
+            "print('numpy' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

@@ -268,3 +268,85 @@ def test_small_panel_warning_threshold():
     assert small_panel_warning(378, 37) is None  # p <= n / 10: E[S^-1] inflated by < 1.11
     w = small_panel_warning(378, 786)
     assert "378 people" in w and "786 variants" in w and "overestimates h2" in w
+
+
+# ---------------------------------------------------------------------------------------
+# --ld-region with either panel kind
+
+
+@pytest.fixture(scope="module")
+def region_panels(tmp_path_factory):
+    """One synthetic panel (120 variants, chr22:16,001,000-16,120,500) as PLINK and as a
+    bgzipped, indexed VCF (ALT = the PLINK A1, so both read the same dosages)."""
+    import pysam
+
+    from varfx.testing.formats import synthetic_panel, write_plink, write_vcf
+
+    d = tmp_path_factory.mktemp("region_panels")
+    panel = synthetic_panel(n_variants=120, n_people=80, seed=11)
+    prefix = write_plink(d / "panel", panel)
+    plain = write_vcf(d / "panel.vcf", panel)
+    gz = d / "panel.vcf.gz"
+    pysam.tabix_compress(str(plain), str(gz), force=True)
+    pysam.tabix_index(str(gz), preset="vcf", force=True)
+    return {"panel": panel, "plink": prefix, "vcf": gz}
+
+
+def _truth_rows(out):
+    rows = [line.rstrip("\n").split("\t") for line in open(out / "truth.tsv")][1:]
+    return [r[0] for r in rows], np.array([int(r[2]) for r in rows]), np.array([float(r[4]) for r in rows])
+
+
+def test_simulate_ld_region_restricts_plink_and_vcf_panels_alike(tmp_path, region_panels):
+    panel = region_panels["panel"]
+    lo, hi = 16_030_000, 16_080_000
+    inside = (panel.bp >= lo) & (panel.bp <= hi)  # 1-based inclusive, as the option says
+    assert 10 < inside.sum() < panel.n_variants - 10
+    got = {}
+    for kind in ("plink", "vcf"):
+        out = tmp_path / kind
+        r = invoke(["simulate", "--ld", region_panels[kind], "--truth", "constant", "--block-kb", 20,
+                    "--ld-region", "chr22:16,030,000-16,080,000", "--seed", 3, "-o", out, "--json"])
+        assert r.exit_code == 0, r.output
+        meta = json.loads(r.stdout)
+        assert meta["ld_kind"] == kind and meta["ld_region"] == "chr22:16,030,000-16,080,000"
+        assert meta["panel_variants"] == meta["n_variants"] == int(inside.sum())
+        snps, bp, beta = _truth_rows(out)
+        assert snps == panel.snp[inside].tolist() and bp.tolist() == panel.bp[inside].tolist()
+        with gzip.open(out / "sumstats.fastGWA.gz", "rt") as fh:
+            got[kind] = (beta, [line.split("\t") for line in fh][1:])
+    # the same dosages and the same seed: the same simulation from either file
+    (beta_p, ss_p), (beta_v, ss_v) = got["plink"], got["vcf"]
+    np.testing.assert_allclose(beta_p, beta_v, rtol=1e-9)
+    assert [r[:5] for r in ss_p] == [r[:5] for r in ss_v]
+    np.testing.assert_allclose([float(r[7]) for r in ss_p], [float(r[7]) for r in ss_v], rtol=1e-6, atol=1e-12)
+    # without the option the whole panel is simulated
+    r = invoke(["simulate", "--ld", region_panels["plink"], "--truth", "constant", "-o", tmp_path / "all", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["n_variants"] == panel.n_variants
+
+
+@pytest.mark.parametrize("kind", ["plink", "vcf"])
+@pytest.mark.parametrize("region, message", [
+    ("banana", "option --ld-region: bad region 'banana'"),
+    ("22:20-10", "option --ld-region: bad region '22:20-10': end before start"),
+])
+def test_simulate_bad_ld_region_is_one_line(tmp_path, region_panels, kind, region, message):
+    out = tmp_path / "sim"
+    r = CliRunner().invoke(cli, ["simulate", "--ld", str(region_panels[kind]), "--truth", "constant",
+                                 "--ld-region", region, "-o", str(out)])
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr
+    assert "Traceback" not in r.output and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind, message", [("plink", "no variant of the panel lies in this region"),
+                                           ("vcf", "no biallelic SNP in region 22:1-1000")])
+def test_simulate_ld_region_without_panel_variants_is_one_line(tmp_path, region_panels, kind, message):
+    out = tmp_path / "sim"
+    r = CliRunner().invoke(cli, ["simulate", "--ld", str(region_panels[kind]), "--truth", "constant",
+                                 "--ld-region", "22:1-1000", "-o", str(out)])
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and str(region_panels[kind]) in lines[0], r.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []

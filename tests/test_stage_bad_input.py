@@ -585,12 +585,8 @@ def test_kill9_of_a_multi_worker_precompute_leaves_no_worker(tmp_path):
     r = invoke(["precompute-ld", ds, "--window-kb", 50, "--flank-kb", 300, "--workers", 2, "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["resumed_windows"] >= 2
-    # the killed run's staging directory (windows in flight) is swept by the re-run
-    from varfx.stages.precompute import STAGING_PREFIX, _staging_dir
-
-    probe = _staging_dir()
-    probe.rmdir()
-    assert not list(probe.parent.glob(f"{STAGING_PREFIX}{proc.pid}.*"))
+    # the windows in flight at the kill left only temporary names, removed with the parts
+    assert not parts.exists() and sorted(p.name for p in ds.iterdir()) == ["dataset.h5", "windows.h5"]
 
 
 def test_write_windows_refuses_non_finite_factors(tmp_path):
@@ -655,3 +651,106 @@ def test_hdf5_os_error_reads_the_errno_and_file_of_an_h5py_write_failure():
     assert err.errno == errno.EROFS and err.filename == "/data/ds"
     assert hdf5_os_error(RuntimeError("some other failure")) is None
     assert hdf5_os_error(ValueError("No space left on device")) is None
+
+
+def _write_parts(directory, sizes, seed=0):
+    """Part files of windows of the given sizes (random, incompressible factors) and
+    their specs, as precompute-ld's workers write them."""
+    from varfx.store.windows import WindowSpec
+
+    rng = np.random.default_rng(seed)
+    parts = directory / "windows.parts"
+    parts.mkdir()
+    specs, first = [], 0
+    for i, m in enumerate(sizes):
+        core = np.arange(first, first + m)
+        first += m
+        specs.append(WindowSpec(i, 22, 1000 * i, 1000 * (i + 1), core, core))
+        with h5py.File(parts / f"w{i:06d}.h5", "w") as h:
+            g = h.create_group("window")
+            g.attrs.update(index=i, chrom=22, start=1000 * i, end=1000 * (i + 1), logdet_lambda=0.0, k=m,
+                           beta_outside=0.0)
+            for key, arr in (("core_idx", core), ("plus_idx", core), ("core_pos", np.arange(m)),
+                             ("P", rng.standard_normal((m, m))), ("G", rng.standard_normal((m, m))),
+                             ("z", np.zeros(m)), ("eigvals", np.ones(m)), ("ld_score", np.ones(m)),
+                             ("ld_score_raw", np.ones(m)), ("beta", np.zeros(m))):
+                g.create_dataset(key, data=arr)
+    return specs, first
+
+
+def test_write_windows_on_a_full_disk_is_one_error_and_hdf5_stays_usable(tmp_path, mounts):
+    """The merge writes through the guarded writer: a disk that fills up mid-merge is one
+    UserError naming windows.h5, no temporary file is left, and the HDF5 library of
+    this very process still writes files afterwards (which is why the merge no longer
+    needs a child process of its own)."""
+    from varfx.errors import UserError
+    from varfx.store import h5 as store_h5
+    from varfx.store.windows import write_windows
+
+    d = mounts.tmpfs(tmp_path / "full", "2m")
+    specs, m = _write_parts(d, [120] * 5)  # ~1.2 MB of parts, as much again merged
+    used = sum(p.stat().st_size for p in (d / "windows.parts").iterdir())
+    assert 2 * used > 2 * 1024 * 1024 > used, used  # the merge cannot fit, the parts do
+    calls = []
+    real = store_h5.GuardedFile.check
+
+    def counting(self):
+        calls.append(self.error is not None)
+        real(self)
+
+    store_h5.GuardedFile.check = counting
+    try:
+        with pytest.raises(UserError, match="cannot write the window store: no space left on the device") as info:
+            write_windows(d, specs, {"window_kb": 1.0}, 1000.0, 0, {"n_variants": m, "sha256": "x"})
+    finally:
+        store_h5.GuardedFile.check = real
+    assert str(d / "windows.h5") in str(info.value) and "\n" not in str(info.value)
+    assert True not in calls[:-1], calls  # no window was merged after the failure was seen
+    assert sorted(p.name for p in d.iterdir()) == ["windows.parts"]
+    with h5py.File(tmp_path / "after.h5", "w") as h:
+        h.create_dataset("x", data=np.arange(1000))
+    with h5py.File(tmp_path / "after.h5", "r") as h:
+        assert h["x"][:].sum() == 999 * 1000 // 2
+
+
+def test_window_store_link_costs_no_rehash_until_the_dataset_changes(base, tmp_path, monkeypatch):
+    """ingest records the content hash in dataset.h5 and precompute-ld the file's size
+    and mtime in windows.h5: an open of an unchanged pair hashes nothing.  A copy that
+    does not keep the mtime is rehashed (and accepted), an edit of the arrays after
+    ingest keeps the stale attribute but is rehashed and refused, and a dataset
+    without the attribute (before it was recorded) is rehashed and accepted."""
+    from varfx.errors import UserError
+    from varfx.store import windows as store_windows
+    from varfx.store.dataset import dataset_fingerprint
+    from varfx.store.windows import load_windows, open_windows
+
+    d = tmp_path / "ds"
+    d.mkdir()
+    for name in ("dataset.h5", "windows.h5"):
+        shutil.copy2(base["ds"] / name, d / name)  # keeps the mtime: the same file as far as the link goes
+    with h5py.File(d / "dataset.h5", "r") as h:
+        truth = dataset_fingerprint(h)
+        assert h.attrs["content_sha256"] == truth["sha256"]
+        assert h.attrs["content_n_variants"] == truth["n_variants"]
+    calls = []
+    monkeypatch.setattr(store_windows, "dataset_fingerprint", lambda h5: calls.append(1) or dataset_fingerprint(h5))
+
+    def open_and_close():
+        open_windows(d)[0].close()
+
+    open_and_close()
+    load_windows(d, meta_only=True)
+    assert calls == []
+    shutil.copy(base["ds"] / "dataset.h5", d / "dataset.h5")  # a new mtime, the same content
+    open_and_close()
+    assert len(calls) == 1
+    edit_h5(d / "dataset.h5", set_value("variants/z", 0, 1.5))
+    with h5py.File(d / "dataset.h5", "r") as h:
+        assert h.attrs["content_sha256"] == truth["sha256"]  # stale: validate_dataset does not rehash
+    with pytest.raises(UserError, match="computed for another dataset.h5 .its .* variants differ"):
+        open_and_close()
+    assert len(calls) == 2
+    shutil.copy2(base["ds"] / "dataset.h5", d / "dataset.h5")
+    edit_h5(d / "dataset.h5", lambda h5: (h5.attrs.__delitem__("content_sha256")))
+    open_and_close()
+    assert len(calls) == 3

@@ -58,12 +58,17 @@ FRACTION_OPEN = FiniteFloat(0, 1, min_open=True, max_open=True)
 def parse_chroms(value, option: str, available=None):
     """Parse a chromosome list the same way for every option (``--holdout-chroms``,
     ``--chroms``...): ``'none'`` (or empty) is ``[]``, ``'all'`` is ``None``, otherwise a
-    sorted list of distinct chromosome numbers (``'6,7,8'``; a ``chr`` prefix is allowed).
+    sorted list of distinct autosome numbers (``'6,7,8'``; each item is read by
+    :func:`varfx.genome.chrom_code`, the parser of every input file, so ``chr6``,
+    ``CHR6`` and ``"6"`` are 6 here as they are in a sumstats or .bim file).
 
-    With ``available`` (the dataset's chromosomes) a chromosome that is not there is an
-    error naming what the dataset has, and ``'all'`` becomes the whole list.
+    Only 1-22 are accepted: a dataset holds autosomes only (ingest filters the rest), so
+    ``X`` or ``MT`` could never select anything.  With ``available`` (the dataset's
+    chromosomes) a chromosome that is not there is an error naming what the dataset
+    has, and ``'all'`` becomes the whole list.
     """
     from .errors import UserError
+    from .genome import chrom_code  # stdlib only: keeps `varfx --help` free of numpy
 
     text = str(value).strip().lower()
     if text in ("none", ""):
@@ -73,15 +78,13 @@ def parse_chroms(value, option: str, available=None):
     else:
         chroms = []
         for item in text.split(","):
-            item = item.strip()
-            if not item:
+            if not item.strip():
                 continue
-            if item.startswith("chr"):
-                item = item[3:]
-            if not item.isdigit() or int(item) < 1:
-                raise UserError(f"option {option}: expected comma-separated chromosome numbers, 'all' or 'none', "
-                                f"got {value!r}")
-            chroms.append(int(item))
+            code = chrom_code(item)
+            if not 1 <= code <= 22:
+                raise UserError(f"option {option}: expected comma-separated chromosome numbers (1-22, with or "
+                                f"without 'chr'), 'all' or 'none', got {value!r}")
+            chroms.append(code)
         chroms = sorted(set(chroms))
     if available is not None:
         available = sorted(int(c) for c in available)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +18,9 @@ import numpy as np
 from .. import __version__
 from ..errors import UserError
 from ..store import DATASET_FILE, DATASET_FORMAT, DATASET_VERSION, atomic_dir, input_record
+from ..store.dataset import record_fingerprint
+from ..store.h5 import guard as _guard  # the writers below call it between chunks
+from ..store.h5 import guarded_h5
 
 def _input_record(role: str, path) -> dict:
     return input_record(path, role)
@@ -325,7 +326,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
 
         with atomic_dir(out) as tmp:
 
-            with _h5_file(tmp / DATASET_FILE, out) as f5:
+            with guarded_h5(tmp / DATASET_FILE, out, "the dataset") as f5:
                 f5.attrs["format"] = DATASET_FORMAT
                 f5.attrs["format_version"] = DATASET_VERSION
                 f5.attrs["varfx_version"] = __version__
@@ -336,6 +337,9 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                 f5.attrs["n_ref"] = int(n_ref)
                 f5.attrs["build"] = str(build)
                 _write_variants(f5, variants)
+                # the content hash the window store is linked by, computed once here
+                # (read back from the file: the bytes every later check hashes)
+                record_fingerprint(f5)
                 g = f5.create_group("ld")
                 # genotype panels of every format are stored as PLINK-style dosages, region
                 # formats as UKBB-style triangles: io/ld.open_ld reads these two
@@ -382,156 +386,6 @@ def _reference_filters(ref: dict, region, acgt_mask) -> dict:
         counts["ld_outside_region"] = int(outside.sum())
         excluded["outside_ld_region"] = outside
     return {"excluded": excluded, "counts": counts}
-
-
-class _WriteFailed(Exception):
-    """Raised between HDF5 calls once the file underneath could not be written."""
-
-
-class _GuardedFile(io.RawIOBase):
-    """The file HDF5 writes through (h5py's file-object driver), which never lets a failed
-    ``write()`` reach HDF5.
-
-    When the disk is full (or the filesystem turns read-only), HDF5 told of the failure
-    is left with metadata it can never flush: every open object then fails again as it
-    is freed, Python prints each one ("Exception ignored in ... __dealloc__") and objects
-    freed at exit can crash the interpreter.  So the first failure is recorded and the
-    bytes of that and later writes are kept in memory instead (only until the writer
-    notices, between chunks, and stops): HDF5 closes the file cleanly, and ingest raises
-    one error naming the dataset; the temporary file is then removed.
-    """
-
-    def __init__(self, path: Path):
-        self._fh = open(path, "w+b")
-        self.path = path
-        self.error: OSError | None = None
-        self._overlay: dict[int, bytes] = {}
-        self._pos = 0
-
-    def readable(self):
-        return True
-
-    def writable(self):
-        return True
-
-    def seekable(self):
-        return True
-
-    def seek(self, offset, whence=0):
-        if whence == 0:
-            self._pos = offset
-        elif whence == 1:
-            self._pos += offset
-        else:
-            self._pos = max(self._size(), 0) + offset
-        return self._pos
-
-    def tell(self):
-        return self._pos
-
-    def _size(self):
-        end = os.fstat(self._fh.fileno()).st_size
-        for off, b in self._overlay.items():
-            end = max(end, off + len(b))
-        return end
-
-    def readinto(self, buf):
-        n = len(buf)
-        self._fh.seek(self._pos)
-        got = self._fh.read(n)
-        data = bytearray(got) + bytearray(n - len(got))
-        for off, b in self._overlay.items():  # bytes written after the failure win
-            lo, hi = max(off, self._pos), min(off + len(b), self._pos + n)
-            if lo < hi:
-                data[lo - self._pos : hi - self._pos] = b[lo - off : hi - off]
-        end = min(n, max(len(got), max((off + len(b) - self._pos for off, b in self._overlay.items()), default=0)))
-        end = max(end, 0)
-        buf[:end] = data[:end]
-        self._pos += end
-        return end
-
-    def write(self, b):
-        b = bytes(b)
-        if self.error is None:
-            try:
-                self._fh.seek(self._pos)
-                self._fh.write(b)
-                self._fh.flush()
-            except OSError as exc:
-                self.error = exc
-        if self.error is not None:
-            self._overlay[self._pos] = b
-        self._pos += len(b)
-        return len(b)
-
-    def truncate(self, size=None):
-        size = self._pos if size is None else size
-        if self.error is None:
-            try:
-                self._fh.truncate(size)
-            except OSError as exc:
-                self.error = exc
-        return size
-
-    def flush(self):
-        pass
-
-    def check(self):
-        """Raise :class:`_WriteFailed` once a write has failed (call between chunks)."""
-        if self.error is not None:
-            raise _WriteFailed()
-
-    def close(self):
-        try:
-            self._fh.close()
-        except OSError as exc:  # the final flush of a full disk
-            if self.error is None:
-                self.error = exc
-        super().close()
-
-
-_GUARDS: dict = {}  # HDF5 file id -> the check of its _GuardedFile
-
-
-@contextlib.contextmanager
-def _h5_file(path: Path, out: Path):
-    """An ``h5py.File`` written through :class:`_GuardedFile`: a full disk or a read-only
-    filesystem becomes one :class:`UserError` naming ``out``, never HDF5 noise."""
-    import h5py
-
-    sink = _GuardedFile(path)
-    f5 = h5py.File(sink, "w")
-    key = f5.id.id
-    _GUARDS[key] = sink.check  # the writers call it between chunks (_guard)
-    try:
-        try:
-            yield f5
-        except _WriteFailed:
-            pass
-        f5.close()
-        sink.close()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            f5.close()
-        with contextlib.suppress(Exception):
-            sink.close()
-        if sink.error is None:
-            raise
-    finally:
-        _GUARDS.pop(key, None)
-    if sink.error is not None:
-        raise _write_error(out, sink.error) from None
-
-
-def _write_error(out: Path, exc: OSError) -> UserError:
-    """The one-line error for a failed write of the dataset."""
-    import errno as _errno
-
-    code = exc.errno if isinstance(exc.errno, int) else None
-    why = {_errno.ENOSPC: "no space left on the device", _errno.EROFS: "read-only file system",
-           _errno.EDQUOT: "disk quota exceeded", _errno.EACCES: "permission denied"}.get(
-        code, os.strerror(code) if code else " ".join(str(exc).split()))
-    return UserError(f"cannot write the dataset: {why}; nothing was written (choose another destination)", path=out)
 
 
 def _write_variants(f5, variants: dict) -> None:
@@ -651,13 +505,6 @@ def _write_ukbb_ld(g, region_set, tables, region_rows, ref, rj, status, bar, tas
         if bar is not None:
             bar.advance(task)
     return used
-
-
-def _guard(obj) -> None:
-    """Stop writing once the file underneath failed (see :class:`_GuardedFile`)."""
-    guard = _GUARDS.get(obj.file.id.id)
-    if guard is not None:
-        guard()
 
 
 def print_ingest_summary(summary: dict) -> None:

@@ -12,6 +12,10 @@ skips the windows already there.  When all are done the parts are merged into
 ``DATASET/windows.h5`` (again temp file + rename) and the parts removed.  A kill at
 any moment therefore loses at most the windows in flight, and never leaves a
 half-written ``windows.h5``.
+
+Full disks: the part files and the merged store are written through
+:func:`varfx.store.h5.guarded_h5`, so HDF5 never meets a failed write; a full disk is
+one error naming ``windows.h5``, and ``windows.parts/`` is removed.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ import numpy as np
 
 from ..errors import UserError
 from ..store import DATASET_FILE, WINDOWS_FILE, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, hdf5_os_error
-from ..store.dataset import dataset_fingerprint
-from ..store.dataset import open_dataset
-from ..store.windows import WindowSpec, open_windows, plan_windows, stored_params, summarise_windows, write_windows
+from ..store.dataset import dataset_file, dataset_fingerprint, file_stamp, open_dataset
+from ..store.windows import (SPACE_HINT, WindowSpec, open_windows, plan_windows, stored_params, summarise_windows,
+                             write_windows)
 
 
 _worker_state: dict = {}
@@ -58,8 +62,7 @@ def _worker_init(dataset: str):
 
 def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_ref: int) -> int:
     from ..linalg.window import factorise_window
-
-    import h5py
+    from ..store.h5 import guard, guarded_h5
 
     ld = _worker_state["ld"]
     beta = _worker_state["beta"]
@@ -77,8 +80,11 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
     else:
         ld_adj = ld_raw
     out = Path(parts_dir) / f"w{spec.index:06d}.h5"
+    # temp file + rename: a kill leaves either no part or a whole one (resume reads it);
+    # the guarded writer makes a full disk one UserError (it crosses the process pool
+    # as one) instead of an HDF5 failure that would leave this worker's library broken
     with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w") as h:
+        with guarded_h5(tmp, Path(parts_dir).parent / WINDOWS_FILE, "the window store", SPACE_HINT) as h:
             g = h.create_group("window")
             g.attrs.update(index=spec.index, chrom=spec.chrom, start=spec.start, end=spec.end,
                            logdet_lambda=float(fac["logdet_lambda"]), k=int(fac["k"]),
@@ -89,6 +95,7 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
                              ("ld_score", ld_adj), ("ld_score_raw", ld_raw),
                              ("beta", beta[spec.core_idx]), ("n_scale", n_scale)):
                 g.create_dataset(key, data=np.asarray(arr))
+                guard(h)
     return spec.index
 
 
@@ -132,83 +139,22 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _pool_worker_init(parent_pid: int, dataset: str | None) -> None:
+    # No flush-to-zero here (varfx.linalg.ftz), unlike the solvers: measured (issue 8,
+    # OpenBLAS 0.3.31, one thread) on an AR(1) R of n = 2000, numpy/scipy eigh and
+    # factorise_window take the same time with and without FTZ/DAZ (within the noise
+    # of a shared machine), and the eigenvectors hold no subnormal entry.
     _die_with_parent(parent_pid)
     if dataset is not None:
         _worker_init(dataset)
 
 
-def _compute_window_staged(spec, eig_threshold: float, parts_dir: str, n_ref: int, staging: str) -> int:
-    """:func:`_compute_window` into ``staging`` (a RAM-backed directory), then the part
-    file copied into ``parts_dir`` (temp file + rename) with plain file I/O.
-
-    HDF5 must never meet a full disk: a write it cannot complete leaves the library
-    retrying the flush on every object release, printing tracebacks, and can crash the
-    process.  A plain copy fails cleanly with ENOSPC, reported as one line."""
-    name = f"w{spec.index:06d}.h5"
-    index = _compute_window(spec, eig_threshold, staging, n_ref)
-    src = Path(staging) / name
-    dest = Path(parts_dir) / name
-    try:
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(src, tmp)
-    except OSError as exc:
-        # copyfile names the source; the file that could not be written is the part
-        raise OSError(exc.errno, exc.strerror, str(dest)) from None
-    finally:
-        src.unlink(missing_ok=True)
-    return index
-
-
-STAGING_PREFIX = "varfx-precompute-"
-
-
-def _staging_dir() -> Path:
-    """A private directory for part files in the making, in RAM where Linux offers it.
-
-    A killed run cannot remove its own (it holds at most the windows that were in
-    flight), so every run first removes those of runs whose process is gone: the
-    directory name carries the pid of the run that made it."""
-    import tempfile
-
-    root = Path("/dev/shm")
-    base = root if root.is_dir() and os.access(root, os.W_OK) else Path(tempfile.gettempdir())
-    for old in base.glob(f"{STAGING_PREFIX}*"):
-        pid = old.name[len(STAGING_PREFIX):].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}.", dir=base))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
-def _check_space_for_merge(dataset: Path, specs) -> None:
-    """Refuse to merge when the free space is below the summed part files (the merged
-    store, compressed, is smaller): the merge then never meets a full disk in HDF5."""
-    import errno
-
-    need = sum((dataset / WINDOWS_PARTS / f"w{s.index:06d}.h5").stat().st_size for s in specs)
-    free = shutil.disk_usage(dataset).free
-    if free < need:
-        raise OSError(errno.ENOSPC, f"No space left on device (windows.h5 needs up to {need:,} bytes, "
-                      f"{free:,} free)", str(dataset / WINDOWS_FILE))
-
-
 def _isolated_pool(workers: int, dataset: str | None):
-    """A pool of forked processes for the window computations and the merge.
+    """A pool of forked processes for the window computations.
 
-    Even with ``--workers 1`` the HDF5 writes run in a child: should one fail anyway,
-    the HDF5 library of the parent, which reports the error and removes
-    windows.parts/, is left intact.  Fork, explicitly: the workers' death-with-parent
-    check compares their parent pid with this process's (under a forkserver that would
-    be the server)."""
+    Even with ``--workers 1`` the windows are computed in a child, which a kill -9 of
+    this process takes down with it (:func:`_die_with_parent`).  Fork, explicitly: the
+    workers' death-with-parent check compares their parent pid with this process's
+    (under a forkserver that would be the server)."""
     import multiprocessing
 
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
@@ -244,11 +190,14 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     if int(workers) != workers or workers < 1:
         raise UserError(f"option --workers: expected at least 1, got {workers}")
     dataset = Path(dataset)
+    # the stamp before the read: a write to dataset.h5 from now on makes every later
+    # open of windows.h5 rehash the variants (store/windows.py, _link_unchanged)
+    stamp = file_stamp(dataset_file(dataset))
     with open_dataset(dataset) as h5:
         chrom = h5["variants"]["chrom"][:].astype(np.int64)
         bp = h5["variants"]["bp"][:].astype(np.int64)
         params = _params(window_kb, flank_kb, eig_threshold, h5)
-        fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"]}
+        fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
         n_ref = int(h5.attrs.get("n_ref", 0))
         N = float(h5.attrs["N"])
     if len(bp) == 0:
@@ -266,9 +215,8 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
         parts = dataset / WINDOWS_PARTS
         try:
             todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, int(workers), progress)
-            _check_space_for_merge(dataset, specs)
-            with _isolated_pool(1, None) as ex:
-                ex.submit(write_windows, dataset, specs, params, N, n_ref, fingerprint).result()
+            # in this process: the guarded writer keeps a full disk away from HDF5
+            write_windows(dataset, specs, params, N, n_ref, fingerprint)
         except Exception as exc:
             # a full disk, a read-only dataset directory, non-finite factors: no
             # windows.parts/ is left behind (a kill or Ctrl-C keeps it, to resume)
@@ -333,11 +281,9 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
         env_threads = os.environ.get("OMP_NUM_THREADS")
         if n_proc > 1:
             os.environ["OMP_NUM_THREADS"] = "1"  # BLAS: one thread per worker side by side
-        staging = _staging_dir()
         try:
             with _isolated_pool(n_proc, str(dataset)) as ex:
-                futs = {ex.submit(_compute_window_staged, s, eig_threshold, str(parts), n_ref, str(staging)): s
-                        for s in todo}
+                futs = {ex.submit(_compute_window, s, eig_threshold, str(parts), n_ref): s for s in todo}
                 try:
                     for fut in as_completed(futs):
                         fut.result()
@@ -349,7 +295,6 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
                         f.cancel()
                     raise
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
             if env_threads is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:

@@ -30,6 +30,11 @@ terms would otherwise dominate ``z``.
 
 A UKBB/PolyFun LD reference has no genotypes and no allele frequencies, so it cannot be
 sampled this way; simulate needs a PLINK or VCF panel.
+
+``ld_region`` (``--ld-region 22:16000000-17000000``) simulates the panel's variants in
+that region only, for both panel kinds: an indexed VCF/BCF is read only there, a PLINK
+panel is read whole and cut to it (the same region then restricts the ingest).  A region
+that does not parse, or that holds no variant of the panel, is a one-line error.
 """
 
 from __future__ import annotations
@@ -54,8 +59,9 @@ TRUTH_FILE = "truth.tsv"
 NETWORK_HIDDEN = 32
 
 
-def _reference_variants(ld, kind: str, ld_region=None) -> dict:
-    """The panel's variants (snp, chrom, bp, a1, a2) and a1 frequencies."""
+def _reference_variants(ld, kind: str, region=None) -> dict:
+    """The panel's variants (snp, chrom, bp, a1, a2) and a1 frequencies, only those in
+    ``region`` (a :class:`varfx.genome.GenomeRegion`) when one is given."""
     if kind == "plink":
         from ..io.plink import load_plink
 
@@ -63,9 +69,21 @@ def _reference_variants(ld, kind: str, ld_region=None) -> dict:
     else:
         from ..io.vcf_panel import load_vcf_panel
 
-        panel = load_vcf_panel(ld, region=ld_region)
+        # an indexed VCF/BCF is read only in the region (load_vcf_panel says when the
+        # index is missing, or the region has no record)
+        panel = load_vcf_panel(ld, region=None if region is None else region.text)
     freq, _ = panel.summary_stats()
-    return {**{k: np.asarray(panel.bim[k]) for k in ("snp", "chrom", "bp", "a1", "a2")}, "freq": freq}
+    ref = {**{k: np.asarray(panel.bim[k]) for k in ("snp", "chrom", "bp", "a1", "a2")}, "freq": freq}
+    if region is not None:
+        # A PLINK panel has no index: it is read whole and cut here, so that the
+        # placeholder sumstats (and "panel_variants") hold the region's variants only,
+        # as for a VCF panel.  The ingest that follows applies the same region again.
+        inside = region.contains(ref["chrom"], ref["bp"])
+        if not inside.any():
+            raise UserError(f"option --ld-region {region.text}: no variant of the panel lies in this region "
+                            f"(expected a region of the panel's chromosomes and positions)", path=ld)
+        ref = {k: v[inside] for k, v in ref.items()}
+    return ref
 
 
 def write_fastgwa(path, variants: dict, z: np.ndarray, n: float) -> None:
@@ -199,6 +217,10 @@ def run_simulate(ld, out, *, truth="constant", h2=0.5, n_gwas=100_000.0, alpha=0
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SIMULATION_JSON).exists())):
         raise UserError(f"exists and is not a varfx simulation (no {SIMULATION_JSON}); refusing to replace it: "
                         "choose a new directory", path=out)
+    from ..genome import parse_region
+
+    # parsed before the panel is read: `--ld-region banana` fails at once, for every panel kind
+    region = parse_region(ld_region, option="--ld-region") if ld_region is not None else None
     kind = detect_ld_kind(ld)
     if kind == "ukbb":
         raise UserError("simulate needs a genotype panel (PLINK or VCF): a UKBB/PolyFun LD reference has no "
@@ -206,7 +228,7 @@ def run_simulate(ld, out, *, truth="constant", h2=0.5, n_gwas=100_000.0, alpha=0
     rng = np.random.default_rng(seed)
     with atomic_dir(out) as tmp:
         work = Path(tempfile.mkdtemp(prefix=".reference.", dir=tmp))
-        ref = _reference_variants(ld, kind, ld_region)
+        ref = _reference_variants(ld, kind, region)
         placeholder = work / "panel.fastGWA.gz"
         write_fastgwa(placeholder, ref, np.zeros(len(ref["snp"])), n_gwas)
         ingest = run_ingest(placeholder, ld, work / "dataset", n=n_gwas, progress=progress,
@@ -252,7 +274,7 @@ def run_simulate(ld, out, *, truth="constant", h2=0.5, n_gwas=100_000.0, alpha=0
             "format": "varfx-simulation", "varfx_version": __version__,
             "out": str(out), "ld": str(ld), "ld_kind": kind, "n_ref": int(ingest["n_ref"]),
             "truth": truth, "h2": float(h2), "N": float(n_gwas), "alpha": float(alpha), "sigma2": float(sigma2),
-            "log_sd": float(log_sd), "block_kb": float(block_kb), "seed": int(seed),
+            "log_sd": float(log_sd), "block_kb": float(block_kb), "seed": int(seed), "ld_region": ld_region,
             "log_c": log_c, "n_variants": M, "features": names,
             "panel_variants": int(len(ref["snp"])), "dropped": ingest["dropped"],
             "mean_chi2": float(chi2.mean()), "max_chi2": float(chi2.max()),

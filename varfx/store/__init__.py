@@ -13,7 +13,9 @@ A *dataset* is a directory::
 This package is the only code that knows these layouts: :mod:`varfx.store.dataset`
 opens and validates ``dataset.h5``, :mod:`varfx.store.windows` opens, validates, reads
 and writes ``windows.h5`` (and checks that it was computed from the ``dataset.h5``
-beside it).  Stages read through it and never through each other.
+beside it), and :mod:`varfx.store.h5` is the one HDF5 writer of all of them
+(:func:`~varfx.store.h5.guarded_h5`: a full disk is one clean error, never HDF5 noise).
+Stages read through it and never through each other.
 """
 
 from __future__ import annotations

@@ -6,6 +6,17 @@ a stage: that it is HDF5 at all (a zero-byte, truncated or garbled file is not),
 format and version, the ``variants`` arrays and their lengths, and that ``z`` and ``n``
 are finite (``n`` positive) and ``freq`` a frequency or missing (NaN: a UKBB/PolyFun
 LD reference carries none).
+
+The content hash (:func:`dataset_fingerprint`) that links a window store to its
+dataset is computed once, by ingest, and kept in the attributes ``content_n_variants``
+and ``content_sha256`` (:func:`record_fingerprint`); hashing the variants again costs
+about 1.4 s per million variants, on every open of ``windows.h5``.  Opening and
+validating a dataset does *not* check that attribute against the arrays (that would be
+the very rehash it saves): an edit of the arrays after ingest (``h5py`` in ``r+`` mode)
+keeps a stale attribute.  It is caught where it matters, by the window store's link
+check (:func:`varfx.store.windows.open_windows`), which trusts the attribute only while
+``dataset.h5`` has the size and modification time (:func:`file_stamp`) recorded when
+the windows were computed, and rehashes the arrays otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +33,8 @@ REBUILD = "varfx ingest"
 VARIANT_KEYS = ("snp", "chrom", "bp", "a1", "a2", "z", "n", "freq")
 #: The arrays the content hash covers: what the window factors are computed from.
 HASHED_KEYS = ("chrom", "bp", "a1", "a2", "z", "n")
+#: Attributes of dataset.h5 holding its fingerprint (written by ingest).
+FINGERPRINT_ATTRS = {"n_variants": "content_n_variants", "sha256": "content_sha256"}
 
 
 def dataset_file(dataset) -> Path:
@@ -124,3 +137,34 @@ def dataset_fingerprint(h5) -> dict:
         else:
             h.update(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
     return {"n_variants": M, "sha256": h.hexdigest()}
+
+
+def record_fingerprint(h5) -> dict:
+    """Compute the fingerprint of a dataset.h5 being written (open for writing, its
+    variants written) and store it as its attributes; returns it."""
+    fp = dataset_fingerprint(h5)
+    for key, attr in FINGERPRINT_ATTRS.items():
+        h5.attrs[attr] = fp[key]
+    return fp
+
+
+def stored_fingerprint(h5) -> dict | None:
+    """The fingerprint ingest recorded in an open dataset.h5, or None for a dataset
+    without it (written before it was recorded) or with an unreadable one."""
+    try:
+        return {"n_variants": int(h5.attrs[FINGERPRINT_ATTRS["n_variants"]]),
+                "sha256": _text(h5.attrs[FINGERPRINT_ATTRS["sha256"]])}
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def file_stamp(path) -> dict:
+    """``{"bytes", "mtime_ns"}`` of a file: what changes when it is written to (an edit
+    in ``r+`` mode, a copy, a re-ingest), so that a hash recorded in it is trusted only
+    while the stamp is the one seen when the hash was compared."""
+    st = Path(path).stat()
+    return {"bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}

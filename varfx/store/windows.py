@@ -5,6 +5,7 @@ Layout (format ``varfx-windows``, version 2)::
 
     attrs    format, format_version, varfx_version, params (JSON), N, n_ref, n_windows,
              dataset_n_variants, dataset_sha256   (the dataset.h5 it was computed from)
+             dataset_bytes, dataset_mtime_ns      (that file's size and mtime; optional)
     index/   chrom, start, end, n, n_plus, k       (one row per window)
     windows/NNNNNN/  attrs index chrom start end logdet_lambda k beta_outside;
              core_idx plus_idx core_pos P G z eigvals ld_score ld_score_raw beta
@@ -12,9 +13,14 @@ Layout (format ``varfx-windows``, version 2)::
 Every open compares ``dataset_n_variants``/``dataset_sha256`` with the ``dataset.h5``
 beside it (:func:`varfx.store.dataset.dataset_fingerprint`): the windows index that
 dataset's variants, and factors of another dataset (a re-ingest with other inputs)
-would silently give wrong likelihoods.  Every window read checks that its factors are
-finite.  Version 1 stores carry no such link and cannot be checked, so they are refused
-with the command that rebuilds them.
+would silently give wrong likelihoods.  The comparison costs no rehash of the variants
+when ``dataset.h5`` holds the fingerprint ingest recorded (equal to this store's) and
+still has the size and modification time recorded here; otherwise (a dataset from
+before the attribute, a copy, an edit after ingest, a re-ingest) the arrays are hashed
+again, so an edited dataset is caught even though its recorded attribute is stale.
+Only an edit that restores both the size and the nanosecond mtime would slip through.
+Every window read checks that its factors are finite.  Version 1 stores carry no such
+link and cannot be checked, so they are refused with the command that rebuilds them.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
-from . import WINDOWS_FILE, WINDOWS_FORMAT, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, check_format
-from .dataset import dataset_fingerprint, open_dataset
+from . import DATASET_FILE, WINDOWS_FILE, WINDOWS_FORMAT, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, check_format
+from .dataset import dataset_fingerprint, file_stamp, open_dataset, stored_fingerprint
 
+#: What to do when the window store cannot be written (its place is fixed: the dataset).
+SPACE_HINT = "free space in the dataset's filesystem and run precompute-ld again"
 #: The window arrays that must be finite (the integer index arrays cannot be otherwise).
 FLOAT_KEYS = ("P", "G", "z", "eigvals", "ld_score", "ld_score_raw", "beta")
 
@@ -76,19 +84,29 @@ def plan_windows(chrom: np.ndarray, bp: np.ndarray, window_bp: int, flank_bp: in
 
 def write_windows(dataset, specs, params: dict, N: float, n_ref: int, fingerprint: dict) -> None:
     """Merge the part files under ``DATASET/windows.parts/`` into one chunked, compressed
-    ``windows.h5`` (atomically), refusing non-finite factors."""
+    ``windows.h5`` (atomically), refusing non-finite factors.
+
+    ``fingerprint``: ``n_variants`` and ``sha256`` of the dataset the parts were computed
+    from, and optionally the ``bytes``/``mtime_ns`` of its dataset.h5 at that time
+    (:func:`varfx.store.dataset.file_stamp`), which let later opens skip the rehash.
+    Written through :func:`varfx.store.h5.guarded_h5`: a full disk is one UserError and
+    the HDF5 library of this process stays usable."""
     import h5py
+
+    from .h5 import guard, guarded_h5
 
     dataset = Path(dataset)
     parts = dataset / WINDOWS_PARTS
     n_plus = np.zeros(len(specs), np.int64)
     ks = np.zeros(len(specs), np.int64)
+    link = {"dataset_n_variants": int(fingerprint["n_variants"]), "dataset_sha256": str(fingerprint["sha256"])}
+    if "bytes" in fingerprint and "mtime_ns" in fingerprint:
+        link.update(dataset_bytes=int(fingerprint["bytes"]), dataset_mtime_ns=int(fingerprint["mtime_ns"]))
     with atomic_path(dataset / WINDOWS_FILE) as tmp:
-        with h5py.File(tmp, "w") as out:
+        with guarded_h5(tmp, dataset / WINDOWS_FILE, "the window store", SPACE_HINT) as out:
             out.attrs.update(format=WINDOWS_FORMAT, format_version=WINDOWS_VERSION,
                              varfx_version=__version__, params=json.dumps(params), N=N, n_ref=n_ref,
-                             n_windows=len(specs), dataset_n_variants=int(fingerprint["n_variants"]),
-                             dataset_sha256=str(fingerprint["sha256"]))
+                             n_windows=len(specs), **link)
             grp = out.create_group("windows")
             for s in specs:
                 part_path = parts / f"w{s.index:06d}.h5"
@@ -111,6 +129,7 @@ def write_windows(dataset, specs, params: dict, N: float, n_ref: int, fingerprin
                                            chunks=True if big else None, shuffle=big)
                     n_plus[s.index] = len(s.plus_idx)
                     ks[s.index] = int(src.attrs["k"])
+                guard(out)  # after a failed write, stop here rather than keep the rest in memory
             idx = out.create_group("index")
             idx.create_dataset("chrom", data=np.array([s.chrom for s in specs], np.int16))
             idx.create_dataset("start", data=np.array([s.start for s in specs], np.int64))
@@ -211,15 +230,38 @@ def _first_line(exc) -> str:
 
 
 def _check_link(h5, attrs, dataset, path) -> None:
+    """The store was computed from the dataset.h5 beside it: same variant count, same
+    content hash (rehashed only when :func:`_link_unchanged` cannot vouch for it)."""
+    stored = attrs["dataset_n_variants"]
     with open_dataset(dataset) as d:
-        fp = dataset_fingerprint(d)
-    stored, M = attrs["dataset_n_variants"], fp["n_variants"]
-    if stored != M:
-        raise UserError(f"computed for another dataset.h5 (for {stored} variants; this dataset.h5 has {M}); "
-                        f"rebuild it with `{rebuild_command(dataset)}`", path=path)
-    if fp["sha256"] != attrs["dataset_sha256"]:
+        M = int(d["variants"]["bp"].shape[0])
+        if stored != M:
+            raise UserError(f"computed for another dataset.h5 (for {stored} variants; this dataset.h5 has {M}); "
+                            f"rebuild it with `{rebuild_command(dataset)}`", path=path)
+        if _link_unchanged(h5, d, attrs, Path(dataset) / DATASET_FILE):
+            return
+        sha = dataset_fingerprint(d)["sha256"]
+    if sha != attrs["dataset_sha256"]:
         raise UserError(f"computed for another dataset.h5 (its {M} variants differ in position, alleles, z or n: "
                         f"the content hash does not match); rebuild it with `{rebuild_command(dataset)}`", path=path)
+
+
+def _link_unchanged(h5, d, attrs, dataset_path) -> bool:
+    """Whether the link can be confirmed without hashing: dataset.h5 records (from
+    ingest) the fingerprint this store records, and has not been written to since the
+    windows were computed (same size and mtime).  The attribute alone is not enough:
+    an edit of the arrays keeps it, but changes the file's mtime."""
+    recorded = stored_fingerprint(d)
+    if recorded != {"n_variants": attrs["dataset_n_variants"], "sha256": attrs["dataset_sha256"]}:
+        return False
+    try:
+        stamp = {"bytes": int(h5.attrs["dataset_bytes"]), "mtime_ns": int(h5.attrs["dataset_mtime_ns"])}
+    except (KeyError, TypeError, ValueError):
+        return False  # a store written before the stamp was recorded
+    try:
+        return stamp == file_stamp(dataset_path)
+    except OSError:
+        return False
 
 
 def read_window(g, attrs, tdtype, device="cpu", meta_only=False, path=None, dataset=None):
