@@ -348,7 +348,7 @@ def score(model_dir, dataset, out):
 @click.option("--threshold-feature", default=None, metavar="NAME", help="Feature of the threshold truth (default: the first that varies).")
 @click.option("--threshold-quantile", type=FRACTION_OPEN, default=0.9, show_default=True, help="Quantile of that feature where the threshold truth steps up.")
 @click.option("--feature-window", type=click.IntRange(min=2), default=256, show_default=True, help="Window (bp) of per-base features around each variant.")
-@click.option("--ld-region", default=None, metavar="CHR:START-END", help="Read only this region of an indexed VCF/BCF panel.")
+@click.option("--ld-region", default=None, metavar="CHR:START-END", help="Use only this region of the genotype panel (PLINK or VCF/BCF; a VCF/BCF panel needs an index).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Directory to write (sumstats, truth, simulation.json).")

@@ -7,7 +7,6 @@ nothing is left behind.  The layout is documented in ``docs/formats.md``.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import sys
@@ -58,31 +57,6 @@ def detect_ld_kind(ld) -> str:
     """The name of the LD format of ``ld`` (``"plink"``, ``"vcf"``, ``"ukbb"``, or a
     plugin's): see :func:`detect_ld_format`."""
     return detect_ld_format(ld).name
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool):
-    """A rich progress bar on stderr (or None); on an error the bar is removed, so
-    the error message stays the only thing printed."""
-    if not enabled:
-        yield None
-        return
-    try:
-        from ..ui import progress
-    except Exception:  # pragma: no cover - ui is optional here
-        yield None
-        return
-    with progress(disable=False) as bar:
-        try:
-            yield bar
-        except BaseException:
-            for t in list(bar.task_ids):
-                bar.remove_task(t)
-            with contextlib.suppress(AttributeError):
-                bar.live.transient = True  # erase the bar rather than leave a blank line
-                bar.live.stop()
-                bar.disable = True  # Progress.stop would print an empty line on a non-terminal
-            raise
 
 
 def _check_out(out: Path) -> None:
@@ -154,7 +128,9 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
 
         lrld = read_lrld(exclude_lrld)
 
-    with _progress(progress) as bar:
+    from ..ui import stage_progress
+
+    with stage_progress(progress) as bar:
         task = bar.add_task("ingest", total=None, status="reading summary statistics") if bar else None
         ss_read = read_sumstats(sumstats, n=n, columns=columns, format=sumstats_format)
         if bar is not None:
