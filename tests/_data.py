@@ -18,3 +18,28 @@ else:  # the bundled copy of the same files
 
 read_bed_dosages = _d.read_bed_dosages
 write_subset = partial(_d.write_subset, panel=PANEL, sumstats=SUMSTATS)
+
+
+def mixed_n_dataset(directory: Path) -> Path:
+    """~600 real chr22 variants whose N alternates between n and 3n (a meta-analysis),
+    ingested and precomputed (500-kb windows, 250-kb flanks) under ``directory/ds``."""
+    from click.testing import CliRunner
+
+    from varfx.cli import cli
+
+    prefix, ss = write_subset(directory / "in", 2000, 600)
+    lines = ss.read_text().splitlines()
+    col = lines[0].split("\t").index("N")
+    out = [lines[0]]
+    for i, line in enumerate(lines[1:]):
+        f = line.split("\t")
+        f[col] = str(150_000 if i % 2 else 450_000)
+        out.append("\t".join(f))
+    ss.write_text("\n".join(out) + "\n")
+    ds = directory / "ds"
+    run = CliRunner()
+    r = run.invoke(cli, ["ingest", "--sumstats", str(ss), "--ld", str(prefix), "-o", str(ds), "--json"])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(cli, ["precompute-ld", str(ds), "--window-kb", "500", "--flank-kb", "250", "--json"])
+    assert r.exit_code == 0, r.output
+    return ds

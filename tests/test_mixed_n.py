@@ -132,26 +132,9 @@ def test_precompute_stores_the_one_n_convention(tmp_path):
     stored n_scale = n_m / N, and G carries D^1/2 = diag(sqrt(n_scale)):
     ``Lambda^-1/2 (P G_core) Lambda^1/2 = V^T D^1/2 V`` with ``V = P^T Lambda^1/2``."""
     import h5py
-    from click.testing import CliRunner
+    from _data import mixed_n_dataset
 
-    from varfx.cli import cli
-    from varfx.testing.data import write_subset
-
-    prefix, ss = write_subset(tmp_path / "in", 2000, 600)
-    lines = ss.read_text().splitlines()
-    col = lines[0].split("\t").index("N")
-    out = [lines[0]]
-    for i, line in enumerate(lines[1:]):
-        f = line.split("\t")
-        f[col] = str(150_000 if i % 2 else 450_000)
-        out.append("\t".join(f))
-    ss.write_text("\n".join(out) + "\n")
-    ds = tmp_path / "ds"
-    run = CliRunner()
-    r = run.invoke(cli, ["ingest", "--sumstats", str(ss), "--ld", str(prefix), "-o", str(ds), "--json"])
-    assert r.exit_code == 0, r.output
-    r = run.invoke(cli, ["precompute-ld", str(ds), "--window-kb", "500", "--flank-kb", "250", "--json"])
-    assert r.exit_code == 0, r.output
+    ds = mixed_n_dataset(tmp_path)
     with h5py.File(ds / "dataset.h5", "r") as d, h5py.File(ds / "windows.h5", "r") as w:
         N = float(d.attrs["N"])
         z_all, n_all = d["variants"]["z"][:], d["variants"]["n"][:].astype(float)

@@ -8,12 +8,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
+from _data import mixed_n_dataset
 from varfx.api import Window
-from varfx.cli import cli
 from varfx.default_plugins.objectives import LDScoreRegression
-from varfx.testing.data import write_subset
 from varfx.testing.objectives import synthetic_window
 
 
@@ -21,22 +19,7 @@ from varfx.testing.objectives import synthetic_window
 def mixed_n_store(tmp_path_factory):
     """~600 chr22 variants whose N alternates between n and 3n, windows precomputed."""
     tmp = tmp_path_factory.mktemp("wctx")
-    prefix, ss = write_subset(tmp / "in", 2000, 600)
-    lines = ss.read_text().splitlines()
-    col = lines[0].split("\t").index("N")
-    out = [lines[0]]
-    for i, line in enumerate(lines[1:]):
-        f = line.split("\t")
-        f[col] = str(150_000 if i % 2 else 450_000)
-        out.append("\t".join(f))
-    ss.write_text("\n".join(out) + "\n")
-    ds = tmp / "ds"
-    run = CliRunner()
-    r = run.invoke(cli, ["ingest", "--sumstats", str(ss), "--ld", str(prefix), "-o", str(ds), "--json"])
-    assert r.exit_code == 0, r.output
-    r = run.invoke(cli, ["precompute-ld", str(ds), "--window-kb", "500", "--flank-kb", "250", "--json"])
-    assert r.exit_code == 0, r.output
-    return ds
+    return mixed_n_dataset(tmp)
 
 
 def test_store_fields_are_typed_and_match_the_file(mixed_n_store):
