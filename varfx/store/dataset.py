@@ -54,16 +54,10 @@ def _damaged(path, what) -> UserError:
 def open_dataset(dataset, validate: bool = True):
     """Open ``DATASET/dataset.h5`` read-only after checking its format (and, unless
     ``validate`` is False, its variant arrays: :func:`validate_dataset`)."""
-    import h5py
+    from .h5 import open_h5_read
 
     path = dataset_file(dataset)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        # h5py says "file signature not found" for a zero-byte or garbled file and
-        # "truncated file" for a cut one; the first line of that is enough
-        raise UserError(f"not a readable HDF5 file ({str(exc).splitlines()[0]}); rebuild it with `{REBUILD}`",
-                        path=path) from None
+    h5 = open_h5_read(path, REBUILD)
     try:
         check_format(h5, DATASET_FORMAT, DATASET_VERSION, path, rebuild=REBUILD)
         if validate:

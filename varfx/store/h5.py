@@ -192,3 +192,17 @@ def write_error(dest, exc: OSError, what: str = "the dataset", hint: str = "choo
            _errno.EDQUOT: "disk quota exceeded", _errno.EACCES: "permission denied"}.get(
         code, os.strerror(code) if code else " ".join(str(exc).split()))
     return UserError(f"cannot write {what}: {why}; nothing was written ({hint})", path=dest)
+
+
+def open_h5_read(path, rebuild: str):
+    """Open a store's HDF5 file read-only; a zero-byte, truncated or garbled file is one
+    line naming it and the command that rebuilds it.  h5py says "file signature not
+    found" for a zero-byte or garbled file and "truncated file" for a cut one; the
+    first line of that is enough."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise UserError(f"not a readable HDF5 file ({str(exc).splitlines()[0]}); rebuild it with `{rebuild}`",
+                        path=path) from None

@@ -184,15 +184,11 @@ def open_windows(dataset, check_dataset: bool = True):
     Checks the format and version, the attributes and index every reader uses, and
     (unless ``check_dataset`` is False: a loader worker whose parent already checked)
     that the store was computed from the ``dataset.h5`` beside it."""
-    import h5py
+    from .h5 import open_h5_read
 
     path = windows_file(dataset)
     rebuild = rebuild_command(dataset)
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise UserError(f"not a readable HDF5 file ({str(exc).splitlines()[0]}); rebuild it with `{rebuild}`",
-                        path=path) from None
+    h5 = open_h5_read(path, rebuild)
     try:
         try:
             version = int(h5.attrs.get("format_version", -1))
