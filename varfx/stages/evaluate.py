@@ -121,6 +121,8 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None) -> dict:
     ``chroms``: ``HOLDOUT`` (the model's held-out chromosomes), None (every chromosome)
     or a list; a chromosome the window store lacks is an error naming what it has."""
     meta, module = load_model(model_dir)
+    if model_output(meta) == "logit":
+        return _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth)
     _, wattrs = load_windows(dataset, chroms=[], dtype="float64", meta_only=True)
     chosen = _chosen_chroms(chroms, meta, wattrs["all_chroms"], model_dir, dataset)
     windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64", check_dataset=False)
@@ -158,3 +160,28 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None) -> dict:
         result["rmse_log_f"] = float(np.sqrt(np.mean((np.log(true_f[ok]) - log_f[core][ok]) ** 2)))
         result["n_truth"] = int(ok.sum())
     return result
+
+
+def model_output(meta) -> str:
+    """What the model's prior predicts: ``"log_f"`` (a likelihood-trained prior) or
+    ``"logit"`` (a fine-mapping model), as the objective that trained it declares."""
+    from ..plugins import lookup
+
+    name = (meta.get("objective") or {}).get("name", "full")
+    try:
+        cls = lookup("objectives", name)
+    except UserError:
+        return "log_f"
+    return getattr(cls, "prior_output", "log_f")
+
+
+def _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth):
+    """A fine-mapping model is evaluated on the bags of the chosen chromosomes
+    (:mod:`varfx.stages.evaluate_mil`), not on the likelihood of the windows."""
+    from ..store.bags import load_bags
+    from .evaluate_mil import run_evaluate_mil
+
+    available = sorted({int(b.chrom) for b in load_bags(dataset).positives})
+    chosen = _chosen_chroms(chroms, meta, available, model_dir, dataset)
+    return run_evaluate_mil(model_dir, dataset, meta, module, chosen, truth=truth,
+                            predict=lambda m, h5: predict_log_f(m, h5))

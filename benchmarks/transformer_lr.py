@@ -1,0 +1,110 @@
+"""Which learning rate and batch size let the default transformer prior learn?
+
+    python benchmarks/transformer_lr.py --json [--seeds 1,2] [--epochs 100]
+           [--configs "1e-4:1,1e-3:1,1e-2:0"] [--width 64] [--threads 1]
+
+A two-chromosome simulation per seed (3000 variants of the bundled chr22 panel, the
+second half relabelled chromosome 21; a GLM truth over a bigWig and a BED track, as
+tests/test_transformer_convergence.py builds it), chromosome 22 held out.  Each config
+``LR:BATCH_WINDOWS`` fits the transformer prior (default size unless ``--width``) with
+AdamW at that peak learning rate and windows per step (0 = all), early stopping with
+``--patience 10`` on the held-out windows, and records the held-out RMSE of log f
+against the truth, the epochs run and the seconds.  The constant prior and the GLM
+(the truth's own model class) are the floor and the ceiling.  Prints a JSON list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def run(args):
+    from click.testing import CliRunner
+
+    from varfx.cli import cli
+
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    if r.exit_code != 0:
+        raise SystemExit(r.output)
+    return r
+
+
+def simulation(tmp: Path, seed: int):
+    from varfx.testing.data import write_subset
+    from varfx.testing.features import write_bed, write_bigwig
+
+    prefix, _ = write_subset(tmp / "in", 2000, 3000)
+    bim = open(f"{prefix}.bim").read().splitlines()
+    half = len(bim) // 2
+    bim = [("21" + line[line.index("\t"):]) if i >= half else line for i, line in enumerate(bim)]
+    open(f"{prefix}.bim", "w").write("\n".join(bim) + "\n")
+    bp = np.array([int(line.split()[3]) for line in bim])
+    lo, hi = int(bp.min()) - 2000, int(bp.max()) + 2000
+    rng = np.random.default_rng(seed)
+    vals = np.full(hi, np.nan)
+    vals[lo:hi] = rng.gamma(2.0, 1.0, hi - lo)
+    write_bigwig(tmp / "signal.bw", {"chr21": vals, "chr22": vals})
+    n_peaks = (hi - lo) // 4000
+    write_bed(tmp / "peaks.bed", sorted((c, int(s), int(s) + 400) for c in ("chr21", "chr22")
+                                        for s in rng.integers(lo, hi, n_peaks)))
+    (tmp / "m.tsv").write_text("name\tpath\nsignal\tsignal.bw\npeaks\tpeaks.bed\n")
+    sim, ds = tmp / "sim", tmp / "ds"
+    run(["simulate", "--ld", prefix, "--truth", "glm", "--annotations", tmp / "m.tsv", "--feature-window", 32,
+         "--h2", 0.2, "--n", 200000, "--seed", seed, "--block-kb", 1000, "-o", sim, "--json"])
+    run(["ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", prefix, "--annotations", tmp / "m.tsv",
+         "--feature-window", 32, "-o", ds, "--json"])
+    run(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--json"])
+    return sim, ds
+
+
+def held_out(tmp, sim, ds, name, args):
+    model = tmp / name
+    t0 = time.perf_counter()
+    run(["fit", ds, *args, "--sigma2", 1, "--holdout-chroms", "22", "-o", model])
+    seconds = time.perf_counter() - t0
+    ev = json.loads(run(["evaluate", model, ds, "--chroms", "22", "--truth", sim / "truth.tsv", "--json"]).stdout)
+    meta = json.loads((model / "model.json").read_text())
+    return {"rmse_log_f": ev["rmse_log_f"], "epochs": meta.get("epochs_done"),
+            "best_epoch": meta.get("best_epoch"), "seconds": round(seconds, 1)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="1,2")
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--configs", default="1e-4:1,1e-3:1,1e-2:0")
+    ap.add_argument("--width", type=int, default=0, help="transformer width (0: the prior's default)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
+    out = []
+    for seed in (int(s) for s in a.seeds.split(",")):
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            sim, ds = simulation(tmp, seed)
+            for name, args in (("constant", ["--prior", "constant"]), ("glm", ["--prior", "glm"])):
+                out.append({"seed": seed, "prior": name, **held_out(tmp, sim, ds, name, args)})
+            for cfg in a.configs.split(","):
+                lr, bw = cfg.split(":")
+                net = ["--prior", "transformer", "--lr", lr, "--batch-windows", bw, "--patience", 10,
+                       "--epochs", a.epochs, "--seed", 0]
+                if a.width:
+                    net += ["-p", f"width={a.width}"]
+                rec = {"seed": seed, "prior": "transformer", "lr": float(lr), "batch_windows": int(bw),
+                       **held_out(tmp, sim, ds, f"tr_{lr}_{bw}", net)}
+                out.append(rec)
+                print(json.dumps(rec), flush=True, file=__import__("sys").stderr)
+    print(json.dumps(out, indent=None if a.json else 2))
+
+
+if __name__ == "__main__":
+    main()
