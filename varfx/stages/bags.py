@@ -418,9 +418,9 @@ def build_study(dataset, name: str, opts: BagOptions, bar=None, use_blocks: bool
             if not len(sig):
                 best = int(np.argmin(v.logp)) if v.n else None
                 smallest = f"the smallest p is {_p_text(v.logp[best])} (|z| = {abs(v.z[best]):.3g}, " \
-                           f"{v.snp[best]})" if best is not None else "it has no variants"
-                raise UserError(f"no variant with p < {opts.p_threshold:g} ({smallest}); nothing to clump into "
-                                "positive bags (raise --p-threshold, or give --blocks)", path=path)
+                           f"{v.snp[best]})" if best is not None else "the dataset has no variants"
+                raise UserError(f"no variant with p < {opts.p_threshold:g} (--p-threshold): {smallest}; nothing to "
+                                "clump into positive bags (raise --p-threshold, or give --blocks)", path=path)
             task = None
             if bar is not None:
                 task = bar.add_task(f"clumping {name}", total=len(sig), status="")
