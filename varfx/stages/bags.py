@@ -173,15 +173,23 @@ def clump(v: Variants, ld, opts: BagOptions, advance=None):
     free = np.zeros(v.n, dtype=bool)
     free[sig] = True
     window = opts.clump_kb * 1000.0
-    by_chrom = {c: np.sort(sig[v.chrom[sig] == c]) for c in np.unique(v.chrom[sig])}
+    # per chromosome, the significant variants by position: each lead looks only at its
+    # window (a binary search), not at every significant variant of the genome
+    by_chrom = {}
+    for c in np.unique(v.chrom[sig]):
+        on = sig[v.chrom[sig] == c]
+        on = on[np.argsort(v.bp[on], kind="stable")]
+        by_chrom[int(c)] = (on, v.bp[on])
     blocks, outside_seen = [], np.zeros(v.n, dtype=bool)
     for lead in sig:
         if not free[lead]:
             continue
         c = int(v.chrom[lead])
-        pool = by_chrom[c]
-        pool = pool[free[pool] & (np.abs(v.bp[pool] - v.bp[lead]) <= window)]
-        others = pool[pool != lead]
+        on, on_bp = by_chrom[c]
+        lo = np.searchsorted(on_bp, v.bp[lead] - window, side="left")
+        hi = np.searchsorted(on_bp, v.bp[lead] + window, side="right")
+        pool = on[lo:hi]
+        others = np.sort(pool[free[pool] & (pool != lead)])
         r, outside = r_to_lead(ld, int(lead), others, c, int(v.bp[lead]))
         outside_seen[others[outside]] = True
         members = others[(r * r >= opts.clump_r2) & ~outside]
