@@ -221,11 +221,17 @@ def test_blocks_match_by_position_either_orientation_chr_prefix_then_rsid(demo, 
         assert np.abs(neg_bp - d["bp"][i]).min() >= 10_000
 
 
-def test_blocks_without_signal_column_and_small_block_dropped(demo, tmp_path):
+def test_blocks_gzipped_without_signal_column_and_small_block_dropped(demo, tmp_path):
     d = dataset_arrays(demo)
     rows = [(22, d["bp"][i], d["snp"][i], d["a1"][i], d["a2"][i], 0.0, "big") for i in range(100, 112)]
     rows += [(22, d["bp"][i], d["snp"][i], d["a1"][i], d["a2"][i], 1e-9, "small") for i in range(300, 305)]
-    blocks = write_blocks(tmp_path / "b.tsv", rows, header="CHR\tBP\tRSID\tEA\tNEA\tP\tBLOCK_ID")
+    # gzipped, upper-case names in another order, a '#' before the header
+    import gzip
+
+    blocks = tmp_path / "b.tsv.gz"
+    with gzip.open(blocks, "wt") as fh:
+        fh.write("#BLOCK_ID\tCHR\tBP\tRSID\tEA\tNEA\tP\n")
+        fh.writelines("\t".join(map(str, (r[6],) + r[:6])) + "\n" for r in rows)
     summary, _ = run_bags(demo, "--blocks", blocks)
     got = load_bags(demo).positives
     assert [b.name for b in got] == ["big"] and summary["dropped"]["below_min_size"] == 1

@@ -451,15 +451,15 @@ def build_study(dataset, name: str, opts: BagOptions, bar=None, use_blocks: bool
 
 
 def _unique_names(paths) -> list[str]:
-    names, seen = [], {}
+    """Each dataset's directory name, with ``-2``, ``-3``... appended where taken."""
+    names: list[str] = []
     for p in paths:
         base = Path(p).resolve().name or "dataset"
-        seen[base] = seen.get(base, 0) + 1
-        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
-    # a later plain name may collide with an earlier suffixed one ("a-2" given as a name)
-    while len(set(names)) < len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        names[len(names) - 1 - names[::-1].index(dup)] = dup + "-x"
+        name, k = base, 1
+        while name in names:
+            k += 1
+            name = f"{base}-{k}"
+        names.append(name)
     return names
 
 
