@@ -146,12 +146,14 @@ def r_to_lead(ld, lead: int, others: np.ndarray, chrom: int, lead_bp: int):
     idx = np.union1d(others, [lead])
     pos_lead = int(np.searchsorted(idx, lead))
     pos = np.searchsorted(idx, others)
-    if ld.kind == "plink":
+    if hasattr(ld, "standardized"):  # genotypes: every pair has a correlation
         # one row of R (len(idx) dot products) instead of the whole matrix
         x = ld.standardized(idx)
         r = x[pos] @ x[pos_lead] / ld.n_people
         return r, np.zeros(len(others), bool)
     R = ld.correlation(idx, chrom, lead_bp)
+    if not hasattr(ld, "pick_region"):
+        return R[pos, pos_lead], np.zeros(len(others), bool)
     name = ld.pick_region(chrom, lead_bp)
     if name is None:
         return np.zeros(len(others)), np.ones(len(others), bool)
