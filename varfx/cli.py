@@ -189,6 +189,48 @@ def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, workers, as_json)
         print_summary("precompute-ld", summary)
 
 
+@cli.command()
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--p-threshold", type=FRACTION_OPEN, default=5e-8, show_default=True,
+              help="Variants with a two-sided p below this are significant (clumped into positive bags).")
+@click.option("--clump-kb", type=NON_NEGATIVE, default=500, show_default=True,
+              help="Clumping: a block takes significant variants within this distance of its lead.")
+@click.option("--clump-r2", type=FiniteFloat(0, 1), default=0.1, show_default=True,
+              help="Clumping: ... and with r^2 to the lead at least this (LD from the dataset).")
+@click.option("--min-bag-size", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Drop positive bags with fewer variants.")
+@click.option("--max-bag-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Keep at most this many variants of a bag (its most significant).")
+@click.option("--blocks", type=click.Path(dir_okay=False), default=None,
+              help="Pre-defined blocks instead of clumping: TSV with columns chr bp rsid ea nea p block_id [signal].")
+@click.option("--drop-unknown", is_flag=True, help="--blocks: drop (and count) rows that match no dataset variant.")
+@click.option("--neg-maf-min", type=FiniteFloat(0, 0.5), default=0.05, show_default=True,
+              help="Negatives: minor allele frequency at least this.")
+@click.option("--neg-p-min", type=FiniteFloat(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Negatives: p above this.")
+@click.option("--neg-exclude-kb", type=NON_NEGATIVE, default=10, show_default=True,
+              help="Negatives: at least this far from every significant variant and positive bag member.")
+@click.option("--add-study", "add_study", multiple=True, type=click.Path(file_okay=False), metavar="DATASET",
+              help="Also the bags of this dataset (same options, its own LD), mapped onto DATASET's variants (repeatable).")
+@user_errors
+def bags(dataset, p_threshold, clump_kb, clump_r2, min_bag_size, max_bag_size, blocks, drop_unknown, neg_maf_min,
+         neg_p_min, neg_exclude_kb, add_study):
+    """Build the positive bags and negatives of multiple-instance fine-mapping.
+
+    Writes DATASET/bags.h5 from DATASET/dataset.h5 (run after ingest; see docs/bags.md)
+    and prints its summary as one JSON object on stdout.
+    """
+    if max_bag_size < min_bag_size:
+        raise click.BadParameter(f"{max_bag_size} is below --min-bag-size {min_bag_size}", param_hint="--max-bag-size")
+    from .stages.bags import run_bags
+
+    summary = run_bags(dataset, add_study=add_study, p_threshold=p_threshold, clump_kb=clump_kb, clump_r2=clump_r2,
+                       min_bag_size=min_bag_size, max_bag_size=max_bag_size, blocks=blocks,
+                       drop_unknown=drop_unknown, neg_maf_min=neg_maf_min, neg_p_min=neg_p_min,
+                       neg_exclude_kb=neg_exclude_kb, progress=True)
+    click.echo(json.dumps(summary))
+
+
 from .cli_types import NON_NEGATIVE, POSITIVE  # noqa: E402 - the fit command's option types
 
 
