@@ -168,3 +168,85 @@ def test_unusable_checkpoint_refused_by_score(ds, good_model, tmp_path):
     r = CliRunner().invoke(cli, ["score", str(model), str(ds), "-o", str(tmp_path / "s.tsv")])
     assert r.exit_code == 1 and "another prior" in r.stderr and "Traceback" not in r.output
     assert not (tmp_path / "s.tsv").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# bag objectives (mil, distil): bags.h5 missing or stale, options out of choice, nothing
+# left to train on, teachers that are not fits of this dataset
+
+import _mil_data  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bag_ds(tmp_path_factory):
+    ds, _ = _mil_data.build(tmp_path_factory.mktemp("bagbad"))
+    return ds
+
+
+@pytest.fixture(scope="module")
+def bag_teacher(bag_ds, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher") / "t"
+    r = CliRunner().invoke(cli, ["fit", str(bag_ds), "--prior", "glm", "--objective", "mil", "--epochs", "4",
+                                 "-O", "warmup_epochs=1", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+MIL = ["--prior", "glm", "--objective", "mil", "--epochs", "2"]
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["-O", "colour=red"], ["objective 'mil'", "no option 'colour'"]),
+    (["-O", "pool=mean"], ["pool='mean'", "one of max|lse|gmean|isr"]),
+    (["-O", "label=bags"], ["label='bags'", "one of bag|instance"]),
+    (["-O", "negatives=many"], ["negatives='many'", "matched|single"]),
+    (["-O", "r=0"], ["r='0'", "positive"]),
+    (["-O", "r=nan"], ["r='nan'"]),
+    (["-O", "negatives_per_bag=0"], ["negatives_per_bag='0'"]),
+    (["-O", "positive_weight=-1"], ["positive_weight='-1'"]),
+    (["-O", "pool=max", "-O", "anneal=40"], ["anneal=40", "pool=lse or pool=gmean"]),
+    (["-O", "warmup_epochs=5"], ["warmup_epochs=5", "only 2 epochs"]),
+    (["--holdout-chroms", "all"], ["no training bags", "[1, 2, 3, 6]"]),
+    (["--holdout-chroms", "9"], ["--holdout-chroms", "9", "not in the dataset"]),
+    (["--sigma2", "1"], ["--sigma2", "no noise variance"]),
+    (["--optimizer", "lbfgs"], ["lbfgs", "bags"]),
+    (["--loader-workers", "1"], ["--loader-workers", "bags"]),
+    (["--solver", "cholesky"], ["--solver cholesky", "no solver"]),
+])
+def test_bad_mil_options(bag_ds, tmp_path, args, needles):
+    fails([bag_ds, *MIL, *args, "-o", tmp_path / "m"], tmp_path, needles=needles)
+
+
+def test_mil_without_bags(ds, tmp_path):
+    msg = fails([ds, *MIL, "-o", tmp_path / "m"], tmp_path, needles=["no bags.h5", "varfx bags"])
+    assert str(ds) in msg
+
+
+def test_mil_with_stale_bags(bag_ds, tmp_path):
+    # a bags.h5 written for another dataset (another content hash) beside this dataset.h5
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(bag_ds, copy)
+    with __import__("h5py").File(copy / "bags.h5", "r+") as f5:
+        f5.attrs["dataset_sha256"] = "0" * 64
+    fails([copy, *MIL, "-o", tmp_path / "m"], tmp_path, needles=["bags.h5", "another dataset.h5", "varfx bags"])
+
+
+def test_distil_needs_teachers_of_this_dataset(bag_ds, ds, bag_teacher, good_model, tmp_path):
+    base = [bag_ds, "--prior", "glm", "--objective", "distil", "--epochs", "2"]
+    fails([*base, "-o", tmp_path / "m"], tmp_path, needles=["-O teachers="])
+    fails([*base, "-O", f"teachers={tmp_path / 'nowhere'}", "-o", tmp_path / "m"], tmp_path,
+          needles=["no model.json", "nowhere"])
+    # a likelihood fit's prior outputs log f, not a logit
+    fails([*base, "-O", f"teachers={bag_teacher},{good_model}", "-o", tmp_path / "m"], tmp_path,
+          needles=["objective 'full'", "not a logit", str(good_model)])
+    # a mil fit of another dataset (same shapes, another content hash)
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(bag_teacher, other)
+    meta = json.loads((other / "model.json").read_text())
+    (other / "model.json").write_text(json.dumps({**meta, "dataset_sha256": "f" * 64, "dataset": "/elsewhere"}))
+    fails([*base, "-O", f"teachers={bag_teacher},{other}", "-o", tmp_path / "m"], tmp_path,
+          needles=["another dataset", "/elsewhere", str(other)])

@@ -285,8 +285,14 @@ class Objective(Plugin):
     uses_solver: ClassVar[bool] = True
     #: What one unit of a training batch is.  The trainer shuffles, batches and shares
     #: units across processes without looking inside them; :meth:`batch_size` and
-    #: :meth:`batch_loss` are the objective's.  ``"window"``: a :class:`Window`.
+    #: :meth:`batch_loss` are the objective's.  ``"window"``: a :class:`Window`;
+    #: ``"bag"``: a :class:`BagUnit` (see :class:`BagObjective`).
     batch_unit: ClassVar[str] = "window"
+    #: How to read what the prior returns once it is trained with this objective:
+    #: ``"log_f"`` (a log prior variance: ``full``, ``ldsr``; ``varfx score`` writes F) or
+    #: ``"logit"`` (an instance logit: ``mil``, ``distil``; ``varfx score`` writes
+    #: P_CAUSAL = sigmoid(logit) and LOGIT).
+    prior_output: ClassVar[str] = "log_f"
 
     def __init__(self, solver: Solver | None = None, **options):
         super().__init__(**options)
@@ -322,6 +328,26 @@ class Objective(Plugin):
             total = total + self.window_loss(w, torch.exp(log_f[pos]).to(w.G.dtype), sigma2)
         return total
 
+    def epoch_units(self, train_units, epoch: int, seed: int) -> list:
+        """The units of training epoch ``epoch`` (0-based), in any order (the trainer
+        shuffles them with ``(seed, epoch)``).  Must depend only on its arguments, so that
+        a resumed fit replays the epoch; its length must not depend on ``epoch``.  Window
+        objectives train on every window every epoch; bag objectives add negative bags
+        drawn afresh from ``(seed, epoch)``."""
+        return train_units
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before training epoch ``epoch`` (0-based) of ``epochs``, also on resume:
+        an objective whose loss changes over the fit (a warm-up, an annealed pooling)
+        sets its phase here from these two numbers alone (never from its own history,
+        which a resumed fit does not have)."""
+
+    def eval_loss(self, units, log_f_of, sigma2):
+        """The validation loss of held-out units (the same sum as :meth:`batch_loss`;
+        an objective whose training loss changes over the fit validates on its target
+        loss, so that validation losses of different epochs compare)."""
+        return self.batch_loss(units, log_f_of, sigma2)
+
     def unit_name(self, unit) -> str:
         """How a message names one unit (the window's index and span)."""
         return f"window {unit.index} (chromosome {unit.chrom}, {unit.start}-{unit.end})"
@@ -341,6 +367,167 @@ class Objective(Plugin):
 
     def window_loss(self, window: Window, f_plus, sigma2):  # pragma: no cover - interface
         raise NotImplementedError
+
+
+@dataclass
+class BagUnit:
+    """One bag as a unit of training: ``variants`` are dataset indices (members most
+    significant first for a positive bag), ``label`` 1 (positive) or 0 (negative).
+
+    ``weight`` is the factor of this bag's loss in a batch's sum, set when the units of an
+    epoch (or of validation) are made: the objective's mean over positive bags and its
+    mean over negative bags become sums over units, so that units can be shared across
+    processes and batched in any way (a batch's sum divided by its
+    :meth:`Objective.batch_size` estimates the epoch's loss).  A negative bag drawn from
+    the pool has ``chrom`` -1 when its members lie on several chromosomes, and a ``name``
+    that says where it came from."""
+
+    name: str
+    chrom: int
+    start: int
+    end: int
+    variants: Any  # (n,) int64 numpy
+    label: int
+    weight: float = 1.0
+    index: int = -1  # the positive bag's index in bags.h5 (-1: a negative bag)
+
+    @property
+    def n(self) -> int:
+        return int(len(self.variants))
+
+
+class BagObjective(Objective):
+    """Base of the objectives over bags (``batch_unit = "bag"``: ``mil``, ``distil``).
+
+    ``varfx fit`` loads ``DATASET/bags.h5`` (:func:`varfx.store.bags.load_bags`), splits
+    it by ``--holdout-chroms`` into a training and a held-out :class:`varfx.store.bags.BagSet`
+    (held-out bags and held-out negatives never reach training), calls :meth:`setup`,
+    builds the prior, then :meth:`prepare_bags` once, which returns the training units
+    (the positive bags) and the validation units (the held-out positive bags and
+    negative bags drawn once from the held-out pool).  Every epoch :meth:`epoch_units`
+    adds negatives drawn afresh from the training pool.  The prior's output is read as
+    the instance logit (``prior_output = "logit"``); no solver, windows or sigma^2.
+    """
+
+    uses_solver = False
+    batch_unit = "bag"
+    prior_output = "logit"
+
+    def prepare_bags(self, train, val, *, dataset, batch, bp, seed: int):
+        """``(train_units, val_units)`` from the training and held-out BagSets.
+
+        ``dataset``: the dataset directory; ``batch``: the prior's per-variant inputs
+        (what :meth:`FitSetup.log_f_of` evaluates); ``bp``: every variant's position (to
+        name negative bags); ``seed``: the fit's seed.  The training pool of negatives is
+        kept for :meth:`epoch_units`; the validation negatives are drawn here, once, from
+        the held-out pool, so validation losses of different epochs compare."""
+        import numpy as np
+
+        from .errors import UserError
+
+        if not len(train.negatives):
+            raise UserError("bags.h5 has no negative variants on the training chromosomes "
+                            "(rebuild it with `varfx bags`, or hold out fewer chromosomes)", path=dataset)
+        self._bp = np.asarray(bp)
+        self._pool = (np.asarray(train.negatives, np.int64), np.asarray(train.negative_chrom, np.int64))
+        pos = [self.positive_unit(b) for b in train.positives]
+        vpos = [self.positive_unit(b) for b in val.positives]
+        vneg = []
+        if vpos and len(val.negatives):
+            vneg = self.draw_negatives(vpos, np.asarray(val.negatives, np.int64),
+                                       np.asarray(val.negative_chrom, np.int64),
+                                       self.rng(seed, -1), "held-out")
+        return pos, (self.weighted(vpos + vneg) if vpos else [])
+
+    @staticmethod
+    def positive_unit(bag) -> "BagUnit":
+        import numpy as np
+
+        return BagUnit(name=bag.name, chrom=int(bag.chrom), start=int(bag.start), end=int(bag.end),
+                       variants=np.asarray(bag.variants, np.int64), label=1, index=int(bag.index))
+
+    @staticmethod
+    def rng(seed: int, epoch: int):
+        """The generator of the negatives of training epoch ``epoch`` (-1: validation):
+        a function of (seed, epoch) alone, so a resumed fit draws the same ones."""
+        import numpy as np
+
+        return np.random.default_rng([int(seed) % 2**32, int(epoch) + 1, 0x6D696C])
+
+    def negative_sizes(self, positives) -> list[int]:
+        """The sizes of the negative bags drawn for these positive bags (one entry per
+        negative bag): one single-variant negative per positive bag by default."""
+        return [1] * len(positives)
+
+    def draw_negatives(self, positives, pool, pool_chrom, rng, what: str) -> list:
+        """Negative bags of :meth:`negative_sizes` variants each, drawn from ``pool``
+        (members distinct within a bag; bags drawn independently)."""
+        import numpy as np
+
+        from .errors import UserError
+
+        out = []
+        m = len(pool)
+        for j, size in enumerate(self.negative_sizes(positives)):
+            if size > m:
+                raise UserError(f"objective {self.name!r}: the {what} negative pool has {m} variants, fewer "
+                                f"than a negative bag of {size} needs (use -O negatives=single, or rebuild "
+                                "bags.h5 with more negatives)")
+            pick = rng.choice(m, size=size, replace=False) if size > 1 else rng.integers(0, m, size=1)
+            idx, chroms = pool[pick], pool_chrom[pick]
+            one = bool(np.all(chroms == chroms[0]))
+            bp = self._bp[idx]
+            out.append(BagUnit(name=f"{what} negative {j + 1}", chrom=int(chroms[0]) if one else -1,
+                               start=int(bp.min()) if one else 0, end=int(bp.max()) if one else 0,
+                               variants=np.sort(idx), label=0))
+        return out
+
+    def weighted(self, units) -> list:
+        """The units with their :attr:`BagUnit.weight` set (1 here: a plain sum)."""
+        import dataclasses
+
+        return [dataclasses.replace(u, weight=1.0) for u in units]
+
+    def epoch_units(self, train_units, epoch: int, seed: int) -> list:
+        negatives = self.draw_negatives(train_units, *self._pool, self.rng(seed, epoch), f"epoch {epoch + 1}")
+        return self.weighted(list(train_units) + negatives)
+
+    def instance_logits(self, units, log_f_of):
+        """``(x, seg, sizes)``: the prior's output on the bags' members concatenated (no
+        padding), the bag of each member (0..len(units)-1) and the bag sizes, as torch
+        tensors; the prior is evaluated once on the union of the members.  A logit that
+        is not finite stops the fit with one line naming its bag."""
+        import numpy as np
+        import torch
+
+        from .errors import UserError
+
+        members = np.concatenate([u.variants for u in units])
+        union, inverse = np.unique(members, return_inverse=True)
+        out = log_f_of(union)
+        x = out[torch.as_tensor(inverse, device=out.device)]
+        sizes = torch.as_tensor([u.n for u in units], device=out.device)
+        seg = torch.repeat_interleave(torch.arange(len(units), device=out.device), sizes)
+        bad = ~torch.isfinite(x.detach())
+        if bool(bad.any()):
+            first = int(torch.nonzero(bad)[0])
+            unit = units[int(seg[first])]
+            raise UserError(f"the prior's logit of variant {int(members[first])} in {self.unit_name(unit)} became "
+                            f"{float(x[first])}; try a smaller --lr")
+        return x, seg, sizes
+
+    def unit_losses(self, units, log_f_of, sigma2) -> list[float]:
+        import torch
+
+        with torch.no_grad():
+            return [float(self.batch_loss([u], log_f_of, sigma2)) for u in units]
+
+    def batch_size(self, units) -> int:
+        return len(units)
+
+    def unit_name(self, unit) -> str:
+        where = f"chromosome {unit.chrom}, {unit.start}-{unit.end}" if unit.chrom >= 0 else "several chromosomes"
+        return f"{'positive' if unit.label else 'negative'} bag {unit.name!r} ({where}, {unit.n} variants)"
 
 
 class Prior(Plugin):

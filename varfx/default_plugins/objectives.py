@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from varfx import hookimpl
-from varfx.api import Objective, Option
+from varfx.api import BagObjective, Objective, Option
+from varfx.errors import UserError
 
 
 class FullLikelihood(Objective):
@@ -104,7 +105,347 @@ class LDScoreRegression(Objective):
         return 0.5 * (w * (chi2 - pred) ** 2).sum()
 
 
+# ------------------------------------------------------------------ multiple-instance learning
+
+POOLS = ("max", "lse", "gmean", "isr")
+
+
+def _choice(*values):
+    """An option type accepting one of ``values`` (its name is what an error expects)."""
+
+    def parse(text):
+        text = str(text).strip().lower()
+        if text not in values:
+            raise ValueError(text)
+        return text
+
+    parse.__name__ = f"one of {'|'.join(values)}"
+    return parse
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "a whole number >= 1"
+
+
+def _positive_float(text):
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(text)
+    return value
+
+
+_positive_float.__name__ = "a positive number"
+
+
+def _non_negative_float(text):
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(text)
+    return value
+
+
+_non_negative_float.__name__ = "a number >= 0"
+
+
+def log1mexp(a):
+    """``log(1 - exp(a))`` for ``a <= 0``, accurate on both sides of ``-log 2``
+    (Maechler's switch); each branch sees only inputs where it is finite, so neither
+    puts a NaN into the other's gradient."""
+    import torch
+
+    cut = -math.log(2.0)
+    near = torch.log(-torch.expm1(a.clamp(min=cut)))
+    far = torch.log1p(-torch.exp(a.clamp(max=cut)))
+    return torch.where(a > cut, near, far)
+
+
+def _segment_max(x, seg, n_bags):
+    import torch
+
+    return torch.full((n_bags,), -math.inf, dtype=x.dtype, device=x.device).scatter_reduce(
+        0, seg, x, "amax", include_self=False)
+
+
+def _segment_lse_mean(a, seg, sizes):
+    """``log mean exp(a)`` over each bag's members (stable: shifted by the bag maximum,
+    which is detached; the expression does not depend on the shift, so the gradient is
+    exact)."""
+    import torch
+
+    n_bags = len(sizes)
+    m = _segment_max(a, seg, n_bags).detach()
+    s = torch.zeros(n_bags, dtype=a.dtype, device=a.device).index_add(0, seg, torch.exp(a - m[seg]))
+    return m + torch.log(s) - torch.log(sizes.to(a.dtype))
+
+
+def pool_logits(x, seg, sizes, pool: str, r: float = 1.0):
+    """Bag logits from instance logits ``x`` concatenated bag after bag (``seg``: the bag
+    of each instance, ``sizes``: the bag sizes); no padding.
+
+    - ``max``: ``max_i x_i`` (only the top instance gets gradient);
+    - ``lse``: ``(1/r) log mean_i exp(r x_i)``, between the mean (r -> 0) and the
+      maximum (r -> inf); a bag of one is its instance;
+    - ``gmean``: ``p_bag = (mean_i p_i^r)^(1/r)`` of ``p_i = sigmoid(x_i)``, the
+      generalised mean (the maximum as r -> inf), as a logit ``log p - log(1 - p)``;
+    - ``isr``: noisy-or ``p_bag = 1 - prod_i (1 - p_i)``: ``log(1 - p_bag) = sum_i
+      log sigmoid(-x_i)``, and the logit from it through :func:`log1mexp`.
+
+    Every form is computed in log space, so no probability is rounded to 0 or 1 in
+    float64 for logits within a few hundred of 0."""
+    import torch
+    import torch.nn.functional as F
+
+    n_bags = len(sizes)
+    if pool == "max":
+        return _segment_max(x, seg, n_bags)
+    if pool == "lse":
+        return _segment_lse_mean(r * x, seg, sizes) / r
+    if pool == "gmean":
+        log_p = _segment_lse_mean(r * F.logsigmoid(x), seg, sizes) / r
+        return log_p - log1mexp(log_p)
+    if pool == "isr":
+        log_q = torch.zeros(n_bags, dtype=x.dtype, device=x.device).index_add(0, seg, F.logsigmoid(-x))
+        return log1mexp(log_q) - log_q
+    raise ValueError(pool)  # options are checked in MultipleInstance.__init__
+
+
+class MultipleInstance(BagObjective):
+    """Multiple-instance learning on GWAS bags (MIFM; docs/mil_objective.md).
+
+    The prior's output for a variant is its instance logit ``x_i``.  A positive bag's
+    logit is a pooling of its members' logits (``pool``); a negative bag (drawn from the
+    store's negative pool afresh every epoch) likewise.  The loss is binary cross-entropy,
+    averaged over positive bags and over negative bags separately:
+    ``positive_weight * mean_pos softplus(-z_b) + mean_neg softplus(z_b)``.
+
+    The cold start (only each bag's current top instance gets gradient under max
+    pooling, so from a random start it fits whatever feature happens to be on top) is
+    handled by ``warmup_epochs`` (the instance-level loss first: every member of a
+    positive bag labelled positive, each bag's loss the mean over its members) and/or
+    ``anneal`` (lse or gmean with r growing geometrically to ``anneal`` over the pooled
+    epochs); the bag-size confound (any rare feature separates a 28-variant bag from one
+    variant) by ``negatives=matched`` (each negative bag as large as its positive bag).
+    The validation loss is always the fit's target loss (the pooled loss at the final r,
+    or the instance loss with ``label=instance``), so that epochs compare.
+    """
+
+    name = "mil"
+    description = "multiple-instance learning on bags of GWAS hits (pooled instance logits, BCE)"
+    options = {
+        "pool": Option(_choice(*POOLS), "max", "bag pooling of instance logits: max, lse, gmean or isr"),
+        "r": Option(_positive_float, 5.0, "lse: smoothing coefficient r; gmean: exponent r (both -> max as r grows)"),
+        "anneal": Option(_non_negative_float, 0.0,
+                         "lse/gmean: grow r geometrically to this value over the pooled epochs (0: no annealing)"),
+        "positive_weight": Option(_positive_float, 1.0, "weight w of the positive bags: loss = w mean_pos + mean_neg"),
+        "negatives_per_bag": Option(_positive_int, 1, "negative bags drawn per positive bag every epoch"),
+        "negatives": Option(_choice("matched", "single"), "matched",
+                            "matched: a negative bag as large as its positive bag; single: one variant each"),
+        "warmup_epochs": Option(_non_negative_float, 0.5,
+                                "epochs of instance-level loss first (below 1: a fraction of --epochs)"),
+        "label": Option(_choice("bag", "instance"), "bag",
+                        "bag: the pooled loss; instance: every member of a positive bag positive, the whole fit"),
+    }
+
+    def __init__(self, solver=None, **options):
+        super().__init__(solver=solver, **options)
+        c = self.config
+        # options given in Python (not through -O) are checked as the command line does
+        for key, value in list(c.items()):
+            try:
+                c[key] = self.options[key].type(str(value))
+            except (TypeError, ValueError):
+                raise UserError(f"option {key}={value!r} for objective 'mil': expected "
+                                f"{self.options[key].type.__name__}") from None
+        if c["anneal"] and c["pool"] not in ("lse", "gmean"):
+            raise UserError(f"option anneal={c['anneal']:g} for objective 'mil': annealing is for pool=lse or "
+                            f"pool=gmean, not pool={c['pool']}")
+        if c["anneal"] and not c["anneal"] > c["r"]:
+            raise UserError(f"option anneal={c['anneal']:g} for objective 'mil': expected a final r above the "
+                            f"starting r={c['r']:g}")
+        # the phase of the current epoch: (instance-level loss?, r); the target until
+        # start_epoch says otherwise
+        self._phase = self._target()
+
+    def _target(self):
+        c = self.config
+        return c["label"] == "instance", (c["anneal"] or c["r"])
+
+    def warmup_count(self, epochs: int) -> int:
+        w = self.config["warmup_epochs"]
+        return int(round(w * epochs)) if w < 1 else int(w)
+
+    def start_epoch(self, epoch, epochs):
+        c = self.config
+        if c["label"] == "instance":
+            self._phase = (True, c["r"])
+            return
+        warm = self.warmup_count(epochs)
+        if warm >= epochs and warm > 0:
+            raise UserError(f"option warmup_epochs={c['warmup_epochs']:g} for objective 'mil': the fit has only "
+                            f"{epochs} epochs (--epochs), so the pooled loss would never be trained; give fewer "
+                            "warm-up epochs, or -O label=instance")
+        if epoch < warm:
+            self._phase = (True, c["r"])
+            return
+        r = c["r"]
+        if c["anneal"]:
+            span = max(1, epochs - 1 - warm)
+            r = c["r"] * (c["anneal"] / c["r"]) ** (min(epoch - warm, span) / span)
+        self._phase = (False, r)
+
+    def negative_sizes(self, positives):
+        k = self.config["negatives_per_bag"]
+        if self.config["negatives"] == "matched":
+            return [u.n for u in positives for _ in range(k)]
+        return [1] * (k * len(positives))
+
+    def weighted(self, units):
+        import dataclasses
+
+        P = sum(1 for u in units if u.label)
+        Q = len(units) - P
+        U = len(units)
+        w = self.config["positive_weight"]
+        # the means over positive and over negative bags, as a sum over units divided by
+        # the number of units (what the trainer divides a batch's sum by)
+        return [dataclasses.replace(u, weight=(w * U / P) if u.label else (U / Q)) for u in units]
+
+    def unit_terms(self, units, log_f_of, phase=None):
+        """Each unit's unweighted loss (a tensor, one entry per unit) in ``phase``."""
+        import torch
+        import torch.nn.functional as F
+
+        instance, r = self._phase if phase is None else phase
+        x, seg, sizes = self.instance_logits(units, log_f_of)
+        label = torch.as_tensor([float(u.label) for u in units], dtype=x.dtype, device=x.device)
+        if instance:
+            # every member of a bag gets the bag's label; each bag's loss the mean over its members
+            per = F.binary_cross_entropy_with_logits(x, label[seg], reduction="none")
+            return torch.zeros(len(units), dtype=x.dtype, device=x.device).index_add(0, seg, per) / sizes.to(x.dtype)
+        z = pool_logits(x, seg, sizes, self.config["pool"], r)
+        return F.binary_cross_entropy_with_logits(z, label, reduction="none")
+
+    def batch_loss(self, units, log_f_of, sigma2=None, phase=None):
+        import torch
+
+        if not units:
+            return 0.0
+        terms = self.unit_terms(units, log_f_of, phase)
+        weight = torch.as_tensor([u.weight for u in units], dtype=terms.dtype, device=terms.device)
+        return (weight * terms).sum()
+
+    def eval_loss(self, units, log_f_of, sigma2=None):
+        return self.batch_loss(units, log_f_of, sigma2, phase=self._target())
+
+
+class Distillation(BagObjective):
+    """Distillation of an ensemble (MIFM's recipe; docs/mil_objective.md): the student's
+    ``sigmoid(logit)`` fits the mean of the teachers' ``sigmoid(logit)`` by squared error,
+    on every member of the positive bags and of negatives drawn afresh every epoch, with
+    weight ``top_weight`` on each positive bag's top instance (by the teachers' mean) and
+    1 elsewhere; a batch's sum is divided by its number of instances.  The teachers are
+    model directories of ``mil`` (or ``distil``) fits on the same dataset; their targets
+    are computed once, at set-up, on the student's prior inputs."""
+
+    name = "distil"
+    description = "distil an ensemble of MIL fits: MSE to the teachers' mean sigmoid, top instances up-weighted"
+    options = {
+        "teachers": Option(str, "", "comma-separated model directories of fits on the same dataset"),
+        "top_weight": Option(_positive_float, 100.0, "weight of each positive bag's top instance (by the teachers)"),
+        "negatives_per_bag": Option(_positive_int, 1, "single-variant negatives drawn per positive bag every epoch"),
+    }
+
+    def __init__(self, solver=None, **options):
+        super().__init__(solver=solver, **options)
+        for key in ("top_weight", "negatives_per_bag"):
+            try:
+                self.config[key] = self.options[key].type(str(self.config[key]))
+            except (TypeError, ValueError):
+                raise UserError(f"option {key}={self.config[key]!r} for objective 'distil': expected "
+                                f"{self.options[key].type.__name__}") from None
+        self.targets = None  # (M,) numpy: the teachers' mean sigmoid for every variant
+
+    def teacher_dirs(self) -> list[str]:
+        dirs = [d.strip() for d in str(self.config["teachers"]).split(",") if d.strip()]
+        if not dirs:
+            raise UserError("objective 'distil' needs its teachers: -O teachers=MODEL_DIR1,MODEL_DIR2,...")
+        return dirs
+
+    def prepare_bags(self, train, val, *, dataset, batch, bp, seed):
+        self.targets = self.teacher_targets(dataset, batch)
+        return super().prepare_bags(train, val, dataset=dataset, batch=batch, bp=bp, seed=seed)
+
+    def teacher_targets(self, dataset, batch):
+        """The mean over the teachers of sigmoid(logit), every variant of the dataset."""
+        from pathlib import Path
+
+        import numpy as np
+
+        from varfx.plugins import lookup
+        from varfx.store.dataset import open_dataset, stored_fingerprint
+        from varfx.store.model import load_model, read_model_json
+        from varfx.store.variants import predict_log_f
+
+        with open_dataset(dataset) as h5:
+            own = stored_fingerprint(h5)
+            total = None
+            dirs = self.teacher_dirs()
+            for d in dirs:
+                meta = read_model_json(d)
+                obj = (meta.get("objective") or {}).get("name")
+                try:
+                    output = lookup("objectives", obj).prior_output if isinstance(obj, str) else None
+                except UserError:
+                    output = None
+                if output != "logit":
+                    raise UserError(f"teacher for -O teachers: fitted with objective {obj!r}, whose prior output "
+                                    "is not a logit (expected a mil or distil fit)", path=Path(d))
+                theirs = meta.get("dataset_sha256")
+                if own is None or theirs != own["sha256"]:
+                    raise UserError(f"teacher for -O teachers: fitted on another dataset ({meta.get('dataset')}), "
+                                    f"not {Path(dataset).resolve()}", path=Path(d))
+                _, module = load_model(d, device=str(batch["freq"].device))
+                module = module.to(batch["freq"].device)
+                logit = predict_log_f(module, h5, device=str(batch["freq"].device), batch=batch)
+                if not np.all(np.isfinite(logit)):
+                    raise UserError("teacher for -O teachers: its logits are not all finite", path=Path(d))
+                p = 1.0 / (1.0 + np.exp(-logit))
+                total = p if total is None else total + p
+        return total / len(dirs)
+
+    def negative_sizes(self, positives):
+        return [1] * (self.config["negatives_per_bag"] * len(positives))
+
+    def batch_size(self, units) -> int:
+        return int(sum(u.n for u in units))
+
+    def batch_loss(self, units, log_f_of, sigma2=None):
+        import numpy as np
+        import torch
+
+        if not units:
+            return 0.0
+        x, seg, sizes = self.instance_logits(units, log_f_of)
+        members = np.concatenate([u.variants for u in units])
+        t = torch.as_tensor(self.targets[members], dtype=x.dtype, device=x.device)
+        w = torch.ones_like(t)
+        start = 0
+        for u in units:  # each positive bag's top instance by the teachers' mean
+            if u.label:
+                w[start + int(np.argmax(self.targets[u.variants]))] = self.config["top_weight"]
+            start += u.n
+        return (w * (torch.sigmoid(x) - t) ** 2).sum()
+
+
 @hookimpl
 def register_objectives(register):
     register(FullLikelihood)
     register(LDScoreRegression)
+    register(MultipleInstance)
+    register(Distillation)

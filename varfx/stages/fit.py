@@ -23,7 +23,7 @@ import numpy as np
 from .. import __version__
 from ..errors import UserError
 from ..store import write_json_atomic
-from ..store.dataset import open_dataset
+from ..store.dataset import open_dataset, stored_fingerprint
 from ..store.model import MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
 from ..train import checkpoint as ck
 from ..train.distributed import Distributed
@@ -44,6 +44,8 @@ def choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers)
     if optimizer not in OPTIMIZERS:
         raise UserError(f"option --optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     exact = setup.solver is None or setup.solver.exact
+    if setup.objective.batch_unit == "bag":
+        return _bag_optimizer(optimizer, setup, lbfgs_given)
     if optimizer == "lbfgs":
         if adamw_given:
             raise UserError(f"option --{adamw_given[0].replace('_', '-')} is for --optimizer adamw, "
@@ -69,6 +71,22 @@ def choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers)
     if not exact:
         return "adamw", f"solver {setup.solver_name!r} is stochastic"
     return "lbfgs", f"prior {setup.prior_name!r} has few parameters and the windows are in memory"
+
+
+def _bag_optimizer(optimizer, setup, lbfgs_given):
+    """Bag objectives train with AdamW: their loss is not an exact full-batch likelihood
+    (negatives are drawn afresh every epoch, a warm-up or an annealed pooling changes the
+    loss during the fit), which is what L-BFGS's line search needs."""
+    name = setup.objective.name
+    if optimizer == "lbfgs" or (optimizer == "auto" and lbfgs_given):
+        raise UserError(f"--optimizer lbfgs is for exact full-batch likelihoods; objective {name!r} trains on "
+                        "bags with negatives drawn afresh every epoch (use --optimizer adamw)")
+    if lbfgs_given:
+        raise UserError(f"option --{lbfgs_given[0].replace('_', '-')} is for --optimizer lbfgs, not adamw")
+    if optimizer == "adamw":
+        return "adamw", "requested"
+    return "adamw", (f"objective {name!r} trains on bags: negatives are drawn afresh every epoch, so its loss is "
+                     "no fixed full-batch likelihood for L-BFGS")
 
 
 def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, prior_options=(),
@@ -106,7 +124,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     setup = prepare(dataset, prior=prior, objective=objective, solver=solver, prior_options=prior_options,
                     solver_options=solver_options, objective_options=objective_options, alpha=alpha,
                     sigma2=sigma2, holdout_chroms=holdout_chroms, device=device, dtype=dtype, threads=threads,
-                    loader_workers=loader_workers)
+                    loader_workers=loader_workers, seed=seed)
+    bag_fit = setup.objective.batch_unit == "bag"
     opt_name, opt_why = choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers)
     lr_value = float(lr) if lr is not None else float(setup.prior_cls.default_lr)
     if dist.is_main and not dry_run:
@@ -117,6 +136,16 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     M_train = setup.n_train_variants
     holdout = setup.holdout
 
+    if dry_run and bag_fit:
+        from ..train.loop import plan
+
+        n_units = len(setup.objective.epoch_units(train, 0, seed))
+        bw, steps, updates, _ = plan(n_units, adamw["epochs"], adamw["batch_windows"],
+                                     max(1, adamw["accumulate"]), adamw["warmup"])
+        return {"dry_run": True, "optimizer": opt_name, "optimizer_reason": opt_why, **setup.bag_counts,
+                "units_per_epoch": n_units, "parameters": n_params, "bags_per_step": bw,
+                "steps_per_epoch": steps, "optimizer_updates": updates, "sigma2": None,
+                "sigma2_source": setup.sigma2_source}
     if dry_run:
         from ..train.loop import plan
 
@@ -151,6 +180,13 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
         "holdout_chroms": holdout, "optimizer": opt_name, "seed": seed, "dtype": dtype,
         "inputs": setup.context.inputs(), "amp": bool(amp), "alpha_source": setup.alpha_source,
     }
+    if bag_fit:
+        # what `varfx score` and a distillation's teachers check: the output is a logit,
+        # and the fit belongs to this dataset (its content fingerprint)
+        with open_dataset(dataset) as h5:
+            fingerprint = stored_fingerprint(h5)
+        config.update(prior_output=setup.objective.prior_output,
+                      dataset_sha256=fingerprint["sha256"] if fingerprint else None)
     if opt_name == "adamw":
         config.update(epochs=adamw["epochs"], lr=lr_value, batch_windows=adamw["batch_windows"],
                       accumulate=max(1, int(adamw["accumulate"])), warmup=adamw["warmup"], clip=adamw["clip"],
@@ -193,7 +229,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
                     **config, "optimizer_reason": opt_why, "n_train_windows": len(train),
                     "n_val_windows": len(val), "n_train_variants": M_train, "h2_ldsr": setup.h2_ldsr,
                     "notes": setup.notes, "finished": done, **record, "epochs_done": len(curve),
-                    "curve": curve, "n_parameters": n_params}
+                    "curve": curve, "n_parameters": n_params, **setup.bag_counts}
             write_json_atomic(out / MODEL_JSON, meta)
             return meta
 
@@ -236,6 +272,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     curve, record = result["curve"], result["record"]
     meta = write_meta(True, curve, record) or {"n_parameters": n_params}
     dist.close()
+    if bag_fit:
+        return _bag_summary(setup, out, prior, objective, opt_name, curve, record, result, meta, lr_value, t0)
     with open_dataset(dataset) as h5:
         log_f = predict_log_f(module, h5, device=device, batch=setup.batch)
     core = np.concatenate([w.core_idx for w in train])
@@ -257,3 +295,15 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     else:
         summary["lr"] = lr_value
     return summary
+
+
+def _bag_summary(setup, out, prior, objective, opt_name, curve, record, result, meta, lr_value, t0) -> dict:
+    """The summary of a fit on bags: bags instead of windows, no sigma^2 or h2."""
+    return {
+        "model_dir": str(out), "prior": prior, "objective": objective, "optimizer": opt_name,
+        "epochs": len(curve), "stopped_early": record.get("stopped_early", False),
+        "resumed_from": result["resumed_from"] or "-", **setup.bag_counts,
+        "final_train_loss": curve[-1]["train_loss"],
+        **({"final_val_loss": curve[-1]["val_loss"]} if "val_loss" in curve[-1] else {}),
+        "seconds": round(time.perf_counter() - t0, 3), "n_parameters": meta["n_parameters"], "lr": lr_value,
+    }

@@ -59,7 +59,10 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
     from ..store.windows import WindowBatches
 
     module, objective, train, val = setup.module, setup.objective, setup.train, setup.val
-    bw, steps_per_epoch, total_updates, warm = plan(len(train), epochs, batch_windows, accumulate, warmup)
+    # an epoch's units come from the objective (bag objectives add negatives drawn from
+    # (seed, epoch)); their number is the same every epoch
+    n_units = len(objective.epoch_units(train, 0, seed))
+    bw, steps_per_epoch, total_updates, warm = plan(n_units, epochs, batch_windows, accumulate, warmup)
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     sched = make_scheduler(opt, total_updates, warm)
     state = {"epoch": 0, "step": 0, "updates": 0, "ep_loss": 0.0, "ep_n": 0, "best_val": math.inf,
@@ -102,16 +105,18 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
         # The order of an epoch depends only on (seed, epoch): a resumed run replays it
         # and skips the steps already taken.
         gen = torch.Generator().manual_seed(seed * 100003 + epoch)
-        order = torch.randperm(len(train), generator=gen).tolist()
+        objective.start_epoch(epoch, epochs)
+        units = objective.epoch_units(train, epoch, seed)
+        order = torch.randperm(len(units), generator=gen).tolist()
         module.train()
         if loader_workers > 0:
-            batches_plan = [dist.share([train[i].index for i in order[st * bw:(st + 1) * bw]])
+            batches_plan = [dist.share([units[i].index for i in order[st * bw:(st + 1) * bw]])
                             for st in range(state["step"], steps_per_epoch)]
             batches = iter(WindowBatches(setup.dataset, batches_plan, config["dtype"],
                                          tracks=setup.track_shape is not None).loader(loader_workers))
         while state["step"] < steps_per_epoch:
             st = state["step"]
-            wb = [train[i] for i in order[st * bw:(st + 1) * bw]]
+            wb = [units[i] for i in order[st * bw:(st + 1) * bw]]
             n_core = objective.batch_size(wb)
             if loader_workers > 0:
                 t_wait = time.perf_counter()
@@ -148,7 +153,8 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
                  "windows": len(wb), "windows_per_s": len(wb) / max(time.perf_counter() - t_step, 1e-9)})
             run_windows += len(wb)
             rate = run_windows / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss:.5f} {rate:.3g} windows/s{val_text}")
+            bar.update(task, advance=1,
+                       status=f"epoch {epoch + 1} loss {loss:.5f} {rate:.3g} {objective.batch_unit}s/s{val_text}")
             if checkpoint_every and state["step"] % checkpoint_every == 0 and not last_of_epoch:
                 checkpoint()
         rec = {"epoch": epoch + 1, "train_loss": state["ep_loss"] / state["ep_n"]}
@@ -200,7 +206,7 @@ def validation_loss(setup, dist, amp, n_val, track_rows, open_dataset) -> float:
             lo = min(int(w.plus_idx.min()) for w in vs)
             with open_dataset(setup.dataset) as h5:
                 vrows = (lo, track_rows(h5, lo, max(int(w.plus_idx.max()) for w in vs) + 1))
-        value = dist.sum_value(setup.objective.batch_loss(vs, setup.log_f_of(amp, vrows), setup.s2)) / n_val
+        value = dist.sum_value(setup.objective.eval_loss(vs, setup.log_f_of(amp, vrows), setup.s2)) / n_val
     module.train()
     return value
 

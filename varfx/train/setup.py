@@ -131,6 +131,7 @@ class FitSetup:
     windows_mb: float
     notes: list = field(default_factory=list)
     alpha_source: str = "option"
+    bag_counts: dict = field(default_factory=dict)  # bag objectives: bags and pools, training and held out
 
     @property
     def n_train_variants(self) -> int:
@@ -168,7 +169,7 @@ class FitSetup:
 
 
 def prepare(dataset, *, prior, objective, solver, prior_options, solver_options, objective_options,
-            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers) -> FitSetup:
+            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers, seed=0) -> FitSetup:
     import torch
 
     from ..api import FitContext
@@ -193,6 +194,10 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         raise UserError(f"option {given}: objective {objective!r} uses no solver")
     objective_opts = obj_cls.parse_options(objective_options)
     objective_obj = obj_cls(solver=solver_obj, **objective_opts)
+    if obj_cls.batch_unit == "bag":
+        return prepare_bags(dataset, prior=prior, prior_cls=prior_cls, prior_opts=prior_opts,
+                            objective=objective_obj, alpha=alpha, sigma2=sigma2, holdout_chroms=holdout_chroms,
+                            device=device, dtype=dtype, threads=threads, loader_workers=loader_workers, seed=seed)
 
     if loader_workers > 0:
         # plan with metadata; the training windows' factors are read per batch by the
@@ -285,3 +290,79 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         sigma2_source=sigma2_source, s2=s2, N=N, h2_ldsr=h2_ldsr, notes=notes, alpha_source=alpha_source,
         windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
     )
+
+
+def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sigma2, holdout_chroms, device,
+                 dtype, threads, loader_workers, seed) -> FitSetup:
+    """The set-up of an objective over bags (``batch_unit = "bag"``: ``mil``, ``distil``).
+
+    Reads ``DATASET/bags.h5`` (checked against the dataset), holds out chromosomes as for
+    windows but resolved against the chromosomes that have positive bags, and splits the
+    bags AND the negative pool by them: nothing on a held-out chromosome reaches
+    training.  No windows.h5 and no sigma^2 (the loss is not a likelihood of the summary
+    statistics).  The prior's output is read as a logit: it starts at 0 (``init_f`` 1).
+    """
+    import torch
+
+    from ..api import FitContext
+    from ..store.bags import load_bags
+    from ..store.dataset import open_dataset
+    from ..store.variants import variant_batch
+
+    name = objective.name
+    if sigma2 is not None:
+        raise UserError(f"option --sigma2: objective {name!r} trains on bags and has no noise variance")
+    if loader_workers > 0:
+        raise UserError(f"option --loader-workers: objective {name!r} trains on bags, which are read whole "
+                        "(use --loader-workers 0)")
+    bags = load_bags(dataset)
+    with_bags = sorted({int(b.chrom) for b in bags.positives})
+    if not with_bags:
+        raise UserError("bags.h5 has no positive bags (rebuild it with `varfx bags`)", path=dataset)
+    holdout = sorted(resolve_holdout(holdout_chroms, with_bags))
+    train_set, val_set = bags.select(exclude=holdout), bags.select(chroms=holdout)
+    if not train_set.positives:
+        raise UserError(f"no training bags: the positive bags are on chromosomes {with_bags} and "
+                        f"--holdout-chroms holds out {holdout}", path=dataset)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    with open_dataset(dataset) as h5:
+        # the prior's inputs, as for windows
+        batch = variant_batch(h5, dtype="float64", device=device, tracks=True)
+        freq = h5["variants"]["freq"][:]
+        bp = h5["variants"]["bp"][:]
+        n_all = h5["variants"]["n"][:]
+    notes, alpha_source = [], "option"
+    if "alpha" in prior_cls.options:
+        if "alpha" in prior_opts:
+            alpha_source = "prior option"
+        elif alpha is None or (isinstance(alpha, str) and alpha.strip().lower() == "auto"):
+            # (p(1-p))^alpha is a model of effect variances; added to a logit it would be a
+            # fixed, unlearnt feature, so a bag objective starts without it
+            prior_opts["alpha"], alpha_source = 0.0, "auto: bag objective"
+        else:
+            prior_opts["alpha"] = alpha if alpha == "learn" else float(alpha)
+    if prior_opts.get("alpha", 0) != 0 and not np.all(np.isfinite(freq)):
+        raise UserError(
+            f"{int((~np.isfinite(freq)).sum())} variants have no allele frequency in the dataset; "
+            "the frequency factor needs them (use --alpha 0, or --alpha auto)", path=dataset)
+    members = np.unique(np.concatenate([b.variants for b in train_set.positives] + [train_set.negatives]))
+    n_features = int(batch["features"].shape[1]) if "features" in batch else 0
+    shape = tuple(batch["window"].shape) if "window" in batch else None
+    N = float(np.nanmedian(n_all)) if np.isfinite(n_all).any() else 0.0
+    context = FitContext(init_f=1.0, n_features=n_features,
+                         n_tracks=int(shape[2]) if shape is not None else 0,
+                         window=int(shape[1]) if shape is not None else 0,
+                         N=N, h2=0.0, n_train_variants=int(len(members)))
+    objective.setup(context)
+    module = prior_cls(**prior_opts).module(context).to(device)
+    train, val = objective.prepare_bags(train_set, val_set, dataset=dataset, batch=batch, bp=bp, seed=seed)
+    fit = FitSetup(
+        dataset=str(dataset), prior_name=prior, solver_name=None, prior_cls=prior_cls, prior_opts=prior_opts,
+        objective=objective, solver=None, solver_opts={}, module=module, context=context, train=train, val=val,
+        holdout=holdout, batch=batch, track_shape=None, sigma2=None, sigma2_source="none (bag objective)",
+        s2=None, N=N, h2_ldsr=0.0, windows_mb=0.0, notes=notes, alpha_source=alpha_source)
+    fit.bag_counts = {"train_bags": len(train_set.positives), "val_bags": len(val_set.positives),
+                      "train_negative_pool": int(len(train_set.negatives)),
+                      "val_negative_pool": int(len(val_set.negatives)), "val_units": len(val)}
+    return fit
