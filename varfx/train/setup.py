@@ -131,6 +131,7 @@ class FitSetup:
     windows_mb: float
     notes: list = field(default_factory=list)
     alpha_source: str = "option"
+    fasta: dict | None = None  # the FASTA a prior that reads DNA reads (store.variants.fasta_record)
 
     @property
     def n_train_variants(self) -> int:
@@ -168,13 +169,13 @@ class FitSetup:
 
 
 def prepare(dataset, *, prior, objective, solver, prior_options, solver_options, objective_options,
-            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers) -> FitSetup:
+            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers, fasta=None) -> FitSetup:
     import torch
 
     from ..api import FitContext
     from ..plugins import lookup
     from ..store.dataset import open_dataset
-    from ..store.variants import variant_batch
+    from ..store.variants import resolve_fasta, variant_batch
     from ..store.windows import load_windows
 
     prior_cls = lookup("priors", prior)
@@ -191,6 +192,10 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         # a solver for an objective that takes none would be silently ignored
         given = f"--solver {solver}" if solver is not None else f"-s {solver_options[0]}"
         raise UserError(f"option {given}: objective {objective!r} uses no solver")
+    # the DNA a prior reads (seqcnn): its length from the options, the FASTA resolved below
+    seq_len = prior_cls(**prior_opts).sequence_length()
+    if fasta is not None and seq_len == 0:
+        raise UserError(f"option --fasta: prior {prior!r} reads no DNA (the FASTA would be ignored)")
     objective_opts = obj_cls.parse_options(objective_options)
     objective_obj = obj_cls(solver=solver_obj, **objective_opts)
 
@@ -221,14 +226,19 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
     with open_dataset(dataset) as h5:
         z_all = h5["variants"]["z"][:]
         n_all = h5["variants"]["n"][:]
+        seq_notes, fasta_rec = [], None
+        if seq_len > 0:
+            fasta_rec = resolve_fasta(h5, fasta, notes=seq_notes)
         # with a loader the per-base tracks stay on disk: each batch reads its rows
-        batch = variant_batch(h5, dtype="float64", device=device, tracks=loader_workers == 0)
+        batch = variant_batch(h5, dtype="float64", device=device, tracks=loader_workers == 0,
+                              sequence_length=seq_len, fasta=fasta_rec["path"] if fasta_rec else None,
+                              notes=seq_notes)
         track_shape = None
         if loader_workers > 0 and "features" in h5 and "window" in h5["features"]:
             track_shape = tuple(h5["features"]["window"].shape)
         freq = h5["variants"]["freq"][:]
 
-    notes, alpha_source = [], "option"
+    notes, alpha_source = list(seq_notes), "option"
     if "alpha" in prior_cls.options:
         if "alpha" in prior_opts:
             alpha_source = "prior option"
@@ -283,5 +293,5 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         objective=objective_obj, solver=solver_obj, solver_opts=solver_opts, module=module, context=context,
         train=train, val=val, holdout=sorted(holdout), batch=batch, track_shape=track_shape, sigma2=sigma2_value,
         sigma2_source=sigma2_source, s2=s2, N=N, h2_ldsr=h2_ldsr, notes=notes, alpha_source=alpha_source,
-        windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
+        fasta=fasta_rec, windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
     )
