@@ -549,6 +549,19 @@ class Prior(Plugin):
     def module(self, context: FitContext):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def sequence_length(self) -> int:
+        """The reference bases this prior reads around each variant (0: it reads no DNA).
+
+        A prior that returns ``L > 0`` gets, besides the stored features,
+        ``batch["sequence"]``: ``(M, L)`` uint8 base codes from the dataset's FASTA
+        (0-3 = A, C, G, T; 4 = N, any other code, or outside the chromosome), the variant
+        at offset ``L // 2``, and ``batch["alt"]``: ``(M,)`` uint8, the code of the
+        variant's allele that is not the FASTA base (4 when that cannot be told: an
+        indel, or neither allele is the FASTA base).  ``L`` includes any room the prior
+        needs for random shifts; it depends on the options only (fit and score build the
+        same inputs from it)."""
+        return 0
+
 
 class FeatureSource(Plugin):
     """Reads one kind of feature file (bigWig, BED, table, FASTA...) for a set of variants.

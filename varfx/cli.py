@@ -310,12 +310,14 @@ def _alpha(value):
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads for torch (0: one thread when every window is small, else torch's default).")
+@click.option("--fasta", type=click.Path(dir_okay=False), default=None,
+              help="Reference FASTA (with .fai) for a prior that reads DNA (seqcnn)  [default: the dataset's]")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Model directory (resumes if it has a checkpoint).")
 @user_errors
 def fit(dataset, prior, objective, solver, prior_options, solver_options, objective_options, alpha, sigma2,
         holdout_chroms, optimizer, gtol, max_iter, epochs, lr, batch_windows, accumulate, warmup, clip,
         weight_decay, patience, checkpoint_every, log_jsonl, dry_run, amp, loader_workers, seed, device, dtype,
-        threads, out):
+        threads, fasta, out):
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
 
@@ -327,7 +329,7 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
         epochs=epochs, lr=lr, batch_windows=batch_windows, accumulate=accumulate, warmup=warmup,
         clip=clip, weight_decay=weight_decay, patience=patience, checkpoint_every=checkpoint_every,
         log_jsonl=log_jsonl, dry_run=dry_run, seed=seed, device=device, dtype=dtype, threads=threads,
-        loader_workers=loader_workers, amp=amp,
+        loader_workers=loader_workers, amp=amp, fasta=fasta,
     )
     if dry_run:
         click.echo(json.dumps(summary))
@@ -365,13 +367,17 @@ def evaluate(model_dir, dataset, chroms, truth, as_json):
 @cli.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("dataset", type=click.Path(file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output TSV (SNP CHR BP F).")
+@click.option("--fasta", type=click.Path(dir_okay=False), default=None,
+              help="Reference FASTA (with .fai) for a model that reads DNA (seqcnn)  [default: the dataset's]")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="Output TSV: SNP CHR BP F (a likelihood-trained prior) or SNP CHR BP P_CAUSAL LOGIT (a MIL model).")
 @user_errors
-def score(model_dir, dataset, out):
-    """Write the fitted prior variance F of every variant of a dataset."""
+def score(model_dir, dataset, fasta, out):
+    """Write the fitted prior variance F (or, for a MIL model, the probability of being causal) of every
+    variant of a dataset."""
     from .stages.score import run_score
 
-    n = run_score(model_dir, dataset, out)
+    n = run_score(model_dir, dataset, out, fasta=fasta)
     click.echo(f"wrote {n} variants to {out}", err=True)
 
 

@@ -94,7 +94,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
             optimizer="auto", epochs=None, lr=None, gtol=None, max_iter=None, batch_windows=None, accumulate=None,
             warmup=None, clip=None, weight_decay=None, patience=None, checkpoint_every=50, log_jsonl=None,
             dry_run=False, seed=0, device="cpu", dtype="float64", threads=0, loader_workers=0, amp=False,
-            progress=True) -> dict:
+            progress=True, fasta=None) -> dict:
     import torch
 
     from ..train.setup import note, prepare
@@ -124,7 +124,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     setup = prepare(dataset, prior=prior, objective=objective, solver=solver, prior_options=prior_options,
                     solver_options=solver_options, objective_options=objective_options, alpha=alpha,
                     sigma2=sigma2, holdout_chroms=holdout_chroms, device=device, dtype=dtype, threads=threads,
-                    loader_workers=loader_workers, seed=seed)
+                    loader_workers=loader_workers, seed=seed, fasta=fasta)
     bag_fit = setup.objective.batch_unit == "bag"
     opt_name, opt_why = choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers)
     lr_value = float(lr) if lr is not None else float(setup.prior_cls.default_lr)
@@ -187,6 +187,9 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
             fingerprint = stored_fingerprint(h5)
         config.update(prior_output=setup.objective.prior_output,
                       dataset_sha256=fingerprint["sha256"] if fingerprint else None)
+    if setup.fasta is not None:
+        # the FASTA the prior read (the dataset's or --fasta): a resume must read the same
+        config["fasta"] = setup.fasta
     if opt_name == "adamw":
         config.update(epochs=adamw["epochs"], lr=lr_value, batch_windows=adamw["batch_windows"],
                       accumulate=max(1, int(adamw["accumulate"])), warmup=adamw["warmup"], clip=adamw["clip"],

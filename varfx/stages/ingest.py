@@ -338,6 +338,11 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                         variants={k: variants[k] for k in ("snp", "a1", "a2", "freq")})
                     f5.attrs["provenance"] = json.dumps(provenance | {"features": summary["features"]},
                                                         default=str)
+                if fasta is not None:
+                    # what a prior that reads DNA (seqcnn) reads at fit and score time
+                    from ..store.variants import write_fasta_attrs
+
+                    write_fasta_attrs(f5, fasta)
             status("done")
     return summary
 

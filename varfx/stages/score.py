@@ -1,6 +1,15 @@
-"""``varfx score``: the fitted prior variance F of every variant of a dataset."""
+"""``varfx score``: the fitted prior's output for every variant of a dataset.
+
+What the prior's output means depends on the objective it was trained with
+(``Objective.prior_output``): ``"log_f"`` (``full``, ``ldsr``: the log prior variance)
+gives ``SNP CHR BP F``; ``"logit"`` (``mil``, ``distil``: a multiple-instance model's
+instance logit) gives ``SNP CHR BP P_CAUSAL LOGIT`` with ``P_CAUSAL = sigmoid(LOGIT)``.
+A prior that reads DNA (``seqcnn``) reads it from the dataset's FASTA or ``--fasta``.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -11,28 +20,90 @@ from ..store.model import load_model
 from ..store.variants import predict_log_f
 
 
-def run_score(model_dir, dataset, out) -> int:
-    """Write ``SNP CHR BP F`` (tab-separated) for every variant; returns the row count.
+def prior_output(meta) -> str:
+    """``"log_f"`` or ``"logit"``: what the model's prior outputs, from its objective
+    plugin (``prior_output``, "log_f" when the objective does not say)."""
+    from ..plugins import lookup
 
-    A variant whose F is not a finite positive number (an overflowing prior) is an
-    error naming it, and nothing is written: a NaN in a score file would pass silently
-    into whatever reads it."""
-    _, module = load_model(model_dir)
+    obj = meta.get("objective")
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        return "log_f"  # a model from before objectives were recorded was likelihood-trained
+    kind = getattr(lookup("objectives", obj["name"]), "prior_output", "log_f")
+    if kind not in ("log_f", "logit"):
+        raise UserError(f"objective {obj['name']!r} declares prior_output {kind!r}: expected 'log_f' or 'logit'")
+    return kind
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))`` without overflow (finite for any finite x, 0 or 1 at +-inf)."""
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _batch(meta, h5, fasta, notes):
+    """The prior's inputs for every variant: with its DNA when it reads DNA, else None
+    (predict_log_f then reads the stored features itself)."""
+    from ..plugins import lookup
+    from ..store.variants import resolve_fasta, variant_batch
+
+    cls = lookup("priors", meta["prior"]["name"])
+    seq_len = cls(**meta["prior"].get("options", {})).sequence_length()
+    if seq_len == 0:
+        if fasta is not None:
+            raise UserError(f"option --fasta: prior {meta['prior']['name']!r} reads no DNA "
+                            "(the FASTA would be ignored)")
+        return None
+    rec = resolve_fasta(h5, fasta, notes=notes)
+    trained = meta.get("fasta")
+    if isinstance(trained, dict) and (trained.get("bytes"), trained.get("sha256")) != (rec["bytes"], rec["sha256"]):
+        notes.append(f"FASTA {rec['path']} differs from the one the model was trained with "
+                     f"({trained.get('path')}): its size or checksum is not the same")
+    return variant_batch(h5, tracks=False, sequence_length=seq_len, fasta=rec["path"], notes=notes)
+
+
+def run_score(model_dir, dataset, out, fasta=None) -> int:
+    """Write ``SNP CHR BP F`` or ``SNP CHR BP P_CAUSAL LOGIT`` (tab-separated) for every
+    variant; returns the row count.
+
+    A variant whose F is not a finite positive number (an overflowing prior), or whose
+    logit is NaN, is an error naming it, and nothing is written: a NaN in a score file
+    would pass silently into whatever reads it."""
+    meta, module = load_model(model_dir)
+    kind = prior_output(meta)
+    notes: list[str] = []
     with open_dataset(dataset) as h5:
         var = h5["variants"]
         snp = var["snp"].asstr()[:]
         chrom = var["chrom"][:]
         bp = var["bp"][:]
+        batch = _batch(meta, h5, fasta, notes)
+        out_values = predict_log_f(module, h5, batch=batch)
+    for message in notes:
+        print(f"Note: {message}", file=sys.stderr)
+    if kind == "logit":
+        bad = np.isnan(out_values)
+        what = "logit"
+        values = out_values
+    else:
         with np.errstate(over="ignore"):
-            f = np.exp(predict_log_f(module, h5))
-    bad = ~(np.isfinite(f) & (f >= 0))
+            values = np.exp(out_values)
+        bad = ~(np.isfinite(values) & (values >= 0))
+        what = "F"
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise UserError(f"the model gives F = {f[i]} for variant {snp[i]} (chr{chrom[i]}:{bp[i]}) and "
-                        f"{int(bad.sum()) - 1} more: not a finite variance; nothing written", path=model_dir)
+        raise UserError(f"the model gives {what} = {values[i]} for variant {snp[i]} (chr{chrom[i]}:{bp[i]}) and "
+                        f"{int(bad.sum()) - 1} more: not a finite {'number' if what == 'logit' else 'variance'}; "
+                        "nothing written", path=model_dir)
     with atomic_path(out) as tmp:
         with open(tmp, "w") as fh:
-            fh.write("SNP\tCHR\tBP\tF\n")
-            for row in zip(snp, chrom, bp, f):
-                fh.write(f"{row[0]}\t{row[1]}\t{row[2]}\t{row[3]:.6e}\n")
+            if kind == "logit":
+                p = sigmoid(values)
+                fh.write("SNP\tCHR\tBP\tP_CAUSAL\tLOGIT\n")
+                for row in zip(snp, chrom, bp, p, values):
+                    fh.write(f"{row[0]}\t{row[1]}\t{row[2]}\t{row[3]:.6e}\t{row[4]:.6g}\n")
+            else:
+                fh.write("SNP\tCHR\tBP\tF\n")
+                for row in zip(snp, chrom, bp, values):
+                    fh.write(f"{row[0]}\t{row[1]}\t{row[2]}\t{row[3]:.6e}\n")
     return len(snp)

@@ -7,6 +7,10 @@ Subclass in a test module (the class name must start with ``Test`` there)::
     class TestMyPrior(PriorConformance):
         prior_name = "my-prior"
         prior_options = {}
+
+A prior that reads DNA (``Prior.sequence_length() > 0``) gets, besides the stored
+features, ``sequence`` ((M, L) uint8 base codes 0-4, the variant at L // 2, a few N) and
+``alt`` ((M,) uint8, 4 where unknown) in every batch, as ``variant_batch`` gives it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ class PriorConformance:
         return cls(**self.prior_options).module({"init_f": init_f, "n_features": self.n_features,
                                                   "n_tracks": self.n_tracks, "window": self.window})
 
+    def _sequence_length(self) -> int:
+        from varfx.plugins import lookup
+
+        return int(lookup("priors", self.prior_name)(**self.prior_options).sequence_length())
+
     def _batch(self, dtype="float64", seed=0):
         import torch
 
@@ -38,10 +47,44 @@ class PriorConformance:
         freq = rng.uniform(0.01, 0.99, self.n_variants)
         feats = rng.standard_normal((self.n_variants, self.n_features))
         tracks = rng.standard_normal((self.n_variants, self.window, self.n_tracks))
-        return {"freq": torch.tensor(freq, dtype=getattr(torch, dtype)),
-                "features": torch.tensor(feats, dtype=getattr(torch, dtype)),
-                "window": torch.tensor(tracks, dtype=torch.float16),
-                "index": torch.arange(self.n_variants)}
+        batch = {"freq": torch.tensor(freq, dtype=getattr(torch, dtype)),
+                 "features": torch.tensor(feats, dtype=getattr(torch, dtype)),
+                 "window": torch.tensor(tracks, dtype=torch.float16),
+                 "index": torch.arange(self.n_variants)}
+        L = self._sequence_length()
+        if L > 0:
+            # 2% N (unknown bases, chromosome ends); alt unknown (4) for a tenth of the variants
+            codes = rng.choice(5, size=(self.n_variants, L), p=[0.245, 0.245, 0.245, 0.245, 0.02])
+            alt = (codes[:, L // 2] + rng.integers(1, 4, self.n_variants)) % 4
+            alt[rng.random(self.n_variants) < 0.1] = 4
+            batch["sequence"] = torch.tensor(codes, dtype=torch.uint8)
+            batch["alt"] = torch.tensor(alt, dtype=torch.uint8)
+        return batch
+
+    def test_sequence_length_declared(self):
+        # 0 (reads no DNA) or the bases it reads; the same for the same options
+        L = self._sequence_length()
+        assert isinstance(L, int) and L >= 0
+        assert L == self._sequence_length()
+
+    def test_output_depends_on_sequence_when_declared(self):
+        # a prior that declares DNA reads it: other bases give another output
+        import pytest
+        import torch
+
+        if self._sequence_length() == 0:
+            pytest.skip("the prior reads no DNA")
+        module = self._build()
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(3)
+            for p in module.parameters():
+                if p.is_floating_point():
+                    p.add_(0.05 * torch.randn(p.shape, generator=gen).to(p.dtype))
+        module.eval()
+        a, b = self._batch(seed=0), self._batch(seed=0)
+        b["sequence"] = self._batch(seed=1)["sequence"]
+        with torch.no_grad():
+            assert not torch.allclose(module(a), module(b))
 
     def test_registered_with_metadata(self):
         from varfx.api import Prior

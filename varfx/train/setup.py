@@ -132,6 +132,7 @@ class FitSetup:
     notes: list = field(default_factory=list)
     alpha_source: str = "option"
     bag_counts: dict = field(default_factory=dict)  # bag objectives: bags and pools, training and held out
+    fasta: dict | None = None  # the FASTA a prior that reads DNA reads (store.variants.fasta_record)
 
     @property
     def n_train_variants(self) -> int:
@@ -169,13 +170,13 @@ class FitSetup:
 
 
 def prepare(dataset, *, prior, objective, solver, prior_options, solver_options, objective_options,
-            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers, seed=0) -> FitSetup:
+            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers, seed=0, fasta=None) -> FitSetup:
     import torch
 
     from ..api import FitContext
     from ..plugins import lookup
     from ..store.dataset import open_dataset
-    from ..store.variants import variant_batch
+    from ..store.variants import resolve_fasta, variant_batch
     from ..store.windows import load_windows
 
     prior_cls = lookup("priors", prior)
@@ -192,12 +193,17 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         # a solver for an objective that takes none would be silently ignored
         given = f"--solver {solver}" if solver is not None else f"-s {solver_options[0]}"
         raise UserError(f"option {given}: objective {objective!r} uses no solver")
+    # the DNA a prior reads (seqcnn): its length from the options, the FASTA resolved below
+    seq_len = prior_cls(**prior_opts).sequence_length()
+    if fasta is not None and seq_len == 0:
+        raise UserError(f"option --fasta: prior {prior!r} reads no DNA (the FASTA would be ignored)")
     objective_opts = obj_cls.parse_options(objective_options)
     objective_obj = obj_cls(solver=solver_obj, **objective_opts)
     if obj_cls.batch_unit == "bag":
         return prepare_bags(dataset, prior=prior, prior_cls=prior_cls, prior_opts=prior_opts,
                             objective=objective_obj, alpha=alpha, sigma2=sigma2, holdout_chroms=holdout_chroms,
-                            device=device, dtype=dtype, threads=threads, loader_workers=loader_workers, seed=seed)
+                            device=device, dtype=dtype, threads=threads, loader_workers=loader_workers, seed=seed,
+                            seq_len=seq_len, fasta=fasta)
 
     if loader_workers > 0:
         # plan with metadata; the training windows' factors are read per batch by the
@@ -226,14 +232,19 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
     with open_dataset(dataset) as h5:
         z_all = h5["variants"]["z"][:]
         n_all = h5["variants"]["n"][:]
+        seq_notes, fasta_rec = [], None
+        if seq_len > 0:
+            fasta_rec = resolve_fasta(h5, fasta, notes=seq_notes)
         # with a loader the per-base tracks stay on disk: each batch reads its rows
-        batch = variant_batch(h5, dtype="float64", device=device, tracks=loader_workers == 0)
+        batch = variant_batch(h5, dtype="float64", device=device, tracks=loader_workers == 0,
+                              sequence_length=seq_len, fasta=fasta_rec["path"] if fasta_rec else None,
+                              notes=seq_notes)
         track_shape = None
         if loader_workers > 0 and "features" in h5 and "window" in h5["features"]:
             track_shape = tuple(h5["features"]["window"].shape)
         freq = h5["variants"]["freq"][:]
 
-    notes, alpha_source = [], "option"
+    notes, alpha_source = list(seq_notes), "option"
     if "alpha" in prior_cls.options:
         if "alpha" in prior_opts:
             alpha_source = "prior option"
@@ -288,12 +299,12 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         objective=objective_obj, solver=solver_obj, solver_opts=solver_opts, module=module, context=context,
         train=train, val=val, holdout=sorted(holdout), batch=batch, track_shape=track_shape, sigma2=sigma2_value,
         sigma2_source=sigma2_source, s2=s2, N=N, h2_ldsr=h2_ldsr, notes=notes, alpha_source=alpha_source,
-        windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
+        fasta=fasta_rec, windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
     )
 
 
 def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sigma2, holdout_chroms, device,
-                 dtype, threads, loader_workers, seed) -> FitSetup:
+                 dtype, threads, loader_workers, seed, seq_len=0, fasta=None) -> FitSetup:
     """The set-up of an objective over bags (``batch_unit = "bag"``: ``mil``, ``distil``).
 
     Reads ``DATASET/bags.h5`` (checked against the dataset), holds out chromosomes as for
@@ -307,7 +318,7 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
     from ..api import FitContext
     from ..store.bags import load_bags
     from ..store.dataset import open_dataset
-    from ..store.variants import variant_batch
+    from ..store.variants import resolve_fasta, variant_batch
 
     name = objective.name
     if sigma2 is not None:
@@ -327,12 +338,17 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
     if threads > 0:
         torch.set_num_threads(threads)
     with open_dataset(dataset) as h5:
-        # the prior's inputs, as for windows
-        batch = variant_batch(h5, dtype="float64", device=device, tracks=True)
+        # the prior's inputs, as for windows (with the DNA around each variant for a prior
+        # that reads it)
+        seq_notes, fasta_rec = [], None
+        if seq_len > 0:
+            fasta_rec = resolve_fasta(h5, fasta, notes=seq_notes)
+        batch = variant_batch(h5, dtype="float64", device=device, tracks=True, sequence_length=seq_len,
+                              fasta=fasta_rec["path"] if fasta_rec else None, notes=seq_notes)
         freq = h5["variants"]["freq"][:]
         bp = h5["variants"]["bp"][:]
         n_all = h5["variants"]["n"][:]
-    notes, alpha_source = [], "option"
+    notes, alpha_source = list(seq_notes), "option"
     if "alpha" in prior_cls.options:
         if "alpha" in prior_opts:
             alpha_source = "prior option"
@@ -361,7 +377,7 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
         dataset=str(dataset), prior_name=prior, solver_name=None, prior_cls=prior_cls, prior_opts=prior_opts,
         objective=objective, solver=None, solver_opts={}, module=module, context=context, train=train, val=val,
         holdout=holdout, batch=batch, track_shape=None, sigma2=None, sigma2_source="none (bag objective)",
-        s2=None, N=N, h2_ldsr=0.0, windows_mb=0.0, notes=notes, alpha_source=alpha_source)
+        s2=None, N=N, h2_ldsr=0.0, windows_mb=0.0, notes=notes, alpha_source=alpha_source, fasta=fasta_rec)
     fit.bag_counts = {"train_bags": len(train_set.positives), "val_bags": len(val_set.positives),
                       "train_negative_pool": int(len(train_set.negatives)),
                       "val_negative_pool": int(len(val_set.negatives)), "val_units": len(val)}

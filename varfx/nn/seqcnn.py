@@ -1,0 +1,219 @@
+"""A Basenji-style residual CNN over the DNA around each variant (MIFM's instance model).
+
+Input: ``batch["sequence"]``, ``(M, S)`` uint8 base codes (0-3 = A, C, G, T; 4 = N, other
+codes, outside the chromosome) with the variant at offset ``S // 2``, where
+``S = window + 2 * max_shift + 1`` (:func:`stored_length`).  ``S`` is odd on purpose: the
+variant is then the fixed point of the reverse complement (offset ``i -> S - 1 - i``), so
+the variant token and the allele written at the centre land on the variant in both
+strands, and "score of a sequence = score of its reverse complement" holds exactly.
+
+Per variant:
+
+1. augmentation (training only): the reverse complement with probability 1/2 (``rc``),
+   then a crop of ``window`` bases starting at a random offset in ``[0, 2 * max_shift]``
+   (the variant moves up to ``max_shift`` bases from the window's centre); in eval the
+   crop is centred (the variant at offset ``window // 2``) and with ``rc`` the output is
+   the mean of the forward and reverse-complement outputs;
+2. one-hot A, C, G, T (N is all zero) and, with ``variant_token``, a fifth channel that is
+   1 at the variant's position; with ``allele_aware`` the variant's alternative allele
+   (``batch["alt"]``, 4 = unknown: the reference base is kept) replaces the reference base
+   at the variant before anything else, so the score depends on the allele;
+3. a stem convolution (kernel 15) with a residual pointwise block, max-pool 2;
+4. ``tower`` blocks: BatchNorm, GELU, convolution (kernel 5), a residual pointwise
+   block, max-pool 2, widening geometrically from ``width`` to ``~1.94 * width``
+   channels (16 -> 19 -> 22 -> 26 -> 31 by default);
+5. ``dilated`` residual blocks (kernel 3, dilations 2, 3, 4, ...);
+6. a crop to the ``crop`` centre bins, a pointwise convolution to 64 channels, GELU, a
+   linear layer over the flattened bins to one number ``h``.
+
+BatchNorm precedes each convolution after the stem (in eval it uses its running
+statistics, so a variant's output does not depend on the batch), GELU is the
+non-linearity, and the residual branches end in channel dropout (``Dropout1d``).
+
+Output: ``log(init_f) + h`` with the last linear layer initialised to zero, so the model
+starts at ``log(init_f)`` for every variant: a per-SNP variance for ``full``/``ldsr``
+(read as ``log f``), logit 0 for MIL (whose context has ``init_f = 1``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+#: base code -> its complement (A<->T, C<->G, N->N)
+COMPLEMENT = (3, 2, 1, 0, 4)
+N_CODE = 4
+HEAD_CHANNELS = 64
+#: variants per forward chunk in eval (bounds the activation memory of scoring a genome)
+EVAL_CHUNK = 4096
+
+
+def stored_length(window: int, max_shift: int) -> int:
+    """Bases the model needs around each variant: the window, room for the shifts on
+    either side, and one more so that the length is odd (see the module docstring)."""
+    return int(window) + 2 * int(max_shift) + 1
+
+
+def reverse_complement(codes: torch.Tensor) -> torch.Tensor:
+    """``(M, S)`` base codes -> their reverse complements (N stays N)."""
+    table = torch.tensor(COMPLEMENT, dtype=codes.dtype, device=codes.device)
+    return table[codes.long()].flip(-1)
+
+
+def one_hot(codes: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """``(M, L)`` base codes -> ``(M, 4, L)`` one-hot A, C, G, T; N (code 4) is all zero."""
+    eye = torch.cat([torch.eye(4, dtype=dtype, device=codes.device),
+                     torch.zeros(1, 4, dtype=dtype, device=codes.device)])
+    return eye[codes.long()].transpose(1, 2)
+
+
+def tower_channels(width: int, tower: int) -> list[int]:
+    """Channels of the stem and each tower block: geometric growth by 1.18 per block, as
+    MIFM's 16 -> 19 -> 22 -> 26 -> 31 (the ratio is 31/16 over four blocks)."""
+    ratio = (31 / 16) ** (1 / 4)
+    return [int(round(width * ratio ** i)) for i in range(tower + 1)]
+
+
+class _Residual(nn.Module):
+    """``x + dropout(conv(gelu(bn(x))))`` with a same-length convolution."""
+
+    def __init__(self, channels, kernel=1, dilation=1, dropout=0.0):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels)
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation,
+                              padding=dilation * (kernel - 1) // 2)
+        self.drop = nn.Dropout1d(dropout)
+
+    def forward(self, x):
+        return x + self.drop(self.conv(nn.functional.gelu(self.norm(x))))
+
+
+class _TowerBlock(nn.Module):
+    def __init__(self, c_in, c_out, dropout):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(c_in)
+        self.conv = nn.Conv1d(c_in, c_out, 5, padding=2)
+        self.residual = _Residual(c_out, 1, dropout=dropout)
+        self.pool = nn.MaxPool1d(2, ceil_mode=True)
+
+    def forward(self, x):
+        return self.pool(self.residual(self.conv(nn.functional.gelu(self.norm(x)))))
+
+
+class SeqCNNModule(nn.Module):
+    """The network; options as the ``seqcnn`` prior's (see :mod:`varfx.default_plugins.priors`)."""
+
+    def __init__(self, *, window=512, width=16, tower=4, dilated=2, crop=4, dropout=0.1, max_shift=8,
+                 rc=True, variant_token=True, allele_aware=False, init_f=1.0):
+        super().__init__()
+        if window < 2 or window % 2:
+            raise ValueError(f"window={window}: expected an even number of bases, at least 2")
+        if width < 1 or tower < 0 or dilated < 0 or crop < 1 or max_shift < 0:
+            raise ValueError("width and crop must be at least 1; tower, dilated and max_shift at least 0")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout}: expected a rate in [0, 1)")
+        self.window, self.max_shift = int(window), int(max_shift)
+        self.rc, self.variant_token, self.allele_aware = bool(rc), bool(variant_token), bool(allele_aware)
+        chans = tower_channels(width, tower)
+        self.stem = nn.Conv1d(4 + self.variant_token, chans[0], 15, padding=7)
+        self.stem_residual = _Residual(chans[0], 1, dropout=dropout)
+        self.stem_pool = nn.MaxPool1d(2, ceil_mode=True)
+        self.tower = nn.Sequential(*[_TowerBlock(chans[i], chans[i + 1], dropout) for i in range(tower)])
+        self.dilated = nn.Sequential(*[_Residual(chans[-1], 3, dilation=i + 2, dropout=dropout)
+                                       for i in range(dilated)])
+        bins = self.window
+        for _ in range(tower + 1):
+            bins = math.ceil(bins / 2)
+        if crop > bins:
+            raise ValueError(f"crop={crop}: the tower leaves {bins} bins of a {window}-base window")
+        self.bins, self.crop = bins, int(crop)
+        self.head_norm = nn.BatchNorm1d(chans[-1])
+        self.head_conv = nn.Conv1d(chans[-1], HEAD_CHANNELS, 1)
+        self.head = nn.Linear(HEAD_CHANNELS * self.crop, 1)
+        with torch.no_grad():
+            # the output starts at log(init_f) for every variant
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+        # a buffer, not a parameter: the head's bias learns the level; the buffer keeps the
+        # starting point so that a model rebuilt from its checkpoint gives the same output
+        self.register_buffer("log_init", torch.tensor(math.log(init_f), dtype=torch.float64))
+
+    @property
+    def sequence_length(self) -> int:
+        return stored_length(self.window, self.max_shift)
+
+    # ------------------------------------------------------------------ input
+
+    def prepare(self, batch: dict, *, augment: bool, flip=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(codes (M, window), variant offset (M,))`` after the allele, the reverse
+        complement (``flip``: a boolean (M,) mask; random when None and ``augment``) and
+        the crop (random when ``augment``, else centred)."""
+        seq = batch["sequence"]
+        M, S = seq.shape
+        if S != self.sequence_length:
+            raise ValueError(f"sequence of {S} bases per variant; this model needs {self.sequence_length} "
+                             f"(window {self.window} + 2 x max_shift {self.max_shift} + 1)")
+        codes = seq.long()
+        centre = S // 2
+        if self.allele_aware:
+            alt = batch["alt"].long()
+            known = alt < N_CODE
+            codes = codes.clone()
+            codes[known, centre] = alt[known]
+        if flip is None and augment and self.rc:
+            flip = torch.rand(M, device=seq.device) < 0.5
+        if flip is not None:
+            codes = torch.where(flip[:, None], reverse_complement(codes), codes)
+        if augment and self.max_shift:
+            start = torch.randint(0, 2 * self.max_shift + 1, (M,), device=seq.device)
+        else:
+            start = torch.full((M,), self.max_shift, dtype=torch.long, device=seq.device)
+        idx = start[:, None] + torch.arange(self.window, device=seq.device)[None, :]
+        return codes.gather(1, idx), centre - start
+
+    def encode(self, codes: torch.Tensor, variant_at: torch.Tensor) -> torch.Tensor:
+        """``(M, 4 [+1], window)`` network input: one-hot bases and the variant token."""
+        x = one_hot(codes, dtype=self.stem.weight.dtype)
+        if self.variant_token:
+            token = torch.zeros_like(x[:, :1])
+            token[torch.arange(len(codes), device=codes.device), 0, variant_at] = 1
+            x = torch.cat([x, token], dim=1)
+        return x
+
+    # ------------------------------------------------------------------ network
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's output ``h`` (M,) for encoded input ``x``."""
+        x = self.stem_pool(self.stem_residual(self.stem(x)))
+        x = self.dilated(self.tower(x))
+        lo = (self.bins - self.crop) // 2
+        x = x[:, :, lo:lo + self.crop]
+        x = nn.functional.gelu(self.head_conv(nn.functional.gelu(self.head_norm(x))))
+        return self.head(x.flatten(1)).squeeze(-1)
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        if self.training:
+            return self.embed(self.encode(*self.prepare(batch, augment=True)))
+        M = batch["sequence"].shape[0]
+        out = self.embed(self.encode(*self.prepare(batch, augment=False)))
+        if self.rc:
+            flip = torch.ones(M, dtype=torch.bool, device=batch["sequence"].device)
+            out = 0.5 * (out + self.embed(self.encode(*self.prepare(batch, augment=False, flip=flip))))
+        return out
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        seq = batch["sequence"]
+        ref = batch.get("freq")
+        dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float64
+        if self.training or seq.shape[0] <= EVAL_CHUNK:
+            h = self._forward(batch)
+        else:
+            parts = []
+            for s in range(0, seq.shape[0], EVAL_CHUNK):
+                parts.append(self._forward({k: v[s:s + EVAL_CHUNK] for k, v in batch.items()
+                                            if torch.is_tensor(v) and v.shape[:1] == seq.shape[:1]}))
+            h = torch.cat(parts)
+        # the sum in the caller's dtype (float64): log f ~ -14 would round in float32/bfloat16
+        return h.to(dtype) + self.log_init.to(dtype)
