@@ -381,7 +381,6 @@ class Study:
     dataset: Path
     variants: Variants
     fingerprint: dict | None
-    n_variants: int
     bags: list  # RawBag, sizes within [min, max]
     negatives: np.ndarray
     hits: np.ndarray  # significant variants and every variant of a positive block
@@ -448,7 +447,7 @@ def build_study(dataset, name: str, opts: BagOptions, bar=None, use_blocks: bool
     bags = _size_filter(raw, opts, counts)
     negatives, neg_counts = negative_pool(v, hits, opts)
     counts["negative_filters"] = neg_counts
-    return Study(name=name, dataset=dataset, variants=v, fingerprint=fp, n_variants=v.n, bags=bags,
+    return Study(name=name, dataset=dataset, variants=v, fingerprint=fp, bags=bags,
                  negatives=negatives, hits=hits, counts=counts)
 
 
