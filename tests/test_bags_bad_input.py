@@ -88,7 +88,7 @@ def readonly(base, tmp, mounts):
     shutil.copy(base["ds"] / "dataset.h5", d / "dataset.h5")
     r = subprocess.run(["mount", "-o", "remount,ro", str(d)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    return ["bags", d], 1, "read-only file system"
+    return ["bags", d], 1, "ro/bags.h5: cannot write the bag store: read-only file system"
 
 
 CASES = {

@@ -499,8 +499,20 @@ def run_bags(dataset, *, add_study=(), progress: bool = True, **options) -> dict
         bagset = combine_studies(studies, opts, dataset_file(dataset))
         for line in bagset.summary["notes"]:
             print(line, file=sys.stderr)
-        write_bags(dataset, bagset, studies[0].fingerprint)
+        try:
+            write_bags(dataset, bagset, studies[0].fingerprint)
+        except OSError as exc:
+            # name bags.h5, not the temporary file the error was raised on
+            raise UserError(f"cannot write the bag store: {_os_reason(exc)}", path=dataset / "bags.h5") from None
     return bagset.summary
+
+
+def _os_reason(exc: OSError) -> str:
+    import errno
+
+    return {errno.EROFS: "read-only file system (the dataset directory must be writable)",
+            errno.ENOSPC: "no space left on the device", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
 
 
 def combine_studies(studies: list, opts: BagOptions, path):
