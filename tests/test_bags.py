@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -349,3 +348,34 @@ def test_store_round_trip_select_and_link(demo, tmp_path):
     run_bags(ds)
     assert load_bags(ds).summary["bags"] == 10
     assert sorted(p.name for p in ds.iterdir()) == ["bags.h5", "dataset.h5"]
+
+
+def test_add_study_negatives_keep_away_from_every_studys_hits(demo, tmp_path):
+    """A hit of the other study where this one has none removes this study's negatives
+    near it (the pool is for a model of causality in any trait)."""
+    d = dataset_arrays(demo)
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(demo / "dataset.h5", other / "dataset.h5")
+    new_hit = np.arange(200, 212)  # ~17 Mb: no hit in the height data
+    assert np.all(np.abs(d["z"][new_hit]) < 3)
+    with h5py.File(other / "dataset.h5", "r+") as h5:
+        z = h5["variants/z"][:]
+        z[new_hit] = 9.0
+        h5["variants/z"][...] = z
+    main = tmp_path / "main"
+    main.mkdir()
+    shutil.copy(demo / "dataset.h5", main / "dataset.h5")
+    run_bags(main)
+    alone = load_bags(main)
+    run_bags(other, "--min-bag-size", 1)
+    own = load_bags(other)  # same variants as main: indices map to themselves
+    summary, _ = run_bags(main, "--add-study", other, "--min-bag-size", 1)
+    got = load_bags(main)
+    hits = np.concatenate([np.flatnonzero(2 * norm.sf(np.abs(d["z"])) < 5e-8), new_hit])
+    union = np.union1d(alone.negatives, own.negatives)
+    near = np.abs(d["bp"][union][:, None] - d["bp"][hits][None, :]).min(axis=1) < 10_000
+    np.testing.assert_array_equal(got.negatives, union[~near])
+    assert summary["dropped"]["negatives_near_another_studys_hit"] == int(near.sum()) > 0
+    assert summary["studies"]["other"]["significant"] == summary["studies"]["main"]["significant"] + len(new_hit)
+    assert summary["dropped"]["unmatched_across_studies"]["members"] == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def readonly(base, tmp, mounts):
     shutil.copy(base["ds"] / "dataset.h5", d / "dataset.h5")
     r = subprocess.run(["mount", "-o", "remount,ro", str(d)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    return ["bags", d], 1, "read-only file system"
+    return ["bags", d], 1, "ro/bags.h5: cannot write the bag store: read-only file system"
 
 
 CASES = {
@@ -193,3 +194,23 @@ def test_a_failed_rerun_keeps_the_previous_store(base, tmp_path):
     assert r.exit_code == 1 and "no variant with p <" in r.stderr
     assert (d / "bags.h5").read_bytes() == before
     assert sorted(p.name for p in d.iterdir()) == ["bags.h5", "dataset.h5"]
+
+
+def test_full_disk_is_one_error_and_leaves_nothing(base, tmp_path, mounts):
+    """Run in a child process: an HDF5 write that fails on a full disk leaves that
+    process's HDF5 library unusable, which matters to the test process only."""
+    d = tmp_path / "full"
+    d.mkdir()
+    size = (base["ds"] / "dataset.h5").stat().st_size + 8 * 1024
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
+    mounts.append(d)
+    shutil.copy(base["ds"] / "dataset.h5", d / "dataset.h5")
+    r = subprocess.run([sys.executable, "-m", "varfx", "bags", str(d)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stdout + r.stderr and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "no space left" in lines[0], r.stderr
+    assert "bags.h5" in lines[0]
+    assert sorted(p.name for p in d.iterdir()) == ["dataset.h5"]

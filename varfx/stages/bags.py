@@ -381,7 +381,6 @@ class Study:
     dataset: Path
     variants: Variants
     fingerprint: dict | None
-    n_variants: int
     bags: list  # RawBag, sizes within [min, max]
     negatives: np.ndarray
     hits: np.ndarray  # significant variants and every variant of a positive block
@@ -448,7 +447,7 @@ def build_study(dataset, name: str, opts: BagOptions, bar=None, use_blocks: bool
     bags = _size_filter(raw, opts, counts)
     negatives, neg_counts = negative_pool(v, hits, opts)
     counts["negative_filters"] = neg_counts
-    return Study(name=name, dataset=dataset, variants=v, fingerprint=fp, n_variants=v.n, bags=bags,
+    return Study(name=name, dataset=dataset, variants=v, fingerprint=fp, bags=bags,
                  negatives=negatives, hits=hits, counts=counts)
 
 
@@ -500,8 +499,20 @@ def run_bags(dataset, *, add_study=(), progress: bool = True, **options) -> dict
         bagset = combine_studies(studies, opts, dataset_file(dataset))
         for line in bagset.summary["notes"]:
             print(line, file=sys.stderr)
-        write_bags(dataset, bagset, studies[0].fingerprint)
+        try:
+            write_bags(dataset, bagset, studies[0].fingerprint)
+        except OSError as exc:
+            # name bags.h5, not the temporary file the error was raised on
+            raise UserError(f"cannot write the bag store: {_os_reason(exc)}", path=dataset / "bags.h5") from None
     return bagset.summary
+
+
+def _os_reason(exc: OSError) -> str:
+    import errno
+
+    return {errno.EROFS: "read-only file system (the dataset directory must be writable)",
+            errno.ENOSPC: "no space left on the device", errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
 
 
 def combine_studies(studies: list, opts: BagOptions, path):
