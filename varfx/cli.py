@@ -343,11 +343,13 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("dataset", type=click.Path(file_okay=False))
 @click.option("--chroms", default=None, help="Chromosomes to evaluate ('6,7,8', 'all'); default: those the model held out of training.")
-@click.option("--truth", type=click.Path(dir_okay=False), default=None, help="TSV with SNP and true F (simulation): adds RMSE of log F.")
+@click.option("--truth", type=click.Path(dir_okay=False), default=None, help="Simulation truth: TSV with SNP and F (adds RMSE of log F) or, for a fine-mapping model, SNP and causal (adds within-bag AUROC).")
+@click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA for a prior that reads DNA (default: the one recorded with the dataset).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @user_errors
-def evaluate(model_dir, dataset, chroms, truth, as_json):
-    """Held-out log-likelihood of a fitted model (and recovery of a known truth)."""
+def evaluate(model_dir, dataset, chroms, truth, fasta, as_json):
+    """Held-out log-likelihood of a fitted model, or for a fine-mapping model (mil,
+    distil) how it ranks the variants of held-out bags (and recovery of a known truth)."""
     from .stages.evaluate import run_evaluate
 
     from .stages.evaluate import HOLDOUT
@@ -355,7 +357,7 @@ def evaluate(model_dir, dataset, chroms, truth, as_json):
     chrom_list = HOLDOUT if chroms is None else parse_chroms(chroms, "--chroms")
     if chrom_list == []:
         raise UserError("option --chroms: 'none' leaves nothing to evaluate; give chromosomes or 'all'")
-    result = run_evaluate(model_dir, dataset, chroms=chrom_list, truth=truth)
+    result = run_evaluate(model_dir, dataset, chroms=chrom_list, truth=truth, fasta=fasta)
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 
 import numpy as np
 
 from ..errors import UserError
 from ..store.dataset import open_dataset
 from ..store.windows import load_windows
-from ..store.model import load_model
+from ..store.model import load_model, model_inputs, model_output
 from ..store.variants import predict_log_f
 
 #: ``run_evaluate(chroms=HOLDOUT)``: the chromosomes the model held out of training.
@@ -115,19 +116,23 @@ def _chosen_chroms(chroms, meta, available, model_dir, dataset):
     return parse_chroms(",".join(map(str, chroms)), "--chroms", available=available)
 
 
-def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None) -> dict:
+def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None, fasta=None) -> dict:
     """Held-out log-likelihood of a fitted model on a dataset's windows.
 
     ``chroms``: ``HOLDOUT`` (the model's held-out chromosomes), None (every chromosome)
-    or a list; a chromosome the window store lacks is an error naming what it has."""
+    or a list; a chromosome the window store lacks is an error naming what it has.
+    ``fasta``: the FASTA a prior that reads DNA reads instead of the dataset's."""
     meta, module = load_model(model_dir)
     if model_output(meta) == "logit":
-        return _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth)
+        return _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth, fasta)
     _, wattrs = load_windows(dataset, chroms=[], dtype="float64", meta_only=True)
     chosen = _chosen_chroms(chroms, meta, wattrs["all_chroms"], model_dir, dataset)
     windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64", check_dataset=False)
+    notes: list[str] = []
     with open_dataset(dataset) as h5:
-        log_f = predict_log_f(module, h5)
+        log_f = predict_log_f(module, h5, batch=model_inputs(meta, h5, fasta, notes))
+    for message in notes:
+        print(f"Note: {message}", file=sys.stderr)
         snps = h5["variants"]["snp"].asstr()[:] if truth else None
     bad = ~np.isfinite(log_f)
     if bad.any():
@@ -162,20 +167,7 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None) -> dict:
     return result
 
 
-def model_output(meta) -> str:
-    """What the model's prior predicts: ``"log_f"`` (a likelihood-trained prior) or
-    ``"logit"`` (a fine-mapping model), as the objective that trained it declares."""
-    from ..plugins import lookup
-
-    name = (meta.get("objective") or {}).get("name", "full")
-    try:
-        cls = lookup("objectives", name)
-    except UserError:
-        return "log_f"
-    return getattr(cls, "prior_output", "log_f")
-
-
-def _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth):
+def _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth, fasta=None):
     """A fine-mapping model is evaluated on the bags of the chosen chromosomes
     (:mod:`varfx.stages.evaluate_mil`), not on the likelihood of the windows."""
     from ..store.bags import load_bags
@@ -184,4 +176,4 @@ def _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth):
     available = sorted({int(b.chrom) for b in load_bags(dataset).positives})
     chosen = _chosen_chroms(chroms, meta, available, model_dir, dataset)
     return run_evaluate_mil(model_dir, dataset, meta, module, chosen, truth=truth,
-                            predict=lambda m, h5: predict_log_f(m, h5))
+                            predict=lambda m, h5: predict_log_f(m, h5, batch=model_inputs(meta, h5, fasta)))

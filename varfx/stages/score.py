@@ -16,22 +16,8 @@ import numpy as np
 from ..errors import UserError
 from ..store import atomic_path
 from ..store.dataset import open_dataset
-from ..store.model import load_model
+from ..store.model import load_model, model_inputs, model_output
 from ..store.variants import predict_log_f
-
-
-def prior_output(meta) -> str:
-    """``"log_f"`` or ``"logit"``: what the model's prior outputs, from its objective
-    plugin (``prior_output``, "log_f" when the objective does not say)."""
-    from ..plugins import lookup
-
-    obj = meta.get("objective")
-    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        return "log_f"  # a model from before objectives were recorded was likelihood-trained
-    kind = getattr(lookup("objectives", obj["name"]), "prior_output", "log_f")
-    if kind not in ("log_f", "logit"):
-        raise UserError(f"objective {obj['name']!r} declares prior_output {kind!r}: expected 'log_f' or 'logit'")
-    return kind
 
 
 def sigmoid(x):
@@ -39,27 +25,6 @@ def sigmoid(x):
     x = np.asarray(x, dtype=np.float64)
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _batch(meta, h5, fasta, notes):
-    """The prior's inputs for every variant: with its DNA when it reads DNA, else None
-    (predict_log_f then reads the stored features itself)."""
-    from ..plugins import lookup
-    from ..store.variants import resolve_fasta, variant_batch
-
-    cls = lookup("priors", meta["prior"]["name"])
-    seq_len = cls(**meta["prior"].get("options", {})).sequence_length()
-    if seq_len == 0:
-        if fasta is not None:
-            raise UserError(f"option --fasta: prior {meta['prior']['name']!r} reads no DNA "
-                            "(the FASTA would be ignored)")
-        return None
-    rec = resolve_fasta(h5, fasta, notes=notes)
-    trained = meta.get("fasta")
-    if isinstance(trained, dict) and (trained.get("bytes"), trained.get("sha256")) != (rec["bytes"], rec["sha256"]):
-        notes.append(f"FASTA {rec['path']} differs from the one the model was trained with "
-                     f"({trained.get('path')}): its size or checksum is not the same")
-    return variant_batch(h5, tracks=False, sequence_length=seq_len, fasta=rec["path"], notes=notes)
 
 
 def run_score(model_dir, dataset, out, fasta=None) -> int:
@@ -70,14 +35,14 @@ def run_score(model_dir, dataset, out, fasta=None) -> int:
     logit is NaN, is an error naming it, and nothing is written: a NaN in a score file
     would pass silently into whatever reads it."""
     meta, module = load_model(model_dir)
-    kind = prior_output(meta)
+    kind = model_output(meta)
     notes: list[str] = []
     with open_dataset(dataset) as h5:
         var = h5["variants"]
         snp = var["snp"].asstr()[:]
         chrom = var["chrom"][:]
         bp = var["bp"][:]
-        batch = _batch(meta, h5, fasta, notes)
+        batch = model_inputs(meta, h5, fasta, notes)
         out_values = predict_log_f(module, h5, batch=batch)
     for message in notes:
         print(f"Note: {message}", file=sys.stderr)
