@@ -310,3 +310,32 @@ def test_bag_fit_dry_run_and_optimizer(bag_ds, tmp_path):
     plan = json.loads(r.stdout)
     assert plan["optimizer"] == "adamw" and plan["units_per_epoch"] == 24 * 3 and plan["sigma2"] is None
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_mil_data_parallel_two_processes_match_one(bag_ds, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each rank takes every second bag of a step;
+    the weighted sums add up to one process's loss, so the fits agree."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    ds, _ = bag_ds
+    args = ["fit", str(ds), "--prior", "glm", "--objective", "mil", "-O", "negatives_per_bag=2",
+            "--batch-windows", "12", "--epochs", "6", "-O", "warmup_epochs=2", "--seed", "2"]
+    one, two = tmp_path / "dp-1", tmp_path / "dp-2"
+    assert invoke(args + ["-o", one]).exit_code == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "varfx", *args, "-o", str(two)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ca = json.loads((one / "model.json").read_text())["curve"]
+    cb = json.loads((two / "model.json").read_text())["curve"]
+    assert [x["train_loss"] for x in ca] == pytest.approx([x["train_loss"] for x in cb], rel=1e-10)
+    assert [x["val_loss"] for x in ca] == pytest.approx([x["val_loss"] for x in cb], rel=1e-10)
+    a = torch.load(one / "checkpoint.pt", weights_only=True)["prior"]
+    b = torch.load(two / "checkpoint.pt", weights_only=True)["prior"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-10, atol=1e-12), k

@@ -44,7 +44,7 @@ def choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers)
     if optimizer not in OPTIMIZERS:
         raise UserError(f"option --optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     exact = setup.solver is None or setup.solver.exact
-    if setup.objective.batch_unit == "bag":
+    if getattr(getattr(setup, "objective", None), "batch_unit", "window") == "bag":
         return _bag_optimizer(optimizer, setup, lbfgs_given)
     if optimizer == "lbfgs":
         if adamw_given:
