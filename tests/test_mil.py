@@ -203,7 +203,7 @@ def test_mil_fit_learns_the_causal_feature(bag_ds, tmp_path):
     assert meta["train_bags"] == 24 and meta["val_bags"] == 8
     w = module.linear.weight.detach().numpy()[0]
     # the marking feature gets a clearly positive weight, the noise features next to none
-    assert w[0] > 0.3 and np.all(np.abs(w[1:]) < 0.1 * w[0]), w
+    assert w[0] > 0.3 and np.all(np.abs(w[1:]) < 0.2 * w[0]), w
     assert auroc > 0.95, auroc
     curve = meta["curve"]
     assert curve[-1]["val_loss"] < curve[0]["val_loss"]
