@@ -339,3 +339,16 @@ def test_mil_data_parallel_two_processes_match_one(bag_ds, tmp_path):
     b = torch.load(two / "checkpoint.pt", weights_only=True)["prior"]
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-10, atol=1e-12), k
+
+
+def test_patience_keeps_the_best_validation_epoch(bag_ds, tmp_path):
+    from varfx.stages.fit import run_fit
+
+    ds, _ = bag_ds
+    # a learning rate large enough that the pooled validation loss does not fall steadily
+    run_fit(ds, tmp_path / "m", prior="glm", objective="mil", epochs=40, lr=2.0, patience=3, progress=False,
+            objective_options=["warmup_epochs=2"])
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    best = min(range(len(meta["curve"])), key=lambda i: meta["curve"][i]["val_loss"]) + 1
+    assert meta["best_epoch"] == best and meta["weights"] == "best validation epoch"
+    assert meta["stopped_early"] == (len(meta["curve"]) < 40)
