@@ -319,7 +319,7 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
     with_bags = sorted({int(b.chrom) for b in bags.positives})
     if not with_bags:
         raise UserError("bags.h5 has no positive bags (rebuild it with `varfx bags`)", path=dataset)
-    holdout = sorted(resolve_holdout(holdout_chroms, with_bags))
+    holdout = sorted(resolve_holdout(_only_bag_chroms(holdout_chroms, with_bags), with_bags))
     train_set, val_set = bags.select(exclude=holdout), bags.select(chroms=holdout)
     if not train_set.positives:
         raise UserError(f"no training bags: the positive bags are on chromosomes {with_bags} and "
@@ -366,3 +366,18 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
                       "train_negative_pool": int(len(train_set.negatives)),
                       "val_negative_pool": int(len(val_set.negatives)), "val_units": len(val)}
     return fit
+
+
+def _only_bag_chroms(value, with_bags):
+    """``--holdout-chroms`` as given, after refusing a chromosome without positive bags
+    with a message that says so (the generic one would say the dataset lacks it)."""
+    from ..cli_types import parse_chroms
+
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "all")):
+        return value
+    text = value if isinstance(value, str) else (",".join(str(int(c)) for c in value) or "none")
+    missing = [c for c in parse_chroms(text, "--holdout-chroms") if c not in with_bags]
+    if missing:
+        raise UserError(f"option --holdout-chroms: chromosome {', '.join(map(str, missing))} has no positive bags "
+                        f"in bags.h5 (the bags are on chromosomes {', '.join(map(str, with_bags))})")
+    return value
