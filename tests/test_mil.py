@@ -353,11 +353,3 @@ def test_patience_keeps_the_best_validation_epoch(bag_ds, tmp_path):
     assert meta["best_epoch"] == best and meta["weights"] == "best validation epoch"
     assert meta["stopped_early"] == (len(meta["curve"]) < 40)
 
-
-def test_evaluate_refuses_a_mil_model(bag_ds, tmp_path):
-    # a logit prior with no sigma^2 has no likelihood to evaluate: one line, no traceback
-    ds, _ = bag_ds
-    assert invoke(["fit", ds, "--prior", "glm", "--objective", "mil", "--epochs", 2, "-o", tmp_path / "m"]).exit_code == 0
-    r = invoke(["evaluate", tmp_path / "m", ds])
-    assert r.exit_code == 1 and "Traceback" not in r.output
-    assert "objective 'mil'" in r.stderr and "logit" in r.stderr and len(r.stderr.strip().splitlines()) == 1

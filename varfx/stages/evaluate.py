@@ -121,12 +121,6 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None) -> dict:
     ``chroms``: ``HOLDOUT`` (the model's held-out chromosomes), None (every chromosome)
     or a list; a chromosome the window store lacks is an error naming what it has."""
     meta, module = load_model(model_dir)
-    if meta.get("prior_output", "log_f") != "log_f":
-        # a bag objective's prior outputs a logit and its fit has no sigma^2: there is no
-        # likelihood of the summary statistics to evaluate
-        raise UserError(f"fitted with objective {meta.get('objective', {}).get('name')!r}, whose prior outputs a "
-                        f"{meta['prior_output']}, not log f: `varfx evaluate` reports likelihoods of log-f priors",
-                        path=model_dir)
     _, wattrs = load_windows(dataset, chroms=[], dtype="float64", meta_only=True)
     chosen = _chosen_chroms(chroms, meta, wattrs["all_chroms"], model_dir, dataset)
     windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64", check_dataset=False)
