@@ -327,7 +327,8 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
     if threads > 0:
         torch.set_num_threads(threads)
     with open_dataset(dataset) as h5:
-        # the prior's inputs, as for windows
+        # the prior's inputs, every variant, in memory (bags are read whole); keep this in
+        # step with prepare()'s variant_batch call when a prior gains inputs
         batch = variant_batch(h5, dtype="float64", device=device, tracks=True)
         freq = h5["variants"]["freq"][:]
         bp = h5["variants"]["bp"][:]
@@ -357,15 +358,14 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
     objective.setup(context)
     module = prior_cls(**prior_opts).module(context).to(device)
     train, val = objective.prepare_bags(train_set, val_set, dataset=dataset, batch=batch, bp=bp, seed=seed)
-    fit = FitSetup(
+    counts = {"train_bags": len(train_set.positives), "val_bags": len(val_set.positives),
+              "train_negative_pool": int(len(train_set.negatives)),
+              "val_negative_pool": int(len(val_set.negatives)), "val_units": len(val)}
+    return FitSetup(
         dataset=str(dataset), prior_name=prior, solver_name=None, prior_cls=prior_cls, prior_opts=prior_opts,
         objective=objective, solver=None, solver_opts={}, module=module, context=context, train=train, val=val,
         holdout=holdout, batch=batch, track_shape=None, sigma2=None, sigma2_source="none (bag objective)",
-        s2=None, N=N, h2_ldsr=0.0, windows_mb=0.0, notes=notes, alpha_source=alpha_source)
-    fit.bag_counts = {"train_bags": len(train_set.positives), "val_bags": len(val_set.positives),
-                      "train_negative_pool": int(len(train_set.negatives)),
-                      "val_negative_pool": int(len(val_set.negatives)), "val_units": len(val)}
-    return fit
+        s2=None, N=N, h2_ldsr=0.0, windows_mb=0.0, notes=notes, alpha_source=alpha_source, bag_counts=counts)
 
 
 def _only_bag_chroms(value, with_bags):
