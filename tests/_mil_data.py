@@ -14,9 +14,15 @@ PER_CHROM = 120
 BAG_SIZE = 10
 
 
-def build(directory: Path, *, seed: int = 0, bags_per_chrom: int = 8, write=True):
+def build(directory: Path, *, seed: int = 0, bags_per_chrom: int = 8, write=True, causal_marked=1.0,
+          rare=0.0, per_chrom=PER_CHROM):
     """Ingest the dataset under ``directory/ds``; returns ``(ds, causal)`` with ``causal``
-    the dataset index of each positive bag's causal variant (bag order)."""
+    the dataset index of each positive bag's causal variant (bag order).
+
+    ``causal_marked``: the share of causal variants whose ``mark`` is 1 (a weaker
+    signal below 1); ``rare``: the frequency of a feature ``rare`` set at random
+    everywhere (causal or not), which tells a 10-variant bag from a single variant
+    (the bag-size confound) but says nothing about causality."""
     from click.testing import CliRunner
 
     from varfx.cli import cli
@@ -25,11 +31,11 @@ def build(directory: Path, *, seed: int = 0, bags_per_chrom: int = 8, write=True
     rng = np.random.default_rng(seed)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    parts = [synthetic_panel(PER_CHROM, 40, seed=seed + 10 * k) for k in range(len(CHROMS))]
+    parts = [synthetic_panel(per_chrom, 40, seed=seed + 10 * k) for k in range(len(CHROMS))]
     panel = SyntheticPanel(
         dosages=np.concatenate([p.dosages for p in parts]),
-        snp=np.array([f"rs{c}_{j}" for c in CHROMS for j in range(PER_CHROM)]),
-        chrom=np.repeat(np.array(CHROMS, dtype=np.int64), PER_CHROM),
+        snp=np.array([f"rs{c}_{j}" for c in CHROMS for j in range(per_chrom)]),
+        chrom=np.repeat(np.array(CHROMS, dtype=np.int64), per_chrom),
         bp=np.concatenate([p.bp for p in parts]), a1=np.concatenate([p.a1 for p in parts]),
         a2=np.concatenate([p.a2 for p in parts]))
     prefix = write_plink(directory / "panel", panel)
@@ -47,7 +53,7 @@ def build(directory: Path, *, seed: int = 0, bags_per_chrom: int = 8, write=True
     causal_rows, bag_rows = [], []
     for k in range(len(CHROMS)):
         for b in range(bags_per_chrom):
-            lo = k * PER_CHROM + b * BAG_SIZE
+            lo = k * per_chrom + b * BAG_SIZE
             rows = np.arange(lo, lo + BAG_SIZE)
             c = int(rng.choice(rows))
             bag_rows.append(rows)
@@ -56,11 +62,14 @@ def build(directory: Path, *, seed: int = 0, bags_per_chrom: int = 8, write=True
     for rows in bag_rows:
         in_bag[rows] = True
         mark[rows] = 0.0
-    mark[causal_rows] = 1.0
+    causal_rows_marked = causal_rows if causal_marked >= 1 else [c for c in causal_rows if rng.random() < causal_marked]
+    mark[causal_rows_marked] = 1.0
     annot = directory / "annot.tsv"
     noise = rng.standard_normal((m, 2))
-    annot.write_text("CHR\tBP\tmark\tnoise1\tnoise2\n" + "".join(
-        f"{panel.chrom[j]}\t{panel.bp[j]}\t{mark[j]}\t{noise[j, 0]:.4f}\t{noise[j, 1]:.4f}\n" for j in range(m)))
+    extra = (rng.random(m) < rare).astype(float) if rare else None
+    annot.write_text("CHR\tBP\tmark\tnoise1\tnoise2" + ("\trare" if rare else "") + "\n" + "".join(
+        f"{panel.chrom[j]}\t{panel.bp[j]}\t{mark[j]}\t{noise[j, 0]:.4f}\t{noise[j, 1]:.4f}"
+        + (f"\t{extra[j]}" if rare else "") + "\n" for j in range(m)))
     manifest = directory / "manifest.tsv"
     manifest.write_text(f"name\tpath\tkind\nt\t{annot}\ttable\n")
     ds = directory / "ds"

@@ -203,7 +203,7 @@ def test_mil_fit_learns_the_causal_feature(bag_ds, tmp_path):
     assert meta["train_bags"] == 24 and meta["val_bags"] == 8
     w = module.linear.weight.detach().numpy()[0]
     # the marking feature gets a clearly positive weight, the noise features next to none
-    assert w[0] > 0.3 and np.all(np.abs(w[1:]) < 0.1 * w[0]), w
+    assert w[0] > 0.3 and np.all(np.abs(w[1:]) < 0.2 * w[0]), w
     assert auroc > 0.95, auroc
     curve = meta["curve"]
     assert curve[-1]["val_loss"] < curve[0]["val_loss"]
@@ -310,3 +310,46 @@ def test_bag_fit_dry_run_and_optimizer(bag_ds, tmp_path):
     plan = json.loads(r.stdout)
     assert plan["optimizer"] == "adamw" and plan["units_per_epoch"] == 24 * 3 and plan["sigma2"] is None
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_mil_data_parallel_two_processes_match_one(bag_ds, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each rank takes every second bag of a step;
+    the weighted sums add up to one process's loss, so the fits agree."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    ds, _ = bag_ds
+    args = ["fit", str(ds), "--prior", "glm", "--objective", "mil", "-O", "negatives_per_bag=2",
+            "--batch-windows", "12", "--epochs", "6", "-O", "warmup_epochs=2", "--seed", "2"]
+    one, two = tmp_path / "dp-1", tmp_path / "dp-2"
+    assert invoke(args + ["-o", one]).exit_code == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "varfx", *args, "-o", str(two)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ca = json.loads((one / "model.json").read_text())["curve"]
+    cb = json.loads((two / "model.json").read_text())["curve"]
+    assert [x["train_loss"] for x in ca] == pytest.approx([x["train_loss"] for x in cb], rel=1e-10)
+    assert [x["val_loss"] for x in ca] == pytest.approx([x["val_loss"] for x in cb], rel=1e-10)
+    a = torch.load(one / "checkpoint.pt", weights_only=True)["prior"]
+    b = torch.load(two / "checkpoint.pt", weights_only=True)["prior"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-10, atol=1e-12), k
+
+
+def test_patience_keeps_the_best_validation_epoch(bag_ds, tmp_path):
+    from varfx.stages.fit import run_fit
+
+    ds, _ = bag_ds
+    # a learning rate large enough that the pooled validation loss does not fall steadily
+    run_fit(ds, tmp_path / "m", prior="glm", objective="mil", epochs=40, lr=2.0, patience=3, progress=False,
+            objective_options=["warmup_epochs=2"])
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    best = min(range(len(meta["curve"])), key=lambda i: meta["curve"][i]["val_loss"]) + 1
+    assert meta["best_epoch"] == best and meta["weights"] == "best validation epoch"
+    assert meta["stopped_early"] == (len(meta["curve"]) < 40)
+

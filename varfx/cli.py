@@ -267,7 +267,8 @@ def _alpha(value):
 @cli.command()
 @click.argument("dataset", type=click.Path(file_okay=False))
 @click.option("--prior", default="constant", show_default=True, help="Prior plugin (see `varfx plugins`).")
-@click.option("--objective", default="full", show_default=True, help="Objective plugin.")
+@click.option("--objective", default="full", show_default=True,
+              help="Objective plugin (mil and distil train on the bags of `varfx bags`: docs/mil_objective.md).")
 @click.option("--solver", default=None, help="Solver plugin, for objectives that use one  [default: cholesky]")
 @click.option("-p", "--prior-option", "prior_options", multiple=True, metavar="KEY=VALUE", help="Prior option (repeatable).")
 @click.option("-s", "--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE", help="Solver option (repeatable).")
@@ -288,7 +289,7 @@ def _alpha(value):
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="AdamW epochs  [default: 100]")
 @click.option("--lr", type=POSITIVE, default=None, help="Peak AdamW learning rate  [default: the prior's]")
 @click.option("--batch-windows", type=click.IntRange(min=0), default=None,
-              help="Windows per AdamW step (0: all training windows)  [default: 0]")
+              help="Windows (bags, for mil and distil) per AdamW step (0: all of an epoch's)  [default: 0]")
 @click.option("--accumulate", type=click.IntRange(min=1), default=None,
               help="Steps whose gradients are accumulated per update  [default: 1]")
 @click.option("--warmup", type=NON_NEGATIVE, default=None,

@@ -407,7 +407,10 @@ class Distillation(BagObjective):
                     raise UserError(f"teacher for -O teachers: fitted with objective {obj!r}, whose prior output "
                                     "is not a logit (expected a mil or distil fit)", path=Path(d))
                 theirs = meta.get("dataset_sha256")
-                if own is None or theirs != own["sha256"]:
+                if own is None:
+                    raise UserError("has no content fingerprint to check teachers against (re-run `varfx ingest`)",
+                                    path=Path(dataset) / "dataset.h5")
+                if theirs != own["sha256"]:
                     raise UserError(f"teacher for -O teachers: fitted on another dataset ({meta.get('dataset')}), "
                                     f"not {Path(dataset).resolve()}", path=Path(d))
                 _, module = load_model(d, device=str(batch["freq"].device))

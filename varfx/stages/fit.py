@@ -44,7 +44,7 @@ def choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers)
     if optimizer not in OPTIMIZERS:
         raise UserError(f"option --optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     exact = setup.solver is None or setup.solver.exact
-    if setup.objective.batch_unit == "bag":
+    if getattr(getattr(setup, "objective", None), "batch_unit", "window") == "bag":
         return _bag_optimizer(optimizer, setup, lbfgs_given)
     if optimizer == "lbfgs":
         if adamw_given:
@@ -78,11 +78,12 @@ def _bag_optimizer(optimizer, setup, lbfgs_given):
     (negatives are drawn afresh every epoch, a warm-up or an annealed pooling changes the
     loss during the fit), which is what L-BFGS's line search needs."""
     name = setup.objective.name
-    if optimizer == "lbfgs" or (optimizer == "auto" and lbfgs_given):
-        raise UserError(f"--optimizer lbfgs is for exact full-batch likelihoods; objective {name!r} trains on "
-                        "bags with negatives drawn afresh every epoch (use --optimizer adamw)")
+    why = (f"is for exact full-batch likelihoods; objective {name!r} trains on bags with negatives drawn "
+           "afresh every epoch (use --optimizer adamw)")
+    if optimizer == "lbfgs":
+        raise UserError(f"--optimizer lbfgs {why}")
     if lbfgs_given:
-        raise UserError(f"option --{lbfgs_given[0].replace('_', '-')} is for --optimizer lbfgs, not adamw")
+        raise UserError(f"option --{lbfgs_given[0].replace('_', '-')} is for --optimizer lbfgs, which {why}")
     if optimizer == "adamw":
         return "adamw", "requested"
     return "adamw", (f"objective {name!r} trains on bags: negatives are drawn afresh every epoch, so its loss is "
@@ -126,6 +127,10 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
                     sigma2=sigma2, holdout_chroms=holdout_chroms, device=device, dtype=dtype, threads=threads,
                     loader_workers=loader_workers, seed=seed, fasta=fasta)
     bag_fit = setup.objective.batch_unit == "bag"
+    if bag_fit:
+        # an objective whose phases depend on --epochs (mil's warm-up) refuses them now,
+        # before anything is written (the loop calls it again for every epoch)
+        setup.objective.start_epoch(0, adamw["epochs"])
     opt_name, opt_why = choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers)
     lr_value = float(lr) if lr is not None else float(setup.prior_cls.default_lr)
     if dist.is_main and not dry_run:
@@ -133,7 +138,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
             note(message)
     module, train, val = setup.module, setup.train, setup.val
     n_params = int(sum(p.numel() for p in module.parameters()))
-    M_train = setup.n_train_variants
+    # bag fits: the distinct variants of the training bags and negative pool
+    M_train = setup.context.n_train_variants if bag_fit else setup.n_train_variants
     holdout = setup.holdout
 
     if dry_run and bag_fit:

@@ -9,6 +9,12 @@ epoch and step, solver state, curve, best weights) is checkpointed atomically ev
 ``checkpoint_every`` steps and after every epoch; a resumed fit replays the epoch order
 (it depends only on the seed and the epoch), so an interrupted and resumed run ends at
 the same parameters as an uninterrupted one on CPU.
+
+The units of an epoch come from the objective (:meth:`varfx.api.Objective.epoch_units`:
+the windows; for a bag objective the positive bags plus negatives drawn from
+``(seed, epoch)``), and :meth:`~varfx.api.Objective.start_epoch` sets the objective's
+phase (a warm-up, an annealed pooling) from ``(epoch, epochs)``, so both replay on
+resume.  Validation uses :meth:`~varfx.api.Objective.eval_loss`.
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
     with_bags = sorted({int(b.chrom) for b in bags.positives})
     if not with_bags:
         raise UserError("bags.h5 has no positive bags (rebuild it with `varfx bags`)", path=dataset)
-    holdout = sorted(resolve_holdout(holdout_chroms, with_bags))
+    holdout = sorted(resolve_holdout(_only_bag_chroms(holdout_chroms, with_bags), with_bags))
     train_set, val_set = bags.select(exclude=holdout), bags.select(chroms=holdout)
     if not train_set.positives:
         raise UserError(f"no training bags: the positive bags are on chromosomes {with_bags} and "
@@ -373,12 +373,27 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
     objective.setup(context)
     module = prior_cls(**prior_opts).module(context).to(device)
     train, val = objective.prepare_bags(train_set, val_set, dataset=dataset, batch=batch, bp=bp, seed=seed)
-    fit = FitSetup(
+    counts = {"train_bags": len(train_set.positives), "val_bags": len(val_set.positives),
+              "train_negative_pool": int(len(train_set.negatives)),
+              "val_negative_pool": int(len(val_set.negatives)), "val_units": len(val)}
+    return FitSetup(
         dataset=str(dataset), prior_name=prior, solver_name=None, prior_cls=prior_cls, prior_opts=prior_opts,
         objective=objective, solver=None, solver_opts={}, module=module, context=context, train=train, val=val,
         holdout=holdout, batch=batch, track_shape=None, sigma2=None, sigma2_source="none (bag objective)",
-        s2=None, N=N, h2_ldsr=0.0, windows_mb=0.0, notes=notes, alpha_source=alpha_source, fasta=fasta_rec)
-    fit.bag_counts = {"train_bags": len(train_set.positives), "val_bags": len(val_set.positives),
-                      "train_negative_pool": int(len(train_set.negatives)),
-                      "val_negative_pool": int(len(val_set.negatives)), "val_units": len(val)}
-    return fit
+        s2=None, N=N, h2_ldsr=0.0, windows_mb=0.0, notes=notes, alpha_source=alpha_source, bag_counts=counts,
+        fasta=fasta_rec)
+
+
+def _only_bag_chroms(value, with_bags):
+    """``--holdout-chroms`` as given, after refusing a chromosome without positive bags
+    with a message that says so (the generic one would say the dataset lacks it)."""
+    from ..cli_types import parse_chroms
+
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "all")):
+        return value
+    text = value if isinstance(value, str) else (",".join(str(int(c)) for c in value) or "none")
+    missing = [c for c in parse_chroms(text, "--holdout-chroms") if c not in with_bags]
+    if missing:
+        raise UserError(f"option --holdout-chroms: chromosome {', '.join(map(str, missing))} has no positive bags "
+                        f"in bags.h5 (the bags are on chromosomes {', '.join(map(str, with_bags))})")
+    return value
