@@ -28,7 +28,13 @@ Per variant:
 
 BatchNorm precedes each convolution after the stem (in eval it uses its running
 statistics, so a variant's output does not depend on the batch), GELU is the
-non-linearity, and the residual branches end in channel dropout (``Dropout1d``).
+non-linearity, and the residual branches end in channel dropout.
+
+Randomness (shift, strand, dropout) comes from a generator seeded by two buffers, a seed
+drawn from torch's global generator when the module is built and a count of training
+forwards, not from the global generator: the buffers are in the checkpoint, so a fit
+resumed from one draws what the uninterrupted fit would have drawn (the trainer does
+not save torch's global random state).
 
 Output: ``log(init_f) + h`` with the last linear layer initialised to zero, so the model
 starts at ``log(init_f)`` for every variant: a per-SNP variance for ``full``/``ldsr``
@@ -76,6 +82,22 @@ def tower_channels(width: int, tower: int) -> list[int]:
     return [int(round(width * ratio ** i)) for i in range(tower + 1)]
 
 
+class _ChannelDropout(nn.Module):
+    """Zero whole channels of a variant with probability ``p`` in training (scaled by
+    ``1 / (1 - p)``), drawing from :attr:`generator` (set by :class:`SeqCNNModule`)."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = float(p)
+        self.generator = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand((x.shape[0], x.shape[1], 1), generator=self.generator, device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1 - self.p)
+
+
 class _Residual(nn.Module):
     """``x + dropout(conv(gelu(bn(x))))`` with a same-length convolution."""
 
@@ -84,7 +106,7 @@ class _Residual(nn.Module):
         self.norm = nn.BatchNorm1d(channels)
         self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation,
                               padding=dilation * (kernel - 1) // 2)
-        self.drop = nn.Dropout1d(dropout)
+        self.drop = _ChannelDropout(dropout)
 
     def forward(self, x):
         return x + self.drop(self.conv(nn.functional.gelu(self.norm(x))))
@@ -139,6 +161,10 @@ class SeqCNNModule(nn.Module):
         # a buffer, not a parameter: the head's bias learns the level; the buffer keeps the
         # starting point so that a model rebuilt from its checkpoint gives the same output
         self.register_buffer("log_init", torch.tensor(math.log(init_f), dtype=torch.float64))
+        # the augmentation's random state (module docstring): a seed and a forward count
+        self.register_buffer("aug_seed", torch.randint(0, 2**31 - 1, ()))
+        self.register_buffer("draws", torch.zeros((), dtype=torch.int64))
+        self._dropouts = [m for m in self.modules() if isinstance(m, _ChannelDropout)]
 
     @property
     def sequence_length(self) -> int:
@@ -146,10 +172,10 @@ class SeqCNNModule(nn.Module):
 
     # ------------------------------------------------------------------ input
 
-    def prepare(self, batch: dict, *, augment: bool, flip=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(self, batch: dict, *, augment: bool, flip=None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(codes (M, window), variant offset (M,))`` after the allele, the reverse
         complement (``flip``: a boolean (M,) mask; random when None and ``augment``) and
-        the crop (random when ``augment``, else centred)."""
+        the crop (random when ``augment``, else centred), drawing from ``generator``."""
         seq = batch["sequence"]
         M, S = seq.shape
         if S != self.sequence_length:
@@ -163,11 +189,11 @@ class SeqCNNModule(nn.Module):
             codes = codes.clone()
             codes[known, centre] = alt[known]
         if flip is None and augment and self.rc:
-            flip = torch.rand(M, device=seq.device) < 0.5
+            flip = torch.rand(M, generator=generator, device=seq.device) < 0.5
         if flip is not None:
             codes = torch.where(flip[:, None], reverse_complement(codes), codes)
         if augment and self.max_shift:
-            start = torch.randint(0, 2 * self.max_shift + 1, (M,), device=seq.device)
+            start = torch.randint(0, 2 * self.max_shift + 1, (M,), generator=generator, device=seq.device)
         else:
             start = torch.full((M,), self.max_shift, dtype=torch.long, device=seq.device)
         idx = start[:, None] + torch.arange(self.window, device=seq.device)[None, :]
@@ -193,9 +219,19 @@ class SeqCNNModule(nn.Module):
         x = nn.functional.gelu(self.head_conv(nn.functional.gelu(self.head_norm(x))))
         return self.head(x.flatten(1)).squeeze(-1)
 
+    def _generator(self, device):
+        """This training forward's generator; counts the forward (the count is a buffer)."""
+        gen = torch.Generator(device=device)
+        gen.manual_seed((int(self.aug_seed) << 32) + int(self.draws))
+        self.draws += 1
+        for d in self._dropouts:
+            d.generator = gen
+        return gen
+
     def _forward(self, batch: dict) -> torch.Tensor:
         if self.training:
-            return self.embed(self.encode(*self.prepare(batch, augment=True)))
+            gen = self._generator(batch["sequence"].device)
+            return self.embed(self.encode(*self.prepare(batch, augment=True, generator=gen)))
         M = batch["sequence"].shape[0]
         out = self.embed(self.encode(*self.prepare(batch, augment=False)))
         if self.rc:
