@@ -101,7 +101,7 @@ def run_score(model_dir, dataset, out, fasta=None) -> int:
                 p = sigmoid(values)
                 fh.write("SNP\tCHR\tBP\tP_CAUSAL\tLOGIT\n")
                 for row in zip(snp, chrom, bp, p, values):
-                    fh.write(f"{row[0]}\t{row[1]}\t{row[2]}\t{row[3]:.6e}\t{row[4]:.6g}\n")
+                    fh.write(f"{row[0]}\t{row[1]}\t{row[2]}\t{row[3]:.6e}\t{row[4]:.9g}\n")
             else:
                 fh.write("SNP\tCHR\tBP\tF\n")
                 for row in zip(snp, chrom, bp, values):
