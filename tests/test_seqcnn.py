@@ -426,6 +426,12 @@ def test_fit_full_trains_resumes_and_scores(seqdata):
     with torch.no_grad():
         np.testing.assert_allclose(np.exp(module(batch).numpy()), f, rtol=2e-6)
 
+    # evaluate reads the dataset's FASTA too
+    r = invoke(["evaluate", full, ds, "--chroms", "all", "--json"])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.stdout)
+    assert np.isfinite(ev["loglik"]) and ev["h2"] == pytest.approx(f.sum(), rel=1e-4)
+
     # a logit-output objective (mil, distil): P_CAUSAL = sigmoid(LOGIT)
     from varfx.plugins import lookup
 

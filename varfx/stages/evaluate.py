@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..store.dataset import open_dataset
 from ..store.windows import load_windows
 from ..store.model import load_model
-from ..store.variants import predict_log_f
+from ..store.variants import model_batch, predict_log_f
 
 #: ``run_evaluate(chroms=HOLDOUT)``: the chromosomes the model held out of training.
 HOLDOUT = "holdout"
@@ -125,7 +125,8 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None) -> dict:
     chosen = _chosen_chroms(chroms, meta, wattrs["all_chroms"], model_dir, dataset)
     windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64", check_dataset=False)
     with open_dataset(dataset) as h5:
-        log_f = predict_log_f(module, h5)
+        # a prior that reads DNA (seqcnn) reads the dataset's FASTA
+        log_f = predict_log_f(module, h5, batch=model_batch(meta, h5))
         snps = h5["variants"]["snp"].asstr()[:] if truth else None
     bad = ~np.isfinite(log_f)
     if bad.any():

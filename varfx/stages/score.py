@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..store import atomic_path
 from ..store.dataset import open_dataset
 from ..store.model import load_model
-from ..store.variants import predict_log_f
+from ..store.variants import model_batch, predict_log_f
 
 
 def prior_output(meta) -> str:
@@ -41,27 +41,6 @@ def sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _batch(meta, h5, fasta, notes):
-    """The prior's inputs for every variant: with its DNA when it reads DNA, else None
-    (predict_log_f then reads the stored features itself)."""
-    from ..plugins import lookup
-    from ..store.variants import resolve_fasta, variant_batch
-
-    cls = lookup("priors", meta["prior"]["name"])
-    seq_len = cls(**meta["prior"].get("options", {})).sequence_length()
-    if seq_len == 0:
-        if fasta is not None:
-            raise UserError(f"option --fasta: prior {meta['prior']['name']!r} reads no DNA "
-                            "(the FASTA would be ignored)")
-        return None
-    rec = resolve_fasta(h5, fasta, notes=notes)
-    trained = meta.get("fasta")
-    if isinstance(trained, dict) and (trained.get("bytes"), trained.get("sha256")) != (rec["bytes"], rec["sha256"]):
-        notes.append(f"FASTA {rec['path']} differs from the one the model was trained with "
-                     f"({trained.get('path')}): its size or checksum is not the same")
-    return variant_batch(h5, tracks=False, sequence_length=seq_len, fasta=rec["path"], notes=notes)
-
-
 def run_score(model_dir, dataset, out, fasta=None) -> int:
     """Write ``SNP CHR BP F`` or ``SNP CHR BP P_CAUSAL LOGIT`` (tab-separated) for every
     variant; returns the row count.
@@ -77,7 +56,7 @@ def run_score(model_dir, dataset, out, fasta=None) -> int:
         snp = var["snp"].asstr()[:]
         chrom = var["chrom"][:]
         bp = var["bp"][:]
-        batch = _batch(meta, h5, fasta, notes)
+        batch = model_batch(meta, h5, fasta, notes=notes)
         out_values = predict_log_f(module, h5, batch=batch)
     for message in notes:
         print(f"Note: {message}", file=sys.stderr)

@@ -176,6 +176,29 @@ def variant_batch(h5, dtype="float64", device="cpu", tracks=True, *, sequence_le
     return batch
 
 
+def model_batch(meta, h5, fasta=None, *, notes=None):
+    """The inputs of a fitted model's prior (``meta``: its model.json) for every variant
+    of an open dataset, for :func:`predict_log_f`: with the DNA (from ``fasta``, else the
+    dataset's FASTA) when the prior reads DNA, else None (predict_log_f then reads the
+    stored features itself, the tracks chunk by chunk).  A FASTA other than the one the
+    model was trained with (another size or checksum) is a note in ``notes``."""
+    from ..plugins import lookup
+
+    name = meta["prior"]["name"]
+    seq_len = lookup("priors", name)(**meta["prior"].get("options", {})).sequence_length()
+    if seq_len == 0:
+        if fasta is not None:
+            raise UserError(f"option --fasta: prior {name!r} reads no DNA (the FASTA would be ignored)")
+        return None
+    rec = resolve_fasta(h5, fasta, notes=notes)
+    trained = meta.get("fasta")
+    if notes is not None and isinstance(trained, dict) and (
+            trained.get("bytes"), trained.get("sha256")) != (rec["bytes"], rec["sha256"]):
+        notes.append(f"FASTA {rec['path']} differs from the one the model was trained with "
+                     f"({trained.get('path')}): its size or checksum is not the same")
+    return variant_batch(h5, tracks=False, sequence_length=seq_len, fasta=rec["path"], notes=notes)
+
+
 def track_rows(h5, lo: int, hi: int):
     """Rows ``[lo, hi)`` of the per-base tracks (a contiguous, chunk-aligned read), or None."""
     import torch
