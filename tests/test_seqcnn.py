@@ -499,3 +499,25 @@ def test_fit_ldsr_with_seqcnn(seqdata, tmp_path):
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     curve = [c["train_loss"] for c in meta["curve"]]
     assert meta["objective"]["name"] == "ldsr" and curve[-1] < curve[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    # eval: the same outputs on the GPU (float32 convolutions: 1e-4); training draws its
+    # shifts, strands and dropout from a CUDA generator and reproduces from the state dict
+    _, m = build(window=128, max_shift=4, allele_aware=True)
+    perturbed(m, seed=11)
+    codes = random_codes(64, m.sequence_length, seed=12, p_n=0.05)
+    alt = torch.tensor(np.random.default_rng(13).integers(0, 5, 64), dtype=torch.uint8)
+    batch = {"sequence": codes, "alt": alt, "freq": torch.full((64,), 0.3, dtype=torch.float64)}
+    gpu = {k: v.cuda() for k, v in batch.items()}
+    with torch.no_grad():
+        cpu_out = m.eval()(batch)
+        m.cuda()
+        np.testing.assert_allclose(m(gpu).cpu().numpy(), cpu_out.numpy(), rtol=1e-4, atol=1e-4)
+    m.train()
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    y1 = m(gpu)
+    y1.sum().backward()
+    m.load_state_dict(state)
+    assert torch.allclose(m(gpu), y1, rtol=1e-5, atol=1e-6) and torch.isfinite(y1).all()
