@@ -148,6 +148,8 @@ class SeqCNNPrior(Prior):
         "allele_aware": Option(boolean, False, "write the variant's alternative allele at the centre "
                                                "(false: reference context only, as MIFM)"),
         "init": Option(float, 0.0, "starting output exp(log_init) (0: the context's init_f)"),
+        "chunk": Option(int, 1024, "training: variants per checkpointed chunk when a step has more "
+                                   "(bounds activation memory, ~0.6 MB per variant of a chunk)"),
     }
 
     def sequence_length(self) -> int:
@@ -170,7 +172,8 @@ class SeqCNNPrior(Prior):
         try:
             return SeqCNNModule(window=c["window"], width=c["width"], tower=c["tower"], dilated=c["dilated"],
                                 crop=c["crop"], dropout=c["dropout"], max_shift=c["max_shift"], rc=c["rc"],
-                                variant_token=c["variant_token"], allele_aware=c["allele_aware"], init_f=init)
+                                variant_token=c["variant_token"], allele_aware=c["allele_aware"], init_f=init,
+                                chunk=c["chunk"])
         except ValueError as exc:
             raise UserError(f"prior 'seqcnn': {exc}") from None
 

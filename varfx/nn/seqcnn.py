@@ -30,7 +30,7 @@ BatchNorm precedes each convolution after the stem (in eval it uses its running
 statistics, so a variant's output does not depend on the batch), GELU is the
 non-linearity, and the residual branches end in channel dropout.
 
-Randomness (shift, strand, dropout) comes from a generator seeded by two buffers, a seed
+Randomness (shift, strand, dropout) comes from generators seeded by two buffers, a seed
 drawn from torch's global generator when the module is built and a count of training
 forwards, not from the global generator: the buffers are in the checkpoint, so a fit
 resumed from one draws what the uninterrupted fit would have drawn (the trainer does
@@ -47,6 +47,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 #: base code -> its complement (A<->T, C<->G, N->N)
 COMPLEMENT = (3, 2, 1, 0, 4)
@@ -128,7 +129,7 @@ class SeqCNNModule(nn.Module):
     """The network; options as the ``seqcnn`` prior's (see :mod:`varfx.default_plugins.priors`)."""
 
     def __init__(self, *, window=512, width=16, tower=4, dilated=2, crop=4, dropout=0.1, max_shift=8,
-                 rc=True, variant_token=True, allele_aware=False, init_f=1.0):
+                 rc=True, variant_token=True, allele_aware=False, init_f=1.0, chunk=1024):
         super().__init__()
         if window < 2 or window % 2:
             raise ValueError(f"window={window}: expected an even number of bases, at least 2")
@@ -136,7 +137,9 @@ class SeqCNNModule(nn.Module):
             raise ValueError("width and crop must be at least 1; tower, dilated and max_shift at least 0")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout}: expected a rate in [0, 1)")
-        self.window, self.max_shift = int(window), int(max_shift)
+        if chunk < 1:
+            raise ValueError(f"chunk={chunk}: expected at least 1 variant")
+        self.window, self.max_shift, self.chunk = int(window), int(max_shift), int(chunk)
         self.rc, self.variant_token, self.allele_aware = bool(rc), bool(variant_token), bool(allele_aware)
         chans = tower_channels(width, tower)
         self.stem = nn.Conv1d(4 + self.variant_token, chans[0], 15, padding=7)
@@ -224,14 +227,39 @@ class SeqCNNModule(nn.Module):
         gen = torch.Generator(device=device)
         gen.manual_seed((int(self.aug_seed) << 32) + int(self.draws))
         self.draws += 1
-        for d in self._dropouts:
-            d.generator = gen
         return gen
 
-    def _forward(self, batch: dict) -> torch.Tensor:
-        if self.training:
-            gen = self._generator(batch["sequence"].device)
-            return self.embed(self.encode(*self.prepare(batch, augment=True, generator=gen)))
+    def _chunk(self, codes, variant_at, seed):
+        """``h`` of one chunk in training; its dropout masks come from ``seed``, so the
+        recomputation of a checkpointed chunk draws the same masks."""
+        gen = torch.Generator(device=codes.device)
+        gen.manual_seed(seed)
+        for d in self._dropouts:
+            d.generator = gen
+        return self.embed(self.encode(codes, variant_at))
+
+    def _train_forward(self, batch: dict) -> torch.Tensor:
+        gen = self._generator(batch["sequence"].device)
+        codes, at = self.prepare(batch, augment=True, generator=gen)
+        base = int(torch.randint(0, 2**62, (1,), generator=gen, device=codes.device))
+        M = codes.shape[0]
+        if M <= self.chunk:
+            return self._chunk(codes, at, base)
+        # more variants than a chunk (a full-likelihood step evaluates the union of its
+        # windows' variants, ~10^4): chunks are checkpointed, so the activations kept for
+        # the backward are one chunk's (~0.6 MB per variant at the default) plus the
+        # codes, at the cost of a second forward.  BatchNorm's batch statistics are then
+        # per chunk (and its running averages see each chunk twice: the same statistics)
+        outs = []
+        for i, s in enumerate(range(0, M, self.chunk)):
+            c, a = codes[s:s + self.chunk], at[s:s + self.chunk]
+            if torch.is_grad_enabled():
+                outs.append(checkpoint(self._chunk, c, a, base + i, use_reentrant=False))
+            else:
+                outs.append(self._chunk(c, a, base + i))
+        return torch.cat(outs)
+
+    def _eval_forward(self, batch: dict) -> torch.Tensor:
         M = batch["sequence"].shape[0]
         out = self.embed(self.encode(*self.prepare(batch, augment=False)))
         if self.rc:
@@ -243,13 +271,14 @@ class SeqCNNModule(nn.Module):
         seq = batch["sequence"]
         ref = batch.get("freq")
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float64
-        if self.training or seq.shape[0] <= EVAL_CHUNK:
-            h = self._forward(batch)
+        if self.training:
+            h = self._train_forward(batch)
         else:
+            # no activations are kept in eval: larger chunks than in training
             parts = []
             for s in range(0, seq.shape[0], EVAL_CHUNK):
-                parts.append(self._forward({k: v[s:s + EVAL_CHUNK] for k, v in batch.items()
-                                            if torch.is_tensor(v) and v.shape[:1] == seq.shape[:1]}))
-            h = torch.cat(parts)
+                parts.append(self._eval_forward({k: v[s:s + EVAL_CHUNK] for k, v in batch.items()
+                                                 if torch.is_tensor(v) and v.shape[:1] == seq.shape[:1]}))
+            h = torch.cat(parts) if parts else seq.new_zeros(0, dtype=torch.float32)
         # the sum in the caller's dtype (float64): log f ~ -14 would round in float32/bfloat16
         return h.to(dtype) + self.log_init.to(dtype)
