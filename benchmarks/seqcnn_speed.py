@@ -1,6 +1,12 @@
 """Forward+backward seconds per 1000 variants of the default seqcnn prior, one CPU thread.
 
     PYTHONPATH=. python benchmarks/seqcnn_speed.py [--variants 1000] [--repeats 3]
+
+With ``--memory`` it instead runs one training forward + backward and prints the peak
+resident memory it added (``-p chunk=N`` sets the checkpointed chunk):
+
+    PYTHONPATH=. python benchmarks/seqcnn_speed.py --memory --variants 10000
+    PYTHONPATH=. python benchmarks/seqcnn_speed.py --memory --variants 3000 -p chunk=100000
 """
 import argparse
 import time
@@ -15,9 +21,12 @@ def main():
     ap.add_argument("--variants", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--memory", action="store_true", help="peak memory of one training step instead")
+    ap.add_argument("-p", "--prior-option", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    prior = lookup("priors", "seqcnn")()
+    cls = lookup("priors", "seqcnn")
+    prior = cls(**cls.parse_options(args.prior_option))
     module = prior.module({"init_f": 1.0}).train()
     L = prior.sequence_length()
     gen = torch.Generator().manual_seed(0)
@@ -25,6 +34,16 @@ def main():
              "alt": torch.randint(0, 4, (args.variants,), generator=gen, dtype=torch.uint8),
              "freq": torch.full((args.variants,), 0.3, dtype=torch.float64)}
     n_params = sum(p.numel() for p in module.parameters())
+    if args.memory:
+        import resource
+
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t = time.perf_counter()
+        module(batch).sum().backward()
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(f"{args.variants} variants, chunk {module.chunk}: peak memory +{(after - before) / 1024:.0f} MB, "
+              f"{time.perf_counter() - t:.1f} s")
+        return
     module(batch).sum().backward()  # warm-up
     times = []
     for _ in range(args.repeats):
