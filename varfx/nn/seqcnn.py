@@ -28,7 +28,13 @@ Per variant:
 
 BatchNorm precedes each convolution after the stem (in eval it uses its running
 statistics, so a variant's output does not depend on the batch), GELU is the
-non-linearity, and the residual branches end in channel dropout (``Dropout1d``).
+non-linearity, and the residual branches end in channel dropout.
+
+Randomness (shift, strand, dropout) comes from generators seeded by two buffers, a seed
+drawn from torch's global generator when the module is built and a count of training
+forwards, not from the global generator: the buffers are in the checkpoint, so a fit
+resumed from one draws what the uninterrupted fit would have drawn (the trainer does
+not save torch's global random state).
 
 Output: ``log(init_f) + h`` with the last linear layer initialised to zero, so the model
 starts at ``log(init_f)`` for every variant: a per-SNP variance for ``full``/``ldsr``
@@ -41,6 +47,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 #: base code -> its complement (A<->T, C<->G, N->N)
 COMPLEMENT = (3, 2, 1, 0, 4)
@@ -76,6 +83,22 @@ def tower_channels(width: int, tower: int) -> list[int]:
     return [int(round(width * ratio ** i)) for i in range(tower + 1)]
 
 
+class _ChannelDropout(nn.Module):
+    """Zero whole channels of a variant with probability ``p`` in training (scaled by
+    ``1 / (1 - p)``), drawing from :attr:`generator` (set by :class:`SeqCNNModule`)."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = float(p)
+        self.generator = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand((x.shape[0], x.shape[1], 1), generator=self.generator, device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1 - self.p)
+
+
 class _Residual(nn.Module):
     """``x + dropout(conv(gelu(bn(x))))`` with a same-length convolution."""
 
@@ -84,7 +107,7 @@ class _Residual(nn.Module):
         self.norm = nn.BatchNorm1d(channels)
         self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation,
                               padding=dilation * (kernel - 1) // 2)
-        self.drop = nn.Dropout1d(dropout)
+        self.drop = _ChannelDropout(dropout)
 
     def forward(self, x):
         return x + self.drop(self.conv(nn.functional.gelu(self.norm(x))))
@@ -106,7 +129,7 @@ class SeqCNNModule(nn.Module):
     """The network; options as the ``seqcnn`` prior's (see :mod:`varfx.default_plugins.priors`)."""
 
     def __init__(self, *, window=512, width=16, tower=4, dilated=2, crop=4, dropout=0.1, max_shift=8,
-                 rc=True, variant_token=True, allele_aware=False, init_f=1.0):
+                 rc=True, variant_token=True, allele_aware=False, init_f=1.0, chunk=1024):
         super().__init__()
         if window < 2 or window % 2:
             raise ValueError(f"window={window}: expected an even number of bases, at least 2")
@@ -114,7 +137,9 @@ class SeqCNNModule(nn.Module):
             raise ValueError("width and crop must be at least 1; tower, dilated and max_shift at least 0")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout}: expected a rate in [0, 1)")
-        self.window, self.max_shift = int(window), int(max_shift)
+        if chunk < 1:
+            raise ValueError(f"chunk={chunk}: expected at least 1 variant")
+        self.window, self.max_shift, self.chunk = int(window), int(max_shift), int(chunk)
         self.rc, self.variant_token, self.allele_aware = bool(rc), bool(variant_token), bool(allele_aware)
         chans = tower_channels(width, tower)
         self.stem = nn.Conv1d(4 + self.variant_token, chans[0], 15, padding=7)
@@ -139,6 +164,10 @@ class SeqCNNModule(nn.Module):
         # a buffer, not a parameter: the head's bias learns the level; the buffer keeps the
         # starting point so that a model rebuilt from its checkpoint gives the same output
         self.register_buffer("log_init", torch.tensor(math.log(init_f), dtype=torch.float64))
+        # the augmentation's random state (module docstring): a seed and a forward count
+        self.register_buffer("aug_seed", torch.randint(0, 2**31 - 1, ()))
+        self.register_buffer("draws", torch.zeros((), dtype=torch.int64))
+        self._dropouts = [m for m in self.modules() if isinstance(m, _ChannelDropout)]
 
     @property
     def sequence_length(self) -> int:
@@ -146,10 +175,10 @@ class SeqCNNModule(nn.Module):
 
     # ------------------------------------------------------------------ input
 
-    def prepare(self, batch: dict, *, augment: bool, flip=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare(self, batch: dict, *, augment: bool, flip=None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(codes (M, window), variant offset (M,))`` after the allele, the reverse
         complement (``flip``: a boolean (M,) mask; random when None and ``augment``) and
-        the crop (random when ``augment``, else centred)."""
+        the crop (random when ``augment``, else centred), drawing from ``generator``."""
         seq = batch["sequence"]
         M, S = seq.shape
         if S != self.sequence_length:
@@ -163,11 +192,11 @@ class SeqCNNModule(nn.Module):
             codes = codes.clone()
             codes[known, centre] = alt[known]
         if flip is None and augment and self.rc:
-            flip = torch.rand(M, device=seq.device) < 0.5
+            flip = torch.rand(M, generator=generator, device=seq.device) < 0.5
         if flip is not None:
             codes = torch.where(flip[:, None], reverse_complement(codes), codes)
         if augment and self.max_shift:
-            start = torch.randint(0, 2 * self.max_shift + 1, (M,), device=seq.device)
+            start = torch.randint(0, 2 * self.max_shift + 1, (M,), generator=generator, device=seq.device)
         else:
             start = torch.full((M,), self.max_shift, dtype=torch.long, device=seq.device)
         idx = start[:, None] + torch.arange(self.window, device=seq.device)[None, :]
@@ -193,9 +222,44 @@ class SeqCNNModule(nn.Module):
         x = nn.functional.gelu(self.head_conv(nn.functional.gelu(self.head_norm(x))))
         return self.head(x.flatten(1)).squeeze(-1)
 
-    def _forward(self, batch: dict) -> torch.Tensor:
-        if self.training:
-            return self.embed(self.encode(*self.prepare(batch, augment=True)))
+    def _generator(self, device):
+        """This training forward's generator; counts the forward (the count is a buffer)."""
+        gen = torch.Generator(device=device)
+        gen.manual_seed((int(self.aug_seed) << 32) + int(self.draws))
+        self.draws += 1
+        return gen
+
+    def _chunk(self, codes, variant_at, seed):
+        """``h`` of one chunk in training; its dropout masks come from ``seed``, so the
+        recomputation of a checkpointed chunk draws the same masks."""
+        gen = torch.Generator(device=codes.device)
+        gen.manual_seed(seed)
+        for d in self._dropouts:
+            d.generator = gen
+        return self.embed(self.encode(codes, variant_at))
+
+    def _train_forward(self, batch: dict) -> torch.Tensor:
+        gen = self._generator(batch["sequence"].device)
+        codes, at = self.prepare(batch, augment=True, generator=gen)
+        base = int(torch.randint(0, 2**62, (1,), generator=gen, device=codes.device))
+        M = codes.shape[0]
+        if M <= self.chunk:
+            return self._chunk(codes, at, base)
+        # more variants than a chunk (a full-likelihood step evaluates the union of its
+        # windows' variants, ~10^4): chunks are checkpointed, so the activations kept for
+        # the backward are one chunk's (~0.6 MB per variant at the default) plus the
+        # codes, at the cost of a second forward.  BatchNorm's batch statistics are then
+        # per chunk (and its running averages see each chunk twice: the same statistics)
+        outs = []
+        for i, s in enumerate(range(0, M, self.chunk)):
+            c, a = codes[s:s + self.chunk], at[s:s + self.chunk]
+            if torch.is_grad_enabled():
+                outs.append(checkpoint(self._chunk, c, a, base + i, use_reentrant=False))
+            else:
+                outs.append(self._chunk(c, a, base + i))
+        return torch.cat(outs)
+
+    def _eval_forward(self, batch: dict) -> torch.Tensor:
         M = batch["sequence"].shape[0]
         out = self.embed(self.encode(*self.prepare(batch, augment=False)))
         if self.rc:
@@ -207,13 +271,14 @@ class SeqCNNModule(nn.Module):
         seq = batch["sequence"]
         ref = batch.get("freq")
         dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float64
-        if self.training or seq.shape[0] <= EVAL_CHUNK:
-            h = self._forward(batch)
+        if self.training:
+            h = self._train_forward(batch)
         else:
+            # no activations are kept in eval: larger chunks than in training
             parts = []
             for s in range(0, seq.shape[0], EVAL_CHUNK):
-                parts.append(self._forward({k: v[s:s + EVAL_CHUNK] for k, v in batch.items()
-                                            if torch.is_tensor(v) and v.shape[:1] == seq.shape[:1]}))
-            h = torch.cat(parts)
+                parts.append(self._eval_forward({k: v[s:s + EVAL_CHUNK] for k, v in batch.items()
+                                                 if torch.is_tensor(v) and v.shape[:1] == seq.shape[:1]}))
+            h = torch.cat(parts) if parts else seq.new_zeros(0, dtype=torch.float32)
         # the sum in the caller's dtype (float64): log f ~ -14 would round in float32/bfloat16
         return h.to(dtype) + self.log_init.to(dtype)

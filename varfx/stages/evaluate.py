@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import UserError
 from ..store.dataset import open_dataset
 from ..store.windows import load_windows
-from ..store.model import load_model, model_inputs, model_output
-from ..store.variants import predict_log_f
+from ..store.model import load_model, model_output
+from ..store.variants import model_batch, predict_log_f
 
 #: ``run_evaluate(chroms=HOLDOUT)``: the chromosomes the model held out of training.
 HOLDOUT = "holdout"
@@ -130,7 +130,7 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None, fasta=None) -> 
     windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64", check_dataset=False)
     notes: list[str] = []
     with open_dataset(dataset) as h5:
-        log_f = predict_log_f(module, h5, batch=model_inputs(meta, h5, fasta, notes))
+        log_f = predict_log_f(module, h5, batch=model_batch(meta, h5, fasta, notes=notes))
     for message in notes:
         print(f"Note: {message}", file=sys.stderr)
         snps = h5["variants"]["snp"].asstr()[:] if truth else None
@@ -176,4 +176,4 @@ def _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth, fast
     available = sorted({int(b.chrom) for b in load_bags(dataset).positives})
     chosen = _chosen_chroms(chroms, meta, available, model_dir, dataset)
     return run_evaluate_mil(model_dir, dataset, meta, module, chosen, truth=truth,
-                            predict=lambda m, h5: predict_log_f(m, h5, batch=model_inputs(meta, h5, fasta)))
+                            predict=lambda m, h5: predict_log_f(m, h5, batch=model_batch(meta, h5, fasta)))

@@ -16,8 +16,8 @@ import numpy as np
 from ..errors import UserError
 from ..store import atomic_path
 from ..store.dataset import open_dataset
-from ..store.model import load_model, model_inputs, model_output
-from ..store.variants import predict_log_f
+from ..store.model import load_model, model_output
+from ..store.variants import model_batch, predict_log_f
 
 
 def sigmoid(x):
@@ -42,7 +42,7 @@ def run_score(model_dir, dataset, out, fasta=None) -> int:
         snp = var["snp"].asstr()[:]
         chrom = var["chrom"][:]
         bp = var["bp"][:]
-        batch = model_inputs(meta, h5, fasta, notes)
+        batch = model_batch(meta, h5, fasta, notes=notes)
         out_values = predict_log_f(module, h5, batch=batch)
     for message in notes:
         print(f"Note: {message}", file=sys.stderr)
@@ -66,7 +66,7 @@ def run_score(model_dir, dataset, out, fasta=None) -> int:
                 p = sigmoid(values)
                 fh.write("SNP\tCHR\tBP\tP_CAUSAL\tLOGIT\n")
                 for row in zip(snp, chrom, bp, p, values):
-                    fh.write(f"{row[0]}\t{row[1]}\t{row[2]}\t{row[3]:.6e}\t{row[4]:.6g}\n")
+                    fh.write(f"{row[0]}\t{row[1]}\t{row[2]}\t{row[3]:.6e}\t{row[4]:.9g}\n")
             else:
                 fh.write("SNP\tCHR\tBP\tF\n")
                 for row in zip(snp, chrom, bp, values):

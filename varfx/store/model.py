@@ -160,28 +160,3 @@ def model_output(meta) -> str:
     if kind not in ("log_f", "logit"):
         raise UserError(f"objective {obj['name']!r} declares prior_output {kind!r}: expected 'log_f' or 'logit'")
     return kind
-
-
-def model_inputs(meta, h5, fasta=None, notes=None):
-    """The inputs of a fitted model's prior for every variant of an open dataset: with
-    its DNA (from the dataset's recorded FASTA, or ``fasta``) when the prior reads DNA,
-    else None (:func:`varfx.store.variants.predict_log_f` then reads the stored features
-    itself).  A FASTA other than the one the model was trained with is a note in
-    ``notes``."""
-    from ..plugins import lookup
-    from .variants import resolve_fasta, variant_batch
-
-    notes = [] if notes is None else notes
-    cls = lookup("priors", meta["prior"]["name"])
-    seq_len = cls(**meta["prior"].get("options", {})).sequence_length()
-    if seq_len == 0:
-        if fasta is not None:
-            raise UserError(f"option --fasta: prior {meta['prior']['name']!r} reads no DNA "
-                            "(the FASTA would be ignored)")
-        return None
-    rec = resolve_fasta(h5, fasta, notes=notes)
-    trained = meta.get("fasta")
-    if isinstance(trained, dict) and (trained.get("bytes"), trained.get("sha256")) != (rec["bytes"], rec["sha256"]):
-        notes.append(f"FASTA {rec['path']} differs from the one the model was trained with "
-                     f"({trained.get('path')}): its size or checksum is not the same")
-    return variant_batch(h5, tracks=False, sequence_length=seq_len, fasta=rec["path"], notes=notes)

@@ -20,22 +20,42 @@ import numpy as np
 
 from ..errors import UserError
 
-#: the FASTA's checksum covers its first this many bytes: enough to tell two genome
-#: builds or a replaced file apart (the first contigs differ), cheap to repeat per fit
+#: the FASTA's checksum covers this many bytes, half from its start and half from its
+#: end (the whole file when smaller): cheap to repeat per fit, and it tells two builds
+#: or a replaced file apart even when the first contig starts with megabases of N
 FASTA_HASH_LIMIT = 16 << 20
 #: more SNVs than this fraction whose alleles are neither the FASTA base: a note (a
 #: wrong genome build or a FASTA of another species gives ~60%, a right one ~0%)
 ALT_MISMATCH_NOTE = 0.05
 
 
-def fasta_record(path) -> dict:
-    """What identifies a FASTA: absolute path, size in bytes, SHA-256 of its first
-    :data:`FASTA_HASH_LIMIT` bytes (the attributes ingest writes into dataset.h5)."""
-    from . import sha256_file
+def fasta_checksum(path, limit: int = FASTA_HASH_LIMIT) -> str:
+    """SHA-256 of a file's first and last ``limit // 2`` bytes (of all of it when it is
+    not larger than ``limit``)."""
+    import hashlib
 
+    h = hashlib.sha256()
+    size = os.path.getsize(path)
+    half = limit // 2
+    with open(path, "rb") as fh:
+        spans = [(0, size)] if size <= limit else [(0, half), (size - half, half)]
+        for start, n in spans:
+            fh.seek(start)
+            while n > 0:
+                chunk = fh.read(min(n, 1 << 20))
+                if not chunk:
+                    break
+                h.update(chunk)
+                n -= len(chunk)
+    return h.hexdigest()
+
+
+def fasta_record(path) -> dict:
+    """What identifies a FASTA: absolute path, size in bytes, :func:`fasta_checksum`
+    (the attributes ingest writes into dataset.h5)."""
     path = Path(path)
     return {"path": str(path.resolve()), "bytes": int(os.path.getsize(path)),
-            "sha256": sha256_file(path, limit=FASTA_HASH_LIMIT), "sha256_of_first_bytes": FASTA_HASH_LIMIT}
+            "sha256": fasta_checksum(path), "sha256_of_bytes": FASTA_HASH_LIMIT}
 
 
 def write_fasta_attrs(f5, path) -> dict:
@@ -44,7 +64,9 @@ def write_fasta_attrs(f5, path) -> dict:
     f5.attrs["fasta_path"] = rec["path"]
     f5.attrs["fasta_bytes"] = rec["bytes"]
     f5.attrs["fasta_sha256"] = rec["sha256"]
-    f5.attrs["fasta_sha256_of_first_bytes"] = rec["sha256_of_first_bytes"]
+    # the checksum's span (first and last half of this many bytes): a later varfx that
+    # changes the span still knows what the recorded one covered
+    f5.attrs["fasta_sha256_of_bytes"] = rec["sha256_of_bytes"]
     return rec
 
 
@@ -55,7 +77,7 @@ def recorded_fasta(h5) -> dict | None:
     attr = h5.attrs
     return {"path": str(attr["fasta_path"]), "bytes": int(attr.get("fasta_bytes", -1)),
             "sha256": str(attr.get("fasta_sha256", "")),
-            "sha256_of_first_bytes": int(attr.get("fasta_sha256_of_first_bytes", FASTA_HASH_LIMIT))}
+            "sha256_of_bytes": int(attr.get("fasta_sha256_of_bytes", FASTA_HASH_LIMIT))}
 
 
 def resolve_fasta(h5, override=None, *, notes=None, option="--fasta") -> dict:
@@ -152,6 +174,29 @@ def variant_batch(h5, dtype="float64", device="cpu", tracks=True, *, sequence_le
         batch["sequence"] = torch.as_tensor(codes, device=device)
         batch["alt"] = torch.as_tensor(alt, device=device)
     return batch
+
+
+def model_batch(meta, h5, fasta=None, *, notes=None):
+    """The inputs of a fitted model's prior (``meta``: its model.json) for every variant
+    of an open dataset, for :func:`predict_log_f`: with the DNA (from ``fasta``, else the
+    dataset's FASTA) when the prior reads DNA, else None (predict_log_f then reads the
+    stored features itself, the tracks chunk by chunk).  A FASTA other than the one the
+    model was trained with (another size or checksum) is a note in ``notes``."""
+    from ..plugins import lookup
+
+    name = meta["prior"]["name"]
+    seq_len = lookup("priors", name)(**meta["prior"].get("options", {})).sequence_length()
+    if seq_len == 0:
+        if fasta is not None:
+            raise UserError(f"option --fasta: prior {name!r} reads no DNA (the FASTA would be ignored)")
+        return None
+    rec = resolve_fasta(h5, fasta, notes=notes)
+    trained = meta.get("fasta")
+    if notes is not None and isinstance(trained, dict) and (
+            trained.get("bytes"), trained.get("sha256")) != (rec["bytes"], rec["sha256"]):
+        notes.append(f"FASTA {rec['path']} differs from the one the model was trained with "
+                     f"({trained.get('path')}): its size or checksum is not the same")
+    return variant_batch(h5, tracks=False, sequence_length=seq_len, fasta=rec["path"], notes=notes)
 
 
 def track_rows(h5, lo: int, hi: int):
