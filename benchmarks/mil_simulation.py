@@ -17,7 +17,11 @@ Configs (``-O`` options of the ``mil`` objective; see docs/fine-mapping.md):
 ``instance``: every member of a positive bag labelled positive;
 ``warmup``: instance labels for the first half of the epochs, then max pooling;
 ``matched``: max pooling with negative bags matched in size to the positives;
-``default``: the objective's defaults.  Prints a JSON list, one record per config.
+``full_batch``: the defaults but every bag in one step (one update per epoch);
+``seqcnn_full``: not MIL but the same network trained on the exact likelihood (objective
+``full``, one window per step), its log f ranking each bag;
+``default``: the objective's and the prior's defaults (``default_lr1e-3``,
+``default_lr1e-4``: with that learning rate).  Prints a JSON list, one record per config.
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ CONFIGS = {
     "matched": ["-O", "pool=max", "-O", "negatives=matched", "-O", "warmup_epochs=0"],
     "warmup_matched": ["-O", "pool=max", "-O", "negatives=matched", "-O", "warmup_epochs=HALF"],
     "default": [],
+    "default_lr1e-3": ["--lr", "1e-3"],
+    "full_batch": ["--batch-windows", "0"],
+    # not MIL: the same network fitted to the exact likelihood of the summary statistics
+    # (f from sequence), 1 window per step; ranked within bags by its log f
+    "seqcnn_full": ["--objective", "full", "--batch-windows", "1"],
+    "default_lr1e-4": ["--lr", "1e-4"],
 }
 
 
@@ -66,7 +76,8 @@ def fit_and_evaluate(tmp, sim, ds, name, extra, epochs, window, seed):
     extra = [a.replace("HALF", str(epochs // 2)) for a in extra]
     model = tmp / f"m_{name}_{seed}"
     t0 = time.perf_counter()
-    run(["fit", ds, "--prior", "seqcnn", "--objective", "mil", "-p", f"window={window}", *extra,
+    objective = [] if "--objective" in extra else ["--objective", "mil"]
+    run(["fit", ds, "--prior", "seqcnn", *objective, "-p", f"window={window}", *extra,
          "--epochs", epochs, "--seed", seed, "-o", model])
     seconds = time.perf_counter() - t0
     ev = json.loads(run(["evaluate", model, ds, "--truth", sim.truth, "--json"]).stdout)

@@ -23,7 +23,7 @@ def test_sigmoid_matches_the_formula_and_never_overflows():
 def test_prior_output_read_from_the_objective_plugin():
     from varfx.errors import UserError
     from varfx.plugins import lookup
-    from varfx.stages.score import prior_output
+    from varfx.store.model import model_output as prior_output
 
     assert prior_output({"objective": {"name": "full", "options": {}}}) == "log_f"
     assert prior_output({}) == "log_f"  # a model.json without an objective: likelihood-trained

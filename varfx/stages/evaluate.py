@@ -21,6 +21,9 @@ from ..store.windows import load_windows
 from ..store.model import load_model, model_output
 from ..store.variants import model_batch, predict_log_f
 
+#: the fine-mapping measures a likelihood-trained prior gets with a ``causal`` truth
+FINE_MAPPING_KEYS = ("n_bags", "n_negatives", "r2_min", "n_bags_with_causal", "n_pairs", "auroc_within_bags",
+                     "auroc_within_bags_abs_z", "top1_within_bags", "top1_chance", "auroc_causal_vs_negatives")
 #: ``run_evaluate(chroms=HOLDOUT)``: the chromosomes the model held out of training.
 HOLDOUT = "holdout"
 
@@ -131,9 +134,9 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None, fasta=None) -> 
     notes: list[str] = []
     with open_dataset(dataset) as h5:
         log_f = predict_log_f(module, h5, batch=model_batch(meta, h5, fasta, notes=notes))
+        snps = h5["variants"]["snp"].asstr()[:] if truth else None
     for message in notes:
         print(f"Note: {message}", file=sys.stderr)
-        snps = h5["variants"]["snp"].asstr()[:] if truth else None
     bad = ~np.isfinite(log_f)
     if bad.any():
         raise UserError(f"the model gives a non-finite F for {int(bad.sum())} variants of the dataset "
@@ -157,7 +160,19 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None, fasta=None) -> 
         "train_loss": meta["curve"][-1]["train_loss"] if meta.get("curve") else None,
         "val_loss": meta["curve"][-1].get("val_loss") if meta.get("curve") else None,
     }
-    if truth:
+    if truth and truth_columns(truth) == "causal":
+        # a likelihood-trained prior ranked as a fine-mapping model: log f orders the
+        # variants of each bag (docs/fine-mapping.md compares it with mil this way)
+        from .evaluate_mil import run_evaluate_mil
+
+        bag_chroms = sorted({int(b.chrom) for b in _bags(dataset).positives} & set(result["chroms"]))
+        if not bag_chroms:
+            raise UserError(f"no bags on the evaluated chromosomes ({', '.join(map(str, result['chroms']))})",
+                            path=dataset)
+        fm = run_evaluate_mil(model_dir, dataset, meta, module, bag_chroms, truth=truth,
+                              predict=lambda m, h5: log_f)
+        result.update({k: fm[k] for k in FINE_MAPPING_KEYS} | {"bag_chroms": bag_chroms})
+    elif truth:
         true_f = read_truth(truth, snps)[core]
         ok = np.isfinite(true_f) & (true_f > 0)
         if not ok.any():
@@ -167,13 +182,30 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None, fasta=None) -> 
     return result
 
 
+def truth_columns(path) -> str:
+    """``"causal"`` when a truth TSV has a ``causal`` column and no ``F`` (a fine-mapping
+    truth), else ``"F"`` (read_truth then checks it)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh, delimiter="\t"), [])
+    except (UnicodeDecodeError, csv.Error):
+        return "F"  # read_truth names the problem
+    cols = {c.strip() for c in header}
+    return "causal" if "causal" in cols and "F" not in cols else "F"
+
+
+def _bags(dataset):
+    from ..store.bags import load_bags
+
+    return load_bags(dataset)
+
+
 def _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth, fasta=None):
     """A fine-mapping model is evaluated on the bags of the chosen chromosomes
     (:mod:`varfx.stages.evaluate_mil`), not on the likelihood of the windows."""
-    from ..store.bags import load_bags
     from .evaluate_mil import run_evaluate_mil
 
-    available = sorted({int(b.chrom) for b in load_bags(dataset).positives})
+    available = sorted({int(b.chrom) for b in _bags(dataset).positives})
     chosen = _chosen_chroms(chroms, meta, available, model_dir, dataset)
     return run_evaluate_mil(model_dir, dataset, meta, module, chosen, truth=truth,
                             predict=lambda m, h5: predict_log_f(m, h5, batch=model_batch(meta, h5, fasta)))

@@ -37,6 +37,8 @@ from ..train.setup import SMALL_WINDOW, ldsr_intercept, select  # noqa: F401 - r
 ADAMW_DEFAULTS = {"epochs": 100, "batch_windows": 0, "accumulate": 1, "warmup": 0.05, "clip": 1.0,
                   "weight_decay": 0.0, "patience": 0}
 OPTIMIZERS = ("auto", "lbfgs", "adamw")
+#: --patience of a network prior on a likelihood objective with held-out windows, when not given
+NETWORK_PATIENCE = 10
 
 
 def choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers):
@@ -106,6 +108,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
              "clip": clip, "weight_decay": weight_decay, "patience": patience}
     adamw_given = [k for k, v in adamw.items() if v is not None] + (["lr"] if lr is not None else [])
     lbfgs_given = [k for k, v in (("gtol", gtol), ("max_iter", max_iter)) if v is not None]
+    # batch size and patience are settled once the objective and the prior are known
+    unset = {k for k in ("batch_windows", "patience") if adamw[k] is None}
     adamw = {k: (ADAMW_DEFAULTS[k] if v is None else v) for k, v in adamw.items()}
     if adamw["epochs"] < 1:
         raise UserError(f"option --epochs: expected at least 1, got {adamw['epochs']}")
@@ -133,6 +137,15 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
         setup.objective.start_epoch(0, adamw["epochs"])
     opt_name, opt_why = choose_optimizer(optimizer, setup, adamw_given, lbfgs_given, loader_workers)
     lr_value = float(lr) if lr is not None else float(setup.prior_cls.default_lr)
+    if "batch_windows" in unset:
+        # one update per epoch (every unit in one step) suits a few large windows; an
+        # objective over many small units (bags) asks for mini-batches
+        adamw["batch_windows"] = int(setup.objective.default_batch_units)
+    if "patience" in unset and not setup.prior_cls.small and setup.val and not bag_fit:
+        # a network fitted to a likelihood overfits its training windows without early
+        # stopping (docs/benchmarks.md, "The transformer prior's default learning rate");
+        # a bag objective's warm-up changes its loss mid-fit, so it stops early only when asked
+        adamw["patience"] = NETWORK_PATIENCE
     if dist.is_main and not dry_run:
         for message in setup.notes:
             note(message)
