@@ -17,6 +17,8 @@ Configs (``-O`` options of the ``mil`` objective; see docs/fine-mapping.md):
 ``instance``: every member of a positive bag labelled positive;
 ``warmup``: instance labels for the first half of the epochs, then max pooling;
 ``matched``: max pooling with negative bags matched in size to the positives;
+``instance_matched``: instance labels with size-matched negatives;
+``lse_anneal``: log-sum-exp pooling annealed from r = 1 to 100, matched negatives;
 ``full_batch``: the defaults but every bag in one step (one update per epoch);
 ``seqcnn_full``: not MIL but the same network trained on the exact likelihood (objective
 ``full``, one window per step), its log f ranking each bag;
@@ -39,6 +41,9 @@ CONFIGS = {
     "warmup": ["-O", "pool=max", "-O", "negatives=single", "-O", "warmup_epochs=HALF"],
     "matched": ["-O", "pool=max", "-O", "negatives=matched", "-O", "warmup_epochs=0"],
     "warmup_matched": ["-O", "pool=max", "-O", "negatives=matched", "-O", "warmup_epochs=HALF"],
+    "instance_matched": ["-O", "label=instance", "-O", "negatives=matched", "-O", "warmup_epochs=0"],
+    "lse_anneal": ["-O", "pool=lse", "-O", "r=1", "-O", "anneal=100", "-O", "negatives=matched",
+                   "-O", "warmup_epochs=0"],
     "default": [],
     "default_lr1e-3": ["--lr", "1e-3"],
     "full_batch": ["--batch-windows", "0"],
