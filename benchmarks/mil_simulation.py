@@ -14,16 +14,18 @@ the |z| ranking of the same pairs, and causal variants against negatives.
 
 Configs (``-O`` options of the ``mil`` objective; see docs/fine-mapping.md):
 ``max``: max pooling from a random start, one single-variant negative per bag;
-``instance``: every member of a positive bag labelled positive;
-``warmup``: instance labels for the first half of the epochs, then max pooling;
-``matched``: max pooling with negative bags matched in size to the positives;
-``instance_matched``: instance labels with size-matched negatives;
+``instance``: every member of a positive bag labelled positive (uniform weights), single
+negatives; ``instance_matched``: the same with size-matched negatives; ``instance_pip``:
+members weighted by their single-effect posterior from |z|, matched negatives;
+``warmup``: uniform instance labels for the first half of the epochs, then max pooling,
+single negatives; ``matched``: max pooling with size-matched negatives, no warm-up;
+``warmup_uniform``: the warm-up with uniform weights, matched negatives;
 ``lse_anneal``: log-sum-exp pooling annealed from r = 1 to 100, matched negatives;
-``full_batch``: the defaults but every bag in one step (one update per epoch);
-``seqcnn_full``: not MIL but the same network trained on the exact likelihood (objective
-``full``, one window per step), its log f ranking each bag;
-``default``: the objective's and the prior's defaults (``default_lr1e-3``,
-``default_lr1e-4``: with that learning rate).  Prints a JSON list, one record per config.
+``default``: the defaults (a pip-weighted warm-up for half the epochs, then max pooling,
+matched negatives; ``default_lr1e-3``: at learning rate 1e-3); ``full_batch``: the
+defaults with every bag in one step; ``seqcnn_full``: not MIL but the same network
+trained on the exact likelihood (objective ``full``, one window per step), its log f
+ranking each bag.  Prints a JSON list, one record per config.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ import tempfile
 import time
 from pathlib import Path
 
+U = ["-O", "instance_weights=uniform"]
 CONFIGS = {
     "max": ["-O", "pool=max", "-O", "negatives=single", "-O", "warmup_epochs=0"],
-    "instance": ["-O", "label=instance", "-O", "negatives=single", "-O", "warmup_epochs=0"],
-    "warmup": ["-O", "pool=max", "-O", "negatives=single", "-O", "warmup_epochs=HALF"],
+    "instance": ["-O", "label=instance", "-O", "negatives=single", "-O", "warmup_epochs=0", *U],
+    "instance_matched": ["-O", "label=instance", "-O", "negatives=matched", "-O", "warmup_epochs=0", *U],
+    "instance_pip": ["-O", "label=instance", "-O", "negatives=matched", "-O", "warmup_epochs=0"],
+    "warmup": ["-O", "pool=max", "-O", "negatives=single", "-O", "warmup_epochs=HALF", *U],
     "matched": ["-O", "pool=max", "-O", "negatives=matched", "-O", "warmup_epochs=0"],
-    "warmup_matched": ["-O", "pool=max", "-O", "negatives=matched", "-O", "warmup_epochs=HALF"],
-    "instance_matched": ["-O", "label=instance", "-O", "negatives=matched", "-O", "warmup_epochs=0"],
+    "warmup_uniform": ["-O", "pool=max", "-O", "negatives=matched", "-O", "warmup_epochs=HALF", *U],
     "lse_anneal": ["-O", "pool=lse", "-O", "r=1", "-O", "anneal=100", "-O", "negatives=matched",
                    "-O", "warmup_epochs=0"],
     "default": [],
@@ -50,7 +54,6 @@ CONFIGS = {
     # not MIL: the same network fitted to the exact likelihood of the summary statistics
     # (f from sequence), 1 window per step; ranked within bags by its log f
     "seqcnn_full": ["--objective", "full", "--batch-windows", "1"],
-    "default_lr1e-4": ["--lr", "1e-4"],
 }
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 
+import numpy as np
+import pytest
+
 from click.testing import CliRunner
 
 from varfx.cli import cli
@@ -41,3 +44,54 @@ def test_ldsc_with_ukbb_reference_fits_with_default_options(tmp_path, write_regi
     assert any("--alpha auto" in n for n in meta["notes"])
     assert meta["optimizer"] == "lbfgs" and meta["stop_reason"] == "gradient below gtol"
     assert meta["holdout_chroms"] == []  # one chromosome: nothing to hold out
+
+
+@pytest.fixture(scope="module")
+def two_chrom_ds(tmp_path_factory):
+    """~600 real chr22 variants, the second half relabelled chromosome 21 (so one
+    chromosome can be held out), ingested and precomputed."""
+    from _data import write_subset
+
+    tmp = tmp_path_factory.mktemp("twochrom")
+    prefix, ss = write_subset(tmp / "in", 2000, 600)
+    bim = open(f"{prefix}.bim").read().splitlines()
+    half = len(bim) // 2
+    moved = {line.split()[1] for line in bim[half:]}
+    open(f"{prefix}.bim", "w").write("\n".join(("21" + line[line.index("\t"):]) if i >= half else line
+                                                for i, line in enumerate(bim)) + "\n")
+    lines = ss.read_text().splitlines()
+    snp_col = lines[0].split("\t").index("SNP")
+    ss.write_text("\n".join([lines[0]] + [("21" + line[line.index("\t"):]) if line.split("\t")[snp_col] in moved
+                                          else line for line in lines[1:]]) + "\n")
+    # a BED track, so that the transformer has per-base tracks to read
+    from varfx.testing.features import write_bed
+
+    bp = [int(line.split()[3]) for line in bim]
+    rng = np.random.default_rng(0)
+    write_bed(tmp / "peaks.bed", sorted((c, int(s), int(s) + 400) for c in ("chr21", "chr22")
+                                        for s in rng.integers(min(bp), max(bp), 200)))
+    (tmp / "m.tsv").write_text("name\tpath\tkind\twindow\toptions\npeaks\tpeaks.bed\tbed\t400\ttrack=true\n")
+    ds = tmp / "ds"
+    r = invoke(["ingest", "--sumstats", ss, "--ld", prefix, "--annotations", tmp / "m.tsv", "--feature-window", 16,
+                "-o", ds, "--json"])
+    assert r.exit_code == 0, r.output
+    assert invoke(["precompute-ld", ds, "--window-kb", 500, "--flank-kb", 0, "--json"]).exit_code == 0
+    return ds
+
+
+@pytest.mark.parametrize("extra, patience", [([], 10), (["--patience", 0], 0), (["--patience", 3], 3)])
+def test_network_prior_stops_early_by_default_on_a_likelihood(two_chrom_ds, tmp_path, extra, patience):
+    # a network overfits its training windows without early stopping (docs/benchmarks.md,
+    # "The transformer prior's default learning rate"): patience 10 unless given
+    r = invoke(["fit", two_chrom_ds, "--prior", "transformer", "-p", "width=4", "-p", "depth=1", "--epochs", 2,
+                "--holdout-chroms", 22, *extra, "-o", tmp_path / "m"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["patience"] == patience and meta["lr"] == 1e-2 and meta["batch_windows"] == 0
+
+
+def test_no_early_stopping_without_held_out_windows(two_chrom_ds, tmp_path):
+    r = invoke(["fit", two_chrom_ds, "--prior", "transformer", "-p", "width=4", "-p", "depth=1", "--epochs", 1,
+                "--holdout-chroms", "none", "-o", tmp_path / "m"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["patience"] == 0

@@ -134,7 +134,8 @@ def test_epoch_negatives_drawn_from_seed_and_epoch(negatives, k):
 
     bags = _bagset()
     train, val = bags.select(exclude=[3]), bags.select(chroms=[3])
-    obj = lookup("objectives", "mil")(negatives=negatives, negatives_per_bag=k, positive_weight=2.0)
+    obj = lookup("objectives", "mil")(negatives=negatives, negatives_per_bag=k, positive_weight=2.0,
+                                      instance_weights="uniform")
     bp = np.arange(400) * 10
     tr, vu = obj.prepare_bags(train, val, dataset=".", batch=None, bp=bp, seed=7)
     pool = set(train.negatives.tolist())
@@ -353,3 +354,56 @@ def test_patience_keeps_the_best_validation_epoch(bag_ds, tmp_path):
     assert meta["best_epoch"] == best and meta["weights"] == "best validation epoch"
     assert meta["stopped_early"] == (len(meta["curve"]) < 40)
 
+
+
+# ------------------------------------------------- the single-effect weights of the warm-up
+
+
+def test_single_effect_pip_is_the_normalised_approximate_bayes_factor():
+    from varfx.default_plugins.objectives import single_effect_pip
+
+    z = np.array([0.5, -3.0, 6.0, 2.0])
+    s2 = 25.0
+    # Wakefield's ABF of one effect with prior variance s2 on the z scale, directly
+    bf = (1 + s2) ** -0.5 * np.exp(z ** 2 / 2 * s2 / (1 + s2))
+    assert single_effect_pip(z, s2) == pytest.approx(bf / bf.sum(), rel=1e-12)
+    # |z| of any size: finite, and the largest |z| takes (nearly) all the weight
+    big = single_effect_pip(np.array([40.0, 39.0, 1.0]))
+    assert np.all(np.isfinite(big)) and big.sum() == pytest.approx(1.0) and big[0] > 0.999
+
+
+def test_instance_loss_weighs_members_by_their_weights():
+    import dataclasses
+
+    from varfx.api import BagUnit
+    from varfx.plugins import lookup
+
+    obj = lookup("objectives", "mil")(label="instance")
+    units = [BagUnit("p", 1, 0, 9, np.array([0, 1, 2]), 1, member_weight=np.array([0.7, 0.2, 0.1])),
+             BagUnit("n", 1, 0, 9, np.array([3, 4]), 0)]
+    logits = torch.tensor([1.5, -0.3, 0.2, 0.4, -1.0], dtype=torch.float64)
+    terms = obj.unit_terms(units, lambda idx: logits[torch.as_tensor(idx)])
+    sp = torch.nn.functional.softplus
+    assert float(terms[0]) == pytest.approx(float(0.7 * sp(-logits[0]) + 0.2 * sp(-logits[1]) + 0.1 * sp(-logits[2])))
+    assert float(terms[1]) == pytest.approx(float((sp(logits[3]) + sp(logits[4])) / 2))  # no weights: the mean
+    uniform = obj.unit_terms([dataclasses.replace(units[0], member_weight=None)], lambda i: logits[torch.as_tensor(i)])
+    assert float(uniform[0]) == pytest.approx(float(sp(-logits[:3]).mean()))
+
+
+def test_pip_weights_come_from_the_datasets_z(bag_ds, tmp_path):
+    from varfx.default_plugins.objectives import single_effect_pip
+    from varfx.store.dataset import open_dataset
+    from varfx.train.setup import prepare
+
+    ds, _ = bag_ds
+    with open_dataset(ds) as h5:
+        z = h5["variants"]["z"][:]
+    for weights in ("pip", "uniform"):
+        s = prepare(ds, prior="glm", objective="mil", solver=None, prior_options=(), solver_options=(),
+                    objective_options=[f"instance_weights={weights}"], alpha=None, sigma2=None, holdout_chroms=None,
+                    device="cpu", dtype="float64", threads=1, loader_workers=0)
+        for u in s.train + [u for u in s.val if u.label]:
+            if weights == "pip":
+                assert u.member_weight == pytest.approx(single_effect_pip(z[u.variants]))
+            else:
+                assert u.member_weight is None

@@ -393,6 +393,9 @@ class BagUnit:
     label: int
     weight: float = 1.0
     index: int = -1  # the positive bag's index in bags.h5 (-1: a negative bag)
+    #: (n,) weights of the members in an instance-level loss (summing to 1), in the order
+    #: of ``variants``; None: each member 1/n
+    member_weight: Any = None
 
     @property
     def n(self) -> int:
@@ -415,17 +418,18 @@ class BagObjective(Objective):
     uses_solver = False
     batch_unit = "bag"
     prior_output = "logit"
-    # hundreds of bags, each a few dozen variants: one update per epoch would leave a
-    # network a few dozen updates in a whole fit (measured: the seqcnn learnt nothing of a
-    # planted motif in 30 such epochs; 32 bags per step learnt it in ~15 epochs)
+    # a fixed number of bags per step: the noise of a step does not depend on how many
+    # bags there are, and thousands of bags (MIFM's) give thousands of updates per fit
+    # rather than one per epoch (docs/mil_objective.md, "Training")
     default_batch_units = 32
 
-    def prepare_bags(self, train, val, *, dataset, batch, bp, seed: int):
+    def prepare_bags(self, train, val, *, dataset, batch, bp, seed: int, z=None):
         """``(train_units, val_units)`` from the training and held-out BagSets.
 
         ``dataset``: the dataset directory; ``batch``: the prior's per-variant inputs
         (what :meth:`FitSetup.log_f_of` evaluates); ``bp``: every variant's position (to
-        name negative bags); ``seed``: the fit's seed.  The training pool of negatives is
+        name negative bags); ``seed``: the fit's seed; ``z``: every variant's z (the
+        dataset's summary statistics, for objectives that weigh members by them).  The training pool of negatives is
         kept for :meth:`epoch_units`; the validation negatives are drawn here, once, from
         the held-out pool, so validation losses of different epochs compare."""
         import numpy as np

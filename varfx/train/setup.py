@@ -347,6 +347,7 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
                               fasta=fasta_rec["path"] if fasta_rec else None, notes=seq_notes)
         freq = h5["variants"]["freq"][:]
         bp = h5["variants"]["bp"][:]
+        z_all = h5["variants"]["z"][:]
         n_all = h5["variants"]["n"][:]
     notes, alpha_source = list(seq_notes), "option"
     if "alpha" in prior_cls.options:
@@ -372,7 +373,7 @@ def prepare_bags(dataset, *, prior, prior_cls, prior_opts, objective, alpha, sig
                          N=N, h2=0.0, n_train_variants=int(len(members)))
     objective.setup(context)
     module = prior_cls(**prior_opts).module(context).to(device)
-    train, val = objective.prepare_bags(train_set, val_set, dataset=dataset, batch=batch, bp=bp, seed=seed)
+    train, val = objective.prepare_bags(train_set, val_set, dataset=dataset, batch=batch, bp=bp, seed=seed, z=z_all)
     counts = {"train_bags": len(train_set.positives), "val_bags": len(val_set.positives),
               "train_negative_pool": int(len(train_set.negatives)),
               "val_negative_pool": int(len(val_set.negatives)), "val_units": len(val)}
