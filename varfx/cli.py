@@ -289,7 +289,8 @@ def _alpha(value):
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="AdamW epochs  [default: 100]")
 @click.option("--lr", type=POSITIVE, default=None, help="Peak AdamW learning rate  [default: the prior's]")
 @click.option("--batch-windows", type=click.IntRange(min=0), default=None,
-              help="Windows (bags, for mil and distil) per AdamW step (0: all of an epoch's)  [default: 0]")
+              help="Windows (bags, for mil and distil) per AdamW step (0: all of an epoch's)  "
+                   "[default: 0 for windows, 32 for bags]")
 @click.option("--accumulate", type=click.IntRange(min=1), default=None,
               help="Steps whose gradients are accumulated per update  [default: 1]")
 @click.option("--warmup", type=NON_NEGATIVE, default=None,
@@ -298,7 +299,8 @@ def _alpha(value):
 @click.option("--weight-decay", type=NON_NEGATIVE, default=None, help="AdamW weight decay  [default: 0]")
 @click.option("--patience", type=click.IntRange(min=0), default=None,
               help="Stop after this many epochs without a better validation loss and keep the best epoch's "
-                   "weights (0: off)  [default: 0]")
+                   "weights (0: off)  [default: 10 for a network prior on full/ldsr with held-out "
+                   "chromosomes, else 0]")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True,
               help="Also checkpoint every N AdamW steps or L-BFGS iterations (0: epochs / every 20 iterations).")
 @click.option("--log-jsonl", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per step and per epoch.")
