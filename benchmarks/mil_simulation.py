@@ -22,7 +22,8 @@ single negatives; ``matched``: max pooling with size-matched negatives, no warm-
 ``warmup_uniform``: the warm-up with uniform weights, matched negatives;
 ``lse_anneal``: log-sum-exp pooling annealed from r = 1 to 100, matched negatives;
 ``default``: the defaults (a pip-weighted warm-up for half the epochs, then max pooling,
-matched negatives; ``default_lr1e-3``: at learning rate 1e-3); ``full_batch``: the
+matched negatives; ``default_lr1e-3``: at learning rate 1e-3; ``default_single``: with
+single-variant negatives); ``full_batch``: the
 defaults with every bag in one step; ``seqcnn_full``: not MIL but the same network
 trained on the exact likelihood (objective ``full``, one window per step), its log f
 ranking each bag.  Prints a JSON list, one record per config.
@@ -49,6 +50,7 @@ CONFIGS = {
     "lse_anneal": ["-O", "pool=lse", "-O", "r=1", "-O", "anneal=100", "-O", "negatives=matched",
                    "-O", "warmup_epochs=0"],
     "default": [],
+    "default_single": ["-O", "negatives=single"],
     "default_lr1e-3": ["--lr", "1e-3"],
     "full_batch": ["--batch-windows", "0"],
     # not MIL: the same network fitted to the exact likelihood of the summary statistics
