@@ -9,7 +9,6 @@ person is ``100 (exp(dLL / N) - 1)`` percent.
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 
@@ -20,6 +19,7 @@ from ..store.dataset import open_dataset
 from ..store.windows import load_windows
 from ..store.model import load_model, model_output
 from ..store.variants import model_batch, predict_log_f
+from .truth import read_truth_column, truth_columns
 
 #: the fine-mapping measures a likelihood-trained prior gets with a ``causal`` truth
 FINE_MAPPING_KEYS = ("n_bags", "n_negatives", "r2_min", "n_bags_with_causal", "n_pairs", "auroc_within_bags",
@@ -50,48 +50,18 @@ def window_logliks(windows, f, s2):
     return ll, ll0
 
 
+def _finite_non_negative(text):
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(text)
+    return value
+
+
 def read_truth(path, snps) -> np.ndarray:
     """True F per dataset variant from a TSV with columns SNP and F (NaN where absent).
 
     F must be a finite number >= 0 on every row (a simulation's truth file)."""
-    pos = {s: i for i, s in enumerate(snps)}
-    out = np.full(len(snps), np.nan)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh, delimiter="\t")
-            header = next(reader, None)
-            if header is None:
-                raise UserError("empty truth file; expected a TSV with columns SNP and F", path=path)
-            cols = {c.strip(): i for i, c in enumerate(header)}
-            for col in ("SNP", "F"):
-                if col not in cols:
-                    raise UserError(f"missing column {col!r}; expected a TSV with columns SNP and F "
-                                    f"(header: {' '.join(header)})", path=path)
-            for lineno, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                try:
-                    text = row[cols["F"]]
-                    snp = row[cols["SNP"]]
-                except IndexError:
-                    raise UserError(f"{len(row)} columns, the header has {len(header)}", path=path,
-                                    line=lineno) from None
-                try:
-                    val = float(text)
-                except ValueError:
-                    val = math.nan
-                if not (math.isfinite(val) and val >= 0):
-                    raise UserError(f"expected a finite number >= 0 in column 'F', got {text!r}", path=path,
-                                    line=lineno)
-                i = pos.get(snp)
-                if i is not None:
-                    out[i] = val
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start}); expected a TSV with columns "
-                        "SNP and F", path=path) from None
-    except csv.Error as exc:
-        raise UserError(f"not a readable TSV ({exc}); expected columns SNP and F", path=path) from None
-    return out
+    return read_truth_column(path, snps, "F", _finite_non_negative, "a finite number >= 0", np.nan, np.float64)
 
 
 def _chosen_chroms(chroms, meta, available, model_dir, dataset):
@@ -180,18 +150,6 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None, fasta=None) -> 
         result["rmse_log_f"] = float(np.sqrt(np.mean((np.log(true_f[ok]) - log_f[core][ok]) ** 2)))
         result["n_truth"] = int(ok.sum())
     return result
-
-
-def truth_columns(path) -> str:
-    """``"causal"`` when a truth TSV has a ``causal`` column and no ``F`` (a fine-mapping
-    truth), else ``"F"`` (read_truth then checks it)."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh, delimiter="\t"), [])
-    except (UnicodeDecodeError, csv.Error):
-        return "F"  # read_truth names the problem
-    cols = {c.strip() for c in header}
-    return "causal" if "causal" in cols and "F" not in cols else "F"
 
 
 def _bags(dataset):

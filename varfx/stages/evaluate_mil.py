@@ -19,8 +19,6 @@ and of negatives.
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 
 from ..errors import UserError
@@ -47,41 +45,19 @@ def auroc(pos, neg) -> float:
     return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def _zero_or_one(text):
+    text = text.strip()
+    if text not in ("0", "1"):
+        raise ValueError(text)
+    return int(text)
+
+
 def read_causal(path, snps) -> np.ndarray:
     """Per dataset variant: 1 causal, 0 not, -1 absent from the truth file (TSV with
     columns SNP and causal, the latter 0 or 1 on every row)."""
-    pos = {s: i for i, s in enumerate(snps)}
-    out = np.full(len(snps), -1, dtype=np.int8)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh, delimiter="\t")
-            header = next(reader, None)
-            if header is None:
-                raise UserError("empty truth file; expected a TSV with columns SNP and causal", path=path)
-            cols = {c.strip(): i for i, c in enumerate(header)}
-            for col in ("SNP", "causal"):
-                if col not in cols:
-                    raise UserError(f"missing column {col!r}; a fine-mapping model is evaluated against a TSV with "
-                                    f"columns SNP and causal (header: {' '.join(header)})", path=path)
-            for lineno, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                try:
-                    snp, text = row[cols["SNP"]], row[cols["causal"]].strip()
-                except IndexError:
-                    raise UserError(f"{len(row)} columns, the header has {len(header)}", path=path,
-                                    line=lineno) from None
-                if text not in ("0", "1"):
-                    raise UserError(f"expected 0 or 1 in column 'causal', got {text!r}", path=path, line=lineno)
-                i = pos.get(snp)
-                if i is not None:
-                    out[i] = int(text)
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start}); expected a TSV with columns "
-                        "SNP and causal", path=path) from None
-    except csv.Error as exc:
-        raise UserError(f"not a readable TSV ({exc}); expected columns SNP and causal", path=path) from None
-    return out
+    from .truth import read_truth_column
+
+    return read_truth_column(path, snps, "causal", _zero_or_one, "0 or 1", -1, np.int8)
 
 
 def within_bag_pairs(bags, causal, r2_of, r2_min=R2_MIN):
