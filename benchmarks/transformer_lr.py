@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 
 def run(args):
@@ -36,31 +35,9 @@ def run(args):
 
 
 def simulation(tmp: Path, seed: int):
-    from varfx.testing.data import write_subset
-    from varfx.testing.features import write_bed, write_bigwig
+    from varfx.testing.data import two_chromosome_glm_simulation
 
-    prefix, _ = write_subset(tmp / "in", 2000, 3000)
-    bim = open(f"{prefix}.bim").read().splitlines()
-    half = len(bim) // 2
-    bim = [("21" + line[line.index("\t"):]) if i >= half else line for i, line in enumerate(bim)]
-    open(f"{prefix}.bim", "w").write("\n".join(bim) + "\n")
-    bp = np.array([int(line.split()[3]) for line in bim])
-    lo, hi = int(bp.min()) - 2000, int(bp.max()) + 2000
-    rng = np.random.default_rng(seed)
-    vals = np.full(hi, np.nan)
-    vals[lo:hi] = rng.gamma(2.0, 1.0, hi - lo)
-    write_bigwig(tmp / "signal.bw", {"chr21": vals, "chr22": vals})
-    n_peaks = (hi - lo) // 4000
-    write_bed(tmp / "peaks.bed", sorted((c, int(s), int(s) + 400) for c in ("chr21", "chr22")
-                                        for s in rng.integers(lo, hi, n_peaks)))
-    (tmp / "m.tsv").write_text("name\tpath\nsignal\tsignal.bw\npeaks\tpeaks.bed\n")
-    sim, ds = tmp / "sim", tmp / "ds"
-    run(["simulate", "--ld", prefix, "--truth", "glm", "--annotations", tmp / "m.tsv", "--feature-window", 32,
-         "--h2", 0.2, "--n", 200000, "--seed", seed, "--block-kb", 1000, "-o", sim, "--json"])
-    run(["ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", prefix, "--annotations", tmp / "m.tsv",
-         "--feature-window", 32, "-o", ds, "--json"])
-    run(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--json"])
-    return sim, ds
+    return two_chromosome_glm_simulation(tmp, track_seed=seed, sim_seed=seed)
 
 
 def held_out(tmp, sim, ds, name, args):

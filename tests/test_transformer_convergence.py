@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from varfx.cli import cli
-from varfx.testing.data import write_subset
-from varfx.testing.features import write_bed, write_bigwig
+from varfx.testing.data import two_chromosome_glm_simulation
 
 pytestmark = pytest.mark.slow
 
@@ -41,29 +39,7 @@ def run(args):
 @pytest.fixture(scope="module")
 def two_chrom_sim(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trconv")
-    prefix, _ = write_subset(tmp / "in", 2000, 3000)
-    bim = open(f"{prefix}.bim").read().splitlines()
-    # the second half of the variants is relabelled chromosome 21, so that whole
-    # chromosome can be trained on and chromosome 22 held out (the panel has only 22)
-    half = len(bim) // 2
-    bim = [("21" + line[line.index("\t"):]) if i >= half else line for i, line in enumerate(bim)]
-    open(f"{prefix}.bim", "w").write("\n".join(bim) + "\n")
-    bp = np.array([int(line.split()[3]) for line in bim])
-    lo, hi = int(bp.min()) - 2000, int(bp.max()) + 2000
-    rng = np.random.default_rng(0)
-    vals = np.full(hi, np.nan)
-    vals[lo:hi] = rng.gamma(2.0, 1.0, hi - lo)
-    write_bigwig(tmp / "signal.bw", {"chr21": vals, "chr22": vals})
-    n_peaks = (hi - lo) // 4000
-    write_bed(tmp / "peaks.bed", sorted((c, int(s), int(s) + 400) for c in ("chr21", "chr22")
-                                        for s in rng.integers(lo, hi, n_peaks)))
-    (tmp / "m.tsv").write_text("name\tpath\nsignal\tsignal.bw\npeaks\tpeaks.bed\n")
-    sim, ds = tmp / "sim", tmp / "ds"
-    run(["simulate", "--ld", prefix, "--truth", "glm", "--annotations", tmp / "m.tsv", "--feature-window", 32,
-         "--h2", 0.2, "--n", 200000, "--seed", 1, "--block-kb", 1000, "-o", sim, "--json"])
-    run(["ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", prefix, "--annotations", tmp / "m.tsv",
-         "--feature-window", 32, "-o", ds, "--json"])
-    run(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--json"])
+    sim, ds = two_chromosome_glm_simulation(tmp, track_seed=0, sim_seed=1)
     return tmp, sim, ds
 
 
