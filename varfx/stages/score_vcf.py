@@ -1,0 +1,323 @@
+"""``varfx score-vcf``: annotate a VCF/BCF with what a fitted model predicts.
+
+Records are streamed from pysam in batches of ``batch`` records; for each batch the
+prior's inputs are computed for every (record, ALT) SNV: the allele frequency (INFO
+``AF`` of that ALT when present; else the mean frequency of the model's dataset, the
+value a missing frequency is filled with by the ``architecture`` feature), the scalar
+features and per-base tracks from the sources recorded in the dataset's features
+(normalised with the recorded raw mean/sd, stored in the same precision as at ingest),
+and the reference DNA for a prior that reads it.  Only the current batch is held.
+
+Written: ``VARFX_F`` (Number=A) and ``VARFX_ENRICH`` (F over the mean F of the model over
+its dataset) for a likelihood-trained prior, ``VARFX_PCAUSAL`` (Number=A) for a MIL
+model, ``.`` for indels, symbolic alleles, and positions past the reference contig.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+#: more checked records than this fraction whose REF is not the FASTA base: an error
+#: (a wrong genome build); fewer are counted in the summary
+REF_MISMATCH_MAX = 0.05
+#: contigs longer than this cannot be indexed with tabix (.tbi): a CSI index instead
+TABIX_MAX_CONTIG = 1 << 29
+ACGT = {"A": 0, "C": 1, "G": 2, "T": 3}
+
+
+def _feature_plan(h5, annotations=None):
+    """(entries, window, scalar stats, track stats, track dtype) of a dataset's features,
+    or None when it has none.  ``annotations``: a manifest whose entries replace the
+    recorded ones of the same name (files moved since ingest)."""
+    from ..features.manifest import ManifestEntry, read_manifest
+
+    if "features" not in h5:
+        return None
+    g = h5["features"]
+    records = json.loads(g.attrs["entries"])
+    override = {e.name: e for e in read_manifest(annotations)} if annotations is not None else {}
+    entries = []
+    for rec in records:
+        if rec["name"] in override:
+            entries.append(override[rec["name"]])
+        else:
+            entries.append(ManifestEntry(name=rec["name"], kind=rec["kind"],
+                                         path=Path(rec["path"]) if rec.get("path") else None,
+                                         window=rec.get("window"), options=dict(rec.get("options") or {})))
+
+    def stats(prefix):
+        if f"{prefix}_mean" not in g:
+            return None
+        mean = g[f"{prefix}_mean"][:].astype(np.float64)
+        sd = g[f"{prefix}_sd"][:].astype(np.float64)
+        const = g[f"{prefix}_constant"][:].astype(bool)
+        return mean, np.where(const, 0.0, 1.0 / np.where(sd > 0, sd, 1.0))
+
+    wdtype = np.dtype(str(g.attrs.get("dtype", "float16")))
+    return entries, int(g.attrs["window"]), stats("scalar"), stats("window"), wdtype
+
+
+class _Features:
+    """Recomputes a dataset's features for new variants, normalised as at ingest."""
+
+    def __init__(self, plan, fasta=None):
+        from ..features.store import _Entry
+
+        entries, self.window, self.sstats, self.tstats, self.wdtype = plan
+        if fasta is not None:
+            for e in entries:
+                if e.kind == "fasta":
+                    e.path = Path(fasta)
+        self.ents = [_Entry(e, self.window, {"freq": np.zeros(1)}) for e in entries]
+        self.S = sum(len(e.columns) for e in self.ents)
+        self.T = sum(len(e.channels) for e in self.ents if e.store == "window")
+
+    def compute(self, chrom, bp, freq):
+        variants = {"freq": freq, "maf": np.minimum(freq, 1 - freq),
+                    "ld_score": np.full(len(bp), np.nan)}
+        xs = np.zeros((len(bp), self.S))
+        xt = np.zeros((len(bp), self.window, self.T), dtype=np.float32) if self.T else None
+        s = t = 0
+        for e in self.ents:
+            e.prepare(chrom, bp, variants)
+            scalar, track = e.extract(chrom, bp, variants, self.window)
+            xs[:, s:s + len(e.columns)] = scalar
+            s += len(e.columns)
+            if e.store == "window":
+                xt[:, :, t:t + len(e.channels)] = track
+                t += len(e.channels)
+        out = {}
+        if self.S:
+            mean, scale = self.sstats
+            # the precision of ingest: raw float32, normalised, stored float32
+            x = xs.astype(np.float32).astype(np.float64)
+            out["features"] = ((x - mean) * scale).astype(np.float32).astype(np.float64)
+        if self.T:
+            mean, scale = self.tstats
+            big = float(np.finfo(self.wdtype).max)
+            z = (xt.astype(np.float64) - mean) * scale
+            out["window"] = np.clip(z, -big, big).astype(self.wdtype)
+        return out
+
+
+def _open_vcf(path):
+    import pysam
+
+    if not Path(path).is_file():
+        raise UserError("no such VCF/BCF file", path=path)
+    try:
+        vf = pysam.VariantFile(str(path))
+    except (ValueError, OSError) as exc:
+        raise UserError(f"not a readable VCF/BCF with a header ({exc}): expected ##fileformat and a #CHROM line",
+                        path=path) from None
+    if not list(vf.header.samples) and "#CHROM" not in str(vf.header):
+        raise UserError("no VCF header (#CHROM line)", path=path)
+    return vf
+
+
+def _records(vf, path, batch):
+    """Batches of records, checked sorted (by contig as first seen, then position)."""
+    seen, cur, last, n = set(), None, 0, 0
+    out = []
+    it = iter(vf)
+    while True:
+        try:
+            rec = next(it)
+        except StopIteration:
+            break
+        except (OSError, ValueError) as exc:
+            raise UserError(f"unreadable after record {n} (truncated or malformed: {exc})", path=path) from None
+        n += 1
+        if rec.chrom != cur:
+            if rec.chrom in seen:
+                raise UserError(f"record {n} ({rec.chrom}:{rec.pos}): unsorted, contig {rec.chrom} seen before "
+                                "another contig: expected records sorted by contig and position", path=path)
+            seen.add(rec.chrom)
+            cur, last = rec.chrom, 0
+        if rec.pos < last:
+            raise UserError(f"record {n} ({rec.chrom}:{rec.pos}): unsorted, after position {last}: expected "
+                            "records sorted by position", path=path)
+        last = rec.pos
+        out.append(rec)
+        if len(out) >= batch:
+            yield out
+            out = []
+    if out:
+        yield out
+
+
+def _mean_output(meta, module, kind, fasta):
+    """The model's mean F over its dataset (for VARFX_ENRICH)."""
+    from ..store.dataset import open_dataset
+    from ..store.variants import model_batch, predict_log_f
+
+    with open_dataset(meta["dataset"]) as h5:
+        log_f = predict_log_f(module, h5, batch=model_batch(meta, h5, fasta))
+        mean_freq = float(np.mean(h5["variants"]["freq"][:]))
+    mean_f = float(np.mean(np.exp(log_f))) if kind == "log_f" else float("nan")
+    return mean_f, mean_freq
+
+
+def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10000) -> dict:
+    import pysam
+    import torch
+
+    from .. import __version__
+    from ..features.sequence import open_fasta, sequence_codes
+    from ..plugins import lookup
+    from ..store.dataset import open_dataset
+    from ..store.model import load_model, model_output
+    from ..store.variants import resolve_fasta
+    from ..genome import chrom_code
+    from .score import sigmoid
+
+    if int(batch) < 1:
+        raise UserError(f"option --batch {batch}: expected a positive number of records")
+    meta, module = load_model(model_dir)
+    kind = model_output(meta)
+    if "dataset" not in meta:
+        raise UserError("model.json records no dataset (re-run `varfx fit`)", path=model_dir)
+    pname = meta["prior"]["name"]
+    seq_len = lookup("priors", pname)(**meta["prior"].get("options", {})).sequence_length()
+    with open_dataset(meta["dataset"]) as h5:
+        plan = _feature_plan(h5, annotations)
+        fa_path = None
+        if seq_len > 0 or fasta is not None:
+            fa_path = resolve_fasta(h5, fasta)["path"] if (seq_len > 0 or fasta) else None
+        elif "fasta_path" in h5.attrs and Path(str(h5.attrs["fasta_path"])).is_file():
+            fa_path = str(h5.attrs["fasta_path"])  # for the REF check only
+    mean_f, mean_freq = _mean_output(meta, module, kind, fasta if seq_len > 0 else None)
+    feats = _Features(plan, fa_path if fasta else None) if plan is not None else None
+
+    vin = _open_vcf(vcf)
+    hdr = vin.header.copy()
+    if kind == "log_f":
+        hdr.add_line('##INFO=<ID=VARFX_F,Number=A,Type=Float,Description="varfx prior variance F of the ALT allele">')
+        hdr.add_line('##INFO=<ID=VARFX_ENRICH,Number=A,Type=Float,Description="varfx F over the mean F of the '
+                     'model over its dataset">')
+    else:
+        hdr.add_line('##INFO=<ID=VARFX_PCAUSAL,Number=A,Type=Float,Description="varfx MIL model probability '
+                     'that the ALT allele is causal">')
+    hdr.add_line(f"##varfx=<model={Path(model_dir).resolve()},version={__version__}>")
+    has_af = "AF" in vin.header.info
+
+    fa = open_fasta(fa_path) if fa_path else None
+    fa_len = dict(zip(fa.references, fa.lengths)) if fa is not None else {}
+    from ..features.sources import contig_lookup
+    fa_names = contig_lookup(fa.references) if fa is not None else {}
+    counts = {"records": 0, "alleles": 0, "scored": 0, "indel": 0, "symbolic": 0, "outside": 0,
+              "ref_checked": 0, "ref_mismatch": 0, "af_missing": 0}
+    max_contig = max([int(c.length or 0) for c in vin.header.contigs.values()] + [0])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".vcf.gz", dir=out.parent)
+    os.close(fd)
+    csi = max_contig > TABIX_MAX_CONTIG
+    tmp_idx = tmp + (".csi" if csi else ".tbi")
+    try:
+        with pysam.VariantFile(tmp, "wz", header=hdr) as vout:
+            for recs in _records(vin, vcf, int(batch)):
+                _score_batch(recs, vout, hdr, module, kind, seq_len, feats, fa, fa_len, fa_names, has_af,
+                             mean_f, mean_freq, counts, vcf, chrom_code, sequence_codes, sigmoid, torch)
+        if counts["ref_checked"] and counts["ref_mismatch"] > REF_MISMATCH_MAX * counts["ref_checked"]:
+            raise UserError(f"{counts['ref_mismatch']} of {counts['ref_checked']} records have a REF that is not the "
+                            f"FASTA base ({fa_path}): another genome build? nothing written", path=vcf)
+        pysam.tabix_index(tmp, preset="vcf", force=True, csi=csi, index=tmp_idx)
+        os.replace(tmp, out)
+        os.replace(tmp_idx, str(out) + (".csi" if csi else ".tbi"))
+    finally:
+        for p in (tmp, tmp_idx):
+            if os.path.exists(p):
+                os.unlink(p)
+        vin.close()
+        if fa is not None:
+            fa.close()
+    counts.update({"out": str(out), "index": str(out) + (".csi" if csi else ".tbi"), "output": kind,
+                   "mean_f": mean_f if kind == "log_f" else None})
+    return counts
+
+
+def _score_batch(recs, vout, hdr, module, kind, seq_len, feats, fa, fa_len, fa_names, has_af, mean_f,
+                 mean_freq, counts, vcf, chrom_code, sequence_codes, sigmoid, torch):
+    rows = []  # (record index, alt index, chrom code, pos, alt code, freq)
+    for i, rec in enumerate(recs):
+        counts["records"] += 1
+        code = chrom_code(rec.chrom)
+        if code < 0 or (fa is not None and code not in fa_names):
+            raise UserError(f"record {counts['records']}: contig {rec.chrom} unknown to the model's "
+                            f"{'FASTA' if fa is not None else 'features'}", path=vcf)
+        ref = (rec.ref or "").upper()
+        alts = rec.alts or ()
+        inside = fa is None or rec.pos <= fa_len[fa_names[code]]
+        if fa is not None and inside and len(ref) == 1 and ref in ACGT:
+            base = fa.fetch(fa_names[code], rec.pos - 1, rec.pos).upper()
+            counts["ref_checked"] += 1
+            counts["ref_mismatch"] += int(base != ref)
+        af = rec.info.get("AF") if has_af else None
+        if af is not None and not isinstance(af, tuple):
+            af = (af,)
+        for j, alt in enumerate(alts):
+            counts["alleles"] += 1
+            if alt.startswith("<") or alt in ("*", ".") or "[" in alt or "]" in alt:
+                counts["symbolic"] += 1
+                continue
+            if len(ref) != 1 or len(alt) != 1 or ref not in ACGT or alt.upper() not in ACGT:
+                counts["indel"] += 1
+                continue
+            if not inside:
+                counts["outside"] += 1
+                continue
+            f = af[j] if af is not None and j < len(af) and af[j] is not None else None
+            if f is None:
+                counts["af_missing"] += 1
+                f = mean_freq
+            elif not (np.isfinite(f) and 0 <= f <= 1):
+                raise UserError(f"record {counts['records']} ({rec.chrom}:{rec.pos}): INFO AF {f}: expected a "
+                                "frequency in [0, 1]", path=vcf)
+            rows.append((i, j, code, rec.pos, ACGT[alt.upper()], float(f)))
+    values = {}
+    if rows:
+        r = np.array([x[:5] for x in rows], dtype=np.int64)
+        freq = np.array([x[5] for x in rows])
+        chrom, pos = r[:, 2], r[:, 3]
+        b = {"freq": torch.as_tensor(freq), "index": torch.arange(len(rows))}
+        if feats is not None:
+            for k, v in feats.compute(chrom, pos, freq).items():
+                b[k] = torch.as_tensor(v)
+        if seq_len > 0:
+            b["sequence"] = torch.as_tensor(sequence_codes(fa, chrom, pos, window=int(seq_len)))
+            b["alt"] = torch.as_tensor(r[:, 4].astype(np.uint8))
+        with torch.no_grad():
+            y = module(b).to(torch.float64).cpu().numpy()
+        if kind == "log_f":
+            with np.errstate(over="ignore"):
+                y = np.exp(y)
+            bad = ~(np.isfinite(y) & (y >= 0))
+        else:
+            bad = np.isnan(y)
+            y = sigmoid(y)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise UserError(f"the model gives a non-finite value for {recs[rows[k][0]].chrom}:{rows[k][3]}; "
+                            "nothing written", path=vcf)
+        for (i, j, *_), v in zip(rows, y):
+            values[(i, j)] = float(v)
+        counts["scored"] += len(rows)
+    for i, rec in enumerate(recs):
+        rec.translate(hdr)
+        n = len(rec.alts or ())
+        vals = tuple(values.get((i, j)) for j in range(n))
+        if n and any(v is not None for v in vals):
+            if kind == "log_f":
+                rec.info["VARFX_F"] = vals
+                rec.info["VARFX_ENRICH"] = tuple(None if v is None else v / mean_f for v in vals)
+            else:
+                rec.info["VARFX_PCAUSAL"] = vals
+        vout.write(rec)
