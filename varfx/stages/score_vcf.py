@@ -117,8 +117,6 @@ def _open_vcf(path):
     except (ValueError, OSError) as exc:
         raise UserError(f"not a readable VCF/BCF with a header ({exc}): expected ##fileformat and a #CHROM line",
                         path=path) from None
-    if not list(vf.header.samples) and "#CHROM" not in str(vf.header):
-        raise UserError("no VCF header (#CHROM line)", path=path)
     return vf
 
 
@@ -190,7 +188,7 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
         plan = _feature_plan(h5, annotations)
         fa_path = None
         if seq_len > 0 or fasta is not None:
-            fa_path = resolve_fasta(h5, fasta)["path"] if (seq_len > 0 or fasta) else None
+            fa_path = resolve_fasta(h5, fasta)["path"]
         elif "fasta_path" in h5.attrs and Path(str(h5.attrs["fasta_path"])).is_file():
             fa_path = str(h5.attrs["fasta_path"])  # for the REF check only
     mean_f, mean_freq = _mean_output(meta, module, kind, fasta if seq_len > 0 else None)
@@ -311,7 +309,7 @@ def _score_batch(recs, vout, hdr, module, kind, seq_len, feats, fa, fa_len, fa_n
             values[(i, j)] = float(v)
         counts["scored"] += len(rows)
     for i, rec in enumerate(recs):
-        rec.translate(hdr)
+        rec.translate(vout.header)
         n = len(rec.alts or ())
         vals = tuple(values.get((i, j)) for j in range(n))
         if n and any(v is not None for v in vals):
