@@ -150,3 +150,33 @@ def test_bad_vcfs(glm, tmp_path):
     data = (tmp_path / "full.vcf.gz").read_bytes()
     (tmp_path / "trunc.vcf.gz").write_bytes(data[: len(data) * 2 // 3])
     _bad(glm, tmp_path, tmp_path / "trunc.vcf.gz", "trunc")
+
+
+def test_seqcnn_dna_and_logit_output(glm, tmp_path, monkeypatch):
+    """A prior that reads DNA (seqcnn) gets it from the dataset's FASTA; a model whose
+    objective outputs a logit writes VARFX_PCAUSAL equal to `varfx score`'s P_CAUSAL."""
+    from varfx.plugins import lookup
+
+    tmp, _, rows = glm
+    model = tmp_path / "seq"
+    run(["fit", tmp / "ds", "--prior", "seqcnn", "-p", "window=64", "-p", "width=4", "-p", "tower=2", "-p", "crop=2", "--alpha", 0, "--sigma2", 1,
+         "--holdout-chroms", "none", "--epochs", 1, "-o", model])
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:60]
+    lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF={af:.17g}\tGT\t0|1" for s, c, b, ref, alt, af in snv]
+    vcf = write_vcf(tmp_path / "in.vcf", lines)
+    for kind, field, col in (("log_f", "VARFX_F", 3), ("logit", "VARFX_PCAUSAL", 3)):
+        if kind == "logit":
+            # the logit path of a MIL model, on this network (what its objective declares)
+            monkeypatch.setattr(lookup("objectives", "full"), "prior_output", "logit", raising=False)
+        run(["score", model, tmp / "ds", "-o", tmp_path / f"{kind}.tsv"])
+        want = {line.split("\t")[0]: float(line.split("\t")[col])
+                for line in (tmp_path / f"{kind}.tsv").read_text().splitlines()[1:]}
+        out = tmp_path / f"{kind}.vcf.gz"
+        summary = json.loads(run(["score-vcf", model, vcf, "-o", out]).output)
+        assert summary["output"] == kind and summary["scored"] == len(lines)
+        header, recs = read_out(out)
+        assert f"##INFO=<ID={field},Number=A,Type=Float" in header
+        assert ("VARFX_ENRICH" in header) == (kind == "log_f")
+        got = np.array([r.info[field][0] for r in recs])
+        np.testing.assert_allclose(got, [want[r.id] for r in recs], rtol=1e-5)
+        assert np.std(got) > 0  # a value per variant, not one for all
