@@ -180,3 +180,54 @@ def test_seqcnn_dna_and_logit_output(glm, tmp_path, monkeypatch):
         got = np.array([r.info[field][0] for r in recs])
         np.testing.assert_allclose(got, [want[r.id] for r in recs], rtol=1e-5)
         assert np.std(got) > 0  # a value per variant, not one for all
+
+
+def _many_records(glm, path, n):
+    """``n`` sorted SNV records over the features' span, REF the FASTA base."""
+    import pysam
+
+    tmp, _, rows = glm
+    bp = np.array([r[2] for r in rows])
+    rng = np.random.default_rng(1)
+    pos = np.sort(rng.integers(bp.min(), bp.max(), n))
+    with pysam.FastaFile(str(tmp / "ref.fa")) as fa:
+        seq = fa.fetch("chr22")
+    ref = np.frombuffer(seq.encode(), dtype="S1")[pos - 1].astype(str)
+    alt = np.where(ref == "A", "G", "A")
+    af = rng.uniform(0.01, 0.5, n)
+    with open(path, "w") as fh:
+        fh.write(open(write_vcf(path.with_suffix(".head"), [])).read())
+        for chunk in range(0, n, 100_000):
+            sl = slice(chunk, chunk + 100_000)
+            fh.write("".join(f"22\t{p}\t.\t{r}\t{a}\t.\t.\tAF={f:.4f}\tGT\t0|1\n"
+                             for p, r, a, f in zip(pos[sl], ref[sl], alt[sl], af[sl])))
+    return path
+
+
+PEAK_RSS = """
+import json, resource, sys
+from varfx.stages.score_vcf import run_score_vcf
+s = run_score_vcf(sys.argv[1], sys.argv[2], sys.argv[3], batch=20000)
+print(json.dumps({"records": s["records"], "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_vcf(glm, tmp_path):
+    """Peak RSS scoring 10^6 records is within 10% of that at 10^5 (records are streamed)."""
+    import os
+    import subprocess
+    import sys
+
+    tmp, model, _ = glm
+    peak = {}
+    for n in (100_000, 1_000_000):
+        vcf = _many_records(glm, tmp_path / f"n{n}.vcf", n)
+        r = subprocess.run([sys.executable, "-c", PEAK_RSS, str(model), str(vcf), str(tmp_path / f"o{n}.vcf.gz")],
+                           capture_output=True, text=True, env={**os.environ}, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert out["records"] == n
+        peak[n] = out["rss_kb"]
+        os.unlink(vcf)
+    assert peak[1_000_000] <= 1.1 * peak[100_000], peak
