@@ -57,9 +57,9 @@ def glm(tmp_path_factory):
     return tmp, model, rows
 
 
-def write_vcf(path, lines, header=True, contig="22"):
+def write_vcf(path, lines, header=True, contig="22", length=51304566):
     head = ("##fileformat=VCFv4.2\n"
-            f"##contig=<ID={contig},length=51304566>\n"
+            f"##contig=<ID={contig},length={length}>\n"
             '##INFO=<ID=AF,Number=A,Type=Float,Description="ALT frequency">\n'
             '##INFO=<ID=KEEP,Number=1,Type=String,Description="an untouched field">\n'
             '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
@@ -231,3 +231,18 @@ def test_memory_does_not_grow_with_the_vcf(glm, tmp_path):
         peak[n] = out["rss_kb"]
         os.unlink(vcf)
     assert peak[1_000_000] <= 1.1 * peak[100_000], peak
+
+
+def test_csi_index_for_a_contig_over_512_mb(glm, tmp_path):
+    """tabix (.tbi) cannot index positions past 2^29: a contig declared longer gets CSI."""
+    import pysam
+
+    tmp, model, rows = glm
+    s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][0]
+    vcf = write_vcf(tmp_path / "in.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1"], length=600_000_000)
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out]).output)
+    assert summary["index"].endswith(".csi") and (tmp_path / "o.vcf.gz.csi").is_file()
+    assert not (tmp_path / "o.vcf.gz.tbi").exists()
+    with pysam.VariantFile(str(out)) as vf:
+        assert [r.id for r in vf.fetch(str(c), b - 1, b)] == [s]
