@@ -15,7 +15,6 @@ model, ``.`` for indels, symbolic alleles, and positions past the reference cont
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -30,81 +29,6 @@ REF_MISMATCH_MAX = 0.05
 #: contigs longer than this cannot be indexed with tabix (.tbi): a CSI index instead
 TABIX_MAX_CONTIG = 1 << 29
 ACGT = {"A": 0, "C": 1, "G": 2, "T": 3}
-
-
-def _feature_plan(h5, annotations=None):
-    """(entries, window, scalar stats, track stats, track dtype) of a dataset's features,
-    or None when it has none.  ``annotations``: a manifest whose entries replace the
-    recorded ones of the same name (files moved since ingest)."""
-    from ..features.manifest import ManifestEntry, read_manifest
-
-    if "features" not in h5:
-        return None
-    g = h5["features"]
-    records = json.loads(g.attrs["entries"])
-    override = {e.name: e for e in read_manifest(annotations)} if annotations is not None else {}
-    entries = []
-    for rec in records:
-        if rec["name"] in override:
-            entries.append(override[rec["name"]])
-        else:
-            entries.append(ManifestEntry(name=rec["name"], kind=rec["kind"],
-                                         path=Path(rec["path"]) if rec.get("path") else None,
-                                         window=rec.get("window"), options=dict(rec.get("options") or {})))
-
-    def stats(prefix):
-        if f"{prefix}_mean" not in g:
-            return None
-        mean = g[f"{prefix}_mean"][:].astype(np.float64)
-        sd = g[f"{prefix}_sd"][:].astype(np.float64)
-        const = g[f"{prefix}_constant"][:].astype(bool)
-        return mean, np.where(const, 0.0, 1.0 / np.where(sd > 0, sd, 1.0))
-
-    wdtype = np.dtype(str(g.attrs.get("dtype", "float16")))
-    return entries, int(g.attrs["window"]), stats("scalar"), stats("window"), wdtype
-
-
-class _Features:
-    """Recomputes a dataset's features for new variants, normalised as at ingest."""
-
-    def __init__(self, plan, fasta=None):
-        from ..features.store import _Entry
-
-        entries, self.window, self.sstats, self.tstats, self.wdtype = plan
-        if fasta is not None:
-            for e in entries:
-                if e.kind == "fasta":
-                    e.path = Path(fasta)
-        self.ents = [_Entry(e, self.window, {"freq": np.zeros(1)}) for e in entries]
-        self.S = sum(len(e.columns) for e in self.ents)
-        self.T = sum(len(e.channels) for e in self.ents if e.store == "window")
-
-    def compute(self, chrom, bp, freq):
-        variants = {"freq": freq, "maf": np.minimum(freq, 1 - freq),
-                    "ld_score": np.full(len(bp), np.nan)}
-        xs = np.zeros((len(bp), self.S))
-        xt = np.zeros((len(bp), self.window, self.T), dtype=np.float32) if self.T else None
-        s = t = 0
-        for e in self.ents:
-            e.prepare(chrom, bp, variants)
-            scalar, track = e.extract(chrom, bp, variants, self.window)
-            xs[:, s:s + len(e.columns)] = scalar
-            s += len(e.columns)
-            if e.store == "window":
-                xt[:, :, t:t + len(e.channels)] = track
-                t += len(e.channels)
-        out = {}
-        if self.S:
-            mean, scale = self.sstats
-            # the precision of ingest: raw float32, normalised, stored float32
-            x = xs.astype(np.float32).astype(np.float64)
-            out["features"] = ((x - mean) * scale).astype(np.float32).astype(np.float64)
-        if self.T:
-            mean, scale = self.tstats
-            big = float(np.finfo(self.wdtype).max)
-            z = (xt.astype(np.float64) - mean) * scale
-            out["window"] = np.clip(z, -big, big).astype(self.wdtype)
-        return out
 
 
 def _open_vcf(path):
@@ -164,17 +88,19 @@ def _mean_output(meta, module, kind, fasta):
 
 
 def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10000) -> dict:
+    """Write ``vcf`` annotated with the model of ``model_dir`` to ``out`` (bgzipped, with
+    its index); returns the summary (counts of records, alleles scored and skipped, REF
+    checks, the output paths).  Any error leaves no output and no index."""
     import pysam
-    import torch
 
     from .. import __version__
-    from ..features.sequence import open_fasta, sequence_codes
+    from ..features.sequence import open_fasta
+    from ..features.sources import contig_lookup
+    from ..features.store import NewVariantFeatures, recorded_features
     from ..plugins import lookup
     from ..store.dataset import open_dataset
     from ..store.model import load_model, model_output
     from ..store.variants import resolve_fasta
-    from ..genome import chrom_code
-    from .score import sigmoid
 
     if int(batch) < 1:
         raise UserError(f"option --batch {batch}: expected a positive number of records")
@@ -185,14 +111,14 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
     pname = meta["prior"]["name"]
     seq_len = lookup("priors", pname)(**meta["prior"].get("options", {})).sequence_length()
     with open_dataset(meta["dataset"]) as h5:
-        plan = _feature_plan(h5, annotations)
+        plan = recorded_features(h5, annotations)
         fa_path = None
         if seq_len > 0 or fasta is not None:
             fa_path = resolve_fasta(h5, fasta)["path"]
         elif "fasta_path" in h5.attrs and Path(str(h5.attrs["fasta_path"])).is_file():
             fa_path = str(h5.attrs["fasta_path"])  # for the REF check only
     mean_f, mean_freq = _mean_output(meta, module, kind, fasta if seq_len > 0 else None)
-    feats = _Features(plan, fa_path if fasta else None) if plan is not None else None
+    feats = NewVariantFeatures(plan, fa_path if fasta else None) if plan is not None else None
 
     vin = _open_vcf(vcf)
     hdr = vin.header.copy()
@@ -208,7 +134,6 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
 
     fa = open_fasta(fa_path) if fa_path else None
     fa_len = dict(zip(fa.references, fa.lengths)) if fa is not None else {}
-    from ..features.sources import contig_lookup
     fa_names = contig_lookup(fa.references) if fa is not None else {}
     counts = {"records": 0, "alleles": 0, "scored": 0, "indel": 0, "symbolic": 0, "outside": 0,
               "ref_checked": 0, "ref_mismatch": 0, "af_missing": 0}
@@ -220,10 +145,11 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
     csi = max_contig > TABIX_MAX_CONTIG
     tmp_idx = tmp + (".csi" if csi else ".tbi")
     try:
+        ctx = dict(module=module, kind=kind, seq_len=seq_len, feats=feats, fa=fa, fa_len=fa_len,
+                   fa_names=fa_names, has_af=has_af, mean_f=mean_f, mean_freq=mean_freq, counts=counts, vcf=vcf)
         with pysam.VariantFile(tmp, "wz", header=hdr) as vout:
             for recs in _records(vin, vcf, int(batch)):
-                _score_batch(recs, vout, hdr, module, kind, seq_len, feats, fa, fa_len, fa_names, has_af,
-                             mean_f, mean_freq, counts, vcf, chrom_code, sequence_codes, sigmoid, torch)
+                _score_batch(recs, vout, ctx)
         if counts["ref_checked"] and counts["ref_mismatch"] > REF_MISMATCH_MAX * counts["ref_checked"]:
             raise UserError(f"{counts['ref_mismatch']} of {counts['ref_checked']} records have a REF that is not the "
                             f"FASTA base ({fa_path}): another genome build? nothing written", path=vcf)
@@ -242,8 +168,17 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
     return counts
 
 
-def _score_batch(recs, vout, hdr, module, kind, seq_len, feats, fa, fa_len, fa_names, has_af, mean_f,
-                 mean_freq, counts, vcf, chrom_code, sequence_codes, sigmoid, torch):
+def _score_batch(recs, vout, ctx):
+    """Score one batch of records (``ctx``: the model, its inputs' sources, the counts)
+    and write them, in order, to ``vout``."""
+    import torch
+
+    from ..features.sequence import sequence_codes
+    from ..genome import chrom_code
+
+    module, kind, seq_len, feats = ctx["module"], ctx["kind"], ctx["seq_len"], ctx["feats"]
+    fa, fa_len, fa_names, counts, vcf = ctx["fa"], ctx["fa_len"], ctx["fa_names"], ctx["counts"], ctx["vcf"]
+    has_af, mean_f, mean_freq = ctx["has_af"], ctx["mean_f"], ctx["mean_freq"]
     rows = []  # (record index, alt index, chrom code, pos, alt code, freq)
     for i, rec in enumerate(recs):
         counts["records"] += 1
@@ -293,14 +228,15 @@ def _score_batch(recs, vout, hdr, module, kind, seq_len, feats, fa, fa_len, fa_n
             b["sequence"] = torch.as_tensor(sequence_codes(fa, chrom, pos, window=int(seq_len)))
             b["alt"] = torch.as_tensor(r[:, 4].astype(np.uint8))
         with torch.no_grad():
-            y = module(b).to(torch.float64).cpu().numpy()
+            logit = module(b).to(torch.float64)
+        # a logit's probability in float64 (torch.sigmoid is stable at both tails)
+        y = (torch.sigmoid(logit) if kind == "logit" else logit).cpu().numpy()
         if kind == "log_f":
             with np.errstate(over="ignore"):
                 y = np.exp(y)
             bad = ~(np.isfinite(y) & (y >= 0))
         else:
             bad = np.isnan(y)
-            y = sigmoid(y)
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
             raise UserError(f"the model gives a non-finite value for {recs[rows[k][0]].chrom}:{rows[k][3]}; "
