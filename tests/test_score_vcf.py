@@ -136,6 +136,10 @@ def test_bad_vcfs(glm, tmp_path):
     snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1]
     good = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1" for s, c, b, ref, alt, af in snv[:40]]
     _bad(glm, tmp_path, write_vcf(tmp_path / "nohead.vcf", good, header=False), "header")
+    # an output directory made for a failed run is removed again
+    unsorted = write_vcf(tmp_path / "unsorted0.vcf", good[::-1])
+    r = run(["score-vcf", model, unsorted, "-o", tmp_path / "new" / "o.vcf.gz"], code=1)
+    assert not (tmp_path / "new").exists(), r.output
     _bad(glm, tmp_path, write_vcf(tmp_path / "unsorted.vcf", good[::-1]), "unsorted")
     _bad(glm, tmp_path, write_vcf(tmp_path / "contig.vcf", ["7\t100\tx\tA\tC\t.\t.\t.\tGT\t0|1"], contig="7"),
          "contig 7")

@@ -100,6 +100,7 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
     from ..plugins import lookup
     from ..store.dataset import open_dataset
     from ..store.model import load_model, model_output
+    from ..store import _make_parents, _remove_empty
     from ..store.variants import resolve_fasta
 
     if int(batch) < 1:
@@ -139,7 +140,8 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
               "ref_checked": 0, "ref_mismatch": 0, "af_missing": 0}
     max_contig = max([int(c.length or 0) for c in vin.header.contigs.values()] + [0])
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    # directories made for the output are removed again if it fails (as atomic_path does)
+    created = _make_parents(out.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".vcf.gz", dir=out.parent)
     os.close(fd)
     csi = max_contig > TABIX_MAX_CONTIG
@@ -156,10 +158,13 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
         pysam.tabix_index(tmp, preset="vcf", force=True, csi=csi, index=tmp_idx)
         os.replace(tmp, out)
         os.replace(tmp_idx, str(out) + (".csi" if csi else ".tbi"))
-    finally:
+    except BaseException:
         for p in (tmp, tmp_idx):
             if os.path.exists(p):
                 os.unlink(p)
+        _remove_empty(created)
+        raise
+    finally:
         vin.close()
         if fa is not None:
             fa.close()
