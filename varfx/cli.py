@@ -386,6 +386,24 @@ def score(model_dir, dataset, fasta, out):
     click.echo(f"wrote {n} variants to {out}", err=True)
 
 
+@cli.command("score-vcf")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("vcf", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="Output VCF (bgzipped, indexed with tabix or CSI).")
+@click.option("--fasta", type=click.Path(dir_okay=False), default=None,
+              help="Reference FASTA (with .fai)  [default: the model's dataset's]")
+@click.option("--annotations", type=click.Path(dir_okay=False), default=None,
+              help="Manifest whose entries replace the recorded feature files of the same name.")
+@click.option("--batch", type=int, default=10000, show_default=True, help="Records read and scored at a time.")
+@user_errors
+def score_vcf(model_dir, vcf, out, fasta, annotations, batch):
+    """Annotate a VCF/BCF with the model's F (VARFX_F, VARFX_ENRICH) or, for a MIL model, VARFX_PCAUSAL."""
+    from .stages.score_vcf import run_score_vcf
+
+    click.echo(json.dumps(run_score_vcf(model_dir, vcf, out, fasta=fasta, annotations=annotations, batch=batch)))
+
+
 @cli.command()
 @click.option("--ld", "ld", required=True, type=click.Path(), help="Genotype panel: PLINK prefix/.bed or a VCF/BCF file.")
 @click.option("--truth", required=True, type=click.Choice(["constant", "glm", "network", "threshold"]),

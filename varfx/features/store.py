@@ -429,3 +429,88 @@ def read_features(h5group, index_range, *, raw: bool = False) -> dict:
         out["window"] = None
     out["sequence"] = g["sequence"][a:b] if "sequence" in g else None
     return out
+
+
+def recorded_features(h5, annotations=None):
+    """(entries, window, scalar stats, track stats, track dtype) of a dataset's features,
+    or None when it has none.  ``annotations``: a manifest whose entries replace the
+    recorded ones of the same name (files moved since ingest)."""
+    import numpy as np
+
+    from varfx.features.manifest import ManifestEntry, read_manifest
+
+    if "features" not in h5:
+        return None
+    g = h5["features"]
+    records = json.loads(g.attrs["entries"])
+    override = {e.name: e for e in read_manifest(annotations)} if annotations is not None else {}
+    entries = []
+    for rec in records:
+        if rec["name"] in override:
+            entries.append(override[rec["name"]])
+        else:
+            entries.append(ManifestEntry(name=rec["name"], kind=rec["kind"],
+                                         path=Path(rec["path"]) if rec.get("path") else None,
+                                         window=rec.get("window"), options=dict(rec.get("options") or {})))
+
+    def stats(prefix):
+        if f"{prefix}_mean" not in g:
+            return None
+        mean = g[f"{prefix}_mean"][:].astype(np.float64)
+        sd = g[f"{prefix}_sd"][:].astype(np.float64)
+        const = g[f"{prefix}_constant"][:].astype(bool)
+        return mean, np.where(const, 0.0, 1.0 / np.where(sd > 0, sd, 1.0))
+
+    wdtype = np.dtype(str(g.attrs.get("dtype", "float16")))
+    return entries, int(g.attrs["window"]), stats("scalar"), stats("window"), wdtype
+
+
+class NewVariantFeatures:
+    """A dataset's features computed for variants not in it (``varfx score-vcf``): the
+    recorded sources read again, normalised with the recorded raw mean/sd, in the
+    precision ingest stores (so a dataset variant gets its stored values back).
+    ``plan``: :func:`recorded_features`; ``fasta`` replaces the path of a ``fasta`` entry."""
+
+    def __init__(self, plan, fasta=None):
+        import numpy as np
+
+        entries, self.window, self.sstats, self.tstats, self.wdtype = plan
+        if fasta is not None:
+            for e in entries:
+                if e.kind == "fasta":
+                    e.path = Path(fasta)
+        self.ents = [_Entry(e, self.window, {"freq": np.zeros(1)}) for e in entries]
+        self.S = sum(len(e.columns) for e in self.ents)
+        self.T = sum(len(e.channels) for e in self.ents if e.store == "window")
+
+    def compute(self, chrom, bp, freq):
+        """``{"features": (n, S) float64, "window": (n, w, T)}`` (keys present as recorded)
+        for chromosome codes, 1-based positions and allele frequencies; an ``ld_score``
+        (unknown for a new variant) is passed as missing."""
+        import numpy as np
+
+        variants = {"freq": freq, "maf": np.minimum(freq, 1 - freq),
+                    "ld_score": np.full(len(bp), np.nan)}
+        xs = np.zeros((len(bp), self.S))
+        xt = np.zeros((len(bp), self.window, self.T), dtype=np.float32) if self.T else None
+        s = t = 0
+        for e in self.ents:
+            e.prepare(chrom, bp, variants)
+            scalar, track = e.extract(chrom, bp, variants, self.window)
+            xs[:, s:s + len(e.columns)] = scalar
+            s += len(e.columns)
+            if e.store == "window":
+                xt[:, :, t:t + len(e.channels)] = track
+                t += len(e.channels)
+        out = {}
+        if self.S:
+            mean, scale = self.sstats
+            # the precision of ingest: raw float32, normalised, stored float32
+            x = xs.astype(np.float32).astype(np.float64)
+            out["features"] = ((x - mean) * scale).astype(np.float32).astype(np.float64)
+        if self.T:
+            mean, scale = self.tstats
+            big = float(np.finfo(self.wdtype).max)
+            z = (xt.astype(np.float64) - mean) * scale
+            out["window"] = np.clip(z, -big, big).astype(self.wdtype)
+        return out

@@ -1,0 +1,252 @@
+"""varfx score-vcf: a VCF annotated with the model's F equals what `varfx score` gives for
+the same variants; header declarations, untouched fields, multi-allelic records, and the
+bad inputs that must fail with one line and no output."""
+
+import gzip
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from varfx.cli import cli
+from varfx.testing.features import write_bed, write_bigwig, write_fasta
+
+from _data import write_subset
+
+
+def run(args, code=0):
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    assert r.exit_code == code, r.output
+    return r
+
+
+@pytest.fixture(scope="module")
+def glm(tmp_path_factory):
+    """A GLM model on bigWig + BED + FASTA features of 300 chr22 variants, and the
+    dataset's variants as (chrom, bp, ref, alt, af): REF is the FASTA base (a2)."""
+    tmp = tmp_path_factory.mktemp("svcf")
+    prefix, ss = write_subset(tmp / "in", 0, 300)
+    bim = [line.split() for line in open(f"{prefix}.bim")]
+    bp = np.array([int(b[3]) for b in bim])
+    lo, hi = int(bp.min()) - 500, int(bp.max()) + 500
+    rng = np.random.default_rng(0)
+    vals = np.full(hi, np.nan)
+    vals[lo:hi] = rng.gamma(2.0, 1.0, hi - lo)
+    write_bigwig(tmp / "signal.bw", {"chr22": vals})
+    write_bed(tmp / "peaks.bed", [("chr22", int(s), int(s) + 300) for s in rng.integers(lo, hi, 100)])
+    seq = list(rng.choice(list("ACGT"), hi))
+    for b in bim:
+        if len(b[5]) == 1:
+            seq[int(b[3]) - 1] = b[5]  # the reference base is the .bim A2 allele
+    write_fasta(tmp / "ref.fa", {"chr22": "".join(seq)})
+    (tmp / "manifest.tsv").write_text("name\tpath\nsignal\tsignal.bw\npeaks\tpeaks.bed\n")
+    ds = tmp / "ds"
+    run(["ingest", "--sumstats", ss, "--ld", prefix, "--annotations", tmp / "manifest.tsv", "--fasta",
+         tmp / "ref.fa", "--feature-window", 32, "-o", ds, "--json"])
+    run(["precompute-ld", ds, "--window-kb", 500, "--flank-kb", 100, "--json"])
+    model = tmp / "m"
+    run(["fit", ds, "--prior", "glm", "--alpha", "learn", "--sigma2", 1, "--holdout-chroms", "none",
+         "--epochs", 2, "-o", model])
+    run(["score", model, ds, "-o", tmp / "score.tsv"])
+    with h5py.File(ds / "dataset.h5", "r") as h5:
+        v = h5["variants"]
+        rows = list(zip(v["snp"].asstr()[:], v["chrom"][:], v["bp"][:], v["a2"].asstr()[:], v["a1"].asstr()[:],
+                        v["freq"][:]))
+    return tmp, model, rows
+
+
+def write_vcf(path, lines, header=True, contig="22", length=51304566):
+    head = ("##fileformat=VCFv4.2\n"
+            f"##contig=<ID={contig},length={length}>\n"
+            '##INFO=<ID=AF,Number=A,Type=Float,Description="ALT frequency">\n'
+            '##INFO=<ID=KEEP,Number=1,Type=String,Description="an untouched field">\n'
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\n")
+    with open(path, "w") as fh:
+        fh.write((head if header else "") + "".join(line + "\n" for line in lines))
+    return path
+
+
+def read_out(path):
+    import pysam
+
+    with pysam.VariantFile(str(path)) as vf:
+        return str(vf.header), [r for r in vf]
+
+
+def test_values_equal_varfx_score_and_fields_kept(glm, tmp_path):
+    tmp, model, rows = glm
+    score = {line.split("\t")[0]: float(line.split("\t")[3])
+             for line in (tmp / "score.tsv").read_text().splitlines()[1:]}
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:120]
+    lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t50\tPASS\tAF={af:.17g};KEEP=x{i}\tGT\t0|1"
+             for i, (s, c, b, ref, alt, af) in enumerate(snv)]
+    # a multi-allelic record: the first ALT is the dataset's, the second an indel
+    s, c, b, ref, alt, af = snv[0]
+    lines.insert(1, f"{c}\t{b}\tmulti\t{ref}\t{alt},{ref}AC\t.\t.\tAF={af:.17g},0.01\tGT\t1/2")
+    vcf = write_vcf(tmp_path / "in.vcf", lines)
+    out = tmp_path / "out.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--batch", 7]).output)
+    assert summary["records"] == len(lines) and summary["indel"] == 1 and summary["ref_mismatch"] == 0
+    assert (tmp_path / "out.vcf.gz.tbi").is_file()
+    header, recs = read_out(out)
+    assert '##INFO=<ID=VARFX_F,Number=A,Type=Float' in header
+    assert '##INFO=<ID=VARFX_ENRICH,Number=A,Type=Float' in header and "##varfx=<model=" in header
+    assert [r.id for r in recs] == [line.split("\t")[2] for line in lines]  # order kept
+    mean_f = summary["mean_f"]
+    assert mean_f == pytest.approx(np.mean(list(score.values())), rel=1e-5)
+    for r, line in zip(recs, lines):
+        assert r.info["KEEP"] == line.split("KEEP=")[1].split("\t")[0] if "KEEP" in line else True
+        assert r.qual == (None if line.split("\t")[5] == "." else 50.0)
+        assert r.samples["s1"]["GT"] in ((0, 1), (1, 2))
+        if r.id == "multi":
+            f = r.info["VARFX_F"]
+            assert len(f) == 2 and f[1] is None
+            assert f[0] == pytest.approx(score[snv[0][0]], rel=1e-5)
+            continue
+        assert r.info["VARFX_F"][0] == pytest.approx(score[r.id], rel=1e-5)
+        assert r.info["VARFX_ENRICH"][0] == pytest.approx(score[r.id] / mean_f, rel=1e-5)
+
+
+def test_chr_prefix_and_missing_af(glm, tmp_path):
+    tmp, model, rows = glm
+    s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][3]
+    vcf = write_vcf(tmp_path / "in.vcf", [f"chr{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|0",
+                                          f"chr{c}\t{b + 1}\tsv\tN\t<DEL>\t.\t.\t.\tGT\t0|0"], contig="chr22")
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", tmp_path / "o.vcf.gz"]).output)
+    assert summary["af_missing"] == 1 and summary["symbolic"] == 1 and summary["scored"] == 1
+    _, recs = read_out(tmp_path / "o.vcf.gz")
+    assert np.isfinite(recs[0].info["VARFX_F"][0]) and "VARFX_F" not in recs[1].info
+
+
+def _bad(glm, tmp_path, vcf, match):
+    tmp, model, rows = glm
+    out = tmp_path / "bad.vcf.gz"
+    r = run(["score-vcf", model, vcf, "-o", out], code=1)
+    msg = r.output.strip()
+    assert "Traceback" not in msg and len(msg.splitlines()) == 1 and match in msg, msg
+    assert not out.exists() and not (tmp_path / "bad.vcf.gz.tbi").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bad")]
+
+
+def test_bad_vcfs(glm, tmp_path):
+    tmp, model, rows = glm
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1]
+    good = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1" for s, c, b, ref, alt, af in snv[:40]]
+    _bad(glm, tmp_path, write_vcf(tmp_path / "nohead.vcf", good, header=False), "header")
+    # an output directory made for a failed run is removed again
+    unsorted = write_vcf(tmp_path / "unsorted0.vcf", good[::-1])
+    r = run(["score-vcf", model, unsorted, "-o", tmp_path / "new" / "o.vcf.gz"], code=1)
+    assert not (tmp_path / "new").exists(), r.output
+    _bad(glm, tmp_path, write_vcf(tmp_path / "unsorted.vcf", good[::-1]), "unsorted")
+    _bad(glm, tmp_path, write_vcf(tmp_path / "contig.vcf", ["7\t100\tx\tA\tC\t.\t.\t.\tGT\t0|1"], contig="7"),
+         "contig 7")
+    # REF swapped with ALT on every record: REF is not the FASTA base
+    swapped = [f"{c}\t{b}\t{s}\t{alt}\t{ref}\t.\t.\t.\tGT\t0|1" for s, c, b, ref, alt, af in snv[:40]]
+    _bad(glm, tmp_path, write_vcf(tmp_path / "ref.vcf", swapped), "REF")
+    # a bgzipped VCF cut in the middle
+    import pysam
+
+    full = write_vcf(tmp_path / "full.vcf", good * 1)
+    pysam.tabix_compress(str(full), str(tmp_path / "full.vcf.gz"), force=True)
+    data = (tmp_path / "full.vcf.gz").read_bytes()
+    (tmp_path / "trunc.vcf.gz").write_bytes(data[: len(data) * 2 // 3])
+    _bad(glm, tmp_path, tmp_path / "trunc.vcf.gz", "trunc")
+
+
+def test_seqcnn_dna_and_logit_output(glm, tmp_path, monkeypatch):
+    """A prior that reads DNA (seqcnn) gets it from the dataset's FASTA; a model whose
+    objective outputs a logit writes VARFX_PCAUSAL equal to `varfx score`'s P_CAUSAL."""
+    from varfx.plugins import lookup
+
+    tmp, _, rows = glm
+    model = tmp_path / "seq"
+    run(["fit", tmp / "ds", "--prior", "seqcnn", "-p", "window=64", "-p", "width=4", "-p", "tower=2", "-p", "crop=2", "--alpha", 0, "--sigma2", 1,
+         "--holdout-chroms", "none", "--epochs", 1, "-o", model])
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:60]
+    lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF={af:.17g}\tGT\t0|1" for s, c, b, ref, alt, af in snv]
+    vcf = write_vcf(tmp_path / "in.vcf", lines)
+    for kind, field, col in (("log_f", "VARFX_F", 3), ("logit", "VARFX_PCAUSAL", 3)):
+        if kind == "logit":
+            # the logit path of a MIL model, on this network (what its objective declares)
+            monkeypatch.setattr(lookup("objectives", "full"), "prior_output", "logit", raising=False)
+        run(["score", model, tmp / "ds", "-o", tmp_path / f"{kind}.tsv"])
+        want = {line.split("\t")[0]: float(line.split("\t")[col])
+                for line in (tmp_path / f"{kind}.tsv").read_text().splitlines()[1:]}
+        out = tmp_path / f"{kind}.vcf.gz"
+        summary = json.loads(run(["score-vcf", model, vcf, "-o", out]).output)
+        assert summary["output"] == kind and summary["scored"] == len(lines)
+        header, recs = read_out(out)
+        assert f"##INFO=<ID={field},Number=A,Type=Float" in header
+        assert ("VARFX_ENRICH" in header) == (kind == "log_f")
+        got = np.array([r.info[field][0] for r in recs])
+        np.testing.assert_allclose(got, [want[r.id] for r in recs], rtol=1e-5)
+        assert np.std(got) > 0  # a value per variant, not one for all
+
+
+def _many_records(glm, path, n):
+    """``n`` sorted SNV records over the features' span, REF the FASTA base."""
+    import pysam
+
+    tmp, _, rows = glm
+    bp = np.array([r[2] for r in rows])
+    rng = np.random.default_rng(1)
+    pos = np.sort(rng.integers(bp.min(), bp.max(), n))
+    with pysam.FastaFile(str(tmp / "ref.fa")) as fa:
+        seq = fa.fetch("chr22")
+    ref = np.frombuffer(seq.encode(), dtype="S1")[pos - 1].astype(str)
+    alt = np.where(ref == "A", "G", "A")
+    af = rng.uniform(0.01, 0.5, n)
+    with open(path, "w") as fh:
+        fh.write(open(write_vcf(path.with_suffix(".head"), [])).read())
+        for chunk in range(0, n, 100_000):
+            sl = slice(chunk, chunk + 100_000)
+            fh.write("".join(f"22\t{p}\t.\t{r}\t{a}\t.\t.\tAF={f:.4f}\tGT\t0|1\n"
+                             for p, r, a, f in zip(pos[sl], ref[sl], alt[sl], af[sl])))
+    return path
+
+
+PEAK_RSS = """
+import json, resource, sys
+from varfx.stages.score_vcf import run_score_vcf
+s = run_score_vcf(sys.argv[1], sys.argv[2], sys.argv[3], batch=20000)
+print(json.dumps({"records": s["records"], "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_vcf(glm, tmp_path):
+    """Peak RSS scoring 10^6 records is within 10% of that at 10^5 (records are streamed)."""
+    import os
+    import subprocess
+    import sys
+
+    tmp, model, _ = glm
+    peak = {}
+    for n in (100_000, 1_000_000):
+        vcf = _many_records(glm, tmp_path / f"n{n}.vcf", n)
+        r = subprocess.run([sys.executable, "-c", PEAK_RSS, str(model), str(vcf), str(tmp_path / f"o{n}.vcf.gz")],
+                           capture_output=True, text=True, env={**os.environ}, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert out["records"] == n
+        peak[n] = out["rss_kb"]
+        os.unlink(vcf)
+    assert peak[1_000_000] <= 1.1 * peak[100_000], peak
+
+
+def test_csi_index_for_a_contig_over_512_mb(glm, tmp_path):
+    """tabix (.tbi) cannot index positions past 2^29: a contig declared longer gets CSI."""
+    import pysam
+
+    tmp, model, rows = glm
+    s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][0]
+    vcf = write_vcf(tmp_path / "in.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1"], length=600_000_000)
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out]).output)
+    assert summary["index"].endswith(".csi") and (tmp_path / "o.vcf.gz.csi").is_file()
+    assert not (tmp_path / "o.vcf.gz.tbi").exists()
+    with pysam.VariantFile(str(out)) as vf:
+        assert [r.id for r in vf.fetch(str(c), b - 1, b)] == [s]
