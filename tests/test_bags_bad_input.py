@@ -4,7 +4,6 @@ and that nothing is left behind (no bags.h5, no temporary file)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from varfx.cli import cli
 
 from _data import write_subset
+from _train import tree
 
 
 def invoke(args):
@@ -142,18 +142,6 @@ CASES = {
                                           "line 7: block 'B1' spans two chromosomes (22 from line 2, 21 here)"),
     "blocks-all-too-small": blocks_case(lambda b: HEADER + good_rows(b, 5), "no positive bag left: all 1 blocks"),
 }
-
-
-def tree(*roots) -> dict:
-    out = {}
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames:
-                out[str(Path(dirpath) / name)] = "dir"
-            for name in filenames:
-                st = (Path(dirpath) / name).lstat()
-                out[str(Path(dirpath) / name)] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from varfx.cli import cli
 from varfx.testing.objectives import DistilConformance, MILConformance, synthetic_bags
 
 import _mil_data
+from _train import interrupted_after_checkpoint, one_and_two_processes
 
 torch.set_num_threads(1)
 
@@ -237,7 +238,6 @@ def test_held_out_bags_and_negatives_never_reach_training(bag_ds, tmp_path, monk
 
 
 def test_interrupted_mil_fit_resumes_to_the_same_parameters(bag_ds, tmp_path):
-    import varfx.train.checkpoint as ckmod
     from varfx.stages.fit import run_fit
 
     ds, _ = bag_ds
@@ -245,23 +245,8 @@ def test_interrupted_mil_fit_resumes_to_the_same_parameters(bag_ds, tmp_path):
                 epochs=8, batch_windows=10, checkpoint_every=1, seed=4, progress=False)
     run_fit(ds, tmp_path / "full", **opts)
 
-    class Stop(Exception):
-        pass
-
-    real, calls = ckmod.save_checkpoint, {"n": 0}
-
-    def stopping(model_dir, state):
-        real(model_dir, state)
-        calls["n"] += 1
-        if calls["n"] == 17:  # mid-epoch 4 (48 units, 5 steps per epoch), after the warm-up
-            raise Stop
-
-    ckmod.save_checkpoint = stopping
-    try:
-        with pytest.raises(Stop):
-            run_fit(ds, tmp_path / "part", **opts)
-    finally:
-        ckmod.save_checkpoint = real
+    # checkpoint 17 is mid-epoch 4 (48 units, 5 steps per epoch), after the warm-up
+    interrupted_after_checkpoint(17, lambda: run_fit(ds, tmp_path / "part", **opts))
     again = run_fit(ds, tmp_path / "part", **opts)
     assert again["resumed_from"] == "epoch 4 step 2"
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["prior"]
@@ -317,21 +302,10 @@ def test_bag_fit_dry_run_and_optimizer(bag_ds, tmp_path):
 def test_mil_data_parallel_two_processes_match_one(bag_ds, tmp_path):
     """torchrun with 2 CPU processes (gloo): each rank takes every second bag of a step;
     the weighted sums add up to one process's loss, so the fits agree."""
-    import os
-    import shutil
-    import subprocess
-
-    if shutil.which("torchrun") is None:
-        pytest.skip("torchrun not on PATH")
     ds, _ = bag_ds
     args = ["fit", str(ds), "--prior", "glm", "--objective", "mil", "-O", "negatives_per_bag=2",
             "--batch-windows", "12", "--epochs", "6", "-O", "warmup_epochs=2", "--seed", "2"]
-    one, two = tmp_path / "dp-1", tmp_path / "dp-2"
-    assert invoke(args + ["-o", one]).exit_code == 0
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "varfx", *args, "-o", str(two)],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert res.returncode == 0, res.stderr[-3000:]
+    one, two = one_and_two_processes(invoke, args, tmp_path)
     ca = json.loads((one / "model.json").read_text())["curve"]
     cb = json.loads((two / "model.json").read_text())["curve"]
     assert [x["train_loss"] for x in ca] == pytest.approx([x["train_loss"] for x in cb], rel=1e-10)

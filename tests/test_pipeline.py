@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from varfx.cli import cli
 
 from _data import write_subset
+from _train import interrupted_after_checkpoint, one_and_two_processes
 
 
 def invoke(args):
@@ -123,27 +124,8 @@ def test_fit_resumes_from_checkpoint(small):
     # running with a checkpoint written at epoch 5 from an identical configuration.
     from varfx.stages.fit import run_fit
 
-    class Stop(Exception):
-        pass
-
-    import varfx.train.checkpoint as fitmod
-
-    real = fitmod.save_checkpoint
-    calls = {"n": 0}
-
-    def stopping(model_dir, state):
-        real(model_dir, state)
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise Stop
-
-    fitmod.save_checkpoint = stopping
-    try:
-        with pytest.raises(Stop):
-            run_fit(ds, part, optimizer="adamw", alpha=0.0, sigma2=1.0, holdout_chroms=[], epochs=12, lr=0.1, seed=3,
-                    progress=False)
-    finally:
-        fitmod.save_checkpoint = real
+    interrupted_after_checkpoint(5, lambda: run_fit(ds, part, optimizer="adamw", alpha=0.0, sigma2=1.0,
+                                                    holdout_chroms=[], epochs=12, lr=0.1, seed=3, progress=False))
     r = invoke(args + ["--epochs", 12, "-o", part])
     assert r.exit_code == 0, r.output
     a = json.loads((full / "model.json").read_text())["curve"]
@@ -190,21 +172,12 @@ def test_fit_kill9_and_resume_equals_uninterrupted(small):
 def test_data_parallel_two_processes_match_one(small):
     """torchrun with 2 CPU processes (gloo): the same loss trajectory and parameters as one
     process taking the same batches."""
-    import shutil
-
     import torch
 
-    if shutil.which("torchrun") is None:
-        pytest.skip("torchrun not on PATH")
     tmp, ds = small
     args = ["fit", str(ds), "--optimizer", "adamw", "--alpha", "0", "--sigma2", "1", "--holdout-chroms", "none",
             "--lr", "0.1", "--batch-windows", "4", "--epochs", "6", "--seed", "2"]
-    one, two = tmp / "dp-1", tmp / "dp-2"
-    assert invoke(args + ["-o", one]).exit_code == 0
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "varfx", *args, "-o", str(two)],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert res.returncode == 0, res.stderr[-3000:]
+    one, two = one_and_two_processes(invoke, args, tmp)
     ca = json.loads((one / "model.json").read_text())["curve"]
     cb = json.loads((two / "model.json").read_text())["curve"]
     assert [x["train_loss"] for x in ca] == pytest.approx([x["train_loss"] for x in cb], rel=1e-10)
@@ -375,7 +348,6 @@ def test_lbfgs_fit_interrupted_resumes_to_the_same_optimum(small, tmp_path):
     run again restarts from the checkpointed parameters and ends at the same optimum."""
     import torch
 
-    import varfx.train.checkpoint as ckmod
     from varfx.stages.fit import run_fit
 
     _, ds = small
@@ -383,23 +355,7 @@ def test_lbfgs_fit_interrupted_resumes_to_the_same_optimum(small, tmp_path):
     full = run_fit(ds, tmp_path / "full", **common)
     assert full["optimizer"] == "lbfgs" and full["iterations"] >= 3
 
-    class Stop(Exception):
-        pass
-
-    real, calls = ckmod.save_checkpoint, {"n": 0}
-
-    def stopping(model_dir, state):
-        real(model_dir, state)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Stop
-
-    ckmod.save_checkpoint = stopping
-    try:
-        with pytest.raises(Stop):
-            run_fit(ds, tmp_path / "part", **common)
-    finally:
-        ckmod.save_checkpoint = real
+    interrupted_after_checkpoint(2, lambda: run_fit(ds, tmp_path / "part", **common))
     mid = json.loads((tmp_path / "part" / "model.json").read_text())
     assert not mid["finished"] and mid["stop_reason"] is None
     again = run_fit(ds, tmp_path / "part", **common)

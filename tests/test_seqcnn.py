@@ -250,6 +250,7 @@ from click.testing import CliRunner  # noqa: E402
 from varfx.cli import cli  # noqa: E402
 
 from _data import write_subset  # noqa: E402
+from _train import interrupted_after_checkpoint  # noqa: E402
 
 
 def invoke(args, **kw):
@@ -370,7 +371,6 @@ def test_fit_full_trains_resumes_and_scores(seqdata):
     """seqcnn on the exact likelihood: the loss falls from a too-large start, a fit
     stopped after a checkpoint and resumed equals one never stopped, score writes F."""
     from varfx.stages.fit import run_fit
-    import varfx.train.checkpoint as ckmod
 
     tmp, ds = seqdata["tmp"], seqdata["ds"]
     full = tmp / "m-full"
@@ -381,26 +381,10 @@ def test_fit_full_trains_resumes_and_scores(seqdata):
     assert curve[-1] < curve[0] and meta["fasta"]["path"] == str((tmp / "ref.fa").resolve())
     assert 0.9 * 24_700 > meta["n_parameters"] > 1000  # the small options given
 
-    class Stop(Exception):
-        pass
-
-    real, calls = ckmod.save_checkpoint, {"n": 0}
-
-    def stopping(model_dir, state):
-        real(model_dir, state)
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise Stop
-
     part = tmp / "m-part"
-    ckmod.save_checkpoint = stopping
-    try:
-        with pytest.raises(Stop):
-            run_fit(ds, part, prior="seqcnn", objective="full",
-                    prior_options=("window=64", "tower=2", "crop=2", "init=1e-3"), sigma2=1.0,
-                    holdout_chroms="none", epochs=6, seed=4, progress=False)
-    finally:
-        ckmod.save_checkpoint = real
+    interrupted_after_checkpoint(3, lambda: run_fit(
+        ds, part, prior="seqcnn", objective="full", prior_options=("window=64", "tower=2", "crop=2", "init=1e-3"),
+        sigma2=1.0, holdout_chroms="none", epochs=6, seed=4, progress=False))
     r = invoke(["fit", ds, *FIT, "--epochs", 6, "-o", part])
     assert r.exit_code == 0, r.output
     again = [c["train_loss"] for c in json.loads((part / "model.json").read_text())["curve"]]

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from varfx.cli import cli
 
 from _data import PANEL, write_subset
+from _train import tree
 
 
 def invoke(args, **kw):
@@ -364,20 +365,6 @@ CASES = {
     "demo-readonly-destination": simple(demo_args(out=lambda t, m: m.tmpfs(t / "ro", readonly=True) / "demo"), 1,
                                         "read-only file system"),
 }
-
-
-def tree(*roots) -> dict:
-    """Every path under ``roots`` (with size and mtime for files) to see what a command
-    changed (a directory's mtime changes when a temporary file comes and goes)."""
-    out = {}
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames:
-                out[str(Path(dirpath) / name)] = "dir"
-            for name in filenames:
-                st = (Path(dirpath) / name).lstat()
-                out[str(Path(dirpath) / name)] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 #: Cases run in a child process: an HDF5 write that fails on a full disk leaves the
