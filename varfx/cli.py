@@ -77,8 +77,9 @@ def _int_list(value: str, option: str):
 def cli():
     """varfx: learn which genetic variants matter for a trait, and why.
 
-    Stages: ingest -> precompute-ld -> fit -> evaluate / score.  See `varfx demo` for the
-    whole pipeline on the bundled example data.
+    Stages: ingest -> precompute-ld -> [bags ->] fit -> evaluate / score / score-vcf.
+    See `varfx demo` for the whole pipeline on the bundled example data, and
+    docs/cli.md for every option.
     """
 
 
