@@ -8,7 +8,7 @@ with a fixed seed, so that the demo has annotations with a known effect on the p
 
 - ``demo_open.bed``: "open chromatin"-like intervals, 200 bp - 3 kb, about 8% of the
   region, clustered (a Poisson process of clusters of a few intervals each);
-- ``demo_coding.bed``: "exon"-like intervals, 80 - 300 bp, about 1.5% of the region;
+- ``demo_coding.bed``: "exon"-like intervals, 80 - 300 bp, about 3% of the region;
 - ``demo_conservation.bw``: a smooth signal in [0, 1] in 500 bp bins (an AR(1) process
   through a logistic), higher inside the coding intervals;
 - ``demo_annotations.tsv``: the manifest naming them (docs/features.md);
@@ -124,16 +124,18 @@ def main(argv=None) -> None:
     span = hi - lo
     open_iv = _intervals(rng, lo, hi, n_clusters=span // 60_000, per_cluster=2, spread=5_000,
                          min_len=200, max_len=3_000)
-    coding = _intervals(rng, lo, hi, n_clusters=span // 40_000, per_cluster=1.5, spread=2_000,
+    coding = _intervals(rng, lo, hi, n_clusters=span // 15_000, per_cluster=1.5, spread=2_000,
                         min_len=80, max_len=300)
     _write_bed(out / "demo_open.bed", open_iv, "open")
     _write_bed(out / "demo_coding.bed", coding, "coding")
     _write_bigwig(out / "demo_conservation.bw", lo, _conservation(rng, lo, hi, coding))
     (out / "demo_annotations.tsv").write_text(
-        "name\tpath\tkind\toptions\n"
-        "open\tdemo_open.bed\tbed\t\n"
-        "coding\tdemo_coding.bed\tbed\t\n"
-        "conservation\tdemo_conservation.bw\tbigwig\ttrack=false\n")
+        # one column per track (the 0/1 overlap would nearly repeat a 64 bp coverage),
+        # and per-base tracks for the transformer prior
+        "name\tpath\tkind\twindow\toptions\n"
+        "open\tdemo_open.bed\tbed\t2000\toverlap=false;track=true\n"
+        "coding\tdemo_coding.bed\tbed\t\toverlap=false;track=true\n"
+        "conservation\tdemo_conservation.bw\tbigwig\t\ttrack=true\n")
     _write_vcf(out / "demo_calls.vcf", bim, rng, hi)
     cover = sum(e - s for s, e in open_iv) / span, sum(e - s for s, e in coding) / span
     print(f"region {CHROM}:{lo}-{hi}; open {len(open_iv)} intervals ({cover[0]:.1%}), "

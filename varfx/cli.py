@@ -281,6 +281,9 @@ def _alpha(value):
 @click.option("--holdout-chroms", default="auto", show_default=True,
               help="Chromosomes held out of training: a list, 'none', or 'auto' (6,7,8 where the dataset has them "
                    "and others to train on).")
+@click.option("--holdout-region", "holdout_regions", multiple=True, metavar="CHR:START-END",
+              help="Also hold out the windows whose core starts in this region (repeatable), e.g. for a "
+                   "one-chromosome dataset; training windows whose flanks reach them are left out.")
 @click.option("--optimizer", type=click.Choice(["auto", "lbfgs", "adamw"]), default="auto", show_default=True,
               help="auto: full-batch L-BFGS to the maximum for priors with few parameters (constant, glm) whose "
                    "windows are in memory, unless an AdamW option is given; mini-batch AdamW otherwise.")
@@ -301,7 +304,7 @@ def _alpha(value):
 @click.option("--patience", type=click.IntRange(min=0), default=None,
               help="Stop after this many epochs without a better validation loss and keep the best epoch's "
                    "weights (0: off)  [default: 10 for a network prior on full/ldsr with held-out "
-                   "chromosomes, else 0]")
+                   "windows, else 0]")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True,
               help="Also checkpoint every N AdamW steps or L-BFGS iterations (0: epochs / every 20 iterations).")
 @click.option("--log-jsonl", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per step and per epoch.")
@@ -319,8 +322,8 @@ def _alpha(value):
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Model directory (resumes if it has a checkpoint).")
 @user_errors
 def fit(dataset, prior, objective, solver, prior_options, solver_options, objective_options, alpha, sigma2,
-        holdout_chroms, optimizer, gtol, max_iter, epochs, lr, batch_windows, accumulate, warmup, clip,
-        weight_decay, patience, checkpoint_every, log_jsonl, dry_run, amp, loader_workers, seed, device, dtype,
+        holdout_chroms, holdout_regions, optimizer, gtol, max_iter, epochs, lr, batch_windows, accumulate, warmup,
+        clip, weight_decay, patience, checkpoint_every, log_jsonl, dry_run, amp, loader_workers, seed, device, dtype,
         threads, fasta, out):
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
@@ -329,7 +332,7 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
         dataset, out, prior=prior, objective=objective, solver=solver,
         prior_options=prior_options, solver_options=solver_options,
         objective_options=objective_options, alpha=_alpha(alpha), sigma2=_sigma2(sigma2),
-        holdout_chroms=holdout_chroms, optimizer=optimizer, gtol=gtol, max_iter=max_iter,
+        holdout_chroms=holdout_chroms, holdout_regions=holdout_regions, optimizer=optimizer, gtol=gtol, max_iter=max_iter,
         epochs=epochs, lr=lr, batch_windows=batch_windows, accumulate=accumulate, warmup=warmup,
         clip=clip, weight_decay=weight_decay, patience=patience, checkpoint_every=checkpoint_every,
         log_jsonl=log_jsonl, dry_run=dry_run, seed=seed, device=device, dtype=dtype, threads=threads,

@@ -97,7 +97,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
             optimizer="auto", epochs=None, lr=None, gtol=None, max_iter=None, batch_windows=None, accumulate=None,
             warmup=None, clip=None, weight_decay=None, patience=None, checkpoint_every=50, log_jsonl=None,
             dry_run=False, seed=0, device="cpu", dtype="float64", threads=0, loader_workers=0, amp=False,
-            progress=True, fasta=None) -> dict:
+            progress=True, fasta=None, holdout_regions=()) -> dict:
     import torch
 
     from ..train.setup import note, prepare
@@ -129,7 +129,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     setup = prepare(dataset, prior=prior, objective=objective, solver=solver, prior_options=prior_options,
                     solver_options=solver_options, objective_options=objective_options, alpha=alpha,
                     sigma2=sigma2, holdout_chroms=holdout_chroms, device=device, dtype=dtype, threads=threads,
-                    loader_workers=loader_workers, seed=seed, fasta=fasta)
+                    loader_workers=loader_workers, seed=seed, fasta=fasta, holdout_regions=holdout_regions)
     bag_fit = setup.objective.batch_unit == "bag"
     if bag_fit:
         # an objective whose phases depend on --epochs (mil's warm-up) refuses them now,
@@ -196,7 +196,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
         "objective": {"name": objective, "options": dict(setup.objective.config)},
         "solver": {"name": setup.solver_name, "options": setup.solver_opts} if setup.solver is not None else None,
         "sigma2": setup.sigma2, "sigma2_source": setup.sigma2_source, "N": setup.N,
-        "holdout_chroms": holdout, "optimizer": opt_name, "seed": seed, "dtype": dtype,
+        "holdout_chroms": holdout, "holdout_regions": setup.holdout_regions,
+        "optimizer": opt_name, "seed": seed, "dtype": dtype,
         "inputs": setup.context.inputs(), "amp": bool(amp), "alpha_source": setup.alpha_source,
     }
     if bag_fit:
@@ -304,6 +305,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
         "optimizer": opt_name, "epochs": len(curve), "stopped_early": record.get("stopped_early", False),
         "resumed_from": result["resumed_from"] or "-",
         "train_windows": len(train), "val_windows": len(val),
+        **({"buffer_windows": setup.n_buffer_windows} if setup.holdout_regions else {}),
         "sigma2": setup.sigma2, "sigma2_source": setup.sigma2_source, "final_train_loss": curve[-1]["train_loss"],
         **({"final_val_loss": curve[-1]["val_loss"]} if val else {}),
         "h2_train": float(np.exp(log_f[core]).sum()), "seconds": round(time.perf_counter() - t0, 3),

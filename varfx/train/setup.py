@@ -59,12 +59,40 @@ def ldsr_intercept(windows, z_all, n_all, N=None, n_iter=3, intercept=None):
     return float(a), float(h2)
 
 
-def select(windows, holdout):
-    """(training, validation) windows: held-out chromosomes validate; empty windows
-    (k = 0: every eigen-direction dropped) take part in neither."""
-    train = [w for w in windows if w.chrom not in holdout and w.k > 0]
-    val = [w for w in windows if w.chrom in holdout and w.k > 0]
+def select(windows, holdout, regions=()):
+    """(training, validation) windows: held-out chromosomes validate, and so do the
+    windows whose core starts inside a held-out region; empty windows (k = 0: every
+    eigen-direction dropped) take part in neither.
+
+    A training window whose flanks reach a validating window's core variants is left
+    out of both (a buffer): its likelihood would read the held-out variants' z, and the
+    held-out likelihood would no longer be out of sample.  Chromosomes are far apart,
+    so only regions make buffers."""
+    def held(w):
+        return w.chrom in holdout or any(r.code == w.chrom and r.contains([w.chrom], [max(w.start, 1)])[0]
+                                         for r in regions)
+
+    val = [w for w in windows if held(w) and w.k > 0]
+    held_core = np.concatenate([np.asarray(w.core_idx) for w in val]) if val else np.zeros(0, np.int64)
+    train = [w for w in windows if not held(w) and w.k > 0
+             and not (len(held_core) and np.isin(np.asarray(w.plus_idx), held_core).any())]
     return train, val
+
+
+def resolve_holdout_regions(values, windows) -> list:
+    """``--holdout-region`` texts -> :class:`varfx.genome.GenomeRegion` objects, each
+    holding the start of at least one window's core (else a one-line error naming the
+    region and the windows there are)."""
+    from ..genome import parse_region
+
+    regions = [parse_region(v, "--holdout-region") for v in values or ()]
+    for r in regions:
+        if not any(w.chrom == r.code and r.contains([w.chrom], [max(w.start, 1)])[0] for w in windows):
+            on = sorted({w.chrom for w in windows})
+            raise UserError(f"option --holdout-region: no window's core starts in {r.text} (the window store has "
+                            f"chromosomes {', '.join(map(str, on))}; a window is held out when its core starts "
+                            "in the region)")
+    return regions
 
 
 def resolve_holdout(value, available) -> list[int]:
@@ -133,6 +161,8 @@ class FitSetup:
     alpha_source: str = "option"
     bag_counts: dict = field(default_factory=dict)  # bag objectives: bags and pools, training and held out
     fasta: dict | None = None  # the FASTA a prior that reads DNA reads (store.variants.fasta_record)
+    holdout_regions: list = field(default_factory=list)  # --holdout-region texts (their windows validate)
+    n_buffer_windows: int = 0  # training windows left out: their flanks reach held-out cores
 
     @property
     def n_train_variants(self) -> int:
@@ -170,7 +200,8 @@ class FitSetup:
 
 
 def prepare(dataset, *, prior, objective, solver, prior_options, solver_options, objective_options,
-            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers, seed=0, fasta=None) -> FitSetup:
+            alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers, seed=0, fasta=None,
+            holdout_regions=()) -> FitSetup:
     import torch
 
     from ..api import FitContext
@@ -200,6 +231,9 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
     objective_opts = obj_cls.parse_options(objective_options)
     objective_obj = obj_cls(solver=solver_obj, **objective_opts)
     if obj_cls.batch_unit == "bag":
+        if holdout_regions:
+            raise UserError(f"option --holdout-region: objective {objective!r} trains on bags, which are held out "
+                            "by chromosome (--holdout-chroms)")
         return prepare_bags(dataset, prior=prior, prior_cls=prior_cls, prior_opts=prior_opts,
                             objective=objective_obj, alpha=alpha, sigma2=sigma2, holdout_chroms=holdout_chroms,
                             device=device, dtype=dtype, threads=threads, loader_workers=loader_workers, seed=seed,
@@ -210,17 +244,24 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         # loader's worker processes (held-out windows are read once, for validation)
         windows, wattrs = load_windows(dataset, dtype=dtype, device=device, meta_only=True)
         holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
-        train, _ = select(windows, holdout)
-        val, _ = load_windows(dataset, chroms=sorted(holdout), dtype=dtype, device=device) if holdout else ([], None)
-        val = [w for w in val if w.k > 0]
+        regions = resolve_holdout_regions(holdout_regions, windows)
+        train, val_meta = select(windows, holdout, regions)
+        wanted = {w.index for w in val_meta}
+        val_chroms = sorted({w.chrom for w in val_meta})
+        val, _ = load_windows(dataset, chroms=val_chroms, dtype=dtype, device=device) if val_chroms else ([], None)
+        val = [w for w in val if w.index in wanted]
     else:
         windows, wattrs = load_windows(dataset, dtype=dtype, device=device)
         holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
-        train, val = select(windows, holdout)
+        regions = resolve_holdout_regions(holdout_regions, windows)
+        train, val = select(windows, holdout, regions)
     if not train:
-        raise UserError(
-            f"no training windows: the dataset has chromosomes {wattrs['all_chroms']} and "
-            f"--holdout-chroms holds out {sorted(holdout)}", path=dataset)
+        held = f"--holdout-chroms holds out {sorted(holdout)}" + (
+            f" and --holdout-region {', '.join(r.text for r in regions)} (with the windows whose flanks reach it)"
+            if regions else "")
+        raise UserError(f"no training windows: the dataset has chromosomes {wattrs['all_chroms']} and {held}",
+                        path=dataset)
+    n_buffer = sum(1 for w in windows if w.k > 0) - len(train) - len(val)
     if threads > 0:
         torch.set_num_threads(threads)
     elif device == "cpu" and max(w.n_plus for w in windows) <= SMALL_WINDOW and loader_workers == 0:
@@ -297,7 +338,8 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
     return FitSetup(
         dataset=str(dataset), prior_name=prior, solver_name=(solver or DEFAULT_SOLVER) if solver_obj else None, prior_cls=prior_cls, prior_opts=prior_opts,
         objective=objective_obj, solver=solver_obj, solver_opts=solver_opts, module=module, context=context,
-        train=train, val=val, holdout=sorted(holdout), batch=batch, track_shape=track_shape, sigma2=sigma2_value,
+        train=train, val=val, holdout=sorted(holdout), holdout_regions=[r.text for r in regions],
+        n_buffer_windows=n_buffer, batch=batch, track_shape=track_shape, sigma2=sigma2_value,
         sigma2_source=sigma2_source, s2=s2, N=N, h2_ldsr=h2_ldsr, notes=notes, alpha_source=alpha_source,
         fasta=fasta_rec, windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
     )
