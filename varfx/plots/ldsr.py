@@ -60,9 +60,9 @@ def ldsr_bins(dataset, model_dir=None, chroms="all", n_bins=N_BINS, fasta=None) 
             var = dataset_variants(h5)
     _, wattrs = load_windows(dataset, chroms=[], meta_only=True)
     chosen = chosen_chroms(chroms, meta, wattrs["all_chroms"], dataset)
-    # the factors (G, P) only when a model's expected chi^2 needs them
-    windows, wattrs = load_windows(dataset, chroms=chosen, dtype="float64", meta_only=model_dir is None,
-                                   check_dataset=False)
+    # positions and LD scores only: the factors (G, P) are read chromosome by chromosome
+    # below, when a model's expected chi^2 needs them, so memory stays one chromosome's
+    windows, wattrs = load_windows(dataset, chroms=chosen, meta_only=True, check_dataset=False)
     if not windows:
         raise UserError(f"no window on chromosome(s) {', '.join(map(str, chosen))}", path=dataset)
     intercept, h2 = ldsr_intercept(windows, var["z"], var["n"], var["N"])
@@ -82,10 +82,14 @@ def ldsr_bins(dataset, model_dir=None, chroms="all", n_bins=N_BINS, fasta=None) 
         obj = lookup("objectives", "ldsr")()
         s2 = float(meta["sigma2"]) / float(wattrs["N"])
         f = torch.as_tensor(np.exp(log_f), dtype=torch.float64)
-        with torch.no_grad():
-            expected = np.concatenate([
-                obj.expected_chi2(w, f[torch.as_tensor(w.plus_idx)], torch.tensor(s2, dtype=torch.float64)).numpy()
-                for w in windows])
+        by_window = {}
+        for c in sorted({w.chrom for w in windows}):
+            full, _ = load_windows(dataset, chroms=[c], dtype="float64", check_dataset=False)
+            with torch.no_grad():
+                for w in full:
+                    by_window[w.index] = obj.expected_chi2(w, f[torch.as_tensor(w.plus_idx)],
+                                                           torch.tensor(s2, dtype=torch.float64)).numpy()
+        expected = np.concatenate([by_window[w.index] for w in windows])
         expected = expected[ok]
         if not np.isfinite(expected).all():
             raise UserError("the model's expected chi2 is not finite on every variant", path=model_dir)
