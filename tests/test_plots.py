@@ -439,3 +439,22 @@ def test_evaluate_plots_function_comparison(tmp_path):
     paths = evaluate_plots(COMPARISON, ["/m/glm_full", "/m/const", "/m/glm_ldsr"], "ds", None, "F", tmp_path)
     assert paths == [tmp_path / "compare.png"]
     check_png(paths[0])
+
+
+def test_truth_hexbin_above_scatter_limit(sim, tmp_path, monkeypatch):
+    import varfx.plots.truth as truth_mod
+
+    monkeypatch.setattr(truth_mod, "SCATTER_MAX", 100)  # the binned drawing of a large dataset
+    p = truth_mod.plot_truth(sim["glm"], sim["ds"], sim["truth"], tmp_path)
+    assert p.data["n"] > 100
+    check_png(p.path)
+
+
+def test_evaluate_plots_without_likelihood(sim, tmp_path):
+    """A fine-mapping result (no delta_loglik): the dataset's LDSR plot alone, no model curve."""
+    from varfx.plots import evaluate_plots
+
+    paths = evaluate_plots({"chroms": [22], "auroc_within_bags": 0.7}, [sim["glm"]], sim["ds"], sim["truth"], "F",
+                           tmp_path)
+    assert paths == [tmp_path / "ldsr.png"]
+    check_png(paths[0])
