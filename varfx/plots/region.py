@@ -37,7 +37,8 @@ def region_tracks(model_dir, dataset, region, features=None, fasta=None) -> dict
     raw values per variant: each scalar feature ``NAME.COLUMN``, and for each per-base
     track ``NAME.CHANNEL`` its mean over the stored window around the variant, keyed
     ``NAME.CHANNEL (window mean)``), ``skipped`` (features not drawn: constant ones, and
-    those beyond :data:`MAX_FEATURE_PANELS` unless ``features`` names them), ``region``.
+    those beyond :data:`MAX_FEATURE_PANELS` unless ``features`` names them), ``region``
+    (the text), ``chrom``, ``start``, ``end`` (None where the region is open).
 
     ``features``: names (``NAME.COLUMN`` or an entry's ``NAME`` for all its columns) to
     draw instead of all; an unknown name is an error listing the dataset's."""
@@ -56,7 +57,8 @@ def region_tracks(model_dir, dataset, region, features=None, fasta=None) -> dict
     idx = np.flatnonzero(inside)
     f = np.exp(log_f)
     mean_f = float(f.mean())
-    out = {"region": reg.text, "bp": var["bp"][idx], "snp": var["snp"][idx], "log_f": log_f[idx],
+    out = {"region": reg.text, "chrom": reg.code, "start": reg.start, "end": reg.end,
+           "bp": var["bp"][idx], "snp": var["snp"][idx], "log_f": log_f[idx],
            "enrichment": f[idx] / mean_f, "mean_f": mean_f, "neg_log10_p": neg_log10_p(var["z"][idx])}
     with open_dataset(dataset) as h5:
         tracks, constant = _features(h5, idx)
@@ -126,8 +128,8 @@ def plot_region(model_dir, dataset, region, out_dir, features=None, fasta=None, 
     ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
     ax.set_yscale("log")
     ax.set_ylabel("f / mean f")
-    ax.set_title(f"{d['region']}: predicted enrichment ({len(x)} variants; mean f {d['mean_f']:.3g} over the dataset)",
-                 fontsize=10)
+    ax.set_title(f"{d['region']}: predicted enrichment ({len(x)} variant{'s' if len(x) != 1 else ''}; "
+                 f"mean f {d['mean_f']:.3g} over the dataset)", fontsize=10)
     ax = axes[1]
     ax.scatter(x, d["neg_log10_p"], s=5, color="C0", lw=0)
     threshold = -math.log10(GENOME_WIDE)
@@ -139,6 +141,11 @@ def plot_region(model_dir, dataset, region, out_dir, features=None, fasta=None, 
         ax.set_ylabel(key.replace(" (window mean)", "\n(window mean)"), fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel(f"chromosome {d['region'].split(':')[0]} position (Mb)")
+    # the region asked for, not only the span of its variants (a gap in the data shows)
+    lo = d["start"] / 1e6 if d["start"] is not None else float(x.min())
+    hi = d["end"] / 1e6 if d["end"] is not None else float(x.max())
+    if hi > lo:
+        axes[-1].set_xlim(lo, hi)
+    axes[-1].set_xlabel(f"chromosome {d['chrom']} position (Mb)")
     fig.tight_layout()
     return _draw.Plot(_draw.save(fig, path), d)
