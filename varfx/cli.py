@@ -320,11 +320,13 @@ def _alpha(value):
 @click.option("--fasta", type=click.Path(dir_okay=False), default=None,
               help="Reference FASTA (with .fai) for a prior that reads DNA (seqcnn)  [default: the dataset's]")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Model directory (resumes if it has a checkpoint).")
+@click.option("--plots", type=click.Path(file_okay=False), default=None,
+              help="Also draw the loss curves into this directory (curves.png; docs/plots.md).")
 @user_errors
 def fit(dataset, prior, objective, solver, prior_options, solver_options, objective_options, alpha, sigma2,
         holdout_chroms, holdout_regions, optimizer, gtol, max_iter, epochs, lr, batch_windows, accumulate, warmup,
         clip, weight_decay, patience, checkpoint_every, log_jsonl, dry_run, amp, loader_workers, seed, device, dtype,
-        threads, fasta, out):
+        threads, fasta, out, plots):
     """Train a prior by minimising an objective over the dataset's windows."""
     from .stages.fit import run_fit
 
@@ -332,7 +334,8 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
         dataset, out, prior=prior, objective=objective, solver=solver,
         prior_options=prior_options, solver_options=solver_options,
         objective_options=objective_options, alpha=_alpha(alpha), sigma2=_sigma2(sigma2),
-        holdout_chroms=holdout_chroms, holdout_regions=holdout_regions, optimizer=optimizer, gtol=gtol, max_iter=max_iter,
+        holdout_chroms=holdout_chroms, holdout_regions=holdout_regions, optimizer=optimizer, gtol=gtol,
+        max_iter=max_iter,
         epochs=epochs, lr=lr, batch_windows=batch_windows, accumulate=accumulate, warmup=warmup,
         clip=clip, weight_decay=weight_decay, patience=patience, checkpoint_every=checkpoint_every,
         log_jsonl=log_jsonl, dry_run=dry_run, seed=seed, device=device, dtype=dtype, threads=threads,
@@ -344,6 +347,10 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
     from .ui import print_summary
 
     print_summary("fit", summary)
+    if plots:
+        from .plots import plot_curves
+
+        _wrote([plot_curves(out, plots)], err=True)
 
 
 @cli.command()
@@ -353,8 +360,10 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
 @click.option("--truth", type=click.Path(dir_okay=False), default=None, help="Simulation truth: TSV with SNP and F (adds RMSE of log F) or, for a fine-mapping model, SNP and causal (adds within-bag AUROC).")
 @click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA for a prior that reads DNA (default: the one recorded with the dataset).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--plots", type=click.Path(file_okay=False), default=None,
+              help="Also draw the evaluation's figures into this directory (docs/plots.md).")
 @user_errors
-def evaluate(model_dir, dataset, chroms, truth, fasta, as_json):
+def evaluate(model_dir, dataset, chroms, truth, fasta, as_json, plots):
     """Held-out log-likelihood of a fitted model, or for a fine-mapping model (mil,
     distil) how it ranks the variants of held-out bags (and recovery of a known truth)."""
     from .stages.evaluate import run_evaluate
@@ -371,6 +380,10 @@ def evaluate(model_dir, dataset, chroms, truth, fasta, as_json):
         from .ui import print_summary
 
         print_summary("evaluate", result)
+    if plots:
+        from .plots import evaluate_plots
+
+        _wrote(evaluate_plots(result, [model_dir], dataset, truth, "F", plots, fasta=fasta), err=True)
 
 
 @cli.command()
@@ -484,6 +497,111 @@ def demo(out, data, epochs):
     from .stages.demo import run_demo
 
     run_demo(out, data=data, epochs=epochs)
+
+
+@cli.group()
+def plot():
+    """Draw figures (PNG) of models, datasets and evaluations (docs/plots.md).
+
+    Each command writes into -o DIR (made if absent) and prints `wrote PATH` per file.
+    """
+
+
+def _wrote(plots, err=False):
+    for p in plots:
+        click.echo(f"wrote {getattr(p, 'path', p)}", err=err)
+
+
+_PLOT_OUT = click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+                         help="Directory for the PNG files (made if absent).")
+_PLOT_FASTA = click.option("--fasta", type=click.Path(dir_okay=False), default=None,
+                           help="Reference FASTA for a prior that reads DNA  [default: the dataset's]")
+
+
+def _plot_chroms(value, default):
+    if value is None:
+        return default
+    chroms = parse_chroms(value, "--chroms")
+    if chroms == []:
+        raise UserError("option --chroms: 'none' leaves nothing to plot; give chromosomes or 'all'")
+    return "all" if chroms is None else chroms
+
+
+@plot.command("curves")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@_PLOT_OUT
+@user_errors
+def plot_curves_cmd(model_dir, out):
+    """Training and validation loss per epoch of a fitted model (curves.png)."""
+    from .plots import plot_curves
+
+    _wrote([plot_curves(model_dir, out)])
+
+
+@plot.command("truth")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--truth", required=True, type=click.Path(dir_okay=False),
+              help="TSV with a SNP column and the true prior variances (the truth.tsv of `varfx simulate`).")
+@click.option("--truth-col", default="F", show_default=True, help="Column of the true prior variances.")
+@click.option("--chroms", default=None, help="Chromosomes ('all', '21,22')  [default: the model's held-out ones, else all]")
+@_PLOT_FASTA
+@_PLOT_OUT
+@user_errors
+def plot_truth_cmd(model_dir, dataset, truth, truth_col, chroms, fasta, out):
+    """Predicted against true log f, with the identity line and the RMSE (truth.png)."""
+    from .plots import plot_truth
+
+    _wrote([plot_truth(model_dir, dataset, truth, out, truth_col=truth_col, chroms=_plot_chroms(chroms, None),
+                       fasta=fasta)])
+
+
+@plot.command("region")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--region", required=True, metavar="CHR:START-END", help="Region, e.g. 22:16000000-17000000 (1-based, inclusive).")
+@click.option("--features", default=None, metavar="NAME,...",
+              help="Features to draw (NAME.COLUMN, or NAME for all of an entry's)  [default: every varying one, at most 12]")
+@_PLOT_FASTA
+@_PLOT_OUT
+@user_errors
+def plot_region_cmd(model_dir, dataset, region, features, fasta, out):
+    """Predicted enrichment f / mean f along a region over the input features and -log10 p
+    (region_CHR_START_END.png)."""
+    from .plots import plot_region
+
+    names = [x.strip() for x in features.split(",") if x.strip()] if features else None
+    _wrote([plot_region(model_dir, dataset, region, out, features=names, fasta=fasta)])
+
+
+@plot.command("compare")
+@click.argument("eval_json", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@_PLOT_OUT
+@user_errors
+def plot_compare_cmd(eval_json, out):
+    """Bars of models with +-1 SE from `varfx evaluate --json` output: one comparison, or
+    single-model results (one per file, a JSON list, or one per line) (compare.png)."""
+    from .plots import plot_compare
+
+    _wrote([plot_compare(list(eval_json), out)])
+
+
+@plot.command("ldsr")
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.argument("model_dir", required=False, type=click.Path(file_okay=False))
+@click.option("--chroms", default=None, help="Chromosomes ('all', '21,22')  [default: all]")
+@click.option("--bins", "n_bins", type=click.IntRange(min=2), default=50, show_default=True,
+              help="Equal-count LD-score bins.")
+@_PLOT_FASTA
+@_PLOT_OUT
+@user_errors
+def plot_ldsr_cmd(dataset, model_dir, chroms, n_bins, fasta, out):
+    """Mean chi2 in LD-score bins with the LD score regression line and, with a model,
+    its expected chi2 (ldsr.png)."""
+    from .plots import plot_ldsr
+
+    _wrote([plot_ldsr(dataset, out, model_dir=model_dir, chroms=_plot_chroms(chroms, "all"), n_bins=n_bins,
+                      fasta=fasta)])
 
 
 def _load_plugin_commands():
