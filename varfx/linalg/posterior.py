@@ -1,6 +1,6 @@
 """Posterior effect sizes ``E[beta | beta_hat]`` under a prior, window by window.
 
-The model of the ``full`` objective (docs/math.md sections 1, 1a and 8): within a window,
+The model of the ``full`` objective (docs/math.md sections 1, 1a and 6): within a window,
 ``beta_+ ~ N(0, F_+)`` over the flanked variants ``(i)+`` and the core statistics
 ``beta_hat_(i) ~ N(D^1/2 R_(i),+ beta_+, sigma2 R_(i),(i))`` (``sigma2 = sigma^2 / N``).
 The window store keeps ``z = P beta_hat`` and ``G^T = P D^1/2 R_(i),+``, and
