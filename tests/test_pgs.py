@@ -111,7 +111,7 @@ def test_pgs_files_header_columns_and_plink_scoring(fitted):
     head, keys, cols, body = _read_pgs(pgs)
     assert head[0].startswith("###PGS CATALOG SCORING FILE") and head[1] == "#format_version=2.0"
     assert cols == ["rsID", "chr_name", "chr_position", "effect_allele", "other_allele", "effect_weight"]
-    assert keys["pgs_name"] == "varfx_test" and keys["trait_reported"] == "height"
+    assert keys["pgs_id"] == keys["pgs_name"] == "varfx_test" and keys["trait_reported"] == "height"
     assert keys["genome_build"] == "GRCh37"  # the dataset's hg19
     assert int(keys["variants_number"]) == len(body) > 100
     assert "prior constant" in keys["varfx_model"] and str(m.resolve()) in keys["varfx_model"]
@@ -159,11 +159,13 @@ def test_missing_frequencies_are_left_out_and_counted(fitted, tmp_path):
         f = freq[:]
         f[:7] = np.nan
         freq[...] = f
+        h5.attrs["build"] = "T2T-CHM13"  # a build pgsc_calc has no name for
     r = invoke("score", m, ds2, "-o", tmp_path / "s.tsv", "--pgs-file", tmp_path / "w.txt")
     assert r.exit_code == 0, r.output
     assert "7 variants with data have no allele frequency" in r.output
     _, keys, _, body = _read_pgs(tmp_path / "w.txt")
     assert keys["varfx_excluded_no_frequency"] == "7" and int(keys["variants_number"]) == len(body) == len(f) - 7
+    assert keys["genome_build"] == "NR" and keys["varfx_genome_build"] == "T2T-CHM13"
     with h5py.File(ds2 / "dataset.h5", "r+") as h5:
         h5["variants"]["freq"][...] = np.full(len(f), np.nan)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -188,6 +190,8 @@ def test_fine_mapping_model_and_missing_windows_are_one_line_errors(fitted, tmp_
     assert not (tmp_path / "a.tsv").exists()
     r = invoke("score", m, ds, "-o", tmp_path / "b.tsv", "--pgs-file", tmp_path / "b.tsv")
     assert r.exit_code == 1 and "three different files" in r.output, r.output
+    r = invoke("score", m, ds, "-o", tmp_path / "b.tsv", "--pgs-file", tmp_path / "w.txt", "--trait", "a\tb")
+    assert r.exit_code == 1 and "option --trait" in r.output and "one line without tabs" in r.output, r.output
     monkeypatch.setattr(lookup("objectives", "full"), "prior_output", "logit", raising=False)
     for flag in (["--posterior"], ["--pgs-file", tmp_path / "w.txt"]):
         r = invoke("score", m, ds, "-o", tmp_path / "c.tsv", *flag)

@@ -382,7 +382,7 @@ def evaluate(model_dir, dataset, chroms, truth, fasta, as_json):
 @click.option("--pgs-file", type=click.Path(dir_okay=False), default=None,
               help="Also write per-allele posterior weights as a PGS Catalog scoring file (gzipped if it ends in "
                    ".gz) and PGS_FILE.prscs.tsv (PRS-CS columns); implies --posterior.")
-@click.option("--pgs-name", default=None, help="#pgs_name of the scoring file  [default: the model directory's name]")
+@click.option("--pgs-name", default=None, help="#pgs_id and #pgs_name of the scoring file  [default: the model directory's name]")
 @click.option("--trait", default=None, help="#trait_reported of the scoring file  [default: the model directory's name]")
 @user_errors
 def score(model_dir, dataset, fasta, out, posterior, pgs_file, pgs_name, trait):

@@ -88,8 +88,10 @@ def posterior_effects(windows, f, sigma2, n_variants: int, variance: bool = True
 
     ``f``: (n_variants,) the prior variance of every dataset variant; ``sigma2``:
     ``sigma^2 / N``.  Returns a dict of ``mean`` and ``var`` (n_variants; ``var`` None
-    unless ``variance``), ``covered`` (bool: the variant is a core variant of a window
-    with k > 0, so data entered its posterior) and ``n_windows``.  Variants that are
+    unless ``variance``), ``in_core`` (bool: the variant is a core variant of one of the
+    windows), ``covered`` (bool: ... of a window with k > 0, so data entered its
+    posterior) and ``n_windows``.  ``windows`` may be any iterable (a generator reading
+    one window at a time keeps one window's factors in memory).  Variants that are
     not covered get the prior (mean 0, variance f).  A variant that is a core variant
     of two windows is a ValueError (the stores never make one).
     """
@@ -116,7 +118,7 @@ def posterior_effects(windows, f, sigma2, n_variants: int, variance: bool = True
         if variance:
             var[core] = v
         covered[core] = True
-    return {"mean": mean, "var": var, "covered": covered, "n_windows": count}
+    return {"mean": mean, "var": var, "in_core": seen, "covered": covered, "n_windows": count}
 
 
 def dense_posterior_mean(R_plus, core_pos, beta_core, f_plus, sigma2, eig_threshold=None, n_scale=None):

@@ -31,8 +31,9 @@ from ..store.model import load_model, model_output
 from ..store.variants import model_batch, predict_log_f
 
 #: The PGS Catalog's names of the genome builds a dataset may record (ingest's --build
-#: takes UCSC names; pgsc_calc reads GRCh37/GRCh38/NCBI36); other values are written as
-#: they are.
+#: takes UCSC names).  pgsc_calc refuses any other value than these and NR (not
+#: reported), so another build is written as NR, and the dataset's own name in
+#: ``#varfx_genome_build``.
 GENOME_BUILDS = {"hg19": "GRCh37", "grch37": "GRCh37", "hg38": "GRCh38", "grch38": "GRCh38",
                  "hg18": "NCBI36", "ncbi36": "NCBI36"}
 #: Columns of the PGS Catalog scoring file (format 2.0), in order.
@@ -71,10 +72,9 @@ def per_allele_weights(beta_std, freq):
 
 def compute_posterior(meta, dataset, f, model_dir) -> dict:
     """Posterior mean and sd of every dataset variant (standardised units) and the
-    counts of variants without data; reads the window store chromosome by chromosome
-    (one chromosome's factors in memory at a time)."""
+    counts of variants without data, reading the window store one window at a time."""
     from ..linalg.posterior import posterior_effects
-    from ..store.windows import load_windows
+    from ..store.windows import WindowBatches, load_windows
 
     try:
         sigma = float(meta["sigma2"])
@@ -83,27 +83,23 @@ def compute_posterior(meta, dataset, f, model_dir) -> dict:
     if not (math.isfinite(sigma) and sigma > 0):
         raise UserError(f"model.json has sigma2 = {meta.get('sigma2')!r}: expected the positive noise variance "
                         "of the fit; re-run `varfx fit`", path=Path(model_dir) / "model.json")
-    _, wattrs = load_windows(dataset, chroms=[], dtype="float64", meta_only=True)
+    _, wattrs = load_windows(dataset, chroms=[], dtype="float64", meta_only=True)  # checks the link
     N = float(wattrs["N"])
     M = f.shape[0]
-    mean, sd = np.zeros(M), np.sqrt(f)
-    covered = np.zeros(M, dtype=bool)
-    in_core = np.zeros(M, dtype=bool)
-    n_windows = 0
-    for c in wattrs["all_chroms"]:
-        windows, _ = load_windows(dataset, chroms=[c], dtype="float64", check_dataset=False)
-        for w in windows:
-            in_core[np.asarray(w.core_idx)] = True
-        try:
-            out = posterior_effects(windows, f, sigma / N, M, variance=True)
-        except ValueError as exc:  # a window store that breaks the stores' own invariants
-            raise UserError(f"windows.h5: {exc}; rebuild it with `varfx precompute-ld {dataset}`",
-                            path=dataset) from None
-        sel = out["covered"]
-        mean[sel] = out["mean"][sel]
-        sd[sel] = np.sqrt(out["var"][sel])
-        covered |= sel
-        n_windows += out["n_windows"]
+    # one window's factors in memory at a time (a genome's G would not fit)
+    store = WindowBatches(dataset, [[i] for i in range(len(wattrs["index"]["chrom"]))], dtype="float64")
+
+    def windows():
+        for i in range(len(store)):
+            yield from store[i][0]
+
+    try:
+        out = posterior_effects(windows(), f, sigma / N, M, variance=True)
+    except ValueError as exc:  # a window store that breaks the stores' own invariants
+        raise UserError(f"windows.h5: {exc}; rebuild it with `varfx precompute-ld {dataset}`",
+                        path=dataset) from None
+    mean, sd, covered, in_core = out["mean"], np.sqrt(out["var"]), out["covered"], out["in_core"]
+    n_windows = out["n_windows"]
     bad = ~(np.isfinite(mean) & np.isfinite(sd))
     if bad.any():
         raise UserError(f"non-finite posterior effect for {int(bad.sum())} variants (first: variant "
@@ -149,6 +145,10 @@ def run_score(model_dir, dataset, out, fasta=None, *, posterior=False, pgs_file=
     data and a known allele frequency (docs/pgs.md); all files are written together or
     not at all."""
     posterior = posterior or pgs_file is not None
+    for option, text in (("--pgs-name", pgs_name), ("--trait", trait)):
+        if text is not None and (not str(text).strip() or any(c in str(text) for c in "\t\r\n")):
+            raise UserError(f"option {option}: {text!r}; expected a non-empty name on one line without tabs "
+                            "(it becomes a header line of the scoring file)")
     if pgs_file is not None:
         paths = {Path(out).resolve(), Path(pgs_file).resolve(), prscs_path(pgs_file).resolve()}
         if len(paths) < 3:
@@ -212,16 +212,20 @@ def run_score(model_dir, dataset, out, fasta=None, *, posterior=False, pgs_file=
             if n_no_freq:
                 print(f"Note: {n_no_freq} variants with data have no allele frequency in (0, 1) and are left out "
                       "of the scoring files (their per-allele weight is unknown)", file=sys.stderr)
+            name = pgs_name or Path(model_dir).resolve().name
             header = {
-                "pgs_name": pgs_name or Path(model_dir).resolve().name,
+                # pgsc_calc requires an identifier (it names the score's output column)
+                "pgs_id": name,
+                "pgs_name": name,
                 "trait_reported": trait or Path(model_dir).resolve().name,
-                "genome_build": GENOME_BUILDS.get(build.lower(), build),
+                "genome_build": GENOME_BUILDS.get(build.lower(), "NR"),
                 "weight_type": "beta",
                 "variants_number": int(keep.sum()),
                 "varfx_model": f"{Path(model_dir).resolve()} (prior {meta['prior']['name']}, objective "
                                f"{(meta.get('objective') or {}).get('name', 'full')})",
                 "varfx_dataset": str(Path(dataset).resolve()),
                 "varfx_version": __version__,
+                "varfx_genome_build": build,
                 "varfx_weight": "per copy of effect_allele: posterior mean of the standardised effect / "
                                 "sqrt(2 p (1 - p)), p the dataset's frequency of effect_allele",
                 "varfx_excluded_no_data": post["n_not_in_windows"] + post["n_no_data"],
