@@ -51,8 +51,9 @@ def _invoke(*args) -> str:
     return r.stdout
 
 
-def write_annotations(panel, directory: Path, seed: int) -> Path:
-    """A manifest of two random per-variant annotations and a BED track over the panel."""
+def write_annotations(panel, directory: Path, seed: int, track: bool = False) -> Path:
+    """A manifest of two random per-variant annotations and a BED track over the panel
+    (``track``: also its per-base coverage, which the transformer prior reads)."""
     rng = np.random.default_rng(10_000 + seed)
     snps = [line.split()[1] for line in open(f"{panel}.bim")]
     directory.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def write_annotations(panel, directory: Path, seed: int) -> Path:
             fh.write(f"chr22\t{s}\t{s + 8000}\n")
     manifest = directory / "manifest.tsv"
     manifest.write_text("name\tpath\tkind\twindow\toptions\nannot\tannot.tsv\ttable\t\t\n"
-                        "dhs\tdhs.bed\tbed\t2000\toverlap=false\n")
+                        f"dhs\tdhs.bed\tbed\t2000\toverlap=false{';track=true' if track else ''}\n")
     return manifest
 
 
@@ -122,7 +123,7 @@ def true_prior_posterior(dataset, f_true, sigma2: float = 1.0) -> np.ndarray:
 
 def one_seed(panel, work: Path, seed: int, args) -> dict:
     t0 = time.perf_counter()
-    manifest = write_annotations(panel, work / "ann", seed)
+    manifest = write_annotations(panel, work / "ann", seed, track="transformer" in args.priors.split(","))
     sim, ds = work / "sim", work / "ds"
     ann = ["--annotations", manifest]
     meta = json.loads(_invoke("simulate", "--ld", panel, "--truth", "glm", "--h2", args.h2, "--n", args.n,
