@@ -90,7 +90,8 @@ def test_mixed_sample_sizes_match_the_dense_formula():
     rng = np.random.default_rng(3)
     f = np.exp(rng.normal(np.log(2e-4), 1.0, 70))
     b = rng.normal(size=70) * np.sqrt(f)
-    beta_hat = np.sqrt(d) * (R[core_pos] @ b) + rng.multivariate_normal(np.zeros(30), 1e-4 * R[np.ix_(core_pos, core_pos)])
+    noise = rng.multivariate_normal(np.zeros(30), 1e-4 * R[np.ix_(core_pos, core_pos)])
+    beta_hat = np.sqrt(d) * (R[core_pos] @ b) + noise  # E beta_hat_m = sqrt(n_m / N) (R beta)_m
     fac = factorise_window(R, core_pos, beta_hat, n_scale=d)
     mean, _ = window_posterior(fac["G"], fac["z"], f, 1e-4, core_pos)
     assert _rel(mean, dense_posterior_mean(R, core_pos, beta_hat, f, 1e-4, n_scale=d)) < 1e-8
