@@ -231,7 +231,10 @@ def run_score(model_dir, dataset, out, fasta=None, *, posterior=False, pgs_file=
                 "varfx_excluded_no_data": post["n_not_in_windows"] + post["n_no_data"],
                 "varfx_excluded_no_frequency": n_no_freq,
             }
-            rows = [(snp[i], chrom[i], bp[i], a1[i], a2[i], weights[i]) for i in np.flatnonzero(keep)]
+            from ..genome import chrom_label
+
+            # chromosome names as the Catalog writes them (X, not PLINK's 23)
+            rows = [(snp[i], chrom_label(chrom[i]), bp[i], a1[i], a2[i], weights[i]) for i in np.flatnonzero(keep)]
             gz = str(pgs_file).endswith(".gz")
             tmp_pgs = stack.enter_context(atomic_path(pgs_file))
             tmp_prscs = stack.enter_context(atomic_path(prscs_path(pgs_file)))
