@@ -179,3 +179,17 @@ def test_posterior_effects_takes_each_variant_from_its_core_window():
         window_posterior(wins[0].G, wins[0].z, f[wins[0].plus_idx], 0.0, wins[0].core_pos)
     with pytest.raises(ValueError, match="finite"):
         window_posterior(wins[0].G, wins[0].z, np.full(40, np.nan), 1e-4, wins[0].core_pos)
+
+
+def test_constant_prior_is_ldpred_inf():
+    """f = h2/M everywhere, sigma^2 = 1, a window without flank: LDpred-inf's
+    ``(R + M / (N h2) I)^-1 beta_hat``."""
+    R = ar1_ld(50, rho=0.8, seed=12)
+    N, h2, M = 20_000.0, 0.2, 50
+    rng = np.random.default_rng(12)
+    f = np.full(M, h2 / M)
+    beta_hat = simulate_beta(R, np.arange(M), f, 1 / N, rng)
+    fac = factorise_window(R, np.arange(M), beta_hat, eig_threshold=1e-12)
+    mean, _ = window_posterior(fac["G"], fac["z"], f, 1 / N, np.arange(M))
+    want = np.linalg.solve(R + M / (N * h2) * np.eye(M), beta_hat)
+    assert _rel(mean, want) < 1e-8
