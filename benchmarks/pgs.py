@@ -23,8 +23,13 @@ LD) and ``true_prior`` (the posterior under the simulation's true F and sigma^2 
 an upper bound for any prior).  Prints one JSON object (``--json``) with each seed's
 numbers and the mean and SD over seeds.
 
+``--reference half``: simulate from (and draw the held-out people from) one half of the
+panel's people and ingest with the other half, an LD reference that is not the GWAS
+sample as in real data (weights of variants the reference lacks are 0).
+
 Run: OMP_NUM_THREADS=1 python benchmarks/pgs.py --json [--seeds 0,1,2,3,4]
      [--region 22:17000000-23000000] [--h2 0.1] [--n 20000] [--log-sd 2] [--people 4000]
+     [--reference same|half] [--sigma2 1|auto] [--priors constant,glm[,transformer]]
 """
 
 from __future__ import annotations
@@ -126,28 +131,43 @@ def one_seed(panel, work: Path, seed: int, args) -> dict:
     manifest = write_annotations(panel, work / "ann", seed, track="transformer" in args.priors.split(","))
     sim, ds = work / "sim", work / "ds"
     ann = ["--annotations", manifest]
-    meta = json.loads(_invoke("simulate", "--ld", panel, "--truth", "glm", "--h2", args.h2, "--n", args.n,
+    population = reference = panel
+    if args.reference == "half":
+        # the GWAS population and its held-out people: half A; the LD reference: half B
+        from varfx.testing.data import write_people_subset
+
+        n_people = len(Path(f"{panel}.fam").read_text().splitlines())
+        population = write_people_subset(panel, work / "A", np.arange(0, n_people, 2))
+        reference = write_people_subset(panel, work / "B", np.arange(1, n_people, 2))
+    meta = json.loads(_invoke("simulate", "--ld", population, "--truth", "glm", "--h2", args.h2, "--n", args.n,
                               "--log-sd", args.log_sd, "--seed", seed, "--block-kb", args.block_kb,
                               "--ld-region", args.region, *ann, "-o", sim, "--json"))
-    _invoke("ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", panel, "--ld-region", args.region, *ann,
-            "-o", ds, "--json")
+    _invoke("ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", reference, "--ld-region", args.region,
+            *ann, "-o", ds, "--json")
     _invoke("precompute-ld", ds, "--window-kb", args.block_kb, "--flank-kb", 0, "--json")
+    people_ds = ds
+    if population != reference:  # the population's genotypes, for its held-out people
+        people_ds = work / "ds_population"
+        _invoke("ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", population, "--ld-region",
+                args.region, "-o", people_ds, "--json")
     from varfx.store.dataset import open_dataset
 
     with open_dataset(ds) as h5:
         snps = h5["variants"]["snp"].asstr()[:]
         z = h5["variants"]["z"][:]
         N = float(h5.attrs["N"])
+    with open_dataset(people_ds) as h5:
+        people_snps = h5["variants"]["snp"].asstr()[:]
     truth_beta = read_column(sim / "truth.tsv", "SNP", "BETA")
     truth_f = read_column(sim / "truth.tsv", "SNP", "F")
-    beta_true = np.array([truth_beta[s] for s in snps])
     f_true = np.array([truth_f[s] for s in snps])
     weights = {"marginal": z / math.sqrt(N), "true_prior": true_prior_posterior(ds, f_true)}
     fits = {}
     for prior in args.priors.split(","):
         model = work / f"m_{prior}"
         t = time.perf_counter()
-        _invoke("fit", ds, "--prior", prior, "--objective", "full", "--sigma2", 1, "--holdout-chroms", "none",
+        sigma2 = [] if args.sigma2 == "auto" else ["--sigma2", args.sigma2]
+        _invoke("fit", ds, "--prior", prior, "--objective", "full", *sigma2, "--holdout-chroms", "none",
                 "--seed", seed, "-o", model)
         fit_s = time.perf_counter() - t
         _invoke("score", model, ds, "-o", work / f"{prior}.tsv", "--posterior")
@@ -156,8 +176,14 @@ def one_seed(panel, work: Path, seed: int, args) -> dict:
         ev = json.loads(_invoke("evaluate", model, ds, "--chroms", "all", "--truth", sim / "truth.tsv", "--json"))
         fits[prior] = {"h2": ev["h2"], "rmse_log_f": ev["rmse_log_f"], "delta_loglik": ev["delta_loglik"],
                        "fit_s": fit_s}
-    r2 = held_out_r2(ds, weights, beta_true, int(round(args.block_kb * 1000)), args.people, seed)
-    return {"seed": seed, "n_variants": int(len(snps)), "true_h2_beta": float(meta["realised_h2_beta"]),
+    # on the population's variants (a variant the reference lacks has weight 0)
+    pos = {s: i for i, s in enumerate(snps)}
+    rows = np.array([pos.get(s, -1) for s in people_snps])
+    weights = {k: np.where(rows >= 0, w[np.maximum(rows, 0)], 0.0) for k, w in weights.items()}
+    beta_true = np.array([truth_beta[s] for s in people_snps])
+    r2 = held_out_r2(people_ds, weights, beta_true, int(round(args.block_kb * 1000)), args.people, seed)
+    return {"seed": seed, "n_variants": int(len(snps)), "n_population_variants": int(len(people_snps)),
+            "true_h2_beta": float(meta["realised_h2_beta"]),
             "r2": r2, "fits": fits, "seconds": time.perf_counter() - t0}
 
 
@@ -187,6 +213,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--block-kb", type=float, default=1000)
     ap.add_argument("--people", type=int, default=4000, help="held-out simulated people")
     ap.add_argument("--priors", default="constant,glm")
+    ap.add_argument("--sigma2", default="1", help="fit --sigma2 (the truth's 1), or 'auto': fit's default (the "
+                                                   "LD score regression intercept)")
+    ap.add_argument("--reference", choices=["same", "half"], default="same",
+                    help="same: simulate from and fit with the whole panel (in-sample LD); half: simulate from "
+                         "half of its people, fit with the other half (an LD reference that is not the GWAS sample)")
     ap.add_argument("--panel", default=None, help="PLINK prefix  [default: the bundled chr22 panel]")
     ap.add_argument("--json", action="store_true", help="print one JSON object (the default output)")
     args = ap.parse_args(argv)
