@@ -393,14 +393,28 @@ def evaluate(model_dir, dataset, chroms, truth, fasta, as_json, plots):
               help="Reference FASTA (with .fai) for a model that reads DNA (seqcnn)  [default: the dataset's]")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="Output TSV: SNP CHR BP F (a likelihood-trained prior) or SNP CHR BP P_CAUSAL LOGIT (a MIL model).")
+@click.option("--posterior", is_flag=True,
+              help="Add BETA_POSTERIOR and BETA_POSTERIOR_SD: E[beta | Z] and its sd under the fitted prior, "
+                   "standardised units (needs the dataset's windows.h5; not for a MIL model).")
+@click.option("--pgs-file", type=click.Path(dir_okay=False), default=None,
+              help="Also write per-allele posterior weights as a PGS Catalog scoring file (gzipped if it ends in "
+                   ".gz) and PGS_FILE.prscs.tsv (PRS-CS columns); implies --posterior.")
+@click.option("--pgs-name", default=None, help="#pgs_id and #pgs_name of the scoring file  [default: the model directory's name]")
+@click.option("--trait", default=None, help="#trait_reported of the scoring file  [default: the model directory's name]")
 @user_errors
-def score(model_dir, dataset, fasta, out):
+def score(model_dir, dataset, fasta, out, posterior, pgs_file, pgs_name, trait):
     """Write the fitted prior variance F (or, for a MIL model, the probability of being causal) of every
-    variant of a dataset."""
+    variant of a dataset; with --posterior / --pgs-file, posterior effect sizes and polygenic-score weights
+    (docs/pgs.md)."""
     from .stages.score import run_score
 
-    n = run_score(model_dir, dataset, out, fasta=fasta)
+    n = run_score(model_dir, dataset, out, fasta=fasta, posterior=posterior, pgs_file=pgs_file,
+                  pgs_name=pgs_name, trait=trait)
     click.echo(f"wrote {n} variants to {out}", err=True)
+    if pgs_file is not None:
+        from .stages.score import prscs_path
+
+        click.echo(f"wrote the scoring file {pgs_file} and {prscs_path(pgs_file)}", err=True)
 
 
 @cli.command("score-vcf")
