@@ -162,6 +162,16 @@ def test_scale_refit_of_a_constant_prior_is_its_exact_refit(glm_sim):
     assert scale.method == jk.METHOD_SCALE
     assert np.ptp(exact.replicates[:, 0]) > 1e-3 * exact.replicates[0, 0]
     np.testing.assert_allclose(scale.replicates, exact.replicates, rtol=1e-9)
+    # both went through the closed form of a scale family; the general quasi-Newton
+    # path through the objective's own loss must agree with it
+    general = jk.refit_blocks(module, meta, train, batch, core, stats, closed_form=False, **kw)
+    assert general.max_newton_iterations >= 2
+    np.testing.assert_allclose(general.replicates, exact.replicates, rtol=1e-8)
+    ldsc = load_model(glm_sim["models"]["constant_ldsc"])
+    a = jk.refit_blocks(ldsc[1].to(torch.float64), ldsc[0], train, batch, core, stats, **kw)
+    b = jk.refit_blocks(ldsc[1], ldsc[0], train, batch, core, stats, closed_form=False, **kw)
+    assert a.sigma2 == b.sigma2 == "re-estimated"
+    np.testing.assert_allclose(a.replicates, b.replicates, rtol=1e-8)
 
 
 def test_sum_jackknife_is_the_variance_of_block_sums():

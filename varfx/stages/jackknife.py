@@ -167,7 +167,7 @@ def fitted_objective(meta):
 
 
 def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, n_all, N, base_log_f=None,
-                 progress=None) -> Refits:
+                 progress=None, closed_form=True) -> Refits:
     """Re-estimate the prior with each block of ``train`` deleted and return ``stats``
     of the refitted log f on ``eval_idx`` (the evaluated core variants).
 
@@ -180,7 +180,11 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     same refit of its global scale ``c`` in ``log f + c`` only (``base_log_f``: its log
     f on every dataset variant), which leaves out the uncertainty of the network's
     shape.  When model.json says sigma^2 came from the LD score regression intercept,
-    it is re-estimated on the other blocks too, as the fit would."""
+    it is re-estimated on the other blocks too, as the fit would.
+
+    A one-parameter scale family on the full likelihood (the constant prior, a network's
+    scale) is refitted in closed form (:func:`_scale_refits`) unless ``closed_form`` is
+    False; the result is the same (tests/test_evaluate_se.py)."""
     import torch
 
     from ..train.setup import ldsr_intercept
@@ -198,6 +202,11 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     if p == 0:  # nothing to re-estimate: every replicate is the fit
         same = np.asarray(stats(par.log_f_of(theta0)(np.asarray(eval_idx)).detach().cpu().numpy()))
         return Refits(METHOD_EXACT, np.stack([same] * len(blocks)), len(blocks), "fixed", 0, 0, 0.0)
+    if closed_form and p == 1 and getattr(objective, "name", None) == "full":
+        fast = _scale_refits(objective, par, theta0, train, blocks, eval_idx, stats, reestimate, z_all, n_all, N,
+                             s2_full, METHOD_EXACT if exact else METHOD_SCALE, t0)
+        if fast is not None:
+            return fast
     sizes = np.array([objective.batch_size([train[i] for i in b]) for b in blocks], dtype=np.float64)
 
     def loss_grad(theta, units, s2):
@@ -297,3 +306,82 @@ def _lbfgs(objective, par, theta0, units, s2):
     if not bool(torch.isfinite(th).all()):
         raise UserError("a delete-block refit of the prior diverged (non-finite parameters)")
     return th.detach()
+
+
+def _scale_refits(objective, par, theta0, train, blocks, eval_idx, stats, reestimate, z_all, n_all, N, s2_full,
+                  method, t0):
+    """The refits of a scale family (one parameter c with ``log f = log f_fit + c``: the
+    constant prior with a fixed alpha, a network's scale) on the full likelihood, in
+    closed form.  Per window, ``M = G^T F_fit G = U diag(S) U^T`` once; then with
+    ``u = U^T z`` the loss at any ``(c, sigma2)`` is
+    ``0.5 sum_i (u_i^2 / (s2 + e^c S_i) + log(s2 + e^c S_i)) + const``, so every refit is
+    a 1-D Newton iteration over these numbers (no pass over the windows).  None (use the
+    general path) unless the parameter really shifts log f uniformly and the closed form
+    reproduces the objective's loss of a window."""
+    import torch
+
+    union = np.unique(np.concatenate([w.plus_idx for w in train]))
+    with torch.no_grad():
+        lf0 = par.log_f_of(theta0)(union)
+        lf1 = par.log_f_of(theta0 + 1.0)(union)
+    if not torch.allclose(lf1 - lf0, torch.ones_like(lf0), rtol=0, atol=1e-10):
+        return None
+    f_fit = torch.exp(lf0)
+    S_all, u2_all, owner, const = [], [], [], 0.0
+    with torch.no_grad():
+        for wi, w in enumerate(train):
+            fp = f_fit[torch.as_tensor(np.searchsorted(union, w.plus_idx))].to(w.G.dtype)
+            M = w.G.T @ (fp[:, None] * w.G)
+            S, U = torch.linalg.eigh(0.5 * (M + M.T))
+            S_all.append(S.clamp_min(0.0).double())
+            u2_all.append(((U.T @ w.z) ** 2).double())
+            owner.append(np.full(w.k, wi))
+            if wi == 0:  # the closed form must be the objective's own loss
+                direct = float(objective.window_loss(w, fp, s2_full.to(w.G.dtype)))
+                closed = 0.5 * float((u2_all[0] / (s2_full + S_all[0])).sum() + torch.log(s2_full + S_all[0]).sum()
+                                     + w.logdet_lambda + w.k * math.log(2 * math.pi))
+                if not math.isclose(direct, closed, rel_tol=1e-9, abs_tol=1e-9):
+                    return None
+    S_all, u2_all = torch.cat(S_all).numpy(), torch.cat(u2_all).numpy()
+    owner = np.concatenate(owner)
+    win_block = np.empty(len(train), dtype=np.int64)
+    for bi, b in enumerate(blocks):
+        win_block[b] = bi
+    eig_block = win_block[owner]
+    s2_value = float(s2_full)
+    out, max_it = [], 0
+    for bi in range(len(blocks)):
+        keep = eig_block != bi
+        S, u2 = S_all[keep], u2_all[keep]
+        if reestimate:
+            from ..train.setup import ldsr_intercept
+
+            rest = [w for ci, b in enumerate(blocks) if ci != bi for w in (train[i] for i in b)]
+            s2v, _ = ldsr_intercept(rest, z_all, n_all, N)
+            if not s2v > 0:
+                raise UserError(f"LD score regression without training block {bi + 1} gave a non-positive "
+                                f"sigma^2 ({s2v:.3g}); give --blocks with fewer blocks")
+            s2 = s2v / N
+        else:
+            s2 = s2_value
+        c = 0.0
+        for it in range(1, MAX_NEWTON + 1):
+            a = math.exp(c) * S
+            d = s2 + a
+            g = 0.5 * np.sum(a / d - a * u2 / d ** 2)
+            h = 0.5 * np.sum(a / d - a * u2 / d ** 2 - a ** 2 / d ** 2 + 2 * a ** 2 * u2 / d ** 3)
+            if not (h > 0 and math.isfinite(g)):
+                return None  # not a minimum here: the general path decides
+            step = g / h
+            c -= step
+            if abs(step) <= 1e-13 * (1.0 + abs(float(theta0[0]) + c)):
+                break
+        else:
+            return None
+        max_it = max(max_it, it)
+        with torch.no_grad():
+            lf = par.log_f_of(theta0 + c)(eval_idx).cpu().numpy()
+        out.append(np.asarray(stats(lf), dtype=np.float64))
+    return Refits(method=method, replicates=np.stack(out), n_blocks=len(blocks),
+                  sigma2="re-estimated" if reestimate else "fixed", max_newton_iterations=max_it,
+                  lbfgs_fallbacks=0, seconds=round(time.perf_counter() - t0, 3))
