@@ -366,8 +366,12 @@ def _refit_se(model_dir, dataset, meta, module, store, log_f, core, stats, block
                     h5["features"]["window"].size * 2 <= TRACKS_IN_MEMORY
                 batch = variant_batch(h5, dtype="float64", tracks=tracks)
     module = module.to(torch.float64) if n_params <= jk.EXACT_MAX_PARAMS else module
-    refits = jk.refit_blocks(module, meta, train, batch, core, stats, blocks=jk.contiguous_blocks(len(train), B),
-                             z_all=z_all, n_all=n_all, N=N, base_log_f=log_f, progress=progress)
+    try:
+        refits = jk.refit_blocks(module, meta, train, batch, core, stats, blocks=jk.contiguous_blocks(len(train), B),
+                                 z_all=z_all, n_all=n_all, N=N, base_log_f=log_f, progress=progress)
+    except jk.RefitFailed as exc:
+        # the likelihood measures stand without it; the JSON says why there is no SE
+        return None, f"none: {exc}", None
     return jk.jackknife_se(refits.replicates), refits.method, refits
 
 

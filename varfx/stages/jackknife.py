@@ -45,6 +45,10 @@ FD_STEP = 1e-5
 #: scaled by the share of training variants left, is the Newton matrix
 MAX_BLOCK_HESSIANS = 4_000_000
 
+class RefitFailed(UserError):
+    """A delete-block refit could not be done (evaluate then reports no h2_se and why)."""
+
+
 METHOD_EXACT = "jackknife-exact"
 METHOD_SCALE = "jackknife-scale"
 
@@ -187,8 +191,6 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     False; the result is the same (tests/test_evaluate_se.py)."""
     import torch
 
-    from ..train.setup import ldsr_intercept
-
     t0 = time.perf_counter()
     objective = fitted_objective(meta)
     n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
@@ -243,10 +245,7 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     for bi, units_b in enumerate(unit_blocks):
         rest = [w for ci, u in enumerate(unit_blocks) if ci != bi for w in u]
         if reestimate:
-            s2v, _ = ldsr_intercept(rest, z_all, n_all, N)
-            if not s2v > 0:
-                raise UserError(f"LD score regression without training block {bi + 1} gave a non-positive "
-                                f"sigma^2 ({s2v:.3g}); give --blocks with fewer blocks")
+            s2v = _sigma2_without(rest, z_all, n_all, N, bi)
             s2 = torch.tensor(s2v / N, dtype=torch.float64)
         else:
             s2 = s2_full
@@ -278,13 +277,27 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
             theta = _lbfgs(objective, par, theta0, rest, s2)
         lf = par.log_f_of(theta.detach())(eval_idx).detach().cpu().numpy()
         if not np.all(np.isfinite(lf)):
-            raise UserError(f"the refit without training block {bi + 1} of {len(blocks)} gives a non-finite F")
+            raise RefitFailed(f"the refit without training block {bi + 1} of {len(blocks)} gives a non-finite F")
         out.append(np.asarray(stats(lf), dtype=np.float64))
         if progress:
             progress(f"block {bi + 1}/{len(blocks)}")
     return Refits(method=METHOD_EXACT if exact else METHOD_SCALE, replicates=np.stack(out), n_blocks=len(blocks),
                   sigma2="re-estimated" if reestimate else "fixed", max_newton_iterations=max_it,
                   lbfgs_fallbacks=fallbacks, seconds=round(time.perf_counter() - t0, 3))
+
+
+def _sigma2_without(rest, z_all, n_all, N, bi) -> float:
+    """sigma^2 by LD score regression on the windows ``rest`` (training block ``bi`` deleted)."""
+    from ..train.setup import ldsr_intercept
+
+    try:
+        s2v, _ = ldsr_intercept(rest, z_all, n_all, N)
+    except UserError as exc:
+        raise RefitFailed(f"sigma^2 without training block {bi + 1}: {exc}") from None
+    if not s2v > 0:
+        raise RefitFailed(f"LD score regression without training block {bi + 1} gave a non-positive sigma^2 "
+                          f"({s2v:.3g}); try fewer --blocks")
+    return float(s2v)
 
 
 def _lbfgs(objective, par, theta0, units, s2):
@@ -304,7 +317,7 @@ def _lbfgs(objective, par, theta0, units, s2):
 
     opt.step(closure)
     if not bool(torch.isfinite(th).all()):
-        raise UserError("a delete-block refit of the prior diverged (non-finite parameters)")
+        raise RefitFailed("a delete-block refit of the prior diverged (non-finite parameters)")
     return th.detach()
 
 
@@ -354,13 +367,8 @@ def _scale_refits(objective, par, theta0, train, blocks, eval_idx, stats, reesti
         keep = eig_block != bi
         S, u2 = S_all[keep], u2_all[keep]
         if reestimate:
-            from ..train.setup import ldsr_intercept
-
             rest = [w for ci, b in enumerate(blocks) if ci != bi for w in (train[i] for i in b)]
-            s2v, _ = ldsr_intercept(rest, z_all, n_all, N)
-            if not s2v > 0:
-                raise UserError(f"LD score regression without training block {bi + 1} gave a non-positive "
-                                f"sigma^2 ({s2v:.3g}); give --blocks with fewer blocks")
+            s2v = _sigma2_without(rest, z_all, n_all, N, bi)
             s2 = s2v / N
         else:
             s2 = s2_value
