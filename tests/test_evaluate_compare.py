@@ -65,6 +65,7 @@ def _scores(model, ds, out):
     return np.array([float(line.split("\t")[3]) for line in out.read_text().splitlines()[1:]])
 
 
+@pytest.mark.slow
 def test_glm_ranks_above_constant_with_a_paired_se_that_excludes_zero(two_chrom, tmp_path):
     from varfx.stages.evaluate import window_loglik_terms
     from varfx.store.windows import load_windows
@@ -141,3 +142,31 @@ def test_usage_errors(two_chrom):
     assert r.exit_code == 2
     r = invoke(["evaluate", two_chrom["ds"]])
     assert r.exit_code == 2
+
+
+def test_fine_mapping_models_are_ranked_by_within_bag_auroc(tmp_path):
+    import _mil_data
+
+    from varfx.store.dataset import open_dataset
+
+    ds, causal = _mil_data.build(tmp_path / "mil")
+    with open_dataset(ds) as h5:
+        snps = h5["variants"]["snp"].asstr()[:]
+    truth = tmp_path / "truth.tsv"
+    is_causal = np.zeros(len(snps), dtype=int)
+    is_causal[causal] = 1
+    truth.write_text("SNP\tcausal\n" + "".join(f"{s}\t{c}\n" for s, c in zip(snps, is_causal)))
+    # a constant prior gives every variant the same logit (AUROC 1/2: ties count half);
+    # the GLM learns the marking feature
+    for name, prior in {"flat": "constant", "glm": "glm"}.items():
+        ok(["fit", ds, "--prior", prior, "--objective", "mil", "--epochs", 20, "-o", tmp_path / name])
+    res = json.loads(ok(["evaluate", tmp_path / "flat", tmp_path / "glm", ds, "--truth", truth, "--json"]).stdout)
+    assert res["comparison"] is True and res["rank_by"] == "auroc_within_bags" and res["chroms"] == [6]
+    first, second = res["models"]
+    assert first["name"] == "glm" and first["rank"] == 1 and second["rank"] == 2
+    assert first["auroc_within_bags"] > 0.9 and second["auroc_within_bags"] == 0.5
+    assert second["diff_vs_best"] == pytest.approx(second["auroc_within_bags"] - first["auroc_within_bags"])
+    assert first["diff_vs_best_se"] is None and first["delta_loglik"] is None and first["h2"] is None
+    # each model's AUROC is that of a one-model evaluate
+    one = json.loads(ok(["evaluate", tmp_path / "glm", ds, "--truth", truth, "--json"]).stdout)
+    assert first["auroc_within_bags"] == one["auroc_within_bags"]
