@@ -170,3 +170,20 @@ def test_fine_mapping_models_are_ranked_by_within_bag_auroc(tmp_path):
     # each model's AUROC is that of a one-model evaluate
     one = json.loads(ok(["evaluate", tmp_path / "glm", ds, "--truth", truth, "--json"]).stdout)
     assert first["auroc_within_bags"] == one["auroc_within_bags"]
+
+
+@pytest.mark.slow
+def test_a_network_prior_gets_the_scale_only_jackknife(tmp_path):
+    """A network (here a small transformer, > 500 parameters) is refitted by its scale
+    only: h2_se_method says so, h2_se is positive, and the enrichment SEs are 0 (a scale
+    does not change shares)."""
+    from varfx.testing.data import two_chromosome_glm_simulation
+
+    sim, ds = two_chromosome_glm_simulation(tmp_path)
+    model = tmp_path / "tf"
+    ok(["fit", ds, "--prior", "transformer", "-p", "width=8", "-p", "heads=2", "--objective", "full",
+        "--sigma2", 1, "--holdout-chroms", 22, "--epochs", 2, "-o", model])
+    ev = json.loads(ok(["evaluate", model, ds, "--json"]).stdout)
+    assert ev["h2_se_method"] == "jackknife-scale" and ev["h2_se"] > 0
+    assert ev["enrichment"] and all(e["enrichment_se"] < 1e-9 for e in ev["enrichment"])
+    assert all(q["h2_se"] > 0 for q in ev["h2_by_f_quintile"])
