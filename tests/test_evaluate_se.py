@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from varfx.cli import cli
 from varfx.stages import jackknife as jk
 
-from _data import PANEL, write_subset
+from _data import write_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 

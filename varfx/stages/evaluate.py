@@ -5,6 +5,12 @@ log-likelihood of the summary statistics under the fitted prior, ``LL(F)``, and 
 ``F = 0`` (noise only), ``LL(0)``, with the exact Cholesky solver in float64 whatever
 solver trained the model.  ``dLL = LL(F) - LL(0)``, and the likelihood increase per
 person is ``100 (exp(dLL / N) - 1)`` percent.
+
+Besides: h2 (sum of F over the evaluated core variants), enrichment of each scalar
+feature and h2 by quintile of f, each with a block-jackknife standard error
+(:mod:`varfx.stages.jackknife`); RMSE of log F against a truth; and comparison mode,
+several models ranked on the same windows (:func:`run_compare`).  docs/evaluate.md
+lists every JSON key.
 """
 
 from __future__ import annotations
@@ -523,7 +529,8 @@ def print_evaluation(result: dict) -> None:
             t.add_column(c, justify="left" if c in ("feature", "kind") else "right")
         for e in result["enrichment"]:
             t.add_row(e["feature"], e["kind"], str(e["n_variants"]), f"{e['share_variants']:.3f}",
-                      _pm(e["share_h2"], e["share_h2_se"], "{:.3f}"), _pm(e["enrichment"], e["enrichment_se"], "{:.3f}"))
+                      _pm(e["share_h2"], e["share_h2_se"], "{:.3f}"),
+                      _pm(e["enrichment"], e["enrichment_se"], "{:.3f}"))
         con.print(t)
     if result.get("h2_by_f_quintile"):
         t = Table(title="h2 by quintile of the predicted f")

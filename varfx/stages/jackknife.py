@@ -242,7 +242,7 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
 
     eval_idx = np.asarray(eval_idx)
     out, max_it, fallbacks = [], 0, 0
-    for bi, units_b in enumerate(unit_blocks):
+    for bi in range(len(unit_blocks)):
         rest = [w for ci, u in enumerate(unit_blocks) if ci != bi for w in u]
         if reestimate:
             s2v = _sigma2_without(rest, z_all, n_all, N, bi)
