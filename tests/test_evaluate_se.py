@@ -55,9 +55,11 @@ def glm_sim(tmp_path_factory):
     ok(["precompute-ld", ds, "--window-kb", 250, "--flank-kb", 0, "--json"])
     models = {}
     for name, args in {"glm": ["--prior", "glm", "--sigma2", 1], "constant": ["--prior", "constant", "--sigma2", 1],
-                       "constant_ldsc": ["--prior", "constant"]}.items():
+                       "constant_ldsc": ["--prior", "constant"],
+                       "glm_ldsr": ["--prior", "glm", "--sigma2", 1, "--objective", "ldsr"]}.items():
         models[name] = tmp / name
-        ok(["fit", ds, *args, "--objective", "full", "--holdout-chroms", "none", "-o", models[name]])
+        objective = [] if "--objective" in args else ["--objective", "full"]
+        ok(["fit", ds, *args, *objective, "--holdout-chroms", "none", "-o", models[name]])
     return {"tmp": tmp, "sim": sim, "ds": ds, "models": models, "annot": tmp / "annot.tsv"}
 
 
@@ -69,7 +71,7 @@ class _Bar:
         pass
 
 
-def brute_force_h2(ds, prior, sigma2, drop, core, out):
+def brute_force_h2(ds, prior, sigma2, drop, core, out, objective="full"):
     """h2 on ``core`` of a fit from scratch (the trainer's own L-BFGS, run far past fit's
     default tolerance) on the dataset's windows less those whose index is in ``drop``;
     sigma^2 re-estimated on them when ``sigma2`` is None, as `varfx fit` does."""
@@ -79,7 +81,9 @@ def brute_force_h2(ds, prior, sigma2, drop, core, out):
     from varfx.train.lbfgs import run_lbfgs
     from varfx.train.setup import ldsr_intercept, prepare
 
-    setup = prepare(ds, prior=prior, objective="full", solver=None, prior_options=(), solver_options=(),
+    # (ldsr: its regression weights come from the LD score regression of all training
+    # windows, before the block is removed, as the jackknife keeps the recorded weights)
+    setup = prepare(ds, prior=prior, objective=objective, solver=None, prior_options=(), solver_options=(),
                     objective_options=(), alpha="auto", sigma2=sigma2, holdout_chroms=[], device="cpu",
                     dtype="float64", threads=1, loader_workers=0)
     setup.train = [w for w in setup.train if w.index not in drop]
@@ -96,9 +100,10 @@ def brute_force_h2(ds, prior, sigma2, drop, core, out):
     return float(np.exp(log_f[core]).sum())
 
 
-@pytest.mark.parametrize("name,prior,sigma2", [("constant", "constant", 1.0), ("glm", "glm", 1.0),
-                                               ("constant_ldsc", "constant", None)])
-def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, prior, sigma2, tmp_path):
+@pytest.mark.parametrize("name,prior,sigma2,objective", [
+    ("constant", "constant", 1.0, "full"), ("glm", "glm", 1.0, "full"), ("constant_ldsc", "constant", None, "full"),
+    ("glm_ldsr", "glm", 1.0, "ldsr")])
+def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, prior, sigma2, objective, tmp_path):
     from varfx.stages.evaluate import _Windows, run_evaluate, training_windows
     from varfx.store.dataset import open_dataset
     from varfx.store.model import load_model
@@ -120,20 +125,35 @@ def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, pr
     assert refits.method == jk.METHOD_EXACT and refits.lbfgs_fallbacks == 0
     assert refits.sigma2 == ("fixed" if sigma2 else "re-estimated")
     ours = refits.replicates[:, 0]
-    brute = np.array([brute_force_h2(ds, prior, sigma2, {train[i].index for i in b}, core, tmp_path / str(k))
-                      for k, b in enumerate(blocks)])
-    # deleting a block moves h2 by far more than the refits' error
-    assert np.abs(brute - h2_fit).min() > 1e-3 * h2_fit
-    # the brute-force L-BFGS stops when its per-variant loss changes by < 1e-14, i.e. a
+    brute = np.array([brute_force_h2(ds, prior, sigma2, {train[i].index for i in b}, core, tmp_path / str(k),
+                                     objective) for k, b in enumerate(blocks)])
+    # The brute-force L-BFGS stops when its per-variant loss changes by < 1e-14, i.e. a
     # parameter error of ~sqrt(1e-14 / curvature) ~ 1e-7 in log f (the refits are stable
-    # to 1e-12 under a tighter step tolerance)
-    np.testing.assert_allclose(ours, brute, rtol=1e-6)
+    # to 1e-12 under a tighter step tolerance).  LDSR with a GLM has a nearly flat
+    # direction (steps of 0.3 in it change the loss by 1e-12), so two optimisers that
+    # both reach a gradient of 1e-9 per variant agree on h2 only to ~1e-4.
+    tol = 1e-6 if objective == "full" else 1e-3
+    # deleting a block moves h2 by far more than that
+    assert np.abs(brute - h2_fit).min() > 10 * tol * h2_fit
+    np.testing.assert_allclose(ours, brute, rtol=tol)
     # and evaluate's h2_se is the delete-a-block formula over these refits
     ev = run_evaluate(model, ds, chroms=None, blocks=4)
     B = len(brute)
     se = math.sqrt((B - 1) / B * ((brute - brute.mean()) ** 2).sum())
-    assert ev["h2_se"] == pytest.approx(se, rel=1e-5)
+    assert ev["h2_se"] == pytest.approx(se, rel=10 * tol)  # replicates' error over their spread
     assert ev["h2_se_method"] == "jackknife-exact" and ev["h2_se_blocks"] == 4
+
+
+def test_a_refit_that_cannot_be_done_leaves_h2_se_null(glm_sim, monkeypatch):
+    """sigma^2 re-estimated without a block can come out non-positive (a small data set):
+    the likelihood measures stand, h2_se is null and h2_se_method says why."""
+    import varfx.train.setup as setup_mod
+    from varfx.stages.evaluate import run_evaluate
+
+    monkeypatch.setattr(setup_mod, "ldsr_intercept", lambda *a, **k: (-0.5, 0.1))
+    ev = run_evaluate(glm_sim["models"]["constant_ldsc"], glm_sim["ds"], chroms=None, blocks=4)
+    assert ev["h2_se"] is None and "non-positive sigma^2" in ev["h2_se_method"]
+    assert ev["h2_se_method"].startswith("none: ") and ev["delta_loglik_se"] > 0
 
 
 def test_scale_refit_of_a_constant_prior_is_its_exact_refit(glm_sim):

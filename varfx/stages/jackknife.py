@@ -38,6 +38,9 @@ EXACT_MAX_PARAMS = 500
 #: parameters by about SE / sqrt(B) (1e-2 there), far above it
 STEP_TOL = 1e-7
 MAX_NEWTON = 30
+#: ... or when the largest gradient component of the per-variant loss is below GTOL
+#: (1000 times below what `varfx fit` stops at)
+GTOL = 1e-9
 #: central-difference step of the Hessian (only the Newton direction depends on it, not
 #: where the iteration converges)
 FD_STEP = 1e-5
@@ -244,6 +247,7 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     out, max_it, fallbacks = [], 0, 0
     for bi in range(len(unit_blocks)):
         rest = [w for ci, u in enumerate(unit_blocks) if ci != bi for w in u]
+        n_rest = float(sizes.sum() - sizes[bi])
         if reestimate:
             s2v = _sigma2_without(rest, z_all, n_all, N, bi)
             s2 = torch.tensor(s2v / N, dtype=torch.float64)
@@ -265,6 +269,11 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
                 ss = float(s_ @ s_)
                 if ss > 0:
                     H = H + torch.outer(y_ - H @ s_, s_) / ss
+            if it > 1 and float(g.abs().max()) <= GTOL * n_rest:
+                # at the optimum by the gradient (a nearly flat direction, e.g. LDSR
+                # with a GLM, can keep the steps long while the loss no longer changes)
+                converged = True
+                break
             prev = (theta, g)
             step = torch.linalg.lstsq(H, g.unsqueeze(1)).solution.squeeze(1)
             theta = theta - step
