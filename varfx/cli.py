@@ -354,36 +354,42 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
 
 
 @cli.command()
-@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("model_dirs", nargs=-1, required=True, type=click.Path(file_okay=False), metavar="MODEL_DIR...")
 @click.argument("dataset", type=click.Path(file_okay=False))
-@click.option("--chroms", default=None, help="Chromosomes to evaluate ('6,7,8', 'all'); default: those the model held out of training.")
+@click.option("--chroms", default=None, help="Chromosomes to evaluate ('6,7,8', 'all'); default: those the (first) model held out of training.")
 @click.option("--truth", type=click.Path(dir_okay=False), default=None, help="Simulation truth: TSV with SNP and F (adds RMSE of log F) or, for a fine-mapping model, SNP and causal (adds within-bag AUROC).")
+@click.option("--truth-col", default="F", show_default=True, metavar="NAME", help="Column of --truth holding the true prior variances.")
+@click.option("--blocks", type=click.IntRange(min=0), default=200, show_default=True, help="Jackknife blocks of windows for the standard errors (fewer when there are fewer windows; 0: no standard errors).")
 @click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA for a prior that reads DNA (default: the one recorded with the dataset).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--plots", type=click.Path(file_okay=False), default=None,
               help="Also draw the evaluation's figures into this directory (docs/plots.md).")
 @user_errors
-def evaluate(model_dir, dataset, chroms, truth, fasta, as_json, plots):
-    """Held-out log-likelihood of a fitted model, or for a fine-mapping model (mil,
-    distil) how it ranks the variants of held-out bags (and recovery of a known truth)."""
-    from .stages.evaluate import run_evaluate
-
-    from .stages.evaluate import HOLDOUT
+def evaluate(model_dirs, dataset, chroms, truth, truth_col, blocks, fasta, as_json, plots):
+    """Held-out log-likelihood of a fitted model with block-jackknife standard errors, h2,
+    enrichment; for a fine-mapping model (mil, distil) how it ranks the variants of
+    held-out bags.  Several MODEL_DIRs: compare them on the same windows (docs/evaluate.md)."""
+    from .stages.evaluate import HOLDOUT, print_comparison, print_evaluation, run_compare, run_evaluate
 
     chrom_list = HOLDOUT if chroms is None else parse_chroms(chroms, "--chroms")
     if chrom_list == []:
         raise UserError("option --chroms: 'none' leaves nothing to evaluate; give chromosomes or 'all'")
-    result = run_evaluate(model_dir, dataset, chroms=chrom_list, truth=truth, fasta=fasta)
+    if len(model_dirs) > 1:
+        result = run_compare(model_dirs, dataset, chroms=chrom_list, truth=truth, fasta=fasta, truth_col=truth_col,
+                             blocks=blocks)
+    else:
+        result = run_evaluate(model_dirs[0], dataset, chroms=chrom_list, truth=truth, fasta=fasta,
+                              truth_col=truth_col, blocks=blocks)
     if as_json:
         click.echo(json.dumps(result))
+    elif result.get("comparison"):
+        print_comparison(result)
     else:
-        from .ui import print_summary
-
-        print_summary("evaluate", result)
+        print_evaluation(result)
     if plots:
         from .plots import evaluate_plots
 
-        _wrote(evaluate_plots(result, [model_dir], dataset, truth, "F", plots, fasta=fasta), err=True)
+        _wrote(evaluate_plots(result, list(model_dirs), dataset, truth, truth_col, plots, fasta=fasta), err=True)
 
 
 @cli.command()
