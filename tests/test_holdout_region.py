@@ -96,3 +96,32 @@ def test_a_bag_objective_refuses_a_region(ds, tmp_path):
     r = CliRunner().invoke(cli, ["fit", str(ds), "--objective", "mil", "--holdout-region", "22:1-",
                                  "-o", str(tmp_path / "m")])
     assert r.exit_code == 1 and "held out by chromosome" in r.output, r.output
+
+
+def test_evaluate_defaults_to_the_held_out_windows_of_a_region(ds, tmp_path):
+    from varfx.store.windows import load_windows
+
+    windows, _ = load_windows(ds, meta_only=True)
+    windows = [w for w in windows if w.k > 0]
+    cut = windows[len(windows) // 2].start
+    run = CliRunner()
+    for name, extra in (("constant", []), ("alpha0", ["--alpha", "0"])):
+        r = run.invoke(cli, ["fit", str(ds), "--prior", "constant", *extra, "--holdout-region", f"22:{cut}-",
+                             "-o", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+    r = run.invoke(cli, ["evaluate", str(tmp_path / "constant"), str(ds), "--json"])
+    assert r.exit_code == 0, r.output
+    one = json.loads(r.output)
+    assert one["n_windows"] == sum(1 for w in windows if w.start >= cut)
+    # the jackknife refits on the windows fit trained on (the counts model.json records)
+    assert one["h2_se"] is not None and one["h2_se"] > 0, one["h2_se_method"]
+    r = run.invoke(cli, ["evaluate", str(tmp_path / "constant"), str(tmp_path / "alpha0"), str(ds), "--json"])
+    assert r.exit_code == 0, r.output
+    both = json.loads(r.output)
+    assert both["n_windows"] == one["n_windows"]
+    # a model trained on the whole chromosome cannot be compared on the held-out windows by default
+    r = run.invoke(cli, ["fit", str(ds), "--prior", "constant", "--holdout-chroms", "none",
+                         "-o", str(tmp_path / "all")])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(cli, ["evaluate", str(tmp_path / "constant"), str(tmp_path / "all"), str(ds)])
+    assert r.exit_code == 1 and "in-sample for one model only" in r.output, r.output

@@ -96,6 +96,8 @@ def _chosen_chroms(chroms, meta, available, model_dir, dataset):
         except (TypeError, ValueError):
             raise UserError(f"holdout_chroms is {meta.get('holdout_chroms')!r}: expected a list of chromosome "
                             "numbers; give --chroms", path=f"{model_dir}/model.json") from None
+        regions = _regions(meta, model_dir)
+        held = sorted(set(held) | {r.code for r in regions})
         if not held:
             raise UserError("the model holds no chromosome out of training, so there is no default to evaluate "
                             f"on (the dataset has chromosomes {', '.join(map(str, available))}); give --chroms, "
@@ -110,6 +112,27 @@ def _chosen_chroms(chroms, meta, available, model_dir, dataset):
     return parse_chroms(",".join(map(str, chroms)), "--chroms", available=available)
 
 
+def _regions(meta, model_dir):
+    """The model's ``holdout_regions`` (``fit --holdout-region``) as region objects."""
+    from ..genome import parse_region
+
+    texts = meta.get("holdout_regions") or []
+    if not isinstance(texts, list):
+        raise UserError(f"holdout_regions is {texts!r}: expected a list of regions", path=f"{model_dir}/model.json")
+    return [parse_region(t, "holdout_regions") for t in texts]
+
+
+def model_split(meta, store, model_dir="") -> tuple[set, set]:
+    """(training, held-out) window indices of ``store`` as ``fit`` split them: held-out
+    chromosomes and regions validate, buffer windows are in neither
+    (:func:`varfx.train.setup.select`)."""
+    from ..train.setup import select
+
+    held = set(int(c) for c in meta.get("holdout_chroms") or [])
+    train, val = select(store.meta_windows, held, _regions(meta, model_dir))
+    return {w.index for w in train}, {w.index for w in val}
+
+
 class _Windows:
     """The window store of a dataset, read once per set of chromosomes (comparison mode
     evaluates several models on the same windows, and their training windows coincide)."""
@@ -117,6 +140,7 @@ class _Windows:
     def __init__(self, dataset):
         self.dataset = dataset
         meta_windows, attrs = load_windows(dataset, dtype="float64", meta_only=True)
+        self.meta_windows = meta_windows
         self.all_chroms = attrs["all_chroms"]
         self.max_n_plus = max((w.n_plus for w in meta_windows), default=0)
         self._cache = {}
@@ -142,8 +166,10 @@ def run_evaluate(model_dir, dataset, chroms=HOLDOUT, truth=None, fasta=None, tru
         return _evaluate_fine_mapping(model_dir, dataset, meta, module, chroms, truth, fasta)
     store = _Windows(dataset)
     chosen = _chosen_chroms(chroms, meta, store.all_chroms, model_dir, dataset)
+    # the default evaluates exactly the windows fit held out (regions included)
+    only = model_split(meta, store, model_dir)[1] if chroms == HOLDOUT else None
     result, _ = evaluate_likelihood(model_dir, dataset, meta, module, store, chosen, truth=truth, fasta=fasta,
-                                    truth_col=truth_col, blocks=blocks)
+                                    truth_col=truth_col, blocks=blocks, only=only)
     return result
 
 
@@ -153,14 +179,15 @@ def _check_blocks(blocks):
 
 
 def evaluate_likelihood(model_dir, dataset, meta, module, store, chosen, *, truth=None, fasta=None, truth_col="F",
-                        blocks=DEFAULT_BLOCKS, progress=None):
+                        blocks=DEFAULT_BLOCKS, progress=None, only=None):
     """The likelihood measures of one model on the windows of ``chosen`` (a list of
-    chromosomes of ``store``, a :class:`_Windows`), and the per-window log-likelihoods
-    ``(ll, ll0)`` in genome order (what comparison mode pairs across models)."""
+    chromosomes of ``store``, a :class:`_Windows`; ``only``: a set of window indices to
+    keep of them), and the per-window log-likelihoods ``(ll, ll0)`` in genome order (what
+    comparison mode pairs across models)."""
     _check_blocks(blocks)
     with _threads(store):
         return _evaluate_likelihood(model_dir, dataset, meta, module, store, chosen, truth=truth, fasta=fasta,
-                                    truth_col=truth_col, blocks=blocks, progress=progress)
+                                    truth_col=truth_col, blocks=blocks, progress=progress, only=only)
 
 
 @contextlib.contextmanager
@@ -182,8 +209,10 @@ def _threads(store):
 
 
 def _evaluate_likelihood(model_dir, dataset, meta, module, store, chosen, *, truth, fasta, truth_col, blocks,
-                         progress):
+                         progress, only=None):
     windows, wattrs = store.get(chosen)
+    if only is not None:
+        windows = [w for w in windows if w.index in only]
     windows = sorted(windows, key=lambda w: (w.chrom, w.start, w.index))  # blocks are runs of the genome
     notes: list[str] = []
     with open_dataset(dataset) as h5:
@@ -329,12 +358,12 @@ def training_windows(meta, store):
     """(windows the model trained on, None) from the evaluated dataset's window store,
     or (None, why not): the store's windows on the chromosomes the model did not hold
     out, checked against the counts model.json records."""
-    held = set(int(c) for c in meta.get("holdout_chroms") or [])
-    chroms = [c for c in store.all_chroms if c not in held]
+    trained, _ = model_split(meta, store)
+    chroms = sorted({w.chrom for w in store.meta_windows if w.index in trained})
     if not chroms:
         return None, "none: the dataset has no windows on the chromosomes the model trained on"
     windows, _ = store.get(chroms)
-    train = sorted((w for w in windows if w.k > 0), key=lambda w: (w.chrom, w.start, w.index))
+    train = sorted((w for w in windows if w.k > 0 and w.index in trained), key=lambda w: (w.chrom, w.start, w.index))
     n_w, n_v = meta.get("n_train_windows"), meta.get("n_train_variants")
     have = int(sum(w.n for w in train))
     if (n_w is not None and n_w != len(train)) or (n_v is not None and n_v != have):
@@ -421,16 +450,21 @@ def run_compare(model_dirs, dataset, chroms=HOLDOUT, truth=None, fasta=None, tru
     first_dir, first_meta, _ = models[0]
     chosen = _chosen_chroms(chroms, first_meta, store.all_chroms, first_dir, dataset)
     held = {d: set(int(c) for c in meta.get("holdout_chroms") or []) for d, meta, _ in models}
-    trained_on = {d: sorted(set(chosen) - held[d]) for d in held}
+    splits = {d: model_split(meta, store, d) for d, meta, _ in models}
+    # the evaluated windows: the first model's held-out ones by default, else the chosen chromosomes'
+    only = splits[first_dir][1] if chroms == HOLDOUT else None
+    evaluated = only if only is not None else {w.index for w in store.meta_windows if w.chrom in set(chosen)}
+    by_index = {w.index: w for w in store.meta_windows}
+    trained_on = {d: sorted({by_index[i].chrom for i in splits[d][0] & evaluated}) for d in splits}
     if chroms == HOLDOUT:
         for d, _, _ in models[1:]:
             if trained_on[d]:
                 common = sorted(set.intersection(*held.values()) & set(store.all_chroms))
                 hint = (f"give --chroms {','.join(map(str, common))} (held out by every model)" if common
                         else "no chromosome is held out by every model")
-                raise UserError(f"trained on chromosome {', '.join(map(str, trained_on[d]))}, which {first_dir} "
-                                f"held out: the comparison would be in-sample for one model only; {hint}, or "
-                                "--chroms to compare on chosen chromosomes anyway", path=d)
+                raise UserError(f"trained on windows of chromosome {', '.join(map(str, trained_on[d]))} that "
+                                f"{first_dir} held out: the comparison would be in-sample for one model only; "
+                                f"{hint}, or --chroms to compare on chosen chromosomes anyway", path=d)
     else:
         mixed = [d for d in trained_on if trained_on[d]]
         if mixed and len(mixed) < len(models):
@@ -439,7 +473,7 @@ def run_compare(model_dirs, dataset, chroms=HOLDOUT, truth=None, fasta=None, tru
     results, terms = [], []
     for d, meta, module in models:
         res, (ll_w, _) = evaluate_likelihood(d, dataset, meta, module, store, chosen, truth=truth, fasta=fasta,
-                                             truth_col=truth_col, blocks=blocks)
+                                             truth_col=truth_col, blocks=blocks, only=only)
         results.append(res)
         terms.append(ll_w)
     n_windows = results[0]["n_windows"]
