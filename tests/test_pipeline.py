@@ -251,12 +251,26 @@ def test_evaluate_chroms_without_windows(small):
 @pytest.mark.slow
 def test_demo_runs_the_whole_pipeline(tmp_path):
     """`varfx demo` (the README's main job) on the bundled example data, few epochs."""
-    r = CliRunner().invoke(cli, ["demo", "-o", str(tmp_path / "demo"), "--epochs", "3"])
+    from varfx.stages.demo import MODELS
+
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(cli, ["demo", "-o", str(out), "--epochs", "3"])
     assert r.exit_code == 0, r.output
-    ev = json.loads((tmp_path / "demo" / "evaluate.json").read_text())
-    assert ev["n_variants"] > 14000 and ev["chroms"] == [22]
-    assert ev["loglik"] > ev["loglik_null"]
-    assert (tmp_path / "demo" / "scores.tsv").read_text().startswith("SNP\tCHR\tBP\tF\n")
+    cmp = json.loads((out / "comparison.json").read_text())
+    assert cmp["comparison"] and cmp["chroms"] == [22] and len(cmp["models"]) == len(MODELS)
+    assert [m["rank"] for m in cmp["models"]] == list(range(1, len(MODELS) + 1))
+    assert all(m["rmse_log_f"] is not None and m["delta_loglik_se"] > 0 for m in cmp["models"])
+    # the simulation's truth is a GLM of the features: the GLM on the full likelihood must
+    # beat the constant prior on held-out likelihood (by far more than 3 paired SEs here)
+    by = {m["name"]: m for m in cmp["models"]}
+    assert by["glm-full"]["loglik"] > by["constant-full"]["loglik"]
+    assert by["glm-full"]["rmse_log_f"] < by["constant-full"]["rmse_log_f"]
+    for png in ("compare.png", "curves_transformer-full.png", "ldsr.png"):
+        assert (out / "figures" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"wrote {out / 'figures' / png}\n" in r.output
+    assert (out / "scores.tsv").read_text().startswith("SNP\tCHR\tBP\tF\tBETA_POSTERIOR")
+    assert (out / "pgs_weights.txt").read_text().startswith("###PGS CATALOG SCORING FILE")
+    assert (out / "calls.varfx.vcf.gz").is_file()
 
 
 def test_fit_ldsr_objective(small):

@@ -510,10 +510,12 @@ def plugins(as_json):
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="varfx-demo", show_default=True, help="Working directory for the demo outputs.")
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Example data directory (default: the copy installed with varfx).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Train with AdamW for this many epochs (default: as `varfx fit`, the constant prior to the maximum by L-BFGS).")
+              help="AdamW epochs of the transformer prior (with early stopping on the held-out windows)  [default: 40]")
 @user_errors
 def demo(out, data, epochs):
-    """Run the whole pipeline on the bundled example data (a few minutes on a laptop)."""
+    """The paper in miniature on the bundled chr22 data: simulate, ingest, precompute-ld,
+    fit six priors, compare them on held-out windows, draw figures, write polygenic-score
+    weights and annotate a VCF (about 10 minutes on a laptop; docs/tutorial.md)."""
     from .stages.demo import run_demo
 
     run_demo(out, data=data, epochs=epochs)
