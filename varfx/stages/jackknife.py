@@ -349,7 +349,7 @@ def _scale_refits(objective, par, theta0, train, blocks, eval_idx, stats, reesti
     if not torch.allclose(lf1 - lf0, torch.ones_like(lf0), rtol=0, atol=1e-10):
         return None
     f_fit = torch.exp(lf0)
-    S_all, u2_all, owner, const = [], [], [], 0.0
+    S_all, u2_all, owner = [], [], []
     with torch.no_grad():
         for wi, w in enumerate(train):
             fp = f_fit[torch.as_tensor(np.searchsorted(union, w.plus_idx))].to(w.G.dtype)
