@@ -88,7 +88,7 @@ def test_values_equal_varfx_score_and_fields_kept(glm, tmp_path):
     lines.insert(1, f"{c}\t{b}\tmulti\t{ref}\t{alt},{ref}AC\t.\t.\tAF={af:.17g},0.01\tGT\t1/2")
     vcf = write_vcf(tmp_path / "in.vcf", lines)
     out = tmp_path / "out.vcf.gz"
-    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--batch", 7]).output)
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--batch", 7, "--json"]).stdout)
     assert summary["records"] == len(lines) and summary["indel"] == 1 and summary["ref_mismatch"] == 0
     assert (tmp_path / "out.vcf.gz.tbi").is_file()
     header, recs = read_out(out)
@@ -115,7 +115,7 @@ def test_chr_prefix_and_missing_af(glm, tmp_path):
     s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][3]
     vcf = write_vcf(tmp_path / "in.vcf", [f"chr{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|0",
                                           f"chr{c}\t{b + 1}\tsv\tN\t<DEL>\t.\t.\t.\tGT\t0|0"], contig="chr22")
-    summary = json.loads(run(["score-vcf", model, vcf, "-o", tmp_path / "o.vcf.gz"]).output)
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", tmp_path / "o.vcf.gz", "--json"]).stdout)
     assert summary["af_missing"] == 1 and summary["symbolic"] == 1 and summary["scored"] == 1
     _, recs = read_out(tmp_path / "o.vcf.gz")
     assert np.isfinite(recs[0].info["VARFX_F"][0]) and "VARFX_F" not in recs[1].info
@@ -176,7 +176,7 @@ def test_seqcnn_dna_and_logit_output(glm, tmp_path, monkeypatch):
         want = {line.split("\t")[0]: float(line.split("\t")[col])
                 for line in (tmp_path / f"{kind}.tsv").read_text().splitlines()[1:]}
         out = tmp_path / f"{kind}.vcf.gz"
-        summary = json.loads(run(["score-vcf", model, vcf, "-o", out]).output)
+        summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--json"]).stdout)
         assert summary["output"] == kind and summary["scored"] == len(lines)
         header, recs = read_out(out)
         assert f"##INFO=<ID={field},Number=A,Type=Float" in header
@@ -245,7 +245,7 @@ def test_csi_index_for_a_contig_over_512_mb(glm, tmp_path):
     s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][0]
     vcf = write_vcf(tmp_path / "in.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1"], length=600_000_000)
     out = tmp_path / "o.vcf.gz"
-    summary = json.loads(run(["score-vcf", model, vcf, "-o", out]).output)
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--json"]).stdout)
     assert summary["index"].endswith(".csi") and (tmp_path / "o.vcf.gz.csi").is_file()
     assert not (tmp_path / "o.vcf.gz.tbi").exists()
     with pysam.VariantFile(str(out)) as vf:
