@@ -156,34 +156,60 @@ def test_bad_vcfs(glm, tmp_path):
     _bad(glm, tmp_path, tmp_path / "trunc.vcf.gz", "trunc")
 
 
-def test_seqcnn_dna_and_logit_output(glm, tmp_path, monkeypatch):
-    """A prior that reads DNA (seqcnn) gets it from the dataset's FASTA; a model whose
-    objective outputs a logit writes VARFX_PCAUSAL equal to `varfx score`'s P_CAUSAL."""
-    from varfx.plugins import lookup
-
+def test_seqcnn_reads_dna(glm, tmp_path):
+    """A prior that reads DNA (seqcnn) gets it from the dataset's FASTA: VARFX_F equals
+    `varfx score`'s F."""
     tmp, _, rows = glm
     model = tmp_path / "seq"
-    run(["fit", tmp / "ds", "--prior", "seqcnn", "-p", "window=64", "-p", "width=4", "-p", "tower=2", "-p", "crop=2", "--alpha", 0, "--sigma2", 1,
-         "--holdout-chroms", "none", "--epochs", 1, "-o", model])
+    run(["fit", tmp / "ds", "--prior", "seqcnn", "-p", "window=64", "-p", "width=4", "-p", "tower=2", "-p", "crop=2",
+         "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--epochs", 1, "-o", model])
     snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:60]
     lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF={af:.17g}\tGT\t0|1" for s, c, b, ref, alt, af in snv]
     vcf = write_vcf(tmp_path / "in.vcf", lines)
-    for kind, field, col in (("log_f", "VARFX_F", 3), ("logit", "VARFX_PCAUSAL", 3)):
-        if kind == "logit":
-            # the logit path of a MIL model, on this network (what its objective declares)
-            monkeypatch.setattr(lookup("objectives", "full"), "prior_output", "logit", raising=False)
-        run(["score", model, tmp / "ds", "-o", tmp_path / f"{kind}.tsv"])
-        want = {line.split("\t")[0]: float(line.split("\t")[col])
-                for line in (tmp_path / f"{kind}.tsv").read_text().splitlines()[1:]}
-        out = tmp_path / f"{kind}.vcf.gz"
-        summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--json"]).stdout)
-        assert summary["output"] == kind and summary["scored"] == len(lines)
-        header, recs = read_out(out)
-        assert f"##INFO=<ID={field},Number=A,Type=Float" in header
-        assert ("VARFX_ENRICH" in header) == (kind == "log_f")
-        got = np.array([r.info[field][0] for r in recs])
-        np.testing.assert_allclose(got, [want[r.id] for r in recs], rtol=1e-5)
-        assert np.std(got) > 0  # a value per variant, not one for all
+    run(["score", model, tmp / "ds", "-o", tmp_path / "score.tsv"])
+    want = {line.split("\t")[0]: float(line.split("\t")[3])
+            for line in (tmp_path / "score.tsv").read_text().splitlines()[1:]}
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--json"]).stdout)
+    assert summary["output"] == "log_f" and summary["scored"] == len(lines)
+    got = np.array([r.info["VARFX_F"][0] for r in read_out(out)[1]])
+    np.testing.assert_allclose(got, [want[s] for s, *_ in snv], rtol=1e-5)
+    assert np.std(got) > 0  # a value per variant, not one for all
+
+
+def test_bags_trained_mil_model_writes_pcausal_equal_to_varfx_score(tmp_path):
+    """A real MIL model (`varfx bags`, then `fit --objective mil` on seqcnn): VARFX_PCAUSAL
+    is `varfx score`'s P_CAUSAL for the same variants, and no VARFX_F is declared."""
+    from varfx.testing.mil_sim import simulate_mil
+
+    sim = simulate_mil(tmp_path / "sim", n_chroms=2, blocks_per_chrom=6, variants_per_block=12, n_ref=60,
+                       seed=3)
+    ds = tmp_path / "ds"
+    run(["ingest", "--sumstats", sim.sumstats, "--ld", sim.panel, "--fasta", sim.fasta, "--feature-window", 16,
+         "-o", ds, "--json"])
+    assert json.loads(run(["bags", ds, "--min-bag-size", 3]).stdout)["bags"] > 0
+    model = tmp_path / "mil"
+    run(["fit", ds, "--prior", "seqcnn", "--objective", "mil", "-p", "window=64", "-p", "width=4", "-p", "tower=2",
+         "-p", "crop=2", "--holdout-chroms", "none", "--epochs", 1, "-o", model])
+    run(["score", model, ds, "-o", tmp_path / "score.tsv"])
+    score = [line.split("\t") for line in (tmp_path / "score.tsv").read_text().splitlines()]
+    assert score[0][:4] == ["SNP", "CHR", "BP", "P_CAUSAL"]
+    want = {(int(r[1]), int(r[2])): float(r[3]) for r in score[1:]}
+    bim = [line.split() for line in open(f"{sim.panel}.bim")]  # A2 is the FASTA base, A1 the other
+    lines = [f"{c}\t{bp}\t{snp}\t{a2}\t{a1}\t.\t.\t.\tGT\t0|1" for c, snp, _, bp, a1, a2 in bim]
+    head = ("##fileformat=VCFv4.2\n" + "".join(f"##contig=<ID={c}>\n" for c in dict.fromkeys(b[0] for b in bim))
+            + '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\n")
+    (tmp_path / "in.vcf").write_text(head + "".join(line + "\n" for line in lines))
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, tmp_path / "in.vcf", "-o", out, "--json"]).stdout)
+    assert summary["output"] == "logit" and summary["scored"] == len(lines) == len(want)
+    assert summary["ref_mismatch"] == 0 and summary["mean_f"] is None
+    header, recs = read_out(out)
+    assert "##INFO=<ID=VARFX_PCAUSAL,Number=A,Type=Float" in header and "VARFX_F" not in header
+    got = np.array([r.info["VARFX_PCAUSAL"][0] for r in recs])
+    np.testing.assert_allclose(got, [want[(int(r.chrom), r.pos)] for r in recs], rtol=1e-5)
+    assert np.all((got > 0) & (got < 1)) and np.std(got) > 0
 
 
 def _many_records(glm, path, n):
@@ -250,3 +276,99 @@ def test_csi_index_for_a_contig_over_512_mb(glm, tmp_path):
     assert not (tmp_path / "o.vcf.gz.tbi").exists()
     with pysam.VariantFile(str(out)) as vf:
         assert [r.id for r in vf.fetch(str(c), b - 1, b)] == [s]
+
+
+def _vcf_text(contigs, lines):
+    return ("##fileformat=VCFv4.2\n" + "".join(f"##contig=<ID={c},length={n}>\n" for c, n in contigs)
+            + '##INFO=<ID=AF,Number=A,Type=Float,Description="ALT frequency">\n'
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\n" + "".join(line + "\n" for line in lines))
+
+
+def test_positions_outside_the_inputs_coverage_get_a_dot_and_are_counted(glm, tmp_path):
+    """The fixture's bigWig has data on chr22 [lo, hi) only and the FASTA ends at hi; a
+    replacement BED (--annotations, same columns) adds chr21, known to no other input.
+    Records where the bigWig has no data in the window, past the FASTA's end, or on
+    chr21 get '.' and are counted per input; the covered ones keep `varfx score`'s F; a
+    contig no input knows stays an error."""
+    import pysam
+
+    tmp, model, rows = glm
+    score = {line.split("\t")[0]: float(line.split("\t")[3])
+             for line in (tmp / "score.tsv").read_text().splitlines()[1:]}
+    bp = np.array([r[2] for r in rows])
+    lo, hi = int(bp.min()) - 500, int(bp.max()) + 500
+    with pysam.FastaFile(str(tmp / "ref.fa")) as fa:
+        assert fa.get_reference_length("chr22") == hi
+        base = {p: fa.fetch("chr22", p - 1, p) for p in (lo - 100, lo + 10)}
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:5]
+    alt = {b: "A" if b != "A" else "C" for b in "ACGT"}
+    lines = [f"21\t5000\tchr21\tA\tG\t.\t.\tAF=0.2\tGT\t0|1",
+             f"22\t{lo - 100}\tno_data\t{base[lo - 100]}\t{alt[base[lo - 100]]}\t.\t.\tAF=0.2\tGT\t0|1",
+             f"22\t{lo + 10}\tedge\t{base[lo + 10]}\t{alt[base[lo + 10]]}\t.\t.\tAF=0.2\tGT\t0|1"]
+    lines += [f"{c}\t{b}\t{s}\t{ref}\t{a}\t.\t.\tAF={af:.17g}\tGT\t0|1" for s, c, b, ref, a, af in snv]
+    lines += [f"22\t{hi + 50}\tpast_end\tA\tC,G\t.\t.\tAF=0.1,0.2\tGT\t0|1"]
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text(_vcf_text([("21", 48129895), ("22", 51304566)], lines))
+    # the recorded BED again, with one interval on chr21 more
+    peaks = (tmp / "peaks.bed").read_text() + "chr21\t4000\t6000\n"
+    (tmp_path / "peaks.bed").write_text(peaks)
+    (tmp_path / "manifest.tsv").write_text("name\tpath\npeaks\tpeaks.bed\n")
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--annotations", tmp_path / "manifest.tsv",
+                              "--json"]).stdout)
+    # alleles: chr21 (1), no data (1), past the end (2); the window of `edge` (32 bp
+    # from lo + 10 - 16) holds bigWig data, so it is scored
+    assert summary["outside"] == 4 and summary["scored"] == 6 and summary["records"] == len(lines)
+    # the reference and the dataset's FASTA feature ("sequence", the same file) end at
+    # hi and lack chr21; the bigWig lacks chr21, has no data at lo - 100, ends at hi
+    assert summary["outside_by"] == {"reference": 3, "sequence": 3, "signal": 4}, summary["outside_by"]
+    _, recs = read_out(out)
+    by_id = {r.id: r for r in recs}
+    for name in ("chr21", "no_data", "past_end"):
+        assert "VARFX_F" not in by_id[name].info and "VARFX_ENRICH" not in by_id[name].info
+    assert np.isfinite(by_id["edge"].info["VARFX_F"][0])
+    for s, *_ in snv:
+        assert by_id[s].info["VARFX_F"][0] == pytest.approx(score[s], rel=1e-5)
+    # chr21 without the replacement BED: no input of the model knows it
+    r = run(["score-vcf", model, vcf, "-o", tmp_path / "bad.vcf.gz"], code=1)
+    assert "contig 21 unknown to every input" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.vcf.gz").exists()
+
+
+def test_ld_score_of_a_new_variant_is_the_recorded_mean(tmp_path):
+    """An `architecture` ld_score column cannot be known for a new variant: it gets the
+    dataset's raw mean, which the recorded normalisation maps to 0; freq and maf come
+    from the variant's own frequency, normalised with the recorded mean and sd (checked
+    against numpy on the dataset's raw values)."""
+    import h5py
+
+    from varfx.features.manifest import ManifestEntry
+    from varfx.features.store import NewVariantFeatures, recorded_features, write_features
+
+    rng = np.random.default_rng(5)
+    m = 200
+    freq = rng.uniform(0.01, 0.99, m)
+    ld = rng.gamma(3.0, 20.0, m)
+    chrom = np.full(m, 22)
+    bp = np.sort(rng.choice(np.arange(1000, 10**6), m, replace=False))
+    for columns in ("freq,maf,ld_score", "auto"):
+        path = tmp_path / f"{columns.replace(',', '_')}.h5"
+        with h5py.File(path, "w") as f5:
+            write_features(f5.create_group("features"), chrom, bp,
+                           [ManifestEntry(name="arch", kind="architecture", options={"columns": columns})],
+                           window=8, variants={"freq": freq, "ld_score": ld})
+        with h5py.File(path, "r") as h5:
+            plan = recorded_features(h5)
+            assert plan[5] == ["arch.freq", "arch.maf", "arch.ld_score"]
+            nf = NewVariantFeatures(plan)
+            new_f = np.array([0.05, 0.5, 0.93])
+            x = nf.compute(np.full(3, 22), np.array([5, 50, 500]), new_f)["features"]
+        f32 = lambda v: np.asarray(v, dtype=np.float32).astype(np.float64)  # noqa: E731 (ingest's precision)
+        for j, (raw, new) in enumerate(((freq, new_f), (np.minimum(freq, 1 - freq), np.minimum(new_f, 1 - new_f)))):
+            mean, sd = f32(raw).mean(), f32(raw).std()
+            np.testing.assert_allclose(x[:, j], (f32(new) - mean) / sd, atol=1e-6)
+        # 0 up to the float32 rounding of the raw mean (~1e-7 of it, over an sd ~ 35)
+        assert np.all(np.abs(x[:, 2]) < 1e-6 * ld.mean() / ld.std() + 1e-7), x[:, 2]
+        # the old fill (the batch's mean of all-missing values: 0) was mean/sd away
+        assert ld.mean() / ld.std() > 1

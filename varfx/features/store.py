@@ -466,32 +466,23 @@ def recorded_features(h5, annotations=None):
     return entries, int(g.attrs["window"]), stats("scalar"), stats("window"), wdtype, _names(g, "scalar_names")
 
 
-def _bigwig_has_data(bw, cname, length, start0, window):
-    """Per window (0-based ``start0`` sorted, ``window`` bp), whether the bigWig has a
-    value at any of its bases on contig ``cname`` (``length`` bp).  Nearby windows share
-    one read (as :func:`varfx.features.sources.gather_windows`); a window's count of
-    bases with data is a difference of the cumulative count."""
+def _bigwig_windows(bw, cname, length, start0, window):
+    """``(n, window)`` float32 values of a bigWig around sorted 0-based window starts on
+    contig ``cname`` (``length`` bp), NaN where it has no data (and past the contig's
+    ends): :meth:`BigWigSource.values` before its NaN -> 0, read the same way (nearby
+    windows share one read)."""
     import numpy as np
 
-    from varfx.features.sources import MAX_BUFFER, MERGE_GAP, _segments
+    from varfx.features.sources import gather_windows
 
-    out = np.zeros(len(start0), dtype=bool)
-    if len(start0) == 0:
-        return out
-    seg, ss, se = _segments(start0, window, MERGE_GAP, max(window, MAX_BUFFER // 4))
-    first = np.searchsorted(seg, np.arange(len(ss)), side="left")
-    last = np.r_[first[1:], len(start0)]
-    for k in range(len(ss)):
-        a, b = max(int(ss[k]), 0), min(int(se[k]), int(length))
-        if b <= a:
-            continue
-        vals = bw.values(cname, a, b, numpy=True)
-        cum = np.zeros(b - a + 1, dtype=np.int64)
-        np.cumsum(~np.isnan(vals), out=cum[1:])
-        s = np.clip(start0[first[k]:last[k]] - a, 0, b - a)
-        e = np.clip(start0[first[k]:last[k]] + window - a, 0, b - a)
-        out[first[k]:last[k]] = cum[e] > cum[s]
-    return out
+    def fetch(s, e):
+        seg = np.full(e - s, np.nan, dtype=np.float32)
+        a, b = max(s, 0), min(e, int(length))
+        if b > a:
+            seg[a - s:b - s] = bw.values(cname, a, b, numpy=True)
+        return seg
+
+    return gather_windows(fetch, start0, int(window), dtype=np.float32)
 
 
 class NewVariantFeatures:
@@ -595,7 +586,7 @@ class NewVariantFeatures:
 
         chrom = np.asarray(chrom, dtype=np.int64)
         bp = np.asarray(bp, dtype=np.int64)
-        out = {}
+        out, raws = {}, {}
         for e in self.ents:
             kind, w = e.src.name, self._span(e)
             if hasattr(e.src, "covered"):
@@ -611,10 +602,11 @@ class NewVariantFeatures:
                         bw, names, lengths = self._bigwig(e)
                         if code in names:
                             L = int(lengths[names[code]])
-                            inside = (p >= 1) & (p <= L)
-                            s0 = window_starts(p[inside], w)
-                            sub = np.flatnonzero(inside)
-                            ok[idx[sub]] = _bigwig_has_data(bw, names[code], L, s0, w)
+                            sub = idx[(p >= 1) & (p <= L)]
+                            raw = _bigwig_windows(bw, names[code], L, window_starts(bp[sub], w), w)
+                            ok[sub] = ~np.isnan(raw).all(axis=1)
+                            if self._reuse(e):
+                                raws.setdefault(e.name, []).append((sub, raw))
                     elif kind == "bed":
                         # a BED has no extent but its intervals: outside them is 0 coverage,
                         # data; only a contig without any interval is not covered
@@ -626,7 +618,22 @@ class NewVariantFeatures:
             else:
                 ok = np.ones(len(bp), dtype=bool)
             out[e.name] = ok
+        # the bigWig values read here, in variant order, for compute(..., covered=)
+        self._raw = {}
+        for name, parts in raws.items():
+            full = np.zeros((len(bp), parts[0][1].shape[1]), dtype=np.float32)
+            for sub, raw in parts:
+                full[sub] = raw
+            self._raw[name] = (len(bp), full)
         return out
+
+    def _reuse(self, e) -> bool:
+        """Whether ``e`` is a built-in bigWig entry whose features :meth:`compute` can take
+        from the values :meth:`coverage` read (one window for summary and track), so that
+        the file is read once."""
+        from varfx.features.sources import BigWigSource
+
+        return type(e.src) is BigWigSource and (not e.channels or e.window == self.window)
 
     def close(self) -> None:
         for h in self._handles.values():
@@ -636,14 +643,16 @@ class NewVariantFeatures:
 
     # -- values -----------------------------------------------------------------------
 
-    def compute(self, chrom, bp, freq):
+    def compute(self, chrom, bp, freq, *, covered=None):
         """``{"features": (n, S) float64, "window": (n, w, T)}`` (keys present as recorded)
         for chromosome codes, 1-based positions and allele frequencies of variants every
-        input covers (:meth:`coverage`); an ``ld_score`` (unknown for a new variant) is
-        the recorded mean."""
+        input covers; an ``ld_score`` (unknown for a new variant) is the recorded mean.
+        ``covered``: these variants are those of the last :meth:`coverage` call where
+        this boolean mask is True (its bigWig reads are used again)."""
         import numpy as np
 
         n = len(bp)
+        raw = getattr(self, "_raw", {}) if covered is not None else {}
         variants = {"freq": freq, "maf": np.minimum(freq, 1 - freq), "ld_score": np.full(n, np.nan)}
         xs = np.zeros((n, self.S))
         xt = np.zeros((n, self.window, self.T), dtype=np.float32) if self.T else None
@@ -652,8 +661,14 @@ class NewVariantFeatures:
             v = variants
             if e.name in self.ld_fill:
                 v = {**variants, "ld_score": np.full(n, self.ld_fill[e.name])}
-            e.prepare(chrom, bp, v)
-            scalar, track = e.extract(chrom, bp, v, self.window)
+            if e.name in raw and raw[e.name][0] == len(covered):
+                # BigWigSource.extract on the values already read: NaN (no data) -> 0
+                vals = np.nan_to_num(raw[e.name][1][covered], nan=0.0, posinf=0.0, neginf=0.0)
+                scalar = e.src._summarise(vals)
+                track = e._check_track(vals[:, :, None], n, self.window) if e.channels else None
+            else:
+                e.prepare(chrom, bp, v)
+                scalar, track = e.extract(chrom, bp, v, self.window)
             xs[:, s:s + len(e.columns)] = scalar
             s += len(e.columns)
             if e.store == "window":
