@@ -372,3 +372,89 @@ def test_ld_score_of_a_new_variant_is_the_recorded_mean(tmp_path):
         assert np.all(np.abs(x[:, 2]) < 1e-6 * ld.mean() / ld.std() + 1e-7), x[:, 2]
         # the old fill (the batch's mean of all-missing values: 0) was mean/sd away
         assert ld.mean() / ld.std() > 1
+
+
+def test_earlier_varfx_fields_are_replaced_with_a_note(glm, tmp_path):
+    """A VCF scored before (VARFX_* declared, values present, a ##varfx line): the output
+    declares each field once, holds only this model's values, and stderr says so; a
+    FASTA other than the recorded one is a note too (as `varfx score` prints)."""
+    import pysam
+
+    tmp, model, rows = glm
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:20]
+    lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF={af:.17g}\tGT\t0|1" for s, c, b, ref, alt, af in snv]
+    first = tmp_path / "first.vcf.gz"
+    run(["score-vcf", model, write_vcf(tmp_path / "in.vcf", lines), "-o", first, "--json"])
+    # an earlier run's fields with other values, and a field of a MIL model
+    with pysam.VariantFile(str(first)) as vf:
+        hdr = vf.header.copy()
+        hdr.add_line('##INFO=<ID=VARFX_PCAUSAL,Number=A,Type=Float,Description="old">')
+        with pysam.VariantFile(str(tmp_path / "old.vcf"), "w", header=hdr) as vo:
+            for r in vf:
+                r.translate(hdr)
+                r.info["VARFX_F"] = (123.0,)
+                r.info["VARFX_PCAUSAL"] = (0.5,)
+                vo.write(r)
+    assert "VARFX_F=123" in (tmp_path / "old.vcf").read_text()
+    # the same reference, written again with another line width: another size, same bases
+    from varfx.testing.features import write_fasta
+
+    with pysam.FastaFile(str(tmp / "ref.fa")) as fa:
+        write_fasta(tmp_path / "ref2.fa", {"chr22": fa.fetch("chr22")}, width=70)
+    out = tmp_path / "again.vcf.gz"
+    r = run(["score-vcf", model, tmp_path / "old.vcf", "-o", out, "--fasta", tmp_path / "ref2.fa", "--json"])
+    summary = json.loads(r.stdout)
+    assert sorted(summary["replaced_fields"]) == ["VARFX_ENRICH", "VARFX_F", "VARFX_PCAUSAL"]
+    assert "Note:" in r.stderr and "VARFX_F" in r.stderr and "replaced" in r.stderr
+    assert "differs from the one recorded" in r.stderr
+    assert any("VARFX_F" in n for n in summary["notes"])
+    header, recs = read_out(out)
+    assert header.count("##INFO=<ID=VARFX_F,") == 1 and header.count("##INFO=<ID=VARFX_ENRICH,") == 1
+    assert "VARFX_PCAUSAL" not in header and header.count("##varfx=") == 1
+    _, want = read_out(first)
+    for got, w in zip(recs, want):
+        assert "VARFX_PCAUSAL" not in got.info
+        # this model's F (old.vcf's AF went through pysam's float32 text: rel 1e-5)
+        assert got.info["VARFX_F"] == pytest.approx(w.info["VARFX_F"], rel=1e-5)
+    # a plain VCF: no note
+    r = run(["score-vcf", model, tmp_path / "in.vcf", "-o", tmp_path / "plain.vcf.gz", "--json"])
+    assert "Note" not in r.stderr and json.loads(r.stdout)["notes"] == []
+
+
+def test_threads_and_progress_leave_the_output_unchanged(glm, tmp_path):
+    """--threads 1 and 2 (torch and htslib threads) write the same VCF as the default;
+    torch's thread count is restored; a progress bar (on a terminal) changes nothing in
+    the output, and --json keeps stderr free of it."""
+    import pysam
+    import torch
+
+    from varfx.stages.score_vcf import run_score_vcf
+
+    tmp, model, _ = glm
+    vcf = _many_records(glm, tmp_path / "many.vcf", 3000)
+    pysam.tabix_compress(str(vcf), str(vcf) + ".gz")
+    texts = []
+    before = torch.get_num_threads()
+    for i, extra in enumerate(([], ["--threads", 1], ["--threads", 2])):
+        out = tmp_path / f"o{i}.vcf.gz"
+        r = run(["score-vcf", model, str(vcf) + ".gz", "-o", out, "--batch", 700, "--json", *extra])
+        assert json.loads(r.stdout)["scored"] == 3000 and r.stderr == ""
+        assert torch.get_num_threads() == before
+        texts.append(gzip.decompress(out.read_bytes()).decode())
+    assert texts[0] == texts[1] == texts[2]
+    run_score_vcf(model, vcf, tmp_path / "bar.vcf.gz", batch=1000, progress=True)
+    assert gzip.decompress((tmp_path / "bar.vcf.gz").read_bytes()).decode() == texts[0]
+
+
+def test_bad_af_threads_and_batch_options(glm, tmp_path):
+    tmp, model, rows = glm
+    s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][0]
+    _bad(glm, tmp_path, write_vcf(tmp_path / "af.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF=1.5\tGT\t0|1"]),
+         "AF 1.5")
+    _bad(glm, tmp_path, write_vcf(tmp_path / "nan.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF=nan\tGT\t0|1"]),
+         "AF nan")
+    vcf = write_vcf(tmp_path / "ok.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1"])
+    r = run(["score-vcf", model, vcf, "-o", tmp_path / "x.vcf.gz", "--threads", -1], code=2)
+    assert "--threads" in r.output
+    r = run(["score-vcf", model, vcf, "-o", tmp_path / "x.vcf.gz", "--batch", 0], code=1)
+    assert "--batch 0" in r.output and not (tmp_path / "x.vcf.gz").exists()
