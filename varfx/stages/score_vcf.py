@@ -38,6 +38,8 @@ REF_MISMATCH_MAX = 0.05
 #: contigs longer than this cannot be indexed with tabix (.tbi): a CSI index instead
 TABIX_MAX_CONTIG = 1 << 29
 ACGT = {"A": 0, "C": 1, "G": 2, "T": 3}
+#: variants per forward of a prior that reads DNA (each variant is independent in eval)
+DNA_CHUNK = 256
 #: a single base in either case (soft-masked references write lower case) -> its code
 BASE = {**ACGT, **{k.lower(): v for k, v in ACGT.items()}}
 
@@ -218,7 +220,7 @@ def _write(vin, hdr, out, ctx, *, batch, threads, progress, fa_path):
     os.close(fd)
     csi = max_contig > TABIX_MAX_CONTIG
     tmp_idx = tmp + (".csi" if csi else ".tbi")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         with stage_progress(progress) as bar, pysam.VariantFile(tmp, "wz", header=hdr, threads=threads) as vout:
             task = bar.add_task("score-vcf records", total=None, status="") if bar is not None else None
@@ -250,7 +252,8 @@ def _write(vin, hdr, out, ctx, *, batch, threads, progress, fa_path):
     return {**counts, "outside_by": dict(ctx["outside_by"]), "out": str(out),
             "index": str(out) + (".csi" if csi else ".tbi"), "output": ctx["kind"],
             "mean_f": ctx["mean_f"] if ctx["kind"] == "log_f" else None,
-            "replaced_fields": list(ctx["replaced"]), "seconds": round(time.perf_counter() - t0, 6)}
+            "replaced_fields": list(ctx["replaced"]), "seconds": round(time.perf_counter() - t0, 6),
+            "cpu_seconds": round(time.process_time() - c0, 6)}
 
 
 def _contig_code(name, ctx, n):
@@ -381,8 +384,15 @@ def _score_batch(recs, chroms, poss, vout, ctx):
         if seq_len > 0:
             b["sequence"] = torch.as_tensor(sequence_codes(fa, chrom, pos, window=int(seq_len)))
             b["alt"] = torch.as_tensor(ac)
-        with torch.no_grad():
-            logit = module(b).to(torch.float64)
+        with torch.inference_mode():
+            if seq_len > 0:
+                # a DNA network in pieces whose activations stay in cache: 2.3x faster
+                # than one forward of 4096 variants (benchmarks/score.py's seqcnn, one thread)
+                parts = [module({k: v[a:a + DNA_CHUNK] for k, v in b.items()}).to(torch.float64)
+                         for a in range(0, len(ri), DNA_CHUNK)]
+                logit = torch.cat(parts)
+            else:
+                logit = module(b).to(torch.float64)
         # a logit's probability in float64 (torch.sigmoid is stable at both tails)
         y = (torch.sigmoid(logit) if kind == "logit" else logit).cpu().numpy()
         if kind == "log_f":
