@@ -156,9 +156,12 @@ def test_bad_vcfs(glm, tmp_path):
     _bad(glm, tmp_path, tmp_path / "trunc.vcf.gz", "trunc")
 
 
-def test_seqcnn_reads_dna(glm, tmp_path):
+def test_seqcnn_reads_dna(glm, tmp_path, monkeypatch):
     """A prior that reads DNA (seqcnn) gets it from the dataset's FASTA: VARFX_F equals
-    `varfx score`'s F."""
+    `varfx score`'s F (the network run in pieces of 7 variants, so that pieces meet)."""
+    import varfx.stages.score_vcf as stage
+
+    monkeypatch.setattr(stage, "DNA_CHUNK", 7)
     tmp, _, rows = glm
     model = tmp_path / "seq"
     run(["fit", tmp / "ds", "--prior", "seqcnn", "-p", "window=64", "-p", "width=4", "-p", "tower=2", "-p", "crop=2",
