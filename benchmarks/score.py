@@ -16,14 +16,17 @@ sample's GT), plain text.
 
 Each run is ``python -m varfx score-vcf MODEL VCF -o OUT`` in a child process of its own
 (so the imports, caches and peak memory of one run do not leak into the next), with
-``OMP_NUM_THREADS`` set to ``--omp`` (default 2, the cores of the reference machine).
-A record: ``{"model", "records", "seconds", "records_per_second", "wall_seconds",
-"peak_rss_mb"}``: ``seconds`` is the scoring time the command reports (``seconds`` of its
-summary: records read, scored, written, bgzipped and indexed; the model load and the
-mean F over the dataset excluded), ``wall_seconds`` the whole command's, ``peak_rss_mb``
-the child's maximum resident memory (``ru_maxrss`` from ``os.wait4``).  The object is
-``{"runs": [records], "goals": {...}, "rss_ratio": {model: peak at the largest count
-over peak at the smallest}, "machine": {...}}``.
+``OMP_NUM_THREADS`` set to ``--omp`` (default 1: on the reference machine's 2 cores,
+shared with other jobs, a second torch thread made seqcnn slower, not faster).
+A record: ``{"model", "records", "seconds", "records_per_second", "cpu_seconds",
+"records_per_cpu_second", "wall_seconds", "peak_rss_mb"}``: ``seconds`` is the scoring
+time the command reports (``seconds`` of its summary: records read, scored, written,
+bgzipped and indexed; the model load and the mean F over the dataset excluded),
+``cpu_seconds`` the CPU time of that part (all threads; on a shared machine records per
+CPU second vary less than records per second), ``wall_seconds`` the whole command's,
+``peak_rss_mb`` the child's maximum resident memory (``ru_maxrss`` from ``os.wait4``).
+The object is ``{"runs": [records], "rss_ratio": {model: peak at the largest count over
+peak at the smallest}, "goals", "settings", "machine", "setup_seconds"}``.
 """
 
 from __future__ import annotations
@@ -139,7 +142,7 @@ def main(argv=None):
     ap.add_argument("--records", default="100000,1000000", help="comma-separated record counts")
     ap.add_argument("--models", default="glm,seqcnn", help="comma-separated: glm, seqcnn")
     ap.add_argument("--threads", type=int, default=0, help="score-vcf --threads (0: torch's default)")
-    ap.add_argument("--omp", type=int, default=2, help="OMP_NUM_THREADS of each run")
+    ap.add_argument("--omp", type=int, default=1, help="OMP_NUM_THREADS of each run (1: on 2 cores shared with other jobs a second torch thread was slower, measured)")
     ap.add_argument("--batch", type=int, default=10000, help="score-vcf --batch")
     ap.add_argument("--workdir", default=None, help="where to write the generated files (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files (with --workdir)")
@@ -168,6 +171,8 @@ def main(argv=None):
                     raise SystemExit(f"{m} at {n} records: scored {sm['scored']} of {sm['records']}")
                 runs.append({"model": m, "records": n, "seconds": round(sm["seconds"], 3),
                              "records_per_second": round(n / sm["seconds"]),
+                             "cpu_seconds": round(sm["cpu_seconds"], 3),
+                             "records_per_cpu_second": round(n / sm["cpu_seconds"]),
                              "wall_seconds": round(r["wall_seconds"], 3),
                              "peak_rss_mb": round(r["peak_rss_mb"], 1)})
                 if not args.json:

@@ -461,3 +461,23 @@ def test_bad_af_threads_and_batch_options(glm, tmp_path):
     assert "--threads" in r.output
     r = run(["score-vcf", model, vcf, "-o", tmp_path / "x.vcf.gz", "--batch", 0], code=1)
     assert "--batch 0" in r.output and not (tmp_path / "x.vcf.gz").exists()
+
+
+@pytest.mark.slow
+def test_score_benchmark_runs_and_counts_the_records():
+    """benchmarks/score.py --json (its numbers live in docs/benchmarks.md) keeps running:
+    one JSON object, every record scored, the rates consistent with the times."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "score.py"
+    r = subprocess.run([sys.executable, str(script), "--json", "--records", "300,900", "--models", "glm"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [(x["model"], x["records"]) for x in out["runs"]] == [("glm", 300), ("glm", 900)]
+    for x in out["runs"]:
+        assert x["records_per_second"] == pytest.approx(x["records"] / x["seconds"], rel=1e-2, abs=1)
+        assert 0 < x["seconds"] <= x["wall_seconds"] and x["peak_rss_mb"] > 50
+    assert out["rss_ratio"]["glm"] == round(out["runs"][1]["peak_rss_mb"] / out["runs"][0]["peak_rss_mb"], 3)
