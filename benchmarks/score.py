@@ -71,30 +71,35 @@ def setup(work: Path, models) -> dict:
     vals = np.full(hi, np.nan, dtype=np.float32)
     vals[lo:hi] = rng.gamma(2.0, 1.0, hi - lo)
     write_bigwig(work / "signal.bw", {"chr22": vals})
-    seq = np.array(list("ACGT"))[rng.integers(0, 4, hi)]
+    seq = np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, hi)]
     for b in bim:
         if len(b[5]) == 1:
-            seq[int(b[3]) - 1] = b[5]
-    write_fasta(work / "ref.fa", {"chr22": "".join(seq.tolist())})
+            seq[int(b[3]) - 1] = ord(b[5])
+    write_fasta(work / "ref.fa", {"chr22": seq.tobytes().decode()})
+    del seq, vals
     (work / "manifest.tsv").write_text(f"name\tpath\nsignal\t{work / 'signal.bw'}\n")
     ds = work / "ds"
     _varfx(["ingest", "--sumstats", ss, "--ld", prefix, "--annotations", work / "manifest.tsv", "--fasta",
             work / "ref.fa", "--feature-window", 32, "-o", ds, "--json"], work)
     _varfx(["precompute-ld", ds, "--window-kb", 500, "--flank-kb", 100, "--json"], work)
-    out = {"ds": ds, "lo": lo, "hi": hi, "ref": seq, "models": {}}
+    out = {"ds": str(ds), "lo": lo, "hi": hi, "models": {}}
     fit = ["--alpha", "learn", "--sigma2", 1, "--holdout-chroms", "none"]
     if "glm" in models:
         _varfx(["fit", ds, "--prior", "glm", *fit, "--epochs", 2, "-o", work / "glm"], work)
-        out["models"]["glm"] = work / "glm"
+        out["models"]["glm"] = str(work / "glm")
     if "seqcnn" in models:
         _varfx(["fit", ds, "--prior", "seqcnn", *fit, "--epochs", 1, "-o", work / "seqcnn"], work)
-        out["models"]["seqcnn"] = work / "seqcnn"
+        out["models"]["seqcnn"] = str(work / "seqcnn")
     return out
 
 
-def write_vcf(path: Path, n: int, lo: int, hi: int, ref, seed: int = 1) -> Path:
+def write_vcf(path: Path, n: int, lo: int, hi: int, fasta: Path, seed: int = 1) -> Path:
     """``n`` sorted SNV records uniformly over ``[lo, hi)`` of chromosome 22 (positions
-    may repeat: a VCF may hold two records at one position)."""
+    may repeat: a VCF may hold two records at one position), REF the base of ``fasta``."""
+    import pysam
+
+    with pysam.FastaFile(str(fasta)) as fa:
+        ref = np.frombuffer(fa.fetch("chr22").encode(), dtype="S1")
     rng = np.random.default_rng(seed)
     head = ("##fileformat=VCFv4.2\n##contig=<ID=22,length=51304566>\n"
             '##INFO=<ID=AF,Number=A,Type=Float,Description="ALT frequency">\n'
@@ -108,7 +113,7 @@ def write_vcf(path: Path, n: int, lo: int, hi: int, ref, seed: int = 1) -> Path:
             if a:
                 pos = np.maximum(pos, last)
             last = int(pos[-1])
-            r = ref[pos - 1]
+            r = ref[pos - 1].astype(str)
             alt = np.where(r == "A", "G", "A")
             af = rng.uniform(0.001, 0.5, k)
             fh.write("".join(f"22\t{p}\t.\t{x}\t{y}\t.\tPASS\tAF={f:.4f}\tGT\t0|1\n"
@@ -136,7 +141,28 @@ def run_one(model: Path, vcf: Path, out: Path, *, threads: int, batch: int, omp:
     return {"summary": summary, "wall_seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
+def _step(args: list) -> dict:
+    """Run a step of the set-up in a child process (``--step``): the parent stays small, so
+    that no child inherits its peak memory.  (A child's ``ru_maxrss`` counts the memory
+    of the process it was started from, as it stood at ``exec``: a parent that had held the
+    5 Mb reference as Python strings gave every run the same 567 MB peak.)"""
+    r = subprocess.run([sys.executable, __file__, "--step", *[str(a) for a in args]], capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if r.returncode != 0:
+        raise SystemExit(f"step {args[0]} failed:\n{r.stderr}")
+    return json.loads(r.stdout)
+
+
 def main(argv=None):
+    if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--step":
+        work = Path(sys.argv[3])
+        if sys.argv[2] == "setup":
+            print(json.dumps(setup(work, sys.argv[4].split(","))))
+        else:
+            s = json.loads((work / "setup.json").read_text())
+            n = int(sys.argv[4])
+            print(json.dumps({"vcf": str(write_vcf(work / f"in{n}.vcf", n, s["lo"], s["hi"], work / "ref.fa"))}))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--records", default="100000,1000000", help="comma-separated record counts")
@@ -159,10 +185,11 @@ def main(argv=None):
             work = Path(args.workdir) / "score-bench"
             work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        s = setup(work, models)
+        s = _step(["setup", work, ",".join(models)])
+        (work / "setup.json").write_text(json.dumps(s))
         setup_s = time.perf_counter() - t0
         for n in counts:
-            vcf = write_vcf(work / f"in{n}.vcf", n, s["lo"], s["hi"], s["ref"])
+            vcf = Path(_step(["vcf", work, n])["vcf"])
             for m in models:
                 r = run_one(s["models"][m], vcf, work / f"out_{m}_{n}.vcf.gz", threads=args.threads,
                             batch=args.batch, omp=args.omp)
