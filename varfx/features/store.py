@@ -577,9 +577,9 @@ class NewVariantFeatures:
         variant (chromosome codes, 1-based positions, any order).  A bigWig covers a
         variant when it has the contig, the position is within it, and it has a value at
         some base of the variant's window; a BED when it has an interval on the contig;
-        a FASTA entry when it has the contig and
-        the position is within it.  A plugin source may define ``covered(path, chrom,
-        pos, *, window) -> bool (n,)``; other sources cover everything."""
+        a FASTA entry when it has the contig and the position is within it.  A plugin
+        source may define ``covered(path, chrom, pos, *, window) -> bool (n,)``; other
+        sources cover everything."""
         import numpy as np
 
         from varfx.features.sources import by_chromosome, window_starts
