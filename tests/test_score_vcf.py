@@ -481,3 +481,21 @@ def test_score_benchmark_runs_and_counts_the_records():
         assert x["records_per_second"] == pytest.approx(x["records"] / x["seconds"], rel=1e-2, abs=1)
         assert 0 < x["seconds"] <= x["wall_seconds"] and x["peak_rss_mb"] > 50
     assert out["rss_ratio"]["glm"] == round(out["runs"][1]["peak_rss_mb"] / out["runs"][0]["peak_rss_mb"], 3)
+
+
+def test_a_source_with_covered_decides_its_coverage(glm, tmp_path, monkeypatch):
+    """A feature source that defines covered() (the plugin hook) says which variants it
+    covers: here the BED source claims only even positions."""
+    from varfx.features.sources import BedSource
+
+    tmp, model, rows = glm
+    monkeypatch.setattr(BedSource, "covered", lambda self, path, chrom, pos, *, window: pos % 2 == 0, raising=False)
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:40]
+    lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1" for s, c, b, ref, alt, af in snv]
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, write_vcf(tmp_path / "in.vcf", lines), "-o", out,
+                              "--json"]).stdout)
+    odd = sum(b % 2 for _, _, b, *_ in snv)
+    assert 0 < odd < len(snv)
+    assert summary["outside_by"] == {"peaks": odd} and summary["scored"] == len(snv) - odd
+    assert all(("VARFX_F" in r.info) == (r.pos % 2 == 0) for r in read_out(out)[1])
