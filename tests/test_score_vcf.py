@@ -88,7 +88,7 @@ def test_values_equal_varfx_score_and_fields_kept(glm, tmp_path):
     lines.insert(1, f"{c}\t{b}\tmulti\t{ref}\t{alt},{ref}AC\t.\t.\tAF={af:.17g},0.01\tGT\t1/2")
     vcf = write_vcf(tmp_path / "in.vcf", lines)
     out = tmp_path / "out.vcf.gz"
-    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--batch", 7]).output)
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--batch", 7, "--json"]).stdout)
     assert summary["records"] == len(lines) and summary["indel"] == 1 and summary["ref_mismatch"] == 0
     assert (tmp_path / "out.vcf.gz.tbi").is_file()
     header, recs = read_out(out)
@@ -115,7 +115,7 @@ def test_chr_prefix_and_missing_af(glm, tmp_path):
     s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][3]
     vcf = write_vcf(tmp_path / "in.vcf", [f"chr{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|0",
                                           f"chr{c}\t{b + 1}\tsv\tN\t<DEL>\t.\t.\t.\tGT\t0|0"], contig="chr22")
-    summary = json.loads(run(["score-vcf", model, vcf, "-o", tmp_path / "o.vcf.gz"]).output)
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", tmp_path / "o.vcf.gz", "--json"]).stdout)
     assert summary["af_missing"] == 1 and summary["symbolic"] == 1 and summary["scored"] == 1
     _, recs = read_out(tmp_path / "o.vcf.gz")
     assert np.isfinite(recs[0].info["VARFX_F"][0]) and "VARFX_F" not in recs[1].info
@@ -156,34 +156,63 @@ def test_bad_vcfs(glm, tmp_path):
     _bad(glm, tmp_path, tmp_path / "trunc.vcf.gz", "trunc")
 
 
-def test_seqcnn_dna_and_logit_output(glm, tmp_path, monkeypatch):
-    """A prior that reads DNA (seqcnn) gets it from the dataset's FASTA; a model whose
-    objective outputs a logit writes VARFX_PCAUSAL equal to `varfx score`'s P_CAUSAL."""
-    from varfx.plugins import lookup
+def test_seqcnn_reads_dna(glm, tmp_path, monkeypatch):
+    """A prior that reads DNA (seqcnn) gets it from the dataset's FASTA: VARFX_F equals
+    `varfx score`'s F (the network run in pieces of 7 variants, so that pieces meet)."""
+    import varfx.stages.score_vcf as stage
 
+    monkeypatch.setattr(stage, "DNA_CHUNK", 7)
     tmp, _, rows = glm
     model = tmp_path / "seq"
-    run(["fit", tmp / "ds", "--prior", "seqcnn", "-p", "window=64", "-p", "width=4", "-p", "tower=2", "-p", "crop=2", "--alpha", 0, "--sigma2", 1,
-         "--holdout-chroms", "none", "--epochs", 1, "-o", model])
+    run(["fit", tmp / "ds", "--prior", "seqcnn", "-p", "window=64", "-p", "width=4", "-p", "tower=2", "-p", "crop=2",
+         "--alpha", 0, "--sigma2", 1, "--holdout-chroms", "none", "--epochs", 1, "-o", model])
     snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:60]
     lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF={af:.17g}\tGT\t0|1" for s, c, b, ref, alt, af in snv]
     vcf = write_vcf(tmp_path / "in.vcf", lines)
-    for kind, field, col in (("log_f", "VARFX_F", 3), ("logit", "VARFX_PCAUSAL", 3)):
-        if kind == "logit":
-            # the logit path of a MIL model, on this network (what its objective declares)
-            monkeypatch.setattr(lookup("objectives", "full"), "prior_output", "logit", raising=False)
-        run(["score", model, tmp / "ds", "-o", tmp_path / f"{kind}.tsv"])
-        want = {line.split("\t")[0]: float(line.split("\t")[col])
-                for line in (tmp_path / f"{kind}.tsv").read_text().splitlines()[1:]}
-        out = tmp_path / f"{kind}.vcf.gz"
-        summary = json.loads(run(["score-vcf", model, vcf, "-o", out]).output)
-        assert summary["output"] == kind and summary["scored"] == len(lines)
-        header, recs = read_out(out)
-        assert f"##INFO=<ID={field},Number=A,Type=Float" in header
-        assert ("VARFX_ENRICH" in header) == (kind == "log_f")
-        got = np.array([r.info[field][0] for r in recs])
-        np.testing.assert_allclose(got, [want[r.id] for r in recs], rtol=1e-5)
-        assert np.std(got) > 0  # a value per variant, not one for all
+    run(["score", model, tmp / "ds", "-o", tmp_path / "score.tsv"])
+    want = {line.split("\t")[0]: float(line.split("\t")[3])
+            for line in (tmp_path / "score.tsv").read_text().splitlines()[1:]}
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--json"]).stdout)
+    assert summary["output"] == "log_f" and summary["scored"] == len(lines)
+    got = np.array([r.info["VARFX_F"][0] for r in read_out(out)[1]])
+    np.testing.assert_allclose(got, [want[s] for s, *_ in snv], rtol=1e-5)
+    assert np.std(got) > 0  # a value per variant, not one for all
+
+
+def test_bags_trained_mil_model_writes_pcausal_equal_to_varfx_score(tmp_path):
+    """A real MIL model (`varfx bags`, then `fit --objective mil` on seqcnn): VARFX_PCAUSAL
+    is `varfx score`'s P_CAUSAL for the same variants, and no VARFX_F is declared."""
+    from varfx.testing.mil_sim import simulate_mil
+
+    sim = simulate_mil(tmp_path / "sim", n_chroms=2, blocks_per_chrom=6, variants_per_block=12, n_ref=60,
+                       seed=3)
+    ds = tmp_path / "ds"
+    run(["ingest", "--sumstats", sim.sumstats, "--ld", sim.panel, "--fasta", sim.fasta, "--feature-window", 16,
+         "-o", ds, "--json"])
+    assert json.loads(run(["bags", ds, "--min-bag-size", 3]).stdout)["bags"] > 0
+    model = tmp_path / "mil"
+    run(["fit", ds, "--prior", "seqcnn", "--objective", "mil", "-p", "window=64", "-p", "width=4", "-p", "tower=2",
+         "-p", "crop=2", "--holdout-chroms", "none", "--epochs", 1, "-o", model])
+    run(["score", model, ds, "-o", tmp_path / "score.tsv"])
+    score = [line.split("\t") for line in (tmp_path / "score.tsv").read_text().splitlines()]
+    assert score[0][:4] == ["SNP", "CHR", "BP", "P_CAUSAL"]
+    want = {(int(r[1]), int(r[2])): float(r[3]) for r in score[1:]}
+    bim = [line.split() for line in open(f"{sim.panel}.bim")]  # A2 is the FASTA base, A1 the other
+    lines = [f"{c}\t{bp}\t{snp}\t{a2}\t{a1}\t.\t.\t.\tGT\t0|1" for c, snp, _, bp, a1, a2 in bim]
+    head = ("##fileformat=VCFv4.2\n" + "".join(f"##contig=<ID={c}>\n" for c in dict.fromkeys(b[0] for b in bim))
+            + '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\n")
+    (tmp_path / "in.vcf").write_text(head + "".join(line + "\n" for line in lines))
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, tmp_path / "in.vcf", "-o", out, "--json"]).stdout)
+    assert summary["output"] == "logit" and summary["scored"] == len(lines) == len(want)
+    assert summary["ref_mismatch"] == 0 and summary["mean_f"] is None
+    header, recs = read_out(out)
+    assert "##INFO=<ID=VARFX_PCAUSAL,Number=A,Type=Float" in header and "VARFX_F" not in header
+    got = np.array([r.info["VARFX_PCAUSAL"][0] for r in recs])
+    np.testing.assert_allclose(got, [want[(int(r.chrom), r.pos)] for r in recs], rtol=1e-5)
+    assert np.all((got > 0) & (got < 1)) and np.std(got) > 0
 
 
 def _many_records(glm, path, n):
@@ -245,8 +274,228 @@ def test_csi_index_for_a_contig_over_512_mb(glm, tmp_path):
     s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][0]
     vcf = write_vcf(tmp_path / "in.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1"], length=600_000_000)
     out = tmp_path / "o.vcf.gz"
-    summary = json.loads(run(["score-vcf", model, vcf, "-o", out]).output)
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--json"]).stdout)
     assert summary["index"].endswith(".csi") and (tmp_path / "o.vcf.gz.csi").is_file()
     assert not (tmp_path / "o.vcf.gz.tbi").exists()
     with pysam.VariantFile(str(out)) as vf:
         assert [r.id for r in vf.fetch(str(c), b - 1, b)] == [s]
+
+
+def _vcf_text(contigs, lines):
+    return ("##fileformat=VCFv4.2\n" + "".join(f"##contig=<ID={c},length={n}>\n" for c, n in contigs)
+            + '##INFO=<ID=AF,Number=A,Type=Float,Description="ALT frequency">\n'
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\n" + "".join(line + "\n" for line in lines))
+
+
+def test_positions_outside_the_inputs_coverage_get_a_dot_and_are_counted(glm, tmp_path):
+    """The fixture's bigWig has data on chr22 [lo, hi) only and the FASTA ends at hi; a
+    replacement BED (--annotations, same columns) adds chr21, known to no other input.
+    Records where the bigWig has no data in the window, past the FASTA's end, or on
+    chr21 get '.' and are counted per input; the covered ones keep `varfx score`'s F; a
+    contig no input knows stays an error."""
+    import pysam
+
+    tmp, model, rows = glm
+    score = {line.split("\t")[0]: float(line.split("\t")[3])
+             for line in (tmp / "score.tsv").read_text().splitlines()[1:]}
+    bp = np.array([r[2] for r in rows])
+    lo, hi = int(bp.min()) - 500, int(bp.max()) + 500
+    with pysam.FastaFile(str(tmp / "ref.fa")) as fa:
+        assert fa.get_reference_length("chr22") == hi
+        base = {p: fa.fetch("chr22", p - 1, p) for p in (lo - 100, lo + 10)}
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:5]
+    alt = {b: "A" if b != "A" else "C" for b in "ACGT"}
+    lines = [f"21\t5000\tchr21\tA\tG\t.\t.\tAF=0.2\tGT\t0|1",
+             f"22\t{lo - 100}\tno_data\t{base[lo - 100]}\t{alt[base[lo - 100]]}\t.\t.\tAF=0.2\tGT\t0|1",
+             f"22\t{lo + 10}\tedge\t{base[lo + 10]}\t{alt[base[lo + 10]]}\t.\t.\tAF=0.2\tGT\t0|1"]
+    lines += [f"{c}\t{b}\t{s}\t{ref}\t{a}\t.\t.\tAF={af:.17g}\tGT\t0|1" for s, c, b, ref, a, af in snv]
+    lines += [f"22\t{hi + 50}\tpast_end\tA\tC,G\t.\t.\tAF=0.1,0.2\tGT\t0|1"]
+    vcf = tmp_path / "in.vcf"
+    vcf.write_text(_vcf_text([("21", 48129895), ("22", 51304566)], lines))
+    # the recorded BED again, with one interval on chr21 more
+    peaks = (tmp / "peaks.bed").read_text() + "chr21\t4000\t6000\n"
+    (tmp_path / "peaks.bed").write_text(peaks)
+    (tmp_path / "manifest.tsv").write_text("name\tpath\npeaks\tpeaks.bed\n")
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, vcf, "-o", out, "--annotations", tmp_path / "manifest.tsv",
+                              "--json"]).stdout)
+    # alleles: chr21 (1), no data (1), past the end (2); the window of `edge` (32 bp
+    # from lo + 10 - 16) holds bigWig data, so it is scored
+    assert summary["outside"] == 4 and summary["scored"] == 6 and summary["records"] == len(lines)
+    # the reference and the dataset's FASTA feature ("sequence", the same file) end at
+    # hi and lack chr21; the bigWig lacks chr21, has no data at lo - 100, ends at hi
+    assert summary["outside_by"] == {"reference": 3, "sequence": 3, "signal": 4}, summary["outside_by"]
+    _, recs = read_out(out)
+    by_id = {r.id: r for r in recs}
+    for name in ("chr21", "no_data", "past_end"):
+        assert "VARFX_F" not in by_id[name].info and "VARFX_ENRICH" not in by_id[name].info
+    assert np.isfinite(by_id["edge"].info["VARFX_F"][0])
+    for s, *_ in snv:
+        assert by_id[s].info["VARFX_F"][0] == pytest.approx(score[s], rel=1e-5)
+    # chr21 without the replacement BED: no input of the model knows it
+    r = run(["score-vcf", model, vcf, "-o", tmp_path / "bad.vcf.gz"], code=1)
+    assert "contig 21 unknown to every input" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.vcf.gz").exists()
+
+
+def test_ld_score_of_a_new_variant_is_the_recorded_mean(tmp_path):
+    """An `architecture` ld_score column cannot be known for a new variant: it gets the
+    dataset's raw mean, which the recorded normalisation maps to 0; freq and maf come
+    from the variant's own frequency, normalised with the recorded mean and sd (checked
+    against numpy on the dataset's raw values)."""
+    import h5py
+
+    from varfx.features.manifest import ManifestEntry
+    from varfx.features.store import NewVariantFeatures, recorded_features, write_features
+
+    rng = np.random.default_rng(5)
+    m = 200
+    freq = rng.uniform(0.01, 0.99, m)
+    ld = rng.gamma(3.0, 20.0, m)
+    chrom = np.full(m, 22)
+    bp = np.sort(rng.choice(np.arange(1000, 10**6), m, replace=False))
+    for columns in ("freq,maf,ld_score", "auto"):
+        path = tmp_path / f"{columns.replace(',', '_')}.h5"
+        with h5py.File(path, "w") as f5:
+            write_features(f5.create_group("features"), chrom, bp,
+                           [ManifestEntry(name="arch", kind="architecture", options={"columns": columns})],
+                           window=8, variants={"freq": freq, "ld_score": ld})
+        with h5py.File(path, "r") as h5:
+            plan = recorded_features(h5)
+            assert plan[5] == ["arch.freq", "arch.maf", "arch.ld_score"]
+            nf = NewVariantFeatures(plan)
+            new_f = np.array([0.05, 0.5, 0.93])
+            x = nf.compute(np.full(3, 22), np.array([5, 50, 500]), new_f)["features"]
+        f32 = lambda v: np.asarray(v, dtype=np.float32).astype(np.float64)  # noqa: E731 (ingest's precision)
+        for j, (raw, new) in enumerate(((freq, new_f), (np.minimum(freq, 1 - freq), np.minimum(new_f, 1 - new_f)))):
+            mean, sd = f32(raw).mean(), f32(raw).std()
+            np.testing.assert_allclose(x[:, j], (f32(new) - mean) / sd, atol=1e-6)
+        # 0 up to the float32 rounding of the raw mean (~1e-7 of it, over an sd ~ 35)
+        assert np.all(np.abs(x[:, 2]) < 1e-6 * ld.mean() / ld.std() + 1e-7), x[:, 2]
+        # the old fill (the batch's mean of all-missing values: 0) was mean/sd away
+        assert ld.mean() / ld.std() > 1
+
+
+def test_earlier_varfx_fields_are_replaced_with_a_note(glm, tmp_path):
+    """A VCF scored before (VARFX_* declared, values present, a ##varfx line): the output
+    declares each field once, holds only this model's values, and stderr says so; a
+    FASTA other than the recorded one is a note too (as `varfx score` prints)."""
+    import pysam
+
+    tmp, model, rows = glm
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:20]
+    lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF={af:.17g}\tGT\t0|1" for s, c, b, ref, alt, af in snv]
+    first = tmp_path / "first.vcf.gz"
+    run(["score-vcf", model, write_vcf(tmp_path / "in.vcf", lines), "-o", first, "--json"])
+    # an earlier run's fields with other values, and a field of a MIL model
+    with pysam.VariantFile(str(first)) as vf:
+        hdr = vf.header.copy()
+        hdr.add_line('##INFO=<ID=VARFX_PCAUSAL,Number=A,Type=Float,Description="old">')
+        with pysam.VariantFile(str(tmp_path / "old.vcf"), "w", header=hdr) as vo:
+            for r in vf:
+                r.translate(hdr)
+                r.info["VARFX_F"] = (123.0,)
+                r.info["VARFX_PCAUSAL"] = (0.5,)
+                vo.write(r)
+    assert "VARFX_F=123" in (tmp_path / "old.vcf").read_text()
+    # the same reference, written again with another line width: another size, same bases
+    from varfx.testing.features import write_fasta
+
+    with pysam.FastaFile(str(tmp / "ref.fa")) as fa:
+        write_fasta(tmp_path / "ref2.fa", {"chr22": fa.fetch("chr22")}, width=70)
+    out = tmp_path / "again.vcf.gz"
+    r = run(["score-vcf", model, tmp_path / "old.vcf", "-o", out, "--fasta", tmp_path / "ref2.fa", "--json"])
+    summary = json.loads(r.stdout)
+    assert sorted(summary["replaced_fields"]) == ["VARFX_ENRICH", "VARFX_F", "VARFX_PCAUSAL"]
+    assert "Note:" in r.stderr and "VARFX_F" in r.stderr and "replaced" in r.stderr
+    assert "differs from the one recorded" in r.stderr
+    assert any("VARFX_F" in n for n in summary["notes"])
+    header, recs = read_out(out)
+    assert header.count("##INFO=<ID=VARFX_F,") == 1 and header.count("##INFO=<ID=VARFX_ENRICH,") == 1
+    assert "VARFX_PCAUSAL" not in header and header.count("##varfx=") == 1
+    _, want = read_out(first)
+    for got, w in zip(recs, want):
+        assert "VARFX_PCAUSAL" not in got.info
+        # this model's F (old.vcf's AF went through pysam's float32 text: rel 1e-5)
+        assert got.info["VARFX_F"] == pytest.approx(w.info["VARFX_F"], rel=1e-5)
+    # a plain VCF: no note
+    r = run(["score-vcf", model, tmp_path / "in.vcf", "-o", tmp_path / "plain.vcf.gz", "--json"])
+    assert "Note" not in r.stderr and json.loads(r.stdout)["notes"] == []
+
+
+def test_threads_and_progress_leave_the_output_unchanged(glm, tmp_path):
+    """--threads 1 and 2 (torch and htslib threads) write the same VCF as the default;
+    torch's thread count is restored; a progress bar (on a terminal) changes nothing in
+    the output, and --json keeps stderr free of it."""
+    import pysam
+    import torch
+
+    from varfx.stages.score_vcf import run_score_vcf
+
+    tmp, model, _ = glm
+    vcf = _many_records(glm, tmp_path / "many.vcf", 3000)
+    pysam.tabix_compress(str(vcf), str(vcf) + ".gz")
+    texts = []
+    before = torch.get_num_threads()
+    for i, extra in enumerate(([], ["--threads", 1], ["--threads", 2])):
+        out = tmp_path / f"o{i}.vcf.gz"
+        r = run(["score-vcf", model, str(vcf) + ".gz", "-o", out, "--batch", 700, "--json", *extra])
+        assert json.loads(r.stdout)["scored"] == 3000 and r.stderr == ""
+        assert torch.get_num_threads() == before
+        texts.append(gzip.decompress(out.read_bytes()).decode())
+    assert texts[0] == texts[1] == texts[2]
+    run_score_vcf(model, vcf, tmp_path / "bar.vcf.gz", batch=1000, progress=True)
+    assert gzip.decompress((tmp_path / "bar.vcf.gz").read_bytes()).decode() == texts[0]
+
+
+def test_bad_af_threads_and_batch_options(glm, tmp_path):
+    tmp, model, rows = glm
+    s, c, b, ref, alt, af = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][0]
+    _bad(glm, tmp_path, write_vcf(tmp_path / "af.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF=1.5\tGT\t0|1"]),
+         "AF 1.5")
+    _bad(glm, tmp_path, write_vcf(tmp_path / "nan.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF=nan\tGT\t0|1"]),
+         "AF nan")
+    vcf = write_vcf(tmp_path / "ok.vcf", [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1"])
+    r = run(["score-vcf", model, vcf, "-o", tmp_path / "x.vcf.gz", "--threads", -1], code=2)
+    assert "--threads" in r.output
+    r = run(["score-vcf", model, vcf, "-o", tmp_path / "x.vcf.gz", "--batch", 0], code=1)
+    assert "--batch 0" in r.output and not (tmp_path / "x.vcf.gz").exists()
+
+
+@pytest.mark.slow
+def test_score_benchmark_runs_and_counts_the_records():
+    """benchmarks/score.py --json (its numbers live in docs/benchmarks.md) keeps running:
+    one JSON object, every record scored, the rates consistent with the times."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "score.py"
+    r = subprocess.run([sys.executable, str(script), "--json", "--records", "300,900", "--models", "glm"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [(x["model"], x["records"]) for x in out["runs"]] == [("glm", 300), ("glm", 900)]
+    for x in out["runs"]:
+        assert x["records_per_second"] == pytest.approx(x["records"] / x["seconds"], rel=1e-2, abs=1)
+        assert 0 < x["seconds"] <= x["wall_seconds"] and x["peak_rss_mb"] > 50
+    assert out["rss_ratio"]["glm"] == round(out["runs"][1]["peak_rss_mb"] / out["runs"][0]["peak_rss_mb"], 3)
+
+
+def test_a_source_with_covered_decides_its_coverage(glm, tmp_path, monkeypatch):
+    """A feature source that defines covered() (the plugin hook) says which variants it
+    covers: here the BED source claims only even positions."""
+    from varfx.features.sources import BedSource
+
+    tmp, model, rows = glm
+    monkeypatch.setattr(BedSource, "covered", lambda self, path, chrom, pos, *, window: pos % 2 == 0, raising=False)
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:40]
+    lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\t.\tGT\t0|1" for s, c, b, ref, alt, af in snv]
+    out = tmp_path / "o.vcf.gz"
+    summary = json.loads(run(["score-vcf", model, write_vcf(tmp_path / "in.vcf", lines), "-o", out,
+                              "--json"]).stdout)
+    odd = sum(b % 2 for _, _, b, *_ in snv)
+    assert 0 < odd < len(snv)
+    assert summary["outside_by"] == {"peaks": odd} and summary["scored"] == len(snv) - odd
+    assert all(("VARFX_F" in r.info) == (r.pos % 2 == 0) for r in read_out(out)[1])

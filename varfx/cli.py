@@ -433,12 +433,24 @@ def score(model_dir, dataset, fasta, out, posterior, pgs_file, pgs_name, trait):
 @click.option("--annotations", type=click.Path(dir_okay=False), default=None,
               help="Manifest whose entries replace the recorded feature files of the same name.")
 @click.option("--batch", type=int, default=10000, show_default=True, help="Records read and scored at a time.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="CPU threads for torch and for htslib's (de)compression (0: torch's default, none for htslib).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (no progress bar).")
 @user_errors
-def score_vcf(model_dir, vcf, out, fasta, annotations, batch):
+def score_vcf(model_dir, vcf, out, fasta, annotations, batch, threads, as_json):
     """Annotate a VCF/BCF with the model's F (VARFX_F, VARFX_ENRICH) or, for a MIL model, VARFX_PCAUSAL."""
+    import sys
+
     from .stages.score_vcf import run_score_vcf
 
-    click.echo(json.dumps(run_score_vcf(model_dir, vcf, out, fasta=fasta, annotations=annotations, batch=batch)))
+    summary = run_score_vcf(model_dir, vcf, out, fasta=fasta, annotations=annotations, batch=batch, threads=threads,
+                            progress=not as_json and sys.stderr.isatty())
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        from .ui import print_summary
+
+        print_summary("score-vcf", {k: v for k, v in summary.items() if k != "notes"})
 
 
 @cli.command()

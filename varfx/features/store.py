@@ -432,9 +432,10 @@ def read_features(h5group, index_range, *, raw: bool = False) -> dict:
 
 
 def recorded_features(h5, annotations=None):
-    """(entries, window, scalar stats, track stats, track dtype) of a dataset's features,
-    or None when it has none.  ``annotations``: a manifest whose entries replace the
-    recorded ones of the same name (files moved since ingest)."""
+    """(entries, window, scalar stats, track stats, track dtype, scalar names) of a
+    dataset's features, or None when it has none.  ``annotations``: a manifest whose
+    entries replace the recorded ones of the same name (files moved since ingest).
+    Scalar stats are ``(raw mean, 1 / sd (0 for a constant column))`` per column."""
     import numpy as np
 
     from varfx.features.manifest import ManifestEntry, read_manifest
@@ -462,41 +463,212 @@ def recorded_features(h5, annotations=None):
         return mean, np.where(const, 0.0, 1.0 / np.where(sd > 0, sd, 1.0))
 
     wdtype = np.dtype(str(g.attrs.get("dtype", "float16")))
-    return entries, int(g.attrs["window"]), stats("scalar"), stats("window"), wdtype
+    return entries, int(g.attrs["window"]), stats("scalar"), stats("window"), wdtype, _names(g, "scalar_names")
+
+
+def _bigwig_windows(bw, cname, length, start0, window):
+    """``(n, window)`` float32 values of a bigWig around sorted 0-based window starts on
+    contig ``cname`` (``length`` bp), NaN where it has no data (and past the contig's
+    ends): :meth:`BigWigSource.values` before its NaN -> 0, read the same way (nearby
+    windows share one read)."""
+    import numpy as np
+
+    from varfx.features.sources import gather_windows
+
+    def fetch(s, e):
+        seg = np.full(e - s, np.nan, dtype=np.float32)
+        a, b = max(s, 0), min(e, int(length))
+        if b > a:
+            seg[a - s:b - s] = bw.values(cname, a, b, numpy=True)
+        return seg
+
+    return gather_windows(fetch, start0, int(window), dtype=np.float32)
 
 
 class NewVariantFeatures:
     """A dataset's features computed for variants not in it (``varfx score-vcf``): the
     recorded sources read again, normalised with the recorded raw mean/sd, in the
     precision ingest stores (so a dataset variant gets its stored values back).
-    ``plan``: :func:`recorded_features`; ``fasta`` replaces the path of a ``fasta`` entry."""
+    ``plan``: :func:`recorded_features`; ``fasta`` replaces the path of a ``fasta`` entry.
+
+    :meth:`coverage` says which variants each input covers (a position it has no data
+    for cannot be computed: ingest's zero fill is not information), :meth:`contigs`
+    which contigs the inputs know; :meth:`compute` gives the normalised inputs."""
 
     def __init__(self, plan, fasta=None):
         import numpy as np
 
-        entries, self.window, self.sstats, self.tstats, self.wdtype = plan
+        entries, self.window, self.sstats, self.tstats, self.wdtype, names = plan
         if fasta is not None:
             for e in entries:
                 if e.kind == "fasta":
                     e.path = Path(fasta)
-        self.ents = [_Entry(e, self.window, {"freq": np.zeros(1)}) for e in entries]
+        self.ents = []
+        for e in entries:
+            recorded = [n for n in names if n.startswith(f"{e.name}.")]
+            v = {"freq": np.zeros(1)}
+            if f"{e.name}.ld_score" in recorded:
+                v["ld_score"] = np.zeros(1)  # so that columns=auto lists it, as at ingest
+            ent = _Entry(e, self.window, v)
+            have = [f"{e.name}.{c}" for c in ent.columns]
+            if have != recorded:
+                raise UserError(f"{ent.where}: its columns {have} are not the recorded ones {recorded} (other "
+                                "options than at ingest?)")
+            self.ents.append(ent)
         self.S = sum(len(e.columns) for e in self.ents)
         self.T = sum(len(e.channels) for e in self.ents if e.store == "window")
+        # an unknown LD score is the recorded mean: the value normalisation maps to 0,
+        # what ingest fills a missing value with
+        self.ld_fill = {e.name: float(self.sstats[0][names.index(f"{e.name}.ld_score")])
+                        for e in self.ents if f"{e.name}.ld_score" in names}
+        self._handles: dict = {}
 
-    def compute(self, chrom, bp, freq):
-        """``{"features": (n, S) float64, "window": (n, w, T)}`` (keys present as recorded)
-        for chromosome codes, 1-based positions and allele frequencies; an ``ld_score``
-        (unknown for a new variant) is passed as missing."""
+    # -- coverage ---------------------------------------------------------------------
+
+    def _span(self, e) -> int:
+        """The widest window ``e`` reads around a variant (scalar or track)."""
+        return max(e.window, self.window if e.channels else 0)
+
+    def _bigwig(self, e):
+        if e.name not in self._handles:
+            from varfx.features.sources import BigWigSource, contig_lookup
+
+            bw = BigWigSource.open(e.path)
+            lengths = bw.chroms()
+            self._handles[e.name] = (bw, contig_lookup(lengths), lengths)
+        return self._handles[e.name]
+
+    def _bed(self, e):
+        if e.name not in self._handles:
+            from varfx.features.sources import read_bed_intervals
+
+            self._handles[e.name] = read_bed_intervals(e.path)[0]
+        return self._handles[e.name]
+
+    def _fasta(self, e):
+        if e.name not in self._handles:
+            from varfx.features.sequence import open_fasta
+            from varfx.features.sources import contig_lookup
+
+            fa = open_fasta(e.path)
+            self._handles[e.name] = (fa, contig_lookup(fa.references), dict(zip(fa.references, fa.lengths)))
+        return self._handles[e.name]
+
+    def contigs(self):
+        """Chromosome codes some file-backed input knows (a bigWig's or FASTA's contigs,
+        a BED's contigs with intervals), or None when no input has contigs (computed
+        from the variant alone, or a plugin that does not say)."""
+        known, any_input = set(), False
+        for e in self.ents:
+            kind = e.src.name
+            if kind == "bigwig":
+                known |= set(self._bigwig(e)[1])
+            elif kind == "bed":
+                known |= set(self._bed(e))
+            elif kind == "fasta":
+                known |= set(self._fasta(e)[1])
+            else:
+                continue
+            any_input = True
+        return known if any_input else None
+
+    def coverage(self, chrom, bp) -> dict:
+        """``{entry name: bool (n,)}``: whether the input of each entry covers each
+        variant (chromosome codes, 1-based positions, any order).  A bigWig covers a
+        variant when it has the contig, the position is within it, and it has a value at
+        some base of the variant's window; a BED when it has an interval on the contig;
+        a FASTA entry when it has the contig and the position is within it.  A plugin
+        source may define ``covered(path, chrom, pos, *, window) -> bool (n,)``; other
+        sources cover everything."""
         import numpy as np
 
-        variants = {"freq": freq, "maf": np.minimum(freq, 1 - freq),
-                    "ld_score": np.full(len(bp), np.nan)}
-        xs = np.zeros((len(bp), self.S))
-        xt = np.zeros((len(bp), self.window, self.T), dtype=np.float32) if self.T else None
+        from varfx.features.sources import by_chromosome, window_starts
+
+        chrom = np.asarray(chrom, dtype=np.int64)
+        bp = np.asarray(bp, dtype=np.int64)
+        out, raws = {}, {}
+        for e in self.ents:
+            kind, w = e.src.name, self._span(e)
+            if hasattr(e.src, "covered"):
+                ok = np.asarray(e._call("covered", e.path, chrom, bp, window=w), dtype=bool)
+                if ok.shape != bp.shape:
+                    raise UserError(f"{e.where}: feature source {kind!r} covered() returned shape {ok.shape} for "
+                                    f"{len(bp)} variants")
+            elif kind in ("bigwig", "bed", "fasta"):
+                ok = np.zeros(len(bp), dtype=bool)
+                for code, idx in by_chromosome(chrom, bp):
+                    p = bp[idx]
+                    if kind == "bigwig":
+                        bw, names, lengths = self._bigwig(e)
+                        if code in names:
+                            L = int(lengths[names[code]])
+                            sub = idx[(p >= 1) & (p <= L)]
+                            raw = _bigwig_windows(bw, names[code], L, window_starts(bp[sub], w), w)
+                            ok[sub] = ~np.isnan(raw).all(axis=1)
+                            if self._reuse(e):
+                                raws.setdefault(e.name, []).append((sub, raw))
+                    elif kind == "bed":
+                        # a BED has no extent but its intervals: outside them is 0 coverage,
+                        # data; only a contig without any interval is not covered
+                        ok[idx] = code in self._bed(e)
+                    else:
+                        fa, names, lengths = self._fasta(e)
+                        if code in names:
+                            ok[idx] = (p >= 1) & (p <= int(lengths[names[code]]))
+            else:
+                ok = np.ones(len(bp), dtype=bool)
+            out[e.name] = ok
+        # the bigWig values read here, in variant order, for compute(..., covered=)
+        self._raw = {}
+        for name, parts in raws.items():
+            full = np.zeros((len(bp), parts[0][1].shape[1]), dtype=np.float32)
+            for sub, raw in parts:
+                full[sub] = raw
+            self._raw[name] = (len(bp), full)
+        return out
+
+    def _reuse(self, e) -> bool:
+        """Whether ``e`` is a built-in bigWig entry whose features :meth:`compute` can take
+        from the values :meth:`coverage` read (one window for summary and track), so that
+        the file is read once."""
+        from varfx.features.sources import BigWigSource
+
+        return type(e.src) is BigWigSource and (not e.channels or e.window == self.window)
+
+    def close(self) -> None:
+        for h in self._handles.values():
+            if isinstance(h, tuple) and hasattr(h[0], "close"):
+                h[0].close()
+        self._handles.clear()
+
+    # -- values -----------------------------------------------------------------------
+
+    def compute(self, chrom, bp, freq, *, covered=None):
+        """``{"features": (n, S) float64, "window": (n, w, T)}`` (keys present as recorded)
+        for chromosome codes, 1-based positions and allele frequencies of variants every
+        input covers; an ``ld_score`` (unknown for a new variant) is the recorded mean.
+        ``covered``: these variants are those of the last :meth:`coverage` call where
+        this boolean mask is True (its bigWig reads are used again)."""
+        import numpy as np
+
+        n = len(bp)
+        raw = getattr(self, "_raw", {}) if covered is not None else {}
+        variants = {"freq": freq, "maf": np.minimum(freq, 1 - freq), "ld_score": np.full(n, np.nan)}
+        xs = np.zeros((n, self.S))
+        xt = np.zeros((n, self.window, self.T), dtype=np.float32) if self.T else None
         s = t = 0
         for e in self.ents:
-            e.prepare(chrom, bp, variants)
-            scalar, track = e.extract(chrom, bp, variants, self.window)
+            v = variants
+            if e.name in self.ld_fill:
+                v = {**variants, "ld_score": np.full(n, self.ld_fill[e.name])}
+            if e.name in raw and raw[e.name][0] == len(covered):
+                # BigWigSource.extract on the values already read: NaN (no data) -> 0
+                vals = np.nan_to_num(raw[e.name][1][covered], nan=0.0, posinf=0.0, neginf=0.0)
+                scalar = e.src._summarise(vals)
+                track = e._check_track(vals[:, :, None], n, self.window) if e.channels else None
+            else:
+                e.prepare(chrom, bp, v)
+                scalar, track = e.extract(chrom, bp, v, self.window)
             xs[:, s:s + len(e.columns)] = scalar
             s += len(e.columns)
             if e.store == "window":
