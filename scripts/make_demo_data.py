@@ -88,29 +88,37 @@ def _write_vcf(path: Path, bim: Path, rng, hi: int) -> None:
     bp = cols[:, 3].astype(np.int64)
     a1, a2 = cols[:, 4], cols[:, 5]
     pick = np.sort(rng.choice(len(bp), 300, replace=False))
-    records = [(int(bp[i]), cols[i, 1], a2[i], a1[i]) for i in pick]
+    # AF of the ALT allele (the .bim A1) in the panel, as a real call set's INFO carries it
+    from varfx.testing.data import read_bed_dosages
+
+    n_people = sum(1 for _ in open(bim.with_suffix(".fam")))
+    dos = read_bed_dosages(str(bim.with_suffix("")), n_people, pick)
+    af = {int(i): float(np.nanmean(dos[:, j]) / 2) for j, i in enumerate(pick)}
+    records = [(int(bp[i]), cols[i, 1], a2[i], a1[i], f"{af[int(i)]:.4f}") for i in pick]
     bases = np.array(list("ACGT"))
     for i in np.sort(rng.choice(len(bp) - 1, 80, replace=False)):  # new SNPs between panel SNPs
         pos = int((bp[i] + bp[i + 1]) // 2)
         if pos not in (r[0] for r in records):
             ref, alt = rng.choice(bases, 2, replace=False)
-            records.append((pos, ".", str(ref), str(alt)))
+            records.append((pos, ".", str(ref), str(alt), f"{rng.beta(0.5, 2.0) / 2 + 0.005:.4f}"))
     i0, i1, i2 = (int(bp[pick[j]]) for j in (10, 20, 30))
-    records += [(i0 + 7, ".", "A", "C,G"),       # multi-allelic: one value per ALT
-                (i1 + 7, ".", "AT", "A"),        # indel: "."
-                (i1 + 9, ".", "G", "GCA"),       # indel
-                (i2 + 7, ".", "C", "<DEL>")]     # symbolic allele
-    for j in range(5):                             # beyond the tracks' coverage
-        records.append((hi + 5_000 * (j + 1), ".", "A", "G"))  # still inside chr22 (51.30 Mb)
+    records += [(i0 + 7, ".", "A", "C,G", "0.1200,0.0300"),  # multi-allelic: one value per ALT
+                (i1 + 7, ".", "AT", "A", "0.2000"),               # indel: "."
+                (i1 + 9, ".", "G", "GCA", "0.0500"),              # indel
+                (i2 + 7, ".", "C", "<DEL>", "0.0100")]            # symbolic allele
+    for j in range(5):                                            # beyond the tracks' coverage
+        records.append((hi + 5_000 * (j + 1), ".", "A", "G", "0.2500"))  # still inside chr22 (51.30 Mb)
     records.sort(key=lambda r: r[0])
     with open(path, "w") as fh:
         fh.write("##fileformat=VCFv4.2\n")
         fh.write(f"##contig=<ID={CHROM},length={CHROM_LENGTH},assembly=hg19>\n")
         fh.write("##INFO=<ID=DP,Number=1,Type=Integer,Description=\"Read depth (simulated)\">\n")
+        fh.write("##INFO=<ID=AF,Number=A,Type=Float,Description=\"ALT allele frequency (1000 Genomes EUR, "
+                 "or simulated for new sites)\">\n")
         fh.write("##source=scripts/make_demo_data.py (simulated calls at 1000 Genomes chr22 positions)\n")
         fh.write("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
-        for pos, rsid, ref, alt in records:
-            fh.write(f"{CHROM}\t{pos}\t{rsid}\t{ref}\t{alt}\t50\tPASS\tDP={int(rng.integers(10, 60))}\n")
+        for pos, rsid, ref, alt, af in records:
+            fh.write(f"{CHROM}\t{pos}\t{rsid}\t{ref}\t{alt}\t50\tPASS\tDP={int(rng.integers(10, 60))};AF={af}\n")
 
 
 def main(argv=None) -> None:
