@@ -8,24 +8,14 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from varfx.cli import cli
 
+from _cli import invoke, ok
 from _data import write_subset
 
 KEYS = {"model", "name", "prior", "objective", "delta_loglik", "delta_loglik_se", "pct_increase_per_person",
         "pct_increase_per_person_se", "h2", "h2_se", "rank", "diff_vs_best", "diff_vs_best_se"}
 
-
-def invoke(args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(args):
-    r = invoke(args)
-    assert r.exit_code == 0, (r.output, r.exception)
-    return r
 
 
 @pytest.fixture(scope="module")

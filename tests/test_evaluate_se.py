@@ -12,24 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from varfx.cli import cli
 from varfx.stages import jackknife as jk
 
+from _cli import invoke, ok
 from _data import write_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def invoke(args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(args):
-    r = invoke(args)
-    assert r.exit_code == 0, (r.output, r.exception)
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -15,22 +15,13 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from varfx.cli import cli
 from varfx.testing.data import two_chromosome_glm_simulation
+
+from _cli import invoke, ok
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-
-def invoke(args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(args):
-    r = invoke(args)
-    assert r.exit_code == 0, r.output
-    return r
 
 
 def fails(args, *words):
@@ -386,7 +377,7 @@ def test_plot_ldsr_bins_and_regression(sim, tmp_path):
 
 
 def test_plot_ldsr_model_expected_chi2(sim, tmp_path):
-    r = ok(["plot", "ldsr", sim["ds"], sim["const"], "--bins", 20, "-o", tmp_path])
+    ok(["plot", "ldsr", sim["ds"], sim["const"], "--bins", 20, "-o", tmp_path])
     check_png(tmp_path / "ldsr.png")
     from varfx.plots import plot_ldsr
 
