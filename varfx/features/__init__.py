@@ -13,6 +13,8 @@ built-in sources are registered from ``varfx.default_plugins.features`` at CLI s
 The format is documented in ``docs/features.md``.
 """
 
+from ..lazy import lazy_exports
+
 _EXPORTS = {
     "ManifestEntry": "manifest",
     "read_manifest": "manifest",
@@ -27,11 +29,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        mod = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(mod, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -18,6 +18,8 @@ fast): the modules are loaded on first use.
 
 from __future__ import annotations
 
+from ..lazy import lazy_exports
+
 _EXPORTS = {
     "Plot": "_draw",
     "plot_curves": "curves",
@@ -32,11 +34,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        mod = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(mod, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
