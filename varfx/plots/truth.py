@@ -30,7 +30,7 @@ def truth_pairs(model_dir, dataset, truth, truth_col="F", chroms=None, fasta=Non
     squared difference: `varfx evaluate`'s ``rmse_log_f`` on the same chromosomes),
     ``n``, ``n_zero`` (variants with a true F of 0, left out: log 0 is no number) and
     ``chroms``."""
-    from ..stages.truth import read_truth_column
+    from ..store.truth import read_truth_column
 
     meta, log_f, var = predicted_log_f(model_dir, dataset, fasta)
     chroms = chosen_chroms(chroms, meta, np.unique(var["chrom"]), dataset)

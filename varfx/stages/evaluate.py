@@ -30,7 +30,7 @@ from ..features.store import feature_names
 from ..store.variants import feature_matrix
 from . import jackknife as jk
 from .jackknife import DEFAULT_BLOCKS
-from .truth import read_truth_column, truth_columns
+from ..store.truth import read_truth_column, truth_columns
 
 #: the fine-mapping measures a likelihood-trained prior gets with a ``causal`` truth
 FINE_MAPPING_KEYS = ("n_bags", "n_negatives", "r2_min", "n_bags_with_causal", "n_pairs", "auroc_within_bags",

@@ -55,7 +55,7 @@ def _zero_or_one(text):
 def read_causal(path, snps) -> np.ndarray:
     """Per dataset variant: 1 causal, 0 not, -1 absent from the truth file (TSV with
     columns SNP and causal, the latter 0 or 1 on every row)."""
-    from .truth import read_truth_column
+    from ..store.truth import read_truth_column
 
     return read_truth_column(path, snps, "causal", _zero_or_one, "0 or 1", -1, np.int8)
 
