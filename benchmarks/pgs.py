@@ -59,13 +59,12 @@ def _invoke(*args) -> str:
 def write_annotations(panel, directory: Path, seed: int, track: bool = False) -> Path:
     """A manifest of two random per-variant annotations and a BED track over the panel
     (``track``: also its per-base coverage, which the transformer prior reads)."""
+    from varfx.testing.features import write_random_annotations
+
     rng = np.random.default_rng(10_000 + seed)
     snps = [line.split()[1] for line in open(f"{panel}.bim")]
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "annot.tsv", "w") as fh:
-        fh.write("SNP\tcons\tenh\n")
-        for s in snps:
-            fh.write(f"{s}\t{rng.standard_normal():.4f}\t{float(rng.random() < 0.2)}\n")
+    write_random_annotations(directory / "annot.tsv", snps, rng)
     with open(directory / "dhs.bed", "w") as fh:
         for s in range(16_000_000, 51_000_000, 40_000):
             fh.write(f"chr22\t{s}\t{s + 8000}\n")

@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 
+from varfx.testing.features import write_random_annotations
+
 
 from _cli import invoke, ok
 from _data import write_subset
@@ -30,10 +32,7 @@ def two_chrom(tmp_path_factory):
     bim = [("21" + line[line.index("\t"):]) if i >= half else line for i, line in enumerate(bim)]
     open(f"{prefix}.bim", "w").write("\n".join(bim) + "\n")
     rng = np.random.default_rng(3)
-    with open(tmp / "annot.tsv", "w") as fh:
-        fh.write("SNP\tcons\tenh\n")
-        for line in bim:
-            fh.write(f"{line.split()[1]}\t{rng.standard_normal():.4f}\t{float(rng.random() < 0.2)}\n")
+    write_random_annotations(tmp / "annot.tsv", [line.split()[1] for line in bim], rng)
     (tmp / "m.tsv").write_text("name\tpath\tkind\nannot\tannot.tsv\ttable\n")
     ann = ["--annotations", tmp / "m.tsv"]
     sim, ds = tmp / "sim", tmp / "ds"

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from varfx.stages import jackknife as jk
+from varfx.testing.features import write_random_annotations
 
 from _cli import invoke, ok
 from _data import write_subset
@@ -32,10 +33,7 @@ def glm_sim(tmp_path_factory):
     prefix, _ = write_subset(tmp / "in", 2000, 1500)
     rng = np.random.default_rng(11)
     snps = [line.split()[1] for line in open(f"{prefix}.bim")]
-    with open(tmp / "annot.tsv", "w") as fh:
-        fh.write("SNP\tcons\tenh\n")
-        for s in snps:
-            fh.write(f"{s}\t{rng.standard_normal():.4f}\t{float(rng.random() < 0.2)}\n")
+    write_random_annotations(tmp / "annot.tsv", snps, rng)
     (tmp / "m.tsv").write_text("name\tpath\tkind\nannot\tannot.tsv\ttable\n")
     ann = ["--annotations", tmp / "m.tsv"]
     sim, ds = tmp / "sim", tmp / "ds"

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from varfx.cli import cli
 from varfx.stages.simulate import sample_z, truth_log_g
+from varfx.testing.features import write_random_annotations
 
 from _data import PANEL
 
@@ -168,10 +169,7 @@ def test_simulate_then_fit_glm_prior_recovers_coefficients(tmp_path):
 
     rng = np.random.default_rng(11)
     snps = [line.split()[1] for line in open(f"{PANEL}.bim")]
-    with open(tmp_path / "annot.tsv", "w") as fh:
-        fh.write("SNP\tcons\tenh\n")
-        for s in snps:
-            fh.write(f"{s}\t{rng.standard_normal():.4f}\t{float(rng.random() < 0.2)}\n")
+    write_random_annotations(tmp_path / "annot.tsv", snps, rng)
     with open(tmp_path / "dhs.bed", "w") as fh:
         for s in range(16_000_000, 51_000_000, 40_000):
             fh.write(f"chr22\t{s}\t{s + 8000}\n")

@@ -70,6 +70,18 @@ def write_bed(path, intervals, *, gz: bool = False, header: str = "") -> Path:
     return path
 
 
+def write_random_annotations(path, snps, rng) -> Path:
+    """A per-variant ``table`` of two random annotations keyed by SNP: ``cons`` (standard
+    normal) and ``enh`` (binary, 1 with probability 0.2), drawn from ``rng`` variant by
+    variant in that order (the simulations with a GLM truth read it)."""
+    path = Path(path)
+    with open(path, "w") as fh:
+        fh.write("SNP\tcons\tenh\n")
+        for s in snps:
+            fh.write(f"{s}\t{rng.standard_normal():.4f}\t{float(rng.random() < 0.2)}\n")
+    return path
+
+
 def write_fasta(path, contigs: dict, *, width: int = 60, index: bool = True) -> Path:
     """A FASTA from ``{name: sequence}`` (and its ``.fai`` with ``pysam.faidx``)."""
     path = Path(path)
