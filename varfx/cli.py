@@ -453,10 +453,28 @@ def score_vcf(model_dir, vcf, out, fasta, annotations, batch, threads, as_json):
         print_summary("score-vcf", {k: v for k, v in summary.items() if k != "notes"})
 
 
+#: options of `simulate` that only the panel-based truths use, and those only `--truth motif` uses
+_PANEL_ONLY = ("ld", "annotations", "fasta", "h2", "alpha", "log_sd", "sigma2", "block_kb", "threshold_feature",
+               "threshold_quantile", "feature_window", "ld_region")
+_MOTIF_ONLY = ("n_chroms", "blocks_per_chrom", "variants_per_block", "n_ref", "causal_fraction", "effect_z", "motifs")
+
+
+def _explicit(ctx, names):
+    """The options among ``names`` given on the command line (not left at their default)."""
+    from click.core import ParameterSource
+
+    return [n for n in names if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+
+
+def _option_name(ctx, name):
+    param = next(p for p in ctx.command.params if p.name == name)
+    return max(param.opts, key=len)
+
+
 @cli.command()
-@click.option("--ld", "ld", required=True, type=click.Path(), help="Genotype panel: PLINK prefix/.bed or a VCF/BCF file.")
-@click.option("--truth", required=True, type=click.Choice(["constant", "glm", "network", "threshold"]),
-              help="How f depends on the features (constant: on the frequency only).")
+@click.option("--ld", "ld", default=None, type=click.Path(), help="Genotype panel: PLINK prefix/.bed or a VCF/BCF file (every truth but motif).")
+@click.option("--truth", required=True, type=click.Choice(["constant", "glm", "network", "threshold", "motif"]),
+              help="How f depends on the features (constant: on the frequency only); motif: a genome, panel and GWAS of its own whose causal variants carry planted DNA motifs (docs/simulate.md).")
 @click.option("--annotations", type=click.Path(dir_okay=False), default=None, help="Annotations manifest (as for ingest): the features the truth uses.")
 @click.option("--fasta", type=click.Path(dir_okay=False), default=None, help="Reference FASTA (with .fai): adds the sequence features.")
 @click.option("--h2", type=FRACTION_OPEN, default=0.5, show_default=True, help="Heritability (0 < h2 < 1): the sum of f over the simulated variants.")
@@ -469,19 +487,47 @@ def score_vcf(model_dir, vcf, out, fasta, annotations, batch, threads, as_json):
 @click.option("--threshold-quantile", type=FRACTION_OPEN, default=0.9, show_default=True, help="Quantile of that feature where the threshold truth steps up.")
 @click.option("--feature-window", type=click.IntRange(min=2), default=256, show_default=True, help="Window (bp) of per-base features around each variant.")
 @click.option("--ld-region", default=None, metavar="CHR:START-END", help="Use only this region of the genotype panel (PLINK or VCF/BCF; a VCF/BCF panel needs an index).")
+@click.option("--n-chroms", type=click.IntRange(1, 22), default=8, show_default=True, help="motif: chromosomes (named 1..N).")
+@click.option("--blocks-per-chrom", type=click.IntRange(min=1), default=50, show_default=True, help="motif: LD blocks per chromosome (15 kb each, 20 kb apart).")
+@click.option("--variants-per-block", type=click.IntRange(2, 150), default=50, show_default=True, help="motif: variants drawn per block (those with MAF < 0.05 in the panel are then dropped).")
+@click.option("--n-ref", type=click.IntRange(min=10), default=400, show_default=True, help="motif: people in the simulated panel (its LD is the GWAS's: in-sample).")
+@click.option("--causal-fraction", type=FiniteFloat(0, 1, min_open=True), default=0.7, show_default=True, help="motif: share of blocks with one causal variant.")
+@click.option("--effect-z", type=POSITIVE, default=12.0, show_default=True, help="motif: expected |z| of a causal variant.")
+@click.option("--motif", "motifs", multiple=True, metavar="ACGT...", help="motif: a motif planted 3-39 bp from each causal variant (repeatable; 6-12 bases)  [default: GATTACAGCC, TGCCGGAACT]")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Directory to write (sumstats, truth, simulation.json).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Directory to write (sumstats, truth, simulation.json; motif: also genome.fa, panel.bed/.bim/.fam, variants.vcf).")
+@click.pass_context
 @user_errors
-def simulate(ld, truth, annotations, fasta, h2, n_gwas, alpha, log_sd, sigma2, block_kb, threshold_feature,
-             threshold_quantile, feature_window, ld_region, seed, as_json, out):
-    """Simulate summary statistics with a known prior from a genotype panel."""
-    from .stages.simulate import run_simulate
+def simulate(ctx, ld, truth, annotations, fasta, h2, n_gwas, alpha, log_sd, sigma2, block_kb, threshold_feature,
+             threshold_quantile, feature_window, ld_region, n_chroms, blocks_per_chrom, variants_per_block, n_ref,
+             causal_fraction, effect_z, motifs, seed, as_json, out):
+    """Simulate summary statistics with a known prior from a genotype panel, or (--truth
+    motif) a whole GWAS whose causal variants are marked by DNA motifs."""
+    if truth == "motif":
+        given = _explicit(ctx, _PANEL_ONLY)
+        if given:
+            raise UserError(f"option {_option_name(ctx, given[0])}: not used by --truth motif (it simulates its own "
+                            "genome, panel and causal variants); leave it out")
+        from .stages.simulate_motif import MOTIFS, run_simulate_motif
 
-    summary = run_simulate(ld, out, truth=truth, h2=h2, n_gwas=n_gwas, alpha=alpha, sigma2=sigma2, log_sd=log_sd,
-                           block_kb=block_kb, seed=seed, annotations=annotations, fasta=fasta,
-                           feature_window=feature_window, ld_region=ld_region, threshold_feature=threshold_feature,
-                           threshold_quantile=threshold_quantile, progress=not as_json)
+        summary = run_simulate_motif(out, n_chroms=n_chroms, blocks_per_chrom=blocks_per_chrom,
+                                     variants_per_block=variants_per_block, n_ref=n_ref,
+                                     causal_fraction=causal_fraction, effect_z=effect_z, n_gwas=n_gwas,
+                                     motifs=motifs or MOTIFS, seed=seed)
+    else:
+        given = _explicit(ctx, _MOTIF_ONLY)
+        if given:
+            raise UserError(f"option {_option_name(ctx, given[0])}: only --truth motif uses it")
+        if ld is None:
+            raise UserError(f"option --ld: --truth {truth} needs a genotype panel (PLINK prefix or VCF/BCF)")
+        from .stages.simulate import run_simulate
+
+        summary = run_simulate(ld, out, truth=truth, h2=h2, n_gwas=n_gwas, alpha=alpha, sigma2=sigma2,
+                               log_sd=log_sd, block_kb=block_kb, seed=seed, annotations=annotations, fasta=fasta,
+                               feature_window=feature_window, ld_region=ld_region,
+                               threshold_feature=threshold_feature, threshold_quantile=threshold_quantile,
+                               progress=not as_json)
     if as_json:
         click.echo(json.dumps(summary))
     else:

@@ -230,3 +230,22 @@ def load_plink(path) -> PlinkPanel:
     people = read_fam(fam)
     check_bed(bed, len(people), len(table["snp"]))
     return PlinkPanel(bed=bed, bim_path=bim, fam_path=fam, bim=table, n_people=len(people))
+
+
+def write_plink(prefix, panel) -> Path:
+    """``prefix.bed/.bim/.fam`` of a panel (SNP-major; dosage 2 = homozygous A1): anything with
+    ``dosages`` (variants x people int8, -1 missing) and per-variant ``chrom snp bp a1 a2``.
+    The inverse of :func:`read_bed` / :func:`read_bim` (``varfx simulate --truth motif``
+    writes its panel with it)."""
+    prefix = Path(prefix)
+    n = panel.dosages.shape[1]
+    code = np.array([3, 2, 0], dtype=np.uint8)  # dosage 0 -> 11, 1 -> 10, 2 -> 00
+    c = np.where(panel.dosages < 0, 1, code[np.clip(panel.dosages, 0, 2)]).astype(np.uint8)
+    pad = (-n) % 4
+    c = np.concatenate([c, np.zeros((c.shape[0], pad), np.uint8)], axis=1).reshape(c.shape[0], -1, 4)
+    packed = (c[..., 0] | (c[..., 1] << 2) | (c[..., 2] << 4) | (c[..., 3] << 6)).astype(np.uint8)
+    prefix.with_name(prefix.name + ".bed").write_bytes(BED_MAGIC + packed.tobytes())
+    prefix.with_name(prefix.name + ".bim").write_text("".join(
+        f"{c}\t{s}\t0\t{b}\t{x}\t{y}\n" for c, s, b, x, y in zip(panel.chrom, panel.snp, panel.bp, panel.a1, panel.a2)))
+    prefix.with_name(prefix.name + ".fam").write_text("".join(f"F{i}\tI{i}\t0\t0\t0\t-9\n" for i in range(n)))
+    return prefix

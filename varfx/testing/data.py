@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+# the PLINK writer lives beside the reader (a stage, `simulate --truth motif`, writes its
+# panel with it); importable from here as before
+from ..io.plink import write_plink  # noqa: F401
+
 EXAMPLE_DATA = Path(__file__).resolve().parents[1] / "example_data"  # package data
 PANEL_NAME = "1000G_eur_chr22"
 SUMSTATS_NAME = "ukb_height_chr22.fastGWA.gz"
@@ -91,23 +95,6 @@ def write_people_subset(panel, out_prefix, people) -> Path:
     Path(f"{out_prefix}.bim").write_text(bim)
     Path(f"{out_prefix}.fam").write_text("\n".join(fam[i] for i in people) + "\n")
     return out_prefix
-
-
-def write_plink(prefix, panel) -> Path:
-    """``prefix.bed/.bim/.fam`` of a panel (SNP-major; dosage 2 = homozygous A1): anything with
-    ``dosages`` (variants x people int8, -1 missing) and per-variant ``chrom snp bp a1 a2``."""
-    prefix = Path(prefix)
-    n = panel.dosages.shape[1]
-    code = np.array([3, 2, 0], dtype=np.uint8)  # dosage 0 -> 11, 1 -> 10, 2 -> 00
-    c = np.where(panel.dosages < 0, 1, code[np.clip(panel.dosages, 0, 2)]).astype(np.uint8)
-    pad = (-n) % 4
-    c = np.concatenate([c, np.zeros((c.shape[0], pad), np.uint8)], axis=1).reshape(c.shape[0], -1, 4)
-    packed = (c[..., 0] | (c[..., 1] << 2) | (c[..., 2] << 4) | (c[..., 3] << 6)).astype(np.uint8)
-    prefix.with_name(prefix.name + ".bed").write_bytes(b"\x6c\x1b\x01" + packed.tobytes())
-    prefix.with_name(prefix.name + ".bim").write_text("".join(
-        f"{c}\t{s}\t0\t{b}\t{x}\t{y}\n" for c, s, b, x, y in zip(panel.chrom, panel.snp, panel.bp, panel.a1, panel.a2)))
-    prefix.with_name(prefix.name + ".fam").write_text("".join(f"F{i}\tI{i}\t0\t0\t0\t-9\n" for i in range(n)))
-    return prefix
 
 
 def two_chromosome_glm_simulation(tmp, *, track_seed: int = 0, sim_seed: int = 1):
