@@ -170,6 +170,39 @@ def test_plot_truth_rmse_against_direct_computation(sim, scores, tmp_path):
     assert d_all["n"] == len(scores["snp"]) and d_all["chroms"] == [21, 22]
 
 
+def test_truth_and_ldsr_plots_follow_holdout_regions(sim, scores, tmp_path):
+    """A model fitted with --holdout-region (no held-out chromosome): the default plots
+    cover its held-out variants (those inside the region), not the whole chromosome, and
+    the truth plot's RMSE is then `varfx evaluate`'s rmse_log_f on the same variants."""
+    on22 = np.sort(scores["bp"][scores["chrom"] == 22])
+    # a region starting at a 1-Mb window boundary inside chr22 (windows are 1-Mb bins from 0):
+    # the windows fit holds out are then exactly the variants inside it
+    start = int(np.median(on22) // 1_000_000 * 1_000_000)
+    region = f"22:{start}-"
+    model = tmp_path / "glm_region"
+    ok(["fit", sim["ds"], "--prior", "glm", "--objective", "full", "--holdout-chroms", "none",
+        "--holdout-region", region, "-o", model])
+    figs = tmp_path / "figs"
+    r = ok(["evaluate", model, sim["ds"], "--truth", sim["truth"], "--json", "--plots", figs])
+    result = json.loads(r.stdout)
+    check_png(figs / "truth.png")
+    from varfx.plots import ldsr_bins, plot_truth
+
+    d = plot_truth(model, sim["ds"], sim["truth"], tmp_path / "x").data
+    inside = (scores["chrom"] == 22) & (scores["bp"] >= start)
+    assert 0 < inside.sum() < (scores["chrom"] == 22).sum()  # the region is part of chr22 only
+    assert d["n"] == int(inside.sum()) == result["n_truth"] and d["regions"] == [region] and d["chroms"] == [22]
+    assert set(d["snp"]) == set(scores["snp"][inside])
+    assert d["rmse"] == pytest.approx(result["rmse_log_f"], rel=1e-12)
+    # the work-around of before (every variant of the chromosome) is still there on request
+    whole = plot_truth(model, sim["ds"], sim["truth"], tmp_path / "y", chroms=[22]).data
+    assert whole["n"] == int((scores["chrom"] == 22).sum()) and whole["regions"] == []
+    # the LDSR plot's default: the windows fit held out, the same variants
+    lb = ldsr_bins(sim["ds"], model_dir=model, chroms=None)
+    assert lb["chroms"] == [22] and lb["n_variants"] == int(inside.sum())
+    assert set(scores["snp"][lb["index"]]) == set(scores["snp"][inside])
+
+
 def test_plot_truth_other_column_and_bad_truths(sim, tmp_path):
     rows = list(csv.reader(open(sim["truth"]), delimiter="\t"))
     col = rows[0].index("F")

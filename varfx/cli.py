@@ -389,7 +389,8 @@ def evaluate(model_dirs, dataset, chroms, truth, truth_col, blocks, fasta, as_js
     if plots:
         from .plots import evaluate_plots
 
-        _wrote(evaluate_plots(result, list(model_dirs), dataset, truth, truth_col, plots, fasta=fasta), err=True)
+        _wrote(evaluate_plots(result, list(model_dirs), dataset, truth, truth_col, plots, fasta=fasta,
+                              held_out=chroms is None), err=True)
 
 
 @cli.command()

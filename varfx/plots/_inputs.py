@@ -46,11 +46,61 @@ def predicted_log_f(model_dir, dataset, fasta=None):
     return meta, log_f, variants
 
 
+def holdout_of(meta, where) -> tuple[list[int], list]:
+    """``(chromosomes, regions)`` a model held out of training (``fit --holdout-chroms``,
+    ``--holdout-region``; regions as :class:`varfx.genome.GenomeRegion`)."""
+    from ..genome import parse_region
+
+    if meta is None:
+        return [], []
+    texts = meta.get("holdout_regions") or []
+    try:
+        chroms = sorted(int(c) for c in meta.get("holdout_chroms") or [])
+        if not isinstance(texts, list):
+            raise TypeError(texts)
+    except (TypeError, ValueError):
+        raise UserError(f"holdout_chroms / holdout_regions are {meta.get('holdout_chroms')!r} / {texts!r}: expected "
+                        "a list of chromosome numbers and a list of regions; give --chroms", path=where) from None
+    return chroms, [parse_region(t, "holdout_regions") for t in texts]
+
+
+def held_out_mask(meta, chrom, pos, where) -> np.ndarray:
+    """Which of the points ``(chrom, pos)`` a model held out: on a held-out chromosome or
+    inside a held-out region (for variants their position; ``fit`` holds a window out
+    when the start of its core is in a region)."""
+    chrom = np.asarray(chrom, dtype=np.int64)
+    pos = np.asarray(pos, dtype=np.int64)
+    held, regions = holdout_of(meta, where)
+    mask = np.isin(chrom, held)
+    for r in regions:
+        mask |= r.contains(chrom, pos)
+    return mask
+
+
+def chosen_variants(chroms, meta, chrom, pos, where) -> tuple[np.ndarray, list[int], list[str]]:
+    """``(mask, chromosomes, regions)``: the points ``(chrom, pos)`` a plot covers.
+
+    ``chroms`` None: the model's held-out ones (its held-out chromosomes and the
+    variants inside its held-out regions, what `varfx evaluate` scores by default) where
+    it holds some out on the dataset, else every one; ``"all"`` every one; else a list of
+    chromosomes, each of which the dataset must have.  ``regions``: the region texts the
+    default applied (empty otherwise)."""
+    chrom = np.asarray(chrom, dtype=np.int64)
+    if chroms is None and meta is not None:
+        mask = held_out_mask(meta, chrom, pos, where)
+        if mask.any():
+            _, regions = holdout_of(meta, where)
+            return mask, sorted(int(c) for c in np.unique(chrom[mask])), [r.text for r in regions]
+        chroms = "all"
+    chosen = chosen_chroms(chroms, meta, np.unique(chrom), where)
+    return np.isin(chrom, chosen), chosen, []
+
+
 def chosen_chroms(chroms, meta, available, where) -> list[int]:
     """The chromosomes a plot covers: ``chroms`` None means the model's held-out
-    chromosomes where it has some on the dataset (what `varfx evaluate` scores by
-    default), else every chromosome; ``"all"`` every one; else a list, each of which
-    the dataset must have."""
+    chromosomes where it has some on the dataset, else every chromosome (a model's
+    held-out *regions* are variants, not chromosomes: :func:`chosen_variants` applies
+    them); ``"all"`` every one; else a list, each of which the dataset must have."""
     available = sorted(int(c) for c in available)
     if chroms == "all" or (chroms is None and meta is None):
         return available

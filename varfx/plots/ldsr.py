@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import UserError
 from . import _draw
-from ._inputs import chosen_chroms, dataset_variants, predicted_log_f
+from ._inputs import chosen_chroms, dataset_variants, held_out_mask, predicted_log_f
 
 N_BINS = 50
 
@@ -31,8 +31,9 @@ def _bin_stats(values, bins):
 
 def ldsr_bins(dataset, model_dir=None, chroms="all", n_bins=N_BINS, fasta=None) -> dict:
     """What an LDSR plot draws, over the core variants of the dataset's windows on
-    ``chroms`` (``"all"``, a list, or None: the model's held-out chromosomes, see
-    :func:`~varfx.plots._inputs.chosen_chroms`):
+    ``chroms`` (``"all"``, a list, or None: the windows the model held out, those of its
+    held-out chromosomes and those whose core starts in one of its held-out regions, as
+    ``fit`` chose them; all when it held none out):
 
     ``ld_score`` (the window store's bias-corrected LD score, floored at 1 as the
     regression floors it) and ``chi2`` (``z^2``) per variant; ``bins`` (index arrays
@@ -58,11 +59,23 @@ def ldsr_bins(dataset, model_dir=None, chroms="all", n_bins=N_BINS, fasta=None) 
     else:
         with open_dataset(dataset) as h5:
             var = dataset_variants(h5)
-    _, wattrs = load_windows(dataset, chroms=[], meta_only=True)
-    chosen = chosen_chroms(chroms, meta, wattrs["all_chroms"], dataset)
+    meta_windows, wattrs = load_windows(dataset, chroms=None, meta_only=True)
+    only = None
+    if chroms is None and meta is not None:
+        # the model's held-out windows, as fit chose them: on a held-out chromosome, or
+        # with the start of the core inside a held-out region
+        held = held_out_mask(meta, [w.chrom for w in meta_windows], [max(w.start, 1) for w in meta_windows],
+                             model_dir)
+        if held.any():
+            only = {w.index for w, h in zip(meta_windows, held) if h}
+            chosen = sorted({w.chrom for w in meta_windows if w.index in only})
+    if only is None:
+        chosen = chosen_chroms("all" if chroms is None else chroms, meta, wattrs["all_chroms"], dataset)
     # positions and LD scores only: the factors (G, P) are read chromosome by chromosome
     # below, when a model's expected chi^2 needs them, so memory stays one chromosome's
     windows, wattrs = load_windows(dataset, chroms=chosen, meta_only=True, check_dataset=False)
+    if only is not None:
+        windows = [w for w in windows if w.index in only]
     if not windows:
         raise UserError(f"no window on chromosome(s) {', '.join(map(str, chosen))}", path=dataset)
     intercept, h2 = ldsr_intercept(windows, var["z"], var["n"], var["N"])

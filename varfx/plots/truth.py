@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import UserError
 from . import _draw
-from ._inputs import chosen_chroms, predicted_log_f
+from ._inputs import chosen_variants, predicted_log_f
 
 #: above this many variants the points are binned (hexbin) instead of scattered
 SCATTER_MAX = 5000
@@ -24,29 +24,32 @@ def _variance(text):
 
 def truth_pairs(model_dir, dataset, truth, truth_col="F", chroms=None, fasta=None) -> dict:
     """The (true, predicted) log f pairs a truth plot draws: ``true_log_f``,
-    ``pred_log_f``, ``snp`` of the dataset variants on ``chroms`` (see
-    :func:`~varfx.plots._inputs.chosen_chroms`) whose true variance in column
+    ``pred_log_f``, ``snp`` of the dataset variants chosen by ``chroms`` (see
+    :func:`~varfx.plots._inputs.chosen_variants`) whose true variance in column
     ``truth_col`` of the TSV ``truth`` is positive, their ``rmse`` (the root mean
-    squared difference: `varfx evaluate`'s ``rmse_log_f`` on the same chromosomes),
-    ``n``, ``n_zero`` (variants with a true F of 0, left out: log 0 is no number) and
-    ``chroms``."""
+    squared difference: `varfx evaluate`'s ``rmse_log_f`` on the same variants),
+    ``n``, ``n_zero`` (variants with a true F of 0, left out: log 0 is no number),
+    ``chroms`` and ``regions`` (by default the model's held-out variants: those of its
+    held-out chromosomes and those inside its ``--holdout-region`` regions, see
+    :func:`~varfx.plots._inputs.chosen_variants`)."""
     from ..store.truth import read_truth_column
 
     meta, log_f, var = predicted_log_f(model_dir, dataset, fasta)
-    chroms = chosen_chroms(chroms, meta, np.unique(var["chrom"]), dataset)
+    on, chroms, regions = chosen_variants(chroms, meta, var["chrom"], var["bp"], dataset)
     true_f = read_truth_column(truth, var["snp"], truth_col, _variance, "a finite number >= 0", np.nan, np.float64)
-    on = np.isin(var["chrom"], chroms)
     named = on & np.isfinite(true_f)
     if not named.any():
-        raise UserError(f"no SNP of the truth file is a variant of the dataset on chromosome(s) "
-                        f"{', '.join(map(str, chroms))} (no overlapping SNP ids)", path=truth)
+        where = f"region(s) {', '.join(regions)}" if regions else f"chromosome(s) {', '.join(map(str, chroms))}"
+        raise UserError(f"no SNP of the truth file is a variant of the dataset on {where} (no overlapping SNP ids)",
+                        path=truth)
     ok = named & (true_f > 0)
     if not ok.any():
         raise UserError(f"every true {truth_col} of the {int(named.sum())} overlapping variants is 0: there is no "
                         "log f to compare", path=truth)
     t, p = np.log(true_f[ok]), log_f[ok]
     return {"true_log_f": t, "pred_log_f": p, "snp": var["snp"][ok], "rmse": float(np.sqrt(np.mean((t - p) ** 2))),
-            "n": int(ok.sum()), "n_zero": int((named & ~ok).sum()), "chroms": chroms, "truth_col": truth_col}
+            "n": int(ok.sum()), "n_zero": int((named & ~ok).sum()), "chroms": chroms, "regions": regions,
+            "truth_col": truth_col}
 
 
 def plot_truth(model_dir, dataset, truth, out_dir, truth_col="F", chroms=None, fasta=None,
@@ -69,8 +72,10 @@ def plot_truth(model_dir, dataset, truth, out_dir, truth_col="F", chroms=None, f
     ax.set_xlabel(f"true log f ({d['truth_col']} of {Path(truth).name})")
     ax.set_ylabel(f"predicted log f ({Path(model_dir).name})")
     dropped = f", {d['n_zero']} with true f = 0 left out" if d["n_zero"] else ""
-    ax.set_title(f"RMSE of log f = {d['rmse']:.4g}\n{d['n']} variants on chr {','.join(map(str, d['chroms']))}"
-                 f"{dropped}", fontsize=10)
+    where = f"on chr {','.join(map(str, d['chroms']))}"
+    if d["regions"]:
+        where = f"held out {where} (region {', '.join(d['regions'])})"
+    ax.set_title(f"RMSE of log f = {d['rmse']:.4g}\n{d['n']} variants {where}{dropped}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
