@@ -570,14 +570,17 @@ def plugins(as_json):
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Example data directory (default: the copy installed with varfx).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="AdamW epochs of the transformer prior (with early stopping on the held-out windows)  [default: 40]")
+@click.option("--mil-epochs", type=click.IntRange(min=1), default=None,
+              help="AdamW epochs of the fine-mapping (MIL) model  [default: 15]")
 @user_errors
-def demo(out, data, epochs):
+def demo(out, data, epochs, mil_epochs):
     """The paper in miniature on the bundled chr22 data: simulate, ingest, precompute-ld,
     fit six priors, compare them on held-out windows, draw figures, write polygenic-score
-    weights and annotate a VCF (about 10 minutes on a laptop; docs/tutorial.md)."""
+    weights and annotate a VCF; then fine-mapping by multiple-instance learning on a
+    motif simulation (about 10 minutes on a laptop; docs/tutorial.md)."""
     from .stages.demo import run_demo
 
-    run_demo(out, data=data, epochs=epochs)
+    run_demo(out, data=data, epochs=epochs, mil_epochs=mil_epochs)
 
 
 @cli.group()

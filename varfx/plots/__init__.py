@@ -8,6 +8,8 @@ canvas from what the stores hold, never by running another stage.
 - :func:`plot_compare`: models ranked by `varfx evaluate` as bars with +-1 SE (Fig. 4/5);
 - :func:`plot_ldsr`: mean chi^2 in LD-score bins with the LD score regression line and,
   with a model, its expected chi^2;
+- :func:`plot_bags`: a fine-mapping model's P_CAUSAL along held-out bags, the true
+  causal variant marked (a motif simulation's truth);
 - :func:`evaluate_plots`: the plots of one `varfx evaluate` result.
 
 Each ``plot_*`` function writes one PNG atomically and returns a :class:`Plot`: its path
@@ -30,6 +32,8 @@ _EXPORTS = {
     "plot_ldsr": "ldsr",
     "ldsr_bins": "ldsr",
     "evaluate_plots": "evaluate",
+    "plot_bags": "bags",
+    "bag_tracks": "bags",
 }
 
 __all__ = sorted(_EXPORTS)
