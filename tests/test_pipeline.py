@@ -254,7 +254,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     from varfx.stages.demo import MODELS
 
     out = tmp_path / "demo"
-    r = CliRunner().invoke(cli, ["demo", "-o", str(out), "--epochs", "3"])
+    r = CliRunner().invoke(cli, ["demo", "-o", str(out), "--epochs", "3", "--mil-epochs", "2"])
     assert r.exit_code == 0, r.output
     cmp = json.loads((out / "comparison.json").read_text())
     assert cmp["comparison"] and cmp["chroms"] == [22] and len(cmp["models"]) == len(MODELS)
@@ -271,6 +271,27 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert (out / "scores.tsv").read_text().startswith("SNP\tCHR\tBP\tF\tBETA_POSTERIOR")
     assert (out / "pgs_weights.txt").read_text().startswith("###PGS CATALOG SCORING FILE")
     assert (out / "calls.varfx.vcf.gz").is_file()
+    # the fine-mapping part: its own simulation, bags, a seqcnn MIL model evaluated within
+    # held-out bags (2 epochs here: the structure, not the learning, which
+    # tests/test_mil_simulation.py measures), a figure and VARFX_PCAUSAL in a VCF
+    mil = cmp["mil"]
+    assert mil["prior"] == "seqcnn" and mil["objective"] == "mil" and mil["epochs"] == 2 and mil["bags"] >= 50
+    ev = mil["evaluation"]
+    assert ev["chroms"] == [6] and ev["n_bags_with_causal"] >= 5 and ev["n_pairs"] > 0
+    for key in ("auroc_within_bags", "top1_within_bags", "auroc_causal_vs_negatives"):
+        assert 0.0 <= ev[key] <= 1.0, (key, ev)
+    assert 0 < ev["top1_chance"] < 1
+    assert ev["auroc_within_bags_abs_z"] > 0.9  # in-sample LD, |E z| = 12 at the causal variant
+    png = out / "figures" / "bags_mil.png"
+    assert mil["figure"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {png}\n" in r.output
+    import pysam
+
+    with pysam.VariantFile(mil["vcf"]) as vcf:
+        assert "VARFX_PCAUSAL" in vcf.header.info
+        p = [rec.info["VARFX_PCAUSAL"][0] for rec in vcf]
+    assert len(p) == mil["vcf_scored"] == mil["simulation"]["n_variants"]
+    assert all(0 < x < 1 for x in p)
 
 
 def test_fit_ldsr_objective(small):

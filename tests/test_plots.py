@@ -482,3 +482,70 @@ def test_evaluate_plots_without_likelihood(sim, tmp_path):
                            tmp_path)
     assert paths == [tmp_path / "ldsr.png"]
     check_png(paths[0])
+
+
+# ------------------------------------------------------------------------------ bags (fine-mapping)
+
+
+@pytest.fixture(scope="module")
+def mil(tmp_path_factory):
+    """A tiny motif simulation with a seqcnn MIL model (1 epoch: the plot's numbers are
+    checked against `varfx score`, not the model's quality), chromosome 2 held out."""
+    tmp = tmp_path_factory.mktemp("milplot")
+    ok(["simulate", "--truth", "motif", "--n-chroms", 2, "--blocks-per-chrom", 8, "--variants-per-block", 14,
+        "--n-ref", 60, "--seed", 3, "-o", tmp / "sim"])
+    ds = tmp / "ds"
+    ok(["ingest", "--sumstats", tmp / "sim" / "gwas.fastGWA", "--ld", tmp / "sim" / "panel", "--fasta",
+        tmp / "sim" / "genome.fa", "--feature-window", 16, "-o", ds])
+    ok(["bags", ds, "--min-bag-size", 3])
+    model = tmp / "mil"
+    ok(["fit", ds, "--prior", "seqcnn", "--objective", "mil", "-p", "window=64", "-p", "width=4", "-p", "tower=2",
+        "-p", "crop=2", "--holdout-chroms", "2", "--epochs", 1, "-o", model])
+    return {"tmp": tmp, "ds": ds, "model": model, "truth": tmp / "sim" / "truth.tsv"}
+
+
+def test_plot_bags_against_varfx_score(mil, tmp_path):
+    from varfx.plots import plot_bags
+    from varfx.store.bags import load_bags
+
+    p = plot_bags(mil["model"], mil["ds"], mil["truth"], tmp_path, n_bags=3)
+    assert p.path == tmp_path / "bags.png"
+    check_png(p.path)
+    d = p.data
+    assert d["chroms"] == [2] and 1 <= len(d["bags"]) <= 3  # the model's held-out chromosome
+    out = tmp_path / "scores.tsv"
+    ok(["score", mil["model"], mil["ds"], "-o", out])
+    with open(out) as fh:
+        score = {r["SNP"]: float(r["P_CAUSAL"]) for r in csv.DictReader(fh, delimiter="\t")}
+    with open(mil["truth"]) as fh:
+        causal = {r["SNP"]: r["causal"] == "1" for r in csv.DictReader(fh, delimiter="\t")}
+    members = {b.name: b for b in load_bags(mil["ds"]).positives}
+    for b in d["bags"]:
+        assert b["chrom"] == 2 and b["n"] == len(members[b["name"]].variants) == len(b["snp"])
+        assert list(b["bp"]) == sorted(b["bp"])
+        np.testing.assert_allclose(b["p_causal"], [score[s] for s in b["snp"]], rtol=1e-5)
+        assert list(b["causal"]) == [causal[s] for s in b["snp"]] and b["causal"].any()
+        best = max(score[s] for s in b["snp"] if causal[s])
+        assert b["rank"] == 1 + sum(score[s] > best for s in b["snp"] if not causal[s])
+    every = plot_bags(mil["model"], mil["ds"], mil["truth"], tmp_path, chroms="all", n_bags=100,
+                      name="all.png").data
+    assert every["chroms"] == [1, 2] and len(every["bags"]) == every["n_candidates"] >= len(d["bags"])
+
+
+def test_plot_bags_bad_inputs(mil, sim, tmp_path):
+    from varfx.errors import UserError
+    from varfx.plots import plot_bags
+
+    with pytest.raises(UserError, match="needs a fine-mapping model"):
+        plot_bags(sim["glm"], mil["ds"], mil["truth"], tmp_path / "o")
+    nocausal = tmp_path / "f.tsv"
+    nocausal.write_text("SNP\tF\nrs1_1\t0.1\n")
+    with pytest.raises(UserError, match="causal"):
+        plot_bags(mil["model"], mil["ds"], nocausal, tmp_path / "o")
+    nobody = tmp_path / "none.tsv"
+    nobody.write_text("SNP\tcausal\n" + "".join(f"{r.split()[0]}\t0\n" for r in open(mil["truth"]).readlines()[1:]))
+    with pytest.raises(UserError, match="holds a causal variant"):
+        plot_bags(mil["model"], mil["ds"], nobody, tmp_path / "o")
+    with pytest.raises(UserError, match="--bags"):
+        plot_bags(mil["model"], mil["ds"], mil["truth"], tmp_path / "o", n_bags=0)
+    assert not (tmp_path / "o").exists()
