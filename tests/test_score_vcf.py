@@ -178,6 +178,45 @@ def test_seqcnn_reads_dna(glm, tmp_path, monkeypatch):
     got = np.array([r.info["VARFX_F"][0] for r in read_out(out)[1]])
     np.testing.assert_allclose(got, [want[s] for s, *_ in snv], rtol=1e-5)
     assert np.std(got) > 0  # a value per variant, not one for all
+    # both commands run the network's fast eval path; the reference path (the modules
+    # themselves, varfx.nn.seqcnn.FAST_EVAL off) writes the same values to float32 round-off
+    import varfx.nn.seqcnn as seqcnn
+
+    monkeypatch.setattr(seqcnn, "FAST_EVAL", False)
+    run(["score-vcf", model, vcf, "-o", tmp_path / "ref.vcf.gz", "--json"])
+    ref = np.array([r.info["VARFX_F"][0] for r in read_out(tmp_path / "ref.vcf.gz")[1]])
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    monkeypatch.setattr(seqcnn, "FAST_EVAL", True)
+
+    # the model reads the reference DNA only (allele_aware off): a second record at a
+    # position, and a multi-allelic record's ALTs, are one network input each, scored once,
+    # and get the position's value
+    import varfx.features.sequence as sequence
+
+    other = {"A": "C", "C": "G", "G": "T", "T": "A"}
+    dup = []
+    for k, (s, c, b, ref_b, alt, af) in enumerate(snv[:12]):
+        dup.append(f"{c}	{b}	{s}	{ref_b}	{alt}	.	.	AF={af:.17g}	GT	0|1")
+        if k % 2:
+            dup.append(f"{c}	{b}	{s}	{ref_b}	{other[alt]}	.	.	AF=0.01	GT	0|1")
+        else:
+            dup.append(f"{c}	{b}	{s}	{ref_b}	{alt},{other[alt]}	.	.	AF={af:.17g},0.01	GT	1|2")
+    windows = []
+    real = sequence.sequence_codes
+
+    def spy(fa, chrom, pos, *, window):
+        if window > 1:
+            windows.append(len(pos))
+        return real(fa, chrom, pos, window=window)
+
+    monkeypatch.setattr(sequence, "sequence_codes", spy)
+    vcf2 = write_vcf(tmp_path / "dup.vcf", dup)
+    summary = json.loads(run(["score-vcf", model, vcf2, "-o", tmp_path / "dup.vcf.gz", "--json"]).stdout)
+    assert summary["scored"] == summary["alleles"] == 12 + 12 + 6
+    # one DNA window per position (the earlier reads are the dataset's, for the mean F)
+    assert windows[-1] == 12
+    for r in read_out(tmp_path / "dup.vcf.gz")[1]:
+        np.testing.assert_allclose(r.info["VARFX_F"], [want[r.id]] * len(r.alts), rtol=1e-5)
 
 
 def test_bags_trained_mil_model_writes_pcausal_equal_to_varfx_score(tmp_path):

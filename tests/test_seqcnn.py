@@ -570,8 +570,16 @@ def test_fast_eval_equals_the_reference_path(options):
         assert torch.isfinite(ref).all() and ref.std() > 0
         scale = float(ref.abs().max())
         assert float((fast - ref).abs().max()) <= 2e-5 * scale, (float((fast - ref).abs().max()), scale)
-        # what forward() gives in eval without gradients is the fast path
+        # what forward() gives in eval without gradients is the fast path, also in pieces
         assert torch.allclose(m(batch).float(), fast + float(m.log_init), rtol=0, atol=1e-6 * scale)
+        import varfx.nn.seqcnn as mod
+
+        piece, mod.FAST_PIECE = mod.FAST_PIECE, 10
+        try:
+            pieces = m._eval_forward_fast(batch)
+        finally:
+            mod.FAST_PIECE = piece
+        assert float((pieces - ref).abs().max()) <= 2e-5 * scale
         m.double()
         fast, ref = m._eval_forward_fast(batch), m._eval_forward_reference(batch)
         assert fast.dtype == torch.float64

@@ -58,6 +58,10 @@ EVAL_CHUNK = 4096
 #: eval without gradients takes :meth:`SeqCNNModule._eval_forward_fast` (False: always the
 #: reference path; for comparisons, benchmarks/seqcnn_speed.py --compare)
 FAST_EVAL = True
+#: variants per piece of the fast eval forward (both strands: twice as many sequences):
+#: pieces whose activations stay in the caches ran fastest (64-128 variants against 256
+#: and more, benchmarks/seqcnn_speed.py --compare --pieces)
+FAST_PIECE = 128
 #: taps per look-up of the fast stem (a table of 5^STEM_GROUP rows per group of taps)
 STEM_GROUP = 4
 
@@ -177,6 +181,13 @@ class SeqCNNModule(nn.Module):
     @property
     def sequence_length(self) -> int:
         return stored_length(self.window, self.max_shift)
+
+    @property
+    def batch_inputs(self) -> tuple[str, ...]:
+        """The batch keys the output depends on (besides ``freq``'s dtype): variants with
+        equal values of these get equal outputs, so a caller may score them once
+        (``score-vcf`` does, for the ALTs of one position when the model ignores the allele)."""
+        return ("sequence", "alt") if self.allele_aware else ("sequence",)
 
     # ------------------------------------------------------------------ input
 
@@ -371,6 +382,13 @@ class SeqCNNModule(nn.Module):
         return torch.maximum(x[:, 0::2], x[:, 1::2])
 
     def _eval_forward_fast(self, batch: dict) -> torch.Tensor:
+        M = batch["sequence"].shape[0]
+        if M <= FAST_PIECE:
+            return self._fast_piece(batch)
+        return torch.cat([self._fast_piece({k: v[a:a + FAST_PIECE] for k, v in batch.items()})
+                          for a in range(0, M, FAST_PIECE)])
+
+    def _fast_piece(self, batch: dict) -> torch.Tensor:
         seq = batch["sequence"]
         M, S = seq.shape
         if S != self.sequence_length:
