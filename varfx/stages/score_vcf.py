@@ -194,6 +194,14 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
                    counts=counts, outside_by={}, replaced=replaced, vcf=vcf)
         summary = _write(vin, hdr, out, ctx, batch=int(batch), threads=threads, progress=progress,
                          fa_path=fa_path)
+        # why an input left variants outside its coverage, when its source can say (a table
+        # keyed by SNP id covers no variant outside the dataset)
+        for e in (feats.ents if feats is not None else []):
+            if summary["outside_by"].get(e.name) and hasattr(e.src, "coverage_note"):
+                message = e.src.coverage_note(e.path)
+                if message and message not in notes:
+                    notes.append(message)
+                    print(f"Note: {message}", file=sys.stderr)
     finally:
         for h in (vin, fa, feats):
             if h is not None:
