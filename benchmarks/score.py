@@ -22,8 +22,8 @@ shared with other jobs, a second torch thread made seqcnn slower, not faster).
 ``--threads`` takes a comma-separated list: each VCF is scored once per value, the
 values one after the other (so that their ratio is measured under the same load).
 ``--reference`` adds, for seqcnn, runs with the network's reference eval path
-(``varfx.nn.seqcnn.FAST_EVAL`` off: what score-vcf ran before the fast path), each right
-after the fast run of the same VCF and threads.
+(``varfx.nn.seqcnn.FAST_EVAL`` off, 256 variants per forward: what score-vcf ran before
+the fast path), each right after the fast run of the same VCF and threads.
 A record: ``{"model", "path", "threads", "records", "seconds", "records_per_second", "cpu_seconds",
 "records_per_cpu_second", "wall_seconds", "peak_rss_mb"}``: ``seconds`` is the scoring
 time the command reports (``seconds`` of its summary: records read, scored, written,
@@ -129,8 +129,10 @@ def write_vcf(path: Path, n: int, lo: int, hi: int, fasta: Path, seed: int = 1) 
     return path
 
 
-#: the child of a --reference run: varfx's CLI with the seqcnn network's fast eval path off
-REFERENCE_MAIN = "import varfx.nn.seqcnn as s; s.FAST_EVAL = False; from varfx.cli import main; main()"
+#: the child of a --reference run: varfx's CLI as it ran a DNA network before the fast
+#: path (the reference eval path, fed 256 variants at a time)
+REFERENCE_MAIN = ("import varfx.nn.seqcnn as s; s.FAST_EVAL = False; import varfx.stages.score_vcf as v; "
+                  "v.DNA_CHUNK = 256; from varfx.cli import main; main()")
 
 
 def run_one(model: Path, vcf: Path, out: Path, *, threads: int, batch: int, omp: int,
