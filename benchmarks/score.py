@@ -1,7 +1,8 @@
 """score-vcf throughput: records per second and peak memory of ``varfx score-vcf``.
 
     python benchmarks/score.py --json [--records 100000,1000000] [--models glm,seqcnn]
-                               [--threads 0] [--batch 10000] [--workdir DIR] [--keep]
+                               [--threads 0[,1,2]] [--reference] [--batch 10000]
+                               [--workdir DIR] [--keep]
 
 Prints one JSON object (with ``--json``; else one line per run).
 
@@ -18,7 +19,12 @@ Each run is ``python -m varfx score-vcf MODEL VCF -o OUT`` in a child process of
 (so the imports, caches and peak memory of one run do not leak into the next), with
 ``OMP_NUM_THREADS`` set to ``--omp`` (default 1: on the reference machine's 2 cores,
 shared with other jobs, a second torch thread made seqcnn slower, not faster).
-A record: ``{"model", "records", "seconds", "records_per_second", "cpu_seconds",
+``--threads`` takes a comma-separated list: each VCF is scored once per value, the
+values one after the other (so that their ratio is measured under the same load).
+``--reference`` adds, for seqcnn, runs with the network's reference eval path
+(``varfx.nn.seqcnn.FAST_EVAL`` off, 256 variants per forward: what score-vcf ran before
+the fast path), each right after the fast run of the same VCF and threads.
+A record: ``{"model", "path", "threads", "records", "seconds", "records_per_second", "cpu_seconds",
 "records_per_cpu_second", "wall_seconds", "peak_rss_mb"}``: ``seconds`` is the scoring
 time the command reports (``seconds`` of its summary: records read, scored, written,
 bgzipped and indexed; the model load and the mean F over the dataset excluded),
@@ -26,7 +32,9 @@ bgzipped and indexed; the model load and the mean F over the dataset excluded),
 CPU second vary less than records per second), ``wall_seconds`` the whole command's,
 ``peak_rss_mb`` the child's maximum resident memory (``ru_maxrss`` from ``os.wait4``).
 The object is ``{"runs": [records], "rss_ratio": {model: peak at the largest count over
-peak at the smallest}, "goals", "settings", "machine", "setup_seconds"}``.
+peak at the smallest, over the fast runs at the first --threads value}, "goals",
+"settings", "machine", "setup_seconds"}``; ``path`` is ``fast`` or ``reference`` (GLM
+runs: ``fast``), ``threads`` the run's ``--threads``.
 """
 
 from __future__ import annotations
@@ -121,10 +129,18 @@ def write_vcf(path: Path, n: int, lo: int, hi: int, fasta: Path, seed: int = 1) 
     return path
 
 
-def run_one(model: Path, vcf: Path, out: Path, *, threads: int, batch: int, omp: int) -> dict:
+#: the child of a --reference run: varfx's CLI as it ran a DNA network before the fast
+#: path (the reference eval path, fed 256 variants at a time)
+REFERENCE_MAIN = ("import varfx.nn.seqcnn as s; s.FAST_EVAL = False; import varfx.stages.score_vcf as v; "
+                  "v.DNA_CHUNK = 256; from varfx.cli import main; main()")
+
+
+def run_one(model: Path, vcf: Path, out: Path, *, threads: int, batch: int, omp: int,
+            reference: bool = False) -> dict:
     """One ``varfx score-vcf`` in a child process: its summary, wall time and peak RSS."""
     env = {**os.environ, "OMP_NUM_THREADS": str(omp), "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "varfx", "score-vcf", str(model), str(vcf), "-o", str(out), "--json",
+    entry = ["-c", REFERENCE_MAIN] if reference else ["-m", "varfx"]
+    cmd = [sys.executable, *entry, "score-vcf", str(model), str(vcf), "-o", str(out), "--json",
            "--threads", str(threads), "--batch", str(batch)]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
@@ -167,13 +183,17 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--records", default="100000,1000000", help="comma-separated record counts")
     ap.add_argument("--models", default="glm,seqcnn", help="comma-separated: glm, seqcnn")
-    ap.add_argument("--threads", type=int, default=0, help="score-vcf --threads (0: torch's default)")
+    ap.add_argument("--threads", default="0", help="score-vcf --threads, comma-separated values each run in "
+                    "turn (0: torch's default)")
+    ap.add_argument("--reference", action="store_true", help="also run seqcnn with the network's reference "
+                    "eval path (FAST_EVAL off), for the speed-up under the same load")
     ap.add_argument("--omp", type=int, default=1, help="OMP_NUM_THREADS of each run (1: on 2 cores shared with other jobs a second torch thread was slower, measured)")
     ap.add_argument("--batch", type=int, default=10000, help="score-vcf --batch")
     ap.add_argument("--workdir", default=None, help="where to write the generated files (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files (with --workdir)")
     args = ap.parse_args(argv)
     counts = [int(float(x)) for x in args.records.split(",") if x.strip()]
+    threads = [int(x) for x in args.threads.split(",") if x.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in models:
         if m not in ("glm", "seqcnn"):
@@ -190,13 +210,15 @@ def main(argv=None):
         setup_s = time.perf_counter() - t0
         for n in counts:
             vcf = Path(_step(["vcf", work, n])["vcf"])
-            for m in models:
-                r = run_one(s["models"][m], vcf, work / f"out_{m}_{n}.vcf.gz", threads=args.threads,
-                            batch=args.batch, omp=args.omp)
+            for m, t, ref in [(m, t, ref) for m in models for t in threads
+                              for ref in ((False, True) if m == "seqcnn" and args.reference else (False,))]:
+                r = run_one(s["models"][m], vcf, work / f"out_{m}_{n}.vcf.gz", threads=t,
+                            batch=args.batch, omp=args.omp, reference=ref)
                 sm = r["summary"]
                 if sm["records"] != n or sm["scored"] != n:
                     raise SystemExit(f"{m} at {n} records: scored {sm['scored']} of {sm['records']}")
-                runs.append({"model": m, "records": n, "seconds": round(sm["seconds"], 3),
+                runs.append({"model": m, "path": "reference" if ref else "fast", "threads": t, "records": n,
+                             "seconds": round(sm["seconds"], 3),
                              "records_per_second": round(n / sm["seconds"]),
                              "cpu_seconds": round(sm["cpu_seconds"], 3),
                              "records_per_cpu_second": round(n / sm["cpu_seconds"]),
@@ -208,11 +230,12 @@ def main(argv=None):
             os.unlink(vcf)
     ratio = {}
     for m in models:
-        rs = sorted((r for r in runs if r["model"] == m), key=lambda r: r["records"])
+        rs = sorted((r for r in runs if r["model"] == m and r["path"] == "fast" and r["threads"] == threads[0]),
+                    key=lambda r: r["records"])
         if len(rs) > 1:
             ratio[m] = round(rs[-1]["peak_rss_mb"] / rs[0]["peak_rss_mb"], 3)
     result = {"runs": runs, "rss_ratio": ratio, "goals": GOALS, "setup_seconds": round(setup_s, 1),
-              "settings": {"threads": args.threads, "omp_num_threads": args.omp, "batch": args.batch,
+              "settings": {"threads": threads, "reference": args.reference, "omp_num_threads": args.omp, "batch": args.batch,
                            "region_bp": REGION_BP, "feature_window": 32},
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()}}

@@ -178,6 +178,45 @@ def test_seqcnn_reads_dna(glm, tmp_path, monkeypatch):
     got = np.array([r.info["VARFX_F"][0] for r in read_out(out)[1]])
     np.testing.assert_allclose(got, [want[s] for s, *_ in snv], rtol=1e-5)
     assert np.std(got) > 0  # a value per variant, not one for all
+    # both commands run the network's fast eval path; the reference path (the modules
+    # themselves, varfx.nn.seqcnn.FAST_EVAL off) writes the same values to float32 round-off
+    import varfx.nn.seqcnn as seqcnn
+
+    monkeypatch.setattr(seqcnn, "FAST_EVAL", False)
+    run(["score-vcf", model, vcf, "-o", tmp_path / "ref.vcf.gz", "--json"])
+    ref = np.array([r.info["VARFX_F"][0] for r in read_out(tmp_path / "ref.vcf.gz")[1]])
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    monkeypatch.setattr(seqcnn, "FAST_EVAL", True)
+
+    # the model reads the reference DNA only (allele_aware off): a second record at a
+    # position, and a multi-allelic record's ALTs, are one network input each, scored once,
+    # and get the position's value
+    import varfx.features.sequence as sequence
+
+    other = {"A": "C", "C": "G", "G": "T", "T": "A"}
+    dup = []
+    for k, (s, c, b, ref_b, alt, af) in enumerate(snv[:12]):
+        dup.append(f"{c}	{b}	{s}	{ref_b}	{alt}	.	.	AF={af:.17g}	GT	0|1")
+        if k % 2:
+            dup.append(f"{c}	{b}	{s}	{ref_b}	{other[alt]}	.	.	AF=0.01	GT	0|1")
+        else:
+            dup.append(f"{c}	{b}	{s}	{ref_b}	{alt},{other[alt]}	.	.	AF={af:.17g},0.01	GT	1|2")
+    windows = []
+    real = sequence.sequence_codes
+
+    def spy(fa, chrom, pos, *, window):
+        if window > 1:
+            windows.append(len(pos))
+        return real(fa, chrom, pos, window=window)
+
+    monkeypatch.setattr(sequence, "sequence_codes", spy)
+    vcf2 = write_vcf(tmp_path / "dup.vcf", dup)
+    summary = json.loads(run(["score-vcf", model, vcf2, "-o", tmp_path / "dup.vcf.gz", "--json"]).stdout)
+    assert summary["scored"] == summary["alleles"] == 12 + 12 + 6
+    # one DNA window per position (the earlier reads are the dataset's, for the mean F)
+    assert windows[-1] == 12
+    for r in read_out(tmp_path / "dup.vcf.gz")[1]:
+        np.testing.assert_allclose(r.info["VARFX_F"], [want[r.id]] * len(r.alts), rtol=1e-5)
 
 
 def test_bags_trained_mil_model_writes_pcausal_equal_to_varfx_score(tmp_path):
@@ -499,3 +538,62 @@ def test_a_source_with_covered_decides_its_coverage(glm, tmp_path, monkeypatch):
     assert 0 < odd < len(snv)
     assert summary["outside_by"] == {"peaks": odd} and summary["scored"] == len(snv) - odd
     assert all(("VARFX_F" in r.info) == (r.pos % 2 == 0) for r in read_out(out)[1])
+
+
+# ----------------------------------------------------------------------------- table features
+
+
+def test_table_source_reads_its_file_at_most_twice_over_batches(tmp_path, monkeypatch):
+    # score-vcf asks a table for each batch of records: the first request reads the rows
+    # of that batch, a later one with new variants the whole table, and then no more
+    from varfx.errors import UserError
+    from varfx.features.sources.table import TableSource
+
+    rng = np.random.default_rng(0)
+    bp = np.sort(rng.choice(np.arange(1, 10**6), 400, replace=False))
+    vals = rng.normal(size=400)
+    p = tmp_path / "t.tsv"
+    p.write_text("CHR\tBP\tscore\n" + "".join(f"22\t{b}\t{v!r}\n" for b, v in zip(bp.tolist(), vals.tolist()))
+                 + f"22\t{10**6 + 5}\t1\n22\t{10**6 + 5}\t2\n")  # a duplicated row, outside the batches
+    loads = []
+    real = TableSource._load
+    monkeypatch.setattr(TableSource, "_load", lambda self, *a, **kw: loads.append(1) or real(self, *a, **kw))
+    src = TableSource()
+    query = np.concatenate([bp, bp[:50] + 1])  # positions in the table, then absent ones (0)
+    got = np.concatenate([src.read(p, np.full(len(b), 22), b) for b in np.array_split(query, 9)])
+    np.testing.assert_array_equal(got[:, 0], np.concatenate([vals, np.zeros(50)]))
+    assert len(loads) == 2
+    # the duplicated row is an error once a variant asks for it, naming its line
+    with pytest.raises(UserError, match=r"line 403: a second row for the same variant \(first on line 402\)"):
+        src.read(p, [22], [10**6 + 5])
+    assert len(loads) == 2
+    assert src.covered(p, [22, 22], [1, 2]).tolist() == [True, True] and src.coverage_note(p) is None
+    q = tmp_path / "ids.tsv"
+    q.write_text("SNP\tscore\nrs1\t2\n")
+    assert src.covered(q, [22], [5]).tolist() == [False] and "keyed by SNP id" in src.coverage_note(q)
+
+
+def test_a_table_keyed_by_snp_id_leaves_new_variants_outside(glm, tmp_path):
+    """A model with a feature from a table keyed by SNP id cannot compute it for a variant
+    of a VCF (no dataset id to look up): `.`, counted under outside_by, with a note."""
+    tmp, _, rows = glm
+    prefix, ss = write_subset(tmp_path / "in", 0, 300)
+    snps = [r[0] for r in rows]
+    (tmp_path / "ids.tsv").write_text("SNP\tscore\n" + "".join(f"{s}\t{i % 7}\n" for i, s in enumerate(snps)))
+    (tmp_path / "manifest.tsv").write_text(f"name\tpath\nids\t{tmp_path / 'ids.tsv'}\n")
+    ds = tmp_path / "ds"
+    run(["ingest", "--sumstats", ss, "--ld", prefix, "--annotations", tmp_path / "manifest.tsv",
+         "--fasta", tmp / "ref.fa", "-o", ds, "--json"])
+    run(["precompute-ld", ds, "--window-kb", 500, "--flank-kb", 100, "--json"])
+    model = tmp_path / "m"
+    run(["fit", ds, "--prior", "glm", "--alpha", "learn", "--sigma2", 1, "--holdout-chroms", "none",
+         "--epochs", 1, "-o", model])
+    snv = [r for r in rows if len(r[3]) == 1 and len(r[4]) == 1][:20]
+    lines = [f"{c}\t{b}\t{s}\t{ref}\t{alt}\t.\t.\tAF={af:.4f}\tGT\t0|1" for s, c, b, ref, alt, af in snv]
+    out = tmp_path / "o.vcf.gz"
+    r = run(["score-vcf", model, write_vcf(tmp_path / "in.vcf", lines), "-o", out, "--json"])
+    summary = json.loads(r.stdout)
+    assert summary["scored"] == 0 and summary["outside"] == len(lines)
+    assert summary["outside_by"] == {"ids": len(lines)}
+    assert any("keyed by SNP id" in n for n in summary["notes"]) and "keyed by SNP id" in r.stderr
+    assert all("VARFX_F" not in rec.info for rec in read_out(out)[1])

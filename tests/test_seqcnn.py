@@ -531,3 +531,95 @@ def test_checkpointed_chunks_give_the_gradients_of_plain_chunks(monkeypatch):
     assert torch.equal(y1, y2)
     for n in g1:
         assert torch.allclose(g1[n], g2[n], rtol=1e-5, atol=1e-7), n
+
+
+def _random_eval_state(module, seed):
+    """Random weights everywhere (the last layer included) and random BatchNorm running
+    statistics, so that every term of the eval forward matters."""
+    perturbed(module, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for mod in module.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.copy_(torch.rand(mod.running_mean.shape, generator=gen) - 0.5)
+                mod.running_var.copy_(0.5 + 1.5 * torch.rand(mod.running_var.shape, generator=gen))
+    return module.eval()
+
+
+@pytest.mark.parametrize("options", [
+    {},  # the default network (window 512, both strands, the variant token)
+    {"window": 100, "tower": 3, "crop": 3, "max_shift": 3, "rc": False},  # pooled lengths 50, 25 (odd), 13, 7
+    {"window": 62, "tower": 2, "crop": 2, "max_shift": 0, "variant_token": False, "allele_aware": True},
+    {"window": 38, "width": 5, "tower": 2, "dilated": 3, "crop": 1, "max_shift": 5, "allele_aware": True},
+])
+def test_fast_eval_equals_the_reference_path(options):
+    # scoring takes _eval_forward_fast (channels-last, the stem as table look-ups, both
+    # strands in one batch); it must compute _eval_forward_reference's function.  In float64
+    # the two agree to ~1e-15 relative (only the order of the sums differs): 1e-10 fails on
+    # any wrong tap, strand, offset or channel order, whose errors are O(1) relative.  In
+    # float32 the differences are round-off: ~20 layers of sums of <= 155 terms, 6e-8 each,
+    # amplified by the random weights; 2e-5 of the output's scale bounds them
+    _, m = build(**options)
+    _random_eval_state(m, seed=21)
+    n = 37
+    codes = random_codes(n, m.sequence_length, seed=22, p_n=0.05)
+    alt = torch.tensor(np.random.default_rng(23).integers(0, 5, n), dtype=torch.uint8)
+    batch = {"sequence": codes, "alt": alt}
+    with torch.no_grad():
+        fast, ref = m._eval_forward_fast(batch), m._eval_forward_reference(batch)
+        assert torch.isfinite(ref).all() and ref.std() > 0
+        scale = float(ref.abs().max())
+        assert float((fast - ref).abs().max()) <= 2e-5 * scale, (float((fast - ref).abs().max()), scale)
+        # what forward() gives in eval without gradients is the fast path, also in pieces
+        assert torch.allclose(m(batch).float(), fast + float(m.log_init), rtol=0, atol=1e-6 * scale)
+        import varfx.nn.seqcnn as mod
+
+        piece, mod.FAST_PIECE = mod.FAST_PIECE, 10
+        try:
+            pieces = m._eval_forward_fast(batch)
+        finally:
+            mod.FAST_PIECE = piece
+        assert float((pieces - ref).abs().max()) <= 2e-5 * scale
+        m.double()
+        fast, ref = m._eval_forward_fast(batch), m._eval_forward_reference(batch)
+        assert fast.dtype == torch.float64
+        assert float((fast - ref).abs().max()) <= 1e-10 * float(ref.abs().max())
+
+
+def test_fast_stem_is_the_one_hot_convolution():
+    # the stem as look-ups of summed weight columns, against torch's conv1d of the one-hot
+    # bases and the variant token written out directly (not through encode)
+    _, m = build(window=64, tower=2, crop=2, max_shift=2)
+    perturbed(m, seed=24)
+    m.double()
+    codes = random_codes(9, 64, seed=25, p_n=0.2).long()
+    x = torch.zeros(9, 5, 64, dtype=torch.float64)
+    for base in range(4):
+        x[:, base] = (codes == base).double()
+    x[:, 4, 32] = 1.0  # the variant token at window // 2
+    want = torch.nn.functional.conv1d(x, m.stem.weight, m.stem.bias, padding=7)
+    with torch.no_grad():
+        got = m._stem_fast(codes).transpose(1, 2)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_eval_with_gradients_takes_the_reference_path():
+    # in-place operations of the fast path cannot be differentiated: with gradients on, eval
+    # runs the modules (a saliency map, say), and gives the same numbers
+    _, m = build(window=64, tower=2, crop=2)
+    _random_eval_state(m, seed=26)
+    batch = {"sequence": random_codes(5, m.sequence_length, seed=27)}
+    y = m(batch)
+    assert y.requires_grad
+    y.sum().backward()
+    assert m.stem.weight.grad is not None and m.stem.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.allclose(m(batch), y.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_eval_rejects_codes_other_than_acgtn():
+    _, m = build(window=64, tower=2, crop=2)
+    codes = random_codes(3, m.sequence_length, seed=28)
+    codes[1, 5] = 7
+    with torch.no_grad(), pytest.raises(ValueError, match="base code 7"):
+        m.eval()({"sequence": codes})

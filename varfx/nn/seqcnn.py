@@ -55,6 +55,15 @@ N_CODE = 4
 HEAD_CHANNELS = 64
 #: variants per forward chunk in eval (bounds the activation memory of scoring a genome)
 EVAL_CHUNK = 4096
+#: eval without gradients takes :meth:`SeqCNNModule._eval_forward_fast` (False: always the
+#: reference path; for comparisons, benchmarks/seqcnn_speed.py --compare)
+FAST_EVAL = True
+#: variants per piece of the fast eval forward (both strands: twice as many sequences):
+#: pieces whose activations stay in the caches ran fastest (64-128 variants against 256
+#: and more, benchmarks/seqcnn_speed.py --compare --pieces)
+FAST_PIECE = 128
+#: taps per look-up of the fast stem (a table of 5^STEM_GROUP rows per group of taps)
+STEM_GROUP = 4
 
 
 def stored_length(window: int, max_shift: int) -> int:
@@ -173,6 +182,13 @@ class SeqCNNModule(nn.Module):
     def sequence_length(self) -> int:
         return stored_length(self.window, self.max_shift)
 
+    @property
+    def batch_inputs(self) -> tuple[str, ...]:
+        """The batch keys the output depends on (besides ``freq``'s dtype): variants with
+        equal values of these get equal outputs, so a caller may score them once
+        (``score-vcf`` does, for the ALTs of one position when the model ignores the allele)."""
+        return ("sequence", "alt") if self.allele_aware else ("sequence",)
+
     # ------------------------------------------------------------------ input
 
     def prepare(self, batch: dict, *, augment: bool, flip=None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -259,12 +275,154 @@ class SeqCNNModule(nn.Module):
                 outs.append(self._chunk(c, a, base + i))
         return torch.cat(outs)
 
-    def _eval_forward(self, batch: dict) -> torch.Tensor:
+    def _eval_forward_reference(self, batch: dict) -> torch.Tensor:
+        """``h`` in eval through the training modules (:meth:`encode`, :meth:`embed`): the
+        definition :meth:`_eval_forward_fast` is tested against, and the path taken when
+        gradients are wanted in eval."""
         M = batch["sequence"].shape[0]
         out = self.embed(self.encode(*self.prepare(batch, augment=False)))
         if self.rc:
             flip = torch.ones(M, dtype=torch.bool, device=batch["sequence"].device)
             out = 0.5 * (out + self.embed(self.encode(*self.prepare(batch, augment=False, flip=flip))))
+        return out
+
+    def _eval_forward(self, batch: dict) -> torch.Tensor:
+        if torch.is_grad_enabled() or not FAST_EVAL:
+            return self._eval_forward_reference(batch)
+        return self._eval_forward_fast(batch)
+
+    # ------------------------------------------------------------------ fast inference
+    #
+    # The same function as _eval_forward_reference to float32 round-off, computed
+    # differently because scoring a genome is this network's eval forward and nothing else
+    # (benchmarks/seqcnn_speed.py --compare; docs/benchmarks.md, "score-vcf throughput"):
+    # - activations are (N, L, C), channels last: torch's small-channel convolutions run
+    #   several times faster on channels-last input than on (N, C, L) (the 16 -> 16
+    #   pointwise convolution over 512 bases most of all), and max-pool 2 is then the
+    #   maximum of the even and the odd rows;
+    # - the stem, a convolution over one-hot bases, is a sum of weight columns: its taps
+    #   are grouped in threes, each group a table of the 125 sums of three columns (N is a
+    #   zero column), looked up per base triple (an embedding bag), with the bias and the
+    #   variant token in one more table of per-position rows (in eval the variant is always
+    #   at offset window // 2, so the token's contribution depends only on the position);
+    # - BatchNorm in eval is a per-channel affine map, applied in one pass (addcmul), GELU
+    #   in place, the residual sums in place;
+    # - both strands are one batch of 2M sequences.
+    # Only without gradients (in place operations); the modules' weights are read on every
+    # call, so a model in training that is evaluated between steps is never stale.
+
+    def _stem_tables(self) -> torch.Tensor:
+        """``(G * 5^STEM_GROUP + window, C)``: per group of :data:`STEM_GROUP` taps, the sums of
+        one weight column per tap for every tuple of base codes (0-4, N a zero column), then
+        the per-position rows (the bias and the variant token's column at that offset)."""
+        w = self.stem.weight  # (C, 4 [+1], K)
+        C, _, K = w.shape
+        pad, g = self.stem.padding[0], STEM_GROUP
+        G = -(-K // g)
+        cols = torch.zeros(G * g, 5, C, dtype=w.dtype, device=w.device)
+        cols[:K, :4] = w[:, :4].permute(2, 1, 0)  # (tap, base, C); taps past K are zero
+        cols = cols.view(G, g, 5, C)
+        table = cols[:, 0]
+        for t in range(1, g):
+            # (G, 5^t, C) + (G, 5, C): all tuples one tap longer, the new tap's code last
+            table = (table[:, :, None] + cols[:, t, None]).reshape(G, -1, C)
+        rows = self.stem.bias[None, :].expand(self.window, C).clone()
+        if self.variant_token:
+            # position l sees the variant (at window // 2) through tap k = window // 2 - l + pad
+            at = self.window // 2
+            for k in range(K):
+                if 0 <= at - k + pad < self.window:
+                    rows[at - k + pad] += w[:, 4, k]
+        return torch.cat([table.reshape(-1, C), rows])
+
+    def _stem_fast(self, codes: torch.Tensor) -> torch.Tensor:
+        """The stem's output ``(N, window, C)`` for ``(N, window)`` base codes (0-4)."""
+        N, W = codes.shape
+        K, pad, g = self.stem.kernel_size[0], self.stem.padding[0], STEM_GROUP
+        G = -(-K // g)
+        c = nn.functional.pad(codes.to(torch.int32), (pad, G * g - 1 - pad), value=N_CODE)
+        # tup[:, i]: the code of the tuple of g bases starting at padded offset i (base 5)
+        span = W + (G - 1) * g
+        tup = c[:, :span]
+        for t in range(1, g):
+            tup = tup * 5 + c[:, t:t + span]
+        # output position l, group j: the tuple at l + g * j, in group j's part of the table
+        idx = torch.empty((N, W, G + 1), dtype=torch.int32, device=codes.device)
+        offs = torch.arange(G, dtype=torch.int32, device=codes.device) * 5 ** g
+        torch.add(tup.as_strided((N, W, G), (tup.stride(0), 1, g)), offs, out=idx[:, :, :G])
+        idx[:, :, G] = torch.arange(G * 5 ** g, G * 5 ** g + W, dtype=torch.int32, device=codes.device)
+        out = nn.functional.embedding_bag(idx.view(N * W, G + 1), self._stem_tables(), mode="sum")
+        return out.view(N, W, -1)
+
+    @staticmethod
+    def _affine_gelu(x: torch.Tensor, norm: nn.BatchNorm1d) -> torch.Tensor:
+        """``gelu(norm(x))`` of channels-last ``x`` with the eval BatchNorm as one affine pass."""
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+        return nn.functional.gelu(torch.addcmul(shift, x, scale))
+
+    @staticmethod
+    def _conv_nlc(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+        """``conv`` of channels-last ``x`` (N, L, C): a 2-D convolution over a (1, L) image in
+        torch's channels-last memory format (the same numbers, another loop order)."""
+        w = conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        y = nn.functional.conv2d(x.unsqueeze(1).permute(0, 3, 1, 2), w, conv.bias,
+                                 padding=(0, conv.padding[0]), dilation=(1, conv.dilation[0]))
+        return y.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[1], -1)
+
+    def _residual_nlc(self, x: torch.Tensor, block: _Residual) -> torch.Tensor:
+        return x.add_(self._conv_nlc(self._affine_gelu(x, block.norm), block.conv))
+
+    @staticmethod
+    def _pool_nlc(x: torch.Tensor) -> torch.Tensor:
+        """MaxPool1d(2, ceil_mode=True) over the rows of channels-last ``x``."""
+        if x.shape[1] % 2:
+            # the last, unpaired row is its own maximum (ceil mode)
+            x = nn.functional.pad(x, (0, 0, 0, 1), value=-math.inf)
+        return torch.maximum(x[:, 0::2], x[:, 1::2])
+
+    def _eval_forward_fast(self, batch: dict) -> torch.Tensor:
+        M = batch["sequence"].shape[0]
+        if M <= FAST_PIECE:
+            return self._fast_piece(batch)
+        return torch.cat([self._fast_piece({k: v[a:a + FAST_PIECE] for k, v in batch.items()})
+                          for a in range(0, M, FAST_PIECE)])
+
+    def _fast_piece(self, batch: dict) -> torch.Tensor:
+        seq = batch["sequence"]
+        M, S = seq.shape
+        if S != self.sequence_length:
+            raise ValueError(f"sequence of {S} bases per variant; this model needs {self.sequence_length} "
+                             f"(window {self.window} + 2 x max_shift {self.max_shift} + 1)")
+        codes = seq.long()
+        centre, ms, W = S // 2, self.max_shift, self.window
+        if self.allele_aware:
+            alt = batch["alt"].long()
+            known = alt < N_CODE
+            codes = codes.clone()
+            codes[known, centre] = alt[known]
+        if M and int(codes.max()) > N_CODE:
+            raise ValueError(f"base code {int(codes.max())}: expected 0-4 (A, C, G, T, N)")
+        fwd = codes[:, ms:ms + W]
+        if self.rc:
+            # the centred crop of the reverse complement (prepare with flip): its bases are
+            # those at ms + 1 .. ms + W of the stored sequence, complemented, reversed
+            comp = torch.tensor(COMPLEMENT, dtype=torch.long, device=seq.device)
+            fwd = torch.cat([fwd, comp[codes[:, ms + 1:ms + W + 1]].flip(-1)])
+        x = self._residual_nlc(self._stem_fast(fwd), self.stem_residual)
+        x = self._pool_nlc(x)
+        for block in self.tower:
+            y = self._conv_nlc(self._affine_gelu(x, block.norm), block.conv)
+            x = self._pool_nlc(self._residual_nlc(y, block.residual))
+        for block in self.dilated:
+            x = self._residual_nlc(x, block)
+        lo = (self.bins - self.crop) // 2
+        x = self._affine_gelu(x[:, lo:lo + self.crop], self.head_norm)
+        x = nn.functional.gelu(self._conv_nlc(x, self.head_conv))
+        # the head reads the bins channel-major, as embed's (N, C, crop).flatten(1)
+        out = self.head(x.transpose(1, 2).flatten(1)).squeeze(-1)
+        if self.rc:
+            out = 0.5 * (out[:M] + out[M:])
         return out
 
     def forward(self, batch: dict) -> torch.Tensor:

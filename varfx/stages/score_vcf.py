@@ -38,8 +38,9 @@ REF_MISMATCH_MAX = 0.05
 #: contigs longer than this cannot be indexed with tabix (.tbi): a CSI index instead
 TABIX_MAX_CONTIG = 1 << 29
 ACGT = {"A": 0, "C": 1, "G": 2, "T": 3}
-#: variants per forward of a prior that reads DNA (each variant is independent in eval)
-DNA_CHUNK = 256
+#: variants per forward of a prior that reads DNA (each variant is independent in eval);
+#: seqcnn's fast eval path runs pieces of its own (FAST_PIECE) within them
+DNA_CHUNK = 1024
 #: a single base in either case (soft-masked references write lower case) -> its code
 BASE = {**ACGT, **{k.lower(): v for k, v in ACGT.items()}}
 
@@ -193,6 +194,14 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
                    counts=counts, outside_by={}, replaced=replaced, vcf=vcf)
         summary = _write(vin, hdr, out, ctx, batch=int(batch), threads=threads, progress=progress,
                          fa_path=fa_path)
+        # why an input left variants outside its coverage, when its source can say (a table
+        # keyed by SNP id covers no variant outside the dataset)
+        for e in (feats.ents if feats is not None else []):
+            if summary["outside_by"].get(e.name) and hasattr(e.src, "coverage_note"):
+                message = e.src.coverage_note(e.path)
+                if message and message not in notes:
+                    notes.append(message)
+                    print(f"Note: {message}", file=sys.stderr)
     finally:
         for h in (vin, fa, feats):
             if h is not None:
@@ -382,16 +391,31 @@ def _score_batch(recs, chroms, poss, vout, ctx):
         if feats is not None:
             for k, v in feats.compute(chrom, pos, fq, covered=ok).items():
                 b[k] = torch.as_tensor(v)
+        inverse = None
         if seq_len > 0:
+            # a network whose output depends on the DNA alone (batch_inputs): the ALTs of
+            # one position, and records at one position (sorted, so adjacent), are one
+            # variant to it, scored once
+            if set(getattr(module, "batch_inputs", ("sequence", "alt"))) <= {"sequence"}:
+                key = (chrom << 32) | pos
+                if len(key) > 1 and bool((key[1:] == key[:-1]).any()):
+                    _, first_at, inverse = np.unique(key, return_index=True, return_inverse=True)
+                    b = {k: v[torch.as_tensor(first_at)] for k, v in b.items()}
+                    chrom, pos = chrom[first_at], pos[first_at]
             b["sequence"] = torch.as_tensor(sequence_codes(fa, chrom, pos, window=int(seq_len)))
-            b["alt"] = torch.as_tensor(ac)
+            b["alt"] = torch.as_tensor(ac if inverse is None else ac[first_at])
         with torch.inference_mode():
             if seq_len > 0:
-                # a DNA network in pieces whose activations stay in cache: 2.3x faster
-                # than one forward of 4096 variants (benchmarks/score.py's seqcnn, one thread)
+                # a DNA network in pieces: bounded activations (a network may split them
+                # further: seqcnn's fast path runs 128 variants at a time, whose activations
+                # stay in the caches; docs/benchmarks.md, "score-vcf throughput")
+                n_in = len(b["sequence"])
                 parts = [module({k: v[a:a + DNA_CHUNK] for k, v in b.items()}).to(torch.float64)
-                         for a in range(0, len(ri), DNA_CHUNK)]
+                         for a in range(0, n_in, DNA_CHUNK)]
                 logit = torch.cat(parts)
+                if inverse is not None:
+                    logit = logit[torch.as_tensor(inverse.reshape(-1))]
+                    chrom, pos = rec_code[ri], rec_pos[ri]
             else:
                 logit = module(b).to(torch.float64)
         # a logit's probability in float64 (torch.sigmoid is stable at both tails)

@@ -56,6 +56,7 @@ class TableSource(BaseFeatureSource):
     def __init__(self, **options):
         super().__init__(**options)
         self._tables: dict[str, dict] = {}
+        self._headers: dict[str, dict] = {}
 
     @classmethod
     def sniff(cls, path) -> bool:
@@ -70,9 +71,16 @@ class TableSource(BaseFeatureSource):
     # -- header --------------------------------------------------------------------------
 
     def _header(self, path):
+        # parsed once per file (prepare, covered and read ask for it for every batch)
         path = Path(path)
         if not path.is_file():
             raise UserError("no such table file", path=path)
+        key = str(path.resolve())
+        if key not in self._headers:
+            self._headers[key] = self._read_header(path)
+        return self._headers[key]
+
+    def _read_header(self, path):
         try:
             with _open_text(path) as fh:
                 for lineno, line in enumerate(fh, 1):
@@ -148,8 +156,10 @@ class TableSource(BaseFeatureSource):
         assert len(keys) == n
         return keys, True
 
-    def _load(self, path, wanted: set, meta, with_alleles: bool) -> dict:
-        """Parse the table keeping the rows whose key is in ``wanted``."""
+    def _load(self, path, wanted, meta, with_alleles: bool) -> dict:
+        """Parse the table keeping the rows whose key is in ``wanted`` (None: every row;
+        a key on two rows is then kept in ``self._dups`` and is an error only when looked
+        up, as it would have been with ``wanted``)."""
         import numpy as np
 
         lay, vidx = meta["layout"], meta["value_idx"]
@@ -157,6 +167,7 @@ class TableSource(BaseFeatureSource):
         ncol = len(header)
         found: dict = {}
         first_line: dict = {}
+        dups: dict = {}
         n_rows = 0
         tab = meta["tab"]
         try:
@@ -181,7 +192,7 @@ class TableSource(BaseFeatureSource):
                         key = (c, b)
                         if with_alleles:
                             key = key + _pair(f[lay["a1"]].strip(), f[lay["a2"]].strip())
-                    if key not in wanted:
+                    if wanted is not None and key not in wanted:
                         continue
                     vals = np.empty(len(vidx), dtype=np.float64)
                     for j, i in enumerate(vidx):
@@ -197,6 +208,9 @@ class TableSource(BaseFeatureSource):
                                 f"option columns=...", path=path, line=lineno, column=header[i]) from None
                         vals[j] = v if np.isfinite(v) else 0.0
                     if key in found:
+                        if wanted is None:
+                            dups.setdefault(key, (first_line[key], lineno))
+                            continue
                         raise UserError(
                             f"a second row for the same variant (first on line {first_line[key]}): expected one row "
                             "per variant" + ("" if with_alleles or meta["by"] == "snp" else
@@ -209,19 +223,45 @@ class TableSource(BaseFeatureSource):
         except (EOFError, gzip.BadGzipFile) as exc:
             raise UserError(f"could not read this table ({exc}): a corrupt or truncated gzip file?", path=path) from None
         self.last_info = {"rows": n_rows, "rows_matched": len(found)}
+        self._dups = dups
         return found
 
     def prepare(self, path, chrom, pos, *, variants=None) -> None:
+        """Read the rows of these variants.  The first call keeps only their rows (ingest:
+        the dataset's variants, one call); a later call for variants not read yet
+        (``score-vcf``: one call per batch of records) reads the whole table, once, so that
+        the file is parsed at most twice however many batches follow."""
         meta = self._header(path)
-        keys, alleles = self._variant_keys(path, meta, chrom, pos, variants)
-        wanted = {k for kk in keys for k in (kk if alleles else (kk,))}
         rkey = str(Path(path).resolve())
         old = self._tables.get(rkey)
+        if old is not None and old["wanted"] is None:
+            return
+        keys, alleles = self._variant_keys(path, meta, chrom, pos, variants)
+        wanted = {k for kk in keys for k in (kk if alleles else (kk,))}
         if old is not None and wanted <= old["wanted"]:
             return
         if old is not None:
-            wanted |= old["wanted"]
-        self._tables[rkey] = {"wanted": wanted, "rows": self._load(path, wanted, meta, alleles), "meta": meta}
+            wanted = None
+        self._dups = {}
+        rows = self._load(path, wanted, meta, alleles)
+        self._tables[rkey] = {"wanted": wanted, "rows": rows, "meta": meta, "dups": self._dups}
+
+    def covered(self, path, chrom, pos, *, window=0):
+        """Which variants this table can give values for (``score-vcf``): a table keyed by
+        position covers every variant (a position it lacks is 0, as at ingest); a table
+        keyed by SNP id none, since a variant outside the dataset has no id of the
+        dataset's to look up (:meth:`coverage_note` says so)."""
+        import numpy as np
+
+        by = self._header(path)["by"]
+        return np.full(len(pos), by != "snp", dtype=bool)
+
+    def coverage_note(self, path):
+        """Why variants are outside this table's coverage (see :meth:`covered`), or None."""
+        if self._header(path)["by"] != "snp":
+            return None
+        return (f"table {path} is keyed by SNP id: a variant outside the dataset has no id to look up there, so "
+                "its value is unknown and it gets '.' (add CHR and BP columns to the table to score new variants)")
 
     def read(self, path, chrom, pos, *, window=256, variants=None):
         import numpy as np
@@ -230,15 +270,21 @@ class TableSource(BaseFeatureSource):
         t = self._tables[str(Path(path).resolve())]
         meta = t["meta"]
         keys, alleles = self._variant_keys(path, meta, chrom, pos, variants)
-        rows = t["rows"]
+        rows, dups = t["rows"], t.get("dups") or {}
         out = np.zeros((len(pos), len(meta["names"])), dtype=np.float64)
         for i, kk in enumerate(keys):
             if alleles:
-                v = rows.get(kk[0])
+                v, k = rows.get(kk[0]), kk[0]
                 if v is None:
-                    v = rows.get(kk[1])
+                    v, k = rows.get(kk[1]), kk[1]
             else:
-                v = rows.get(kk)
+                v, k = rows.get(kk), kk
             if v is not None:
+                if k in dups:
+                    first, line = dups[k]
+                    raise UserError(
+                        f"a second row for the same variant (first on line {first}): expected one row per variant"
+                        + ("" if alleles or meta["by"] == "snp" else " (add A1 A2 columns to tell alleles apart)"),
+                        path=path, line=line)
                 out[i] = v
         return out
