@@ -86,8 +86,34 @@ def flush_loss_bound(G_removed_fro: float, k: int, quad: float, f_max: float, si
     return float(-k * np.log1p(-d) + abs(quad) * d / (1.0 - d))
 
 
+def kept_rank(lam_desc: np.ndarray, eig_threshold: float = EIG_THRESHOLD, max_rank: int | None = None,
+              var_share: float | None = None) -> int:
+    """How many of the descending eigenvalues ``lam_desc`` the factorisation keeps.
+
+    Every rule applies at once: ``lambda > eig_threshold * lambda_max``; at most
+    ``max_rank`` (the panel-size cap of ``precompute-ld --ld-correction``); and the fewest
+    leading components whose cumulative share of the positive eigenvalues' sum reaches
+    ``var_share`` (SBayesRC-style truncation, a measured candidate).  Keeping the *top*
+    components is a projection of the summary statistics, so with the true LD the
+    reduced likelihood stays exact (docs/math.md, "LD from a small panel")."""
+    lam_desc = np.asarray(lam_desc, dtype=np.float64)
+    if lam_desc.size == 0 or not np.isfinite(lam_desc[0]) or lam_desc[0] <= 0.0:
+        return 0
+    k = int(np.sum(lam_desc > eig_threshold * lam_desc[0]))
+    if max_rank is not None:
+        k = min(k, int(max_rank))
+    if var_share is not None and k > 0:
+        pos = np.clip(lam_desc, 0.0, None)
+        share = np.cumsum(pos) / pos.sum()
+        # the first index where the share reaches var_share, plus one (rounding slack
+        # so that var_share = 1 keeps every positive component)
+        k = min(k, int(np.searchsorted(share, var_share - 1e-12, side="left")) + 1)
+    return max(k, 0)
+
+
 def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THRESHOLD,
-                     flush: float = FLUSH_RELATIVE, n_scale=None) -> dict:
+                     flush: float = FLUSH_RELATIVE, n_scale=None, max_rank: int | None = None,
+                     var_share: float | None = None) -> dict:
     """Reduce one LD window to its k-space factors.
 
     Parameters
@@ -114,6 +140,10 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
         ``D^1/2 R_(i),+ F R_+,(i) D^1/2 + (sigma^2/N) R_(i),(i)`` with
         ``D = diag(n_scale)``, so ``G = R_+,(i) D^1/2 V Lambda^-1/2`` and nothing else
         changes (docs/math.md).  None: all ones (one sample size), today's model.
+    max_rank, var_share : int or None, float or None
+        Further truncation to the top components (:func:`kept_rank`): at most
+        ``max_rank`` of them, and only as many as reach the share ``var_share`` of the
+        block's variance.  None: no such limit.
     flush : float
         Entries of ``G`` and ``P`` below ``flush`` times their largest entry are stored
         as exact zeros (:data:`FLUSH_RELATIVE`; 0 keeps everything).  ``z`` is computed
@@ -181,10 +211,12 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
     lam_max = float(lam[-1])
     if not np.isfinite(lam_max) or lam_max <= 0.0:
         return _empty()
-    keep = lam > eig_threshold * lam_max
-    lam = lam[keep][::-1].copy()
-    V = V[:, keep][:, ::-1].copy()
-    k = lam.shape[0]
+    lam, V = lam[::-1], V[:, ::-1]
+    k = kept_rank(lam, eig_threshold, max_rank, var_share)
+    if k == 0:
+        return _empty()
+    lam = lam[:k].copy()
+    V = V[:, :k].copy()
     s = 1.0 / np.sqrt(lam)
     P = V.T * s[:, None]  # Lambda^-1/2 V^T
     if n_scale is None:

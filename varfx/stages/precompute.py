@@ -21,6 +21,7 @@ one error naming ``windows.h5``, and ``windows.parts/`` is removed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -60,7 +61,8 @@ def _worker_init(dataset: str):
     _worker_state["n_scale"] = n / N
 
 
-def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_ref: int) -> int:
+def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_ref: int,
+                    truncation: dict | None = None) -> int:
     from ..linalg.window import factorise_window
     from ..store.h5 import guard, guarded_h5
 
@@ -71,7 +73,7 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
     R = ld.correlation(spec.plus_idx, spec.chrom, center)
     n_scale = _worker_state["n_scale"][spec.core_idx]
     fac = factorise_window(R, core_pos, beta[spec.core_idx], eig_threshold=eig_threshold,
-                           n_scale=None if np.all(n_scale == 1.0) else n_scale)
+                           n_scale=None if np.all(n_scale == 1.0) else n_scale, **(truncation or {}))
     ld_raw = np.asarray(fac["ld_score"], dtype=np.float64)
     if n_ref > 2:
         # Unbiased r^2 from a panel of n_ref people (as ldsc): r^2 - (1 - r^2)/(n_ref - 2),
@@ -99,11 +101,14 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
     return spec.index
 
 
-def _params(window_kb, flank_kb, eig_threshold, dataset_h5) -> dict:
+def _params(window_kb, flank_kb, eig_threshold, dataset_h5, correction: dict | None = None) -> dict:
     fp = dataset_fingerprint(dataset_h5)
     return {
         "window_kb": float(window_kb), "flank_kb": float(flank_kb),
         "eig_threshold": float(eig_threshold),
+        # the LD correction applied (resolved from --ld-correction): another option, or
+        # the same option on another panel size, is another store
+        **({} if correction is None else {"ld_correction": correction}),
         "dataset_created": str(dataset_h5.attrs.get("created", "")),
         "n_variants": fp["n_variants"],
         "dataset_sha256": fp["sha256"],
@@ -175,7 +180,7 @@ def _up_to_date(dataset: Path, params: dict):
 
 
 def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
-                   progress=True) -> dict:
+                   progress=True, ld_correction="none", max_rank_frac=None, var_share=None) -> dict:
     """Compute (or resume, or reuse) the window store of a dataset; returns a summary dict.
 
     A ``windows.h5`` computed with the same options from the same dataset content is
@@ -189,6 +194,7 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
             raise UserError(f"option {name}: expected {want}, got {val}")
     if int(workers) != workers or workers < 1:
         raise UserError(f"option --workers: expected at least 1, got {workers}")
+    check_correction_options(ld_correction, max_rank_frac, var_share)
     dataset = Path(dataset)
     # the stamp before the read: a write to dataset.h5 from now on makes every later
     # open of windows.h5 rehash the variants (store/windows.py, _link_unchanged)
@@ -196,15 +202,18 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     with open_dataset(dataset) as h5:
         chrom = h5["variants"]["chrom"][:].astype(np.int64)
         bp = h5["variants"]["bp"][:].astype(np.int64)
-        params = _params(window_kb, flank_kb, eig_threshold, h5)
-        fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
         n_ref = int(h5.attrs.get("n_ref", 0))
         N = float(h5.attrs["N"])
-    if len(bp) == 0:
-        raise UserError("the dataset has no variants", path=dataset / DATASET_FILE)
-    specs = plan_windows(chrom, bp, int(round(window_kb * 1000)), int(round(flank_kb * 1000)))
-    if not specs:
-        raise UserError("no window has any variant", path=dataset / DATASET_FILE)
+        if len(bp) == 0:
+            raise UserError("the dataset has no variants", path=dataset / DATASET_FILE)
+        specs = plan_windows(chrom, bp, int(round(window_kb * 1000)), int(round(flank_kb * 1000)))
+        if not specs:
+            raise UserError("no window has any variant", path=dataset / DATASET_FILE)
+        correction = resolve_correction(ld_correction, n_ref, max(len(s.core_idx) for s in specs),
+                                        max_rank_frac, var_share, path=dataset / DATASET_FILE)
+        params = _params(window_kb, flank_kb, eig_threshold, h5, correction)
+        fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
+    truncation = {k: correction[k] for k in ("max_rank", "var_share") if k in correction}
 
     summary = _up_to_date(dataset, params)
     if summary is not None:
@@ -214,7 +223,8 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     else:
         parts = dataset / WINDOWS_PARTS
         try:
-            todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, int(workers), progress)
+            todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, int(workers), progress,
+                                  truncation)
             # in this process: the guarded writer keeps a full disk away from HDF5
             write_windows(dataset, specs, params, N, n_ref, fingerprint)
         except Exception as exc:
@@ -246,7 +256,8 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     return summary
 
 
-def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_ref, workers, progress):
+def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_ref, workers, progress,
+                   truncation=None):
     """Compute the part file of every window not already under ``parts`` (from a run
     with the same params); returns the windows computed."""
     from ..ui import stage_progress
@@ -283,7 +294,7 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
             os.environ["OMP_NUM_THREADS"] = "1"  # BLAS: one thread per worker side by side
         try:
             with _isolated_pool(n_proc, str(dataset)) as ex:
-                futs = {ex.submit(_compute_window, s, eig_threshold, str(parts), n_ref): s for s in todo}
+                futs = {ex.submit(_compute_window, s, eig_threshold, str(parts), n_ref, truncation): s for s in todo}
                 try:
                     for fut in as_completed(futs):
                         fut.result()
@@ -300,6 +311,53 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
             else:
                 os.environ["OMP_NUM_THREADS"] = env_threads
     return todo
+
+
+#: ``--ld-correction`` values (docs/usage.md): ``auto`` (the default) is ``rank`` when
+#: the dataset records its LD panel size and a window has more variants than the cap,
+#: else ``none``.
+LD_CORRECTIONS = ("auto", "none", "rank", "share")
+#: ``--max-rank-frac``: the rank cap of ``rank`` as a fraction of the panel size.
+DEFAULT_MAX_RANK_FRAC = 0.2
+#: ``--var-share``: the cumulative share of a block's variance ``share`` keeps.
+DEFAULT_VAR_SHARE = 0.995
+
+
+def check_correction_options(ld_correction, max_rank_frac, var_share) -> None:
+    """One-line UserErrors for bad ``--ld-correction`` / ``--max-rank-frac`` / ``--var-share``."""
+    import math
+
+    if ld_correction not in LD_CORRECTIONS:
+        raise UserError(f"option --ld-correction: expected one of {', '.join(LD_CORRECTIONS)}, got {ld_correction!r}")
+    for name, val in (("--max-rank-frac", max_rank_frac), ("--var-share", var_share)):
+        if val is not None and not (isinstance(val, (int, float)) and math.isfinite(val) and 0 < val <= 1):
+            raise UserError(f"option {name}: expected a number in (0, 1], got {val}")
+
+
+def resolve_correction(ld_correction, n_ref: int, max_core: int, max_rank_frac=None, var_share=None,
+                       path=None) -> dict:
+    """What ``--ld-correction`` means for this dataset: a dict recorded in the store's
+    params and reported by precompute-ld (docs/usage.md lists its keys).
+
+    ``method`` is ``none``, ``rank`` (at most ``max_rank = floor(max_rank_frac * n_ref)``
+    eigen-components per window) or ``share`` (the fewest components reaching
+    ``var_share`` of the block's variance); ``requested`` is the option given."""
+    frac = DEFAULT_MAX_RANK_FRAC if max_rank_frac is None else float(max_rank_frac)
+    method = ld_correction
+    if method == "auto":
+        # on when the panel size is known and some window is larger than the cap: a
+        # cap that binds nowhere changes nothing, and a store without n_ref (a UKBB
+        # reference of unknown size) cannot have one
+        method = "rank" if n_ref > 0 and max_core > max(1, math.floor(frac * n_ref)) else "none"
+    out = {"requested": ld_correction, "method": method}
+    if method == "rank":
+        if n_ref <= 0:
+            raise UserError("option --ld-correction rank: the dataset records no LD panel size (n_ref), so there is "
+                            "no rank to cap; use --ld-correction share or none", path=path)
+        out.update(max_rank_frac=frac, n_ref=int(n_ref), max_rank=max(1, math.floor(frac * n_ref)))
+    elif method == "share":
+        out.update(var_share=DEFAULT_VAR_SHARE if var_share is None else float(var_share))
+    return out
 
 
 def small_panel_warning(n_ref: int, max_core: int) -> str | None:
