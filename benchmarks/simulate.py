@@ -148,7 +148,7 @@ _SHRINK: list = []
 
 def parse_candidate(text: str) -> dict:
     c = {"name": text, "eig_threshold": 1e-3, "ld_correction": "none", "max_rank_frac": None, "var_share": None,
-         "wishart": False, "delta": False, "shrink": None}
+         "wishart": False, "delta": False, "shrink": None, "flank_z": None}
     if text == "default":
         c["ld_correction"] = None
         return c
@@ -162,6 +162,8 @@ def parse_candidate(text: str) -> dict:
             c.update(ld_correction="rank", max_rank_frac=float(val))
         elif key == "share":
             c.update(ld_correction="share", var_share=float(val))
+        elif key == "flank":
+            c["flank_z"] = float(val)
         elif key in ("wishart", "delta"):
             c[key] = True
         elif key in ("lw", "ss"):
@@ -180,7 +182,7 @@ def _precompute(ds_base, tag, fl, cand):
     (ds / "dataset.h5").symlink_to(ds_base / "dataset.h5")
     kw = {} if cand["ld_correction"] is None else dict(
         eig_threshold=cand["eig_threshold"], ld_correction=cand["ld_correction"],
-        max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"])
+        max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"], flank_z=cand["flank_z"])
     original = ld_mod.PlinkLD.correlation
     if cand["shrink"]:
         ld_mod.PlinkLD.correlation = _shrunk_correlation(cand["shrink"])

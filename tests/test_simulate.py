@@ -259,15 +259,6 @@ def test_write_people_subset_round_trips_through_the_plink_reader(tmp_path):
     assert len(open(f"{out}.fam").read().splitlines()) == len(people)
 
 
-def test_small_panel_warning_threshold():
-    from varfx.stages.precompute import small_panel_warning
-
-    assert small_panel_warning(0, 5000) is None  # UKBB: panel size unknown
-    assert small_panel_warning(378, 37) is None  # p <= n / 10: E[S^-1] inflated by < 1.11
-    w = small_panel_warning(378, 786)
-    assert "378 people" in w and "786 variants" in w and "overestimates h2" in w
-
-
 # ---------------------------------------------------------------------------------------
 # --ld-region with either panel kind
 

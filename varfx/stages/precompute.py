@@ -90,6 +90,7 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
             g = h.create_group("window")
             g.attrs.update(index=spec.index, chrom=spec.chrom, start=spec.start, end=spec.end,
                            logdet_lambda=float(fac["logdet_lambda"]), k=int(fac["k"]),
+                           k_threshold=int(fac["k_threshold"]),
                            beta_outside=float(fac["beta_outside"]))
             for key, arr in (("core_idx", spec.core_idx), ("plus_idx", spec.plus_idx),
                              ("core_pos", core_pos), ("P", fac["P"]), ("G", fac["G"]),
@@ -180,7 +181,8 @@ def _up_to_date(dataset: Path, params: dict):
 
 
 def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
-                   progress=True, ld_correction="none", max_rank_frac=None, var_share=None) -> dict:
+                   progress=True, ld_correction="auto", max_rank_frac=None, var_share=None,
+                   flank_z=None) -> dict:
     """Compute (or resume, or reuse) the window store of a dataset; returns a summary dict.
 
     A ``windows.h5`` computed with the same options from the same dataset content is
@@ -211,9 +213,11 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
             raise UserError("no window has any variant", path=dataset / DATASET_FILE)
         correction = resolve_correction(ld_correction, n_ref, max(len(s.core_idx) for s in specs),
                                         max_rank_frac, var_share, path=dataset / DATASET_FILE)
+        if flank_z is not None and n_ref > 0:  # measured candidate (benchmarks/simulate.py)
+            correction["flank_r_min"] = float(flank_z) / math.sqrt(n_ref)
         params = _params(window_kb, flank_kb, eig_threshold, h5, correction)
         fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
-    truncation = {k: correction[k] for k in ("max_rank", "var_share") if k in correction}
+    truncation = {k: correction[k] for k in ("max_rank", "var_share", "flank_r_min") if k in correction}
 
     summary = _up_to_date(dataset, params)
     if summary is not None:
@@ -249,10 +253,11 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     from ..io.ld import outside_region_report
 
     summary.update(outside_region_report(dataset / DATASET_FILE, specs))
-    warning = small_panel_warning(n_ref, max(len(s.core_idx) for s in specs))
-    if warning:
-        summary["warning"] = warning
-        print(f"varfx: warning: {dataset}: {warning}", file=sys.stderr)
+    # what was done about the panel's sampling noise (replaces the small-panel warning)
+    report = {**correction, "windows_truncated": summary.pop("windows_truncated", 0)}
+    summary["ld_correction"] = report
+    if report["method"] != "none":  # stderr stays quiet when nothing was done (as before)
+        print(f"varfx: {dataset}: {correction_text(report, len(specs))}", file=sys.stderr)
     return summary
 
 
@@ -318,7 +323,7 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
 #: else ``none``.
 LD_CORRECTIONS = ("auto", "none", "rank", "share")
 #: ``--max-rank-frac``: the rank cap of ``rank`` as a fraction of the panel size.
-DEFAULT_MAX_RANK_FRAC = 0.2
+DEFAULT_MAX_RANK_FRAC = 0.1
 #: ``--var-share``: the cumulative share of a block's variance ``share`` keeps.
 DEFAULT_VAR_SHARE = 0.995
 
@@ -360,16 +365,14 @@ def resolve_correction(ld_correction, n_ref: int, max_core: int, max_rank_frac=N
     return out
 
 
-def small_panel_warning(n_ref: int, max_core: int) -> str | None:
-    """A warning when the LD panel is small against the windows (None otherwise).
-
-    The likelihood inverts the panel's LD matrix of each window; when the panel is not
-    the GWAS sample, that inverse is biased upwards (for a Wishart sample covariance of
-    p variables from n people, E[S^-1] = Sigma^-1 n / (n - p - 1)), and the excess is
-    read as heritability (docs/benchmarks.md, "Simulation").  Above p = n / 10 the
-    factor exceeds 1.1."""
-    if n_ref <= 0 or max_core * 10 <= n_ref:
-        return None
-    return (f"LD from a panel of {n_ref} people for windows of up to {max_core} variants: unless the panel is "
-            "the GWAS sample, the full likelihood overestimates h2 (docs/benchmarks.md, 'Simulation: recovery "
-            "of h2 by LD set-up'); prefer LD from the GWAS sample or a large reference")
+def correction_text(report: dict, n_windows: int) -> str:
+    """The one line precompute-ld prints about the LD correction it applied."""
+    if report["method"] == "rank":
+        what = (f"LD correction rank: at most {report['max_rank']} eigen-components per window "
+                f"({report['max_rank_frac']:g} x {report['n_ref']} panel people)")
+    elif report["method"] == "share":
+        what = f"LD correction share: the components reaching {report['var_share']:g} of each window's LD variance"
+    else:
+        why = " (panel size unknown or windows small against it)" if report["requested"] == "auto" else ""
+        return f"no LD correction{why}: every eigen-component above the eigen-threshold kept"
+    return f"{what}; {report['windows_truncated']} of {n_windows} windows truncated (docs/math.md)"
