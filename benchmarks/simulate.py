@@ -37,6 +37,8 @@ Candidates (``--candidates``, comma-separated; ``+`` combines):
   (``precompute-ld --ld-correction rank --max-rank-frac F``);
 - ``share:S``: the fewest components reaching the share S of the block's variance
   (``--ld-correction share --var-share S``);
+- ``flank:Z``: with ``rank``/``share``, core-flank correlations ``|r| < Z / sqrt(n_ref)``
+  set to 0 in ``G`` (``--flank-noise-z Z``; without it the candidates run with 0, off);
 - ``wishart``: the quadratic term of a window with k kept components scaled by
   ``(n_ref - k - 1) / n_ref`` (the inverse-Wishart mean factor; benchmark only);
 - ``delta``: an LD-mismatch variance ``delta`` in ``C = (sigma_N^2 + delta) I + G^T F G``
@@ -182,7 +184,7 @@ def _precompute(ds_base, tag, fl, cand):
     (ds / "dataset.h5").symlink_to(ds_base / "dataset.h5")
     kw = {} if cand["ld_correction"] is None else dict(
         eig_threshold=cand["eig_threshold"], ld_correction=cand["ld_correction"],
-        max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"], flank_z=cand["flank_z"])
+        max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"], flank_noise_z=cand["flank_z"] if cand["flank_z"] is not None else 0.0)
     original = ld_mod.PlinkLD.correlation
     if cand["shrink"]:
         ld_mod.PlinkLD.correlation = _shrunk_correlation(cand["shrink"])

@@ -25,17 +25,20 @@ def _panel_R(rng, n_plus=30, n_people=60):
     return np.corrcoef(g, rowvar=False)
 
 
-@pytest.mark.parametrize("max_rank,var_share", [(5, None), (None, 0.9), (8, 0.99)])
-def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_share):
-    """With V_k the top k eigenvectors of R_(i),(i), the model is V_k^T beta ~ N(0, V_k^T A V_k):
-    the reduced loss plus log|Lambda| must equal its dense loss, and z/G their definitions."""
+@pytest.mark.parametrize("max_rank,var_share,r_min", [(5, None, None), (None, 0.9, None), (8, 0.99, 0.2),
+                                                      (5, None, 0.35)])
+def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_share, r_min):
+    """With V_k the top k eigenvectors of R_(i),(i), the model is V_k^T beta ~ N(0, V_k^T A V_k),
+    A = R~_(i),+ F R~_+,(i) + sigma2 R_(i),(i) with R~ the correlations whose core-flank entries
+    below ``r_min`` are 0: the reduced loss plus log|Lambda| must equal its dense loss, and
+    z/G their definitions."""
     rng = np.random.default_rng(3)
     R = _panel_R(rng)
     core = np.arange(8, 22)
     beta = rng.standard_normal(len(core)) * 0.01
     f = rng.uniform(0.5, 2.0, R.shape[0]) * 1e-4
     s2 = 1e-4
-    w = factorise_window(R, core, beta, max_rank=max_rank, var_share=var_share)
+    w = factorise_window(R, core, beta, max_rank=max_rank, var_share=var_share, flank_r_min=r_min)
     lam, V = np.linalg.eigh(R[np.ix_(core, core)])
     lam, V = lam[::-1], V[:, ::-1]
     k_thr = int(np.sum(lam > 1e-3 * lam[0]))
@@ -44,7 +47,14 @@ def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_sh
         k = min(k, int(np.argmax(np.cumsum(lam) / lam.sum() >= var_share)) + 1)
     assert w["k"] == k < k_thr and w["k_threshold"] == k_thr
     Vk = V[:, :k]
-    A = R[core] @ np.diag(f) @ R[:, core] + s2 * R[np.ix_(core, core)]
+    Rpc = R[:, core].copy()  # R~_+,(i)
+    if r_min is not None:
+        flank = np.setdiff1d(np.arange(R.shape[0]), core)
+        sub = Rpc[flank]
+        assert 0 < np.sum(np.abs(sub) < r_min) < sub.size  # the threshold does something here
+        sub[np.abs(sub) < r_min] = 0.0
+        Rpc[flank] = sub
+    A = Rpc.T @ np.diag(f) @ Rpc + s2 * R[np.ix_(core, core)]
     M = Vk.T @ A @ Vk
     b = Vk.T @ beta
     dense = b @ np.linalg.solve(M, b) + np.linalg.slogdet(M)[1]
@@ -52,7 +62,8 @@ def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_sh
     reduced = w["z"] @ np.linalg.solve(C, w["z"]) + np.linalg.slogdet(C)[1] + w["logdet_lambda"]
     assert abs(reduced - dense) <= 1e-8 * abs(dense)
     # the same eigenvectors up to sign: G G^T and P^T P are sign-free
-    np.testing.assert_allclose(w["G"] @ w["G"].T, R[:, core] @ Vk @ np.diag(1 / lam[:k]) @ Vk.T @ R[core], atol=1e-10)
+    np.testing.assert_allclose(w["G"] @ w["G"].T, Rpc @ Vk @ np.diag(1 / lam[:k]) @ Vk.T @ Rpc.T, atol=1e-10)
+    np.testing.assert_allclose(w["ld_score"], np.sum(R[:, core] ** 2, axis=0))  # LD scores: the panel's own
     np.testing.assert_allclose(w["P"].T @ w["P"], Vk @ np.diag(1 / lam[:k]) @ Vk.T, atol=1e-8)
 
 
@@ -90,14 +101,17 @@ def test_in_sample_projection_is_exact_in_distribution():
 
 
 def test_auto_switches_by_panel_size():
-    from varfx.stages.precompute import DEFAULT_MAX_RANK_FRAC, resolve_correction
+    from varfx.stages.precompute import DEFAULT_FLANK_NOISE_Z, DEFAULT_MAX_RANK_FRAC, resolve_correction
 
     cap = int(DEFAULT_MAX_RANK_FRAC * 378)
     assert resolve_correction("auto", 0, 5000)["method"] == "none"  # UKBB: panel size unknown
     assert resolve_correction("auto", 378, cap)["method"] == "none"  # no window above the cap
+    assert resolve_correction("auto", 337_000, 20_000)["method"] == "none"  # a biobank-size panel
     r = resolve_correction("auto", 378, cap + 1)
     assert r == {"requested": "auto", "method": "rank", "max_rank_frac": DEFAULT_MAX_RANK_FRAC, "n_ref": 378,
-                 "max_rank": cap}
+                 "max_rank": cap, "flank_noise_z": DEFAULT_FLANK_NOISE_Z,
+                 "flank_r_min": DEFAULT_FLANK_NOISE_Z / 378 ** 0.5}
+    assert "flank_r_min" not in resolve_correction("share", 0, 786)  # no panel size: no noise level
     assert resolve_correction("auto", 378, 786, max_rank_frac=0.5)["max_rank"] == 189
     assert resolve_correction("none", 378, 786) == {"requested": "none", "method": "none"}
     assert resolve_correction("share", 0, 786, var_share=0.9)["var_share"] == 0.9
@@ -108,11 +122,12 @@ def test_auto_switches_by_panel_size():
 @pytest.mark.parametrize("kw,needle", [({"ld_correction": "banana"}, "--ld-correction"),
                                        ({"max_rank_frac": 0.0}, "--max-rank-frac"),
                                        ({"max_rank_frac": float("nan")}, "--max-rank-frac"),
-                                       ({"var_share": 1.5}, "--var-share")])
+                                       ({"var_share": 1.5}, "--var-share"),
+                                       ({"flank_noise_z": -1.0}, "--flank-noise-z")])
 def test_bad_options_are_one_line_errors(kw, needle):
     from varfx.stages.precompute import check_correction_options
 
-    args = {"ld_correction": "auto", "max_rank_frac": None, "var_share": None, **kw}
+    args = {"ld_correction": "auto", "max_rank_frac": None, "var_share": None, "flank_noise_z": None, **kw}
     with pytest.raises(UserError) as exc:
         check_correction_options(**args)
     msg = str(exc.value)
@@ -170,7 +185,8 @@ def test_precompute_default_caps_the_rank_and_options_recompute(small):
 @pytest.mark.parametrize("args,needle", [(["--ld-correction", "banana"], "--ld-correction"),
                                          (["--max-rank-frac", "0"], "--max-rank-frac"),
                                          (["--max-rank-frac", "nan"], "--max-rank-frac"),
-                                         (["--var-share", "2"], "--var-share")])
+                                         (["--var-share", "2"], "--var-share"),
+                                         (["--flank-noise-z", "-1"], "--flank-noise-z")])
 def test_cli_rejects_bad_values(small, args, needle):
     r = invoke(["precompute-ld", small, *args])
     assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output

@@ -182,7 +182,7 @@ def _up_to_date(dataset: Path, params: dict):
 
 def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
                    progress=True, ld_correction="auto", max_rank_frac=None, var_share=None,
-                   flank_z=None) -> dict:
+                   flank_noise_z=None) -> dict:
     """Compute (or resume, or reuse) the window store of a dataset; returns a summary dict.
 
     A ``windows.h5`` computed with the same options from the same dataset content is
@@ -196,7 +196,7 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
             raise UserError(f"option {name}: expected {want}, got {val}")
     if int(workers) != workers or workers < 1:
         raise UserError(f"option --workers: expected at least 1, got {workers}")
-    check_correction_options(ld_correction, max_rank_frac, var_share)
+    check_correction_options(ld_correction, max_rank_frac, var_share, flank_noise_z)
     dataset = Path(dataset)
     # the stamp before the read: a write to dataset.h5 from now on makes every later
     # open of windows.h5 rehash the variants (store/windows.py, _link_unchanged)
@@ -211,10 +211,8 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
         specs = plan_windows(chrom, bp, int(round(window_kb * 1000)), int(round(flank_kb * 1000)))
         if not specs:
             raise UserError("no window has any variant", path=dataset / DATASET_FILE)
-        correction = resolve_correction(ld_correction, n_ref, max(len(s.core_idx) for s in specs),
-                                        max_rank_frac, var_share, path=dataset / DATASET_FILE)
-        if flank_z is not None and n_ref > 0:  # measured candidate (benchmarks/simulate.py)
-            correction["flank_r_min"] = float(flank_z) / math.sqrt(n_ref)
+        correction = resolve_correction(ld_correction, n_ref, max(len(s.plus_idx) for s in specs),
+                                        max_rank_frac, var_share, flank_noise_z, path=dataset / DATASET_FILE)
         params = _params(window_kb, flank_kb, eig_threshold, h5, correction)
         fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
     truncation = {k: correction[k] for k in ("max_rank", "var_share", "flank_r_min") if k in correction}
@@ -319,60 +317,74 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
 
 
 #: ``--ld-correction`` values (docs/usage.md): ``auto`` (the default) is ``rank`` when
-#: the dataset records its LD panel size and a window has more variants than the cap,
-#: else ``none``.
+#: the dataset records its LD panel size and a window has more variants than the rank
+#: cap, else ``none``.
 LD_CORRECTIONS = ("auto", "none", "rank", "share")
-#: ``--max-rank-frac``: the rank cap of ``rank`` as a fraction of the panel size.
+#: ``--max-rank-frac``: the rank cap of ``rank`` as a fraction of the panel size
+#: (chosen by measurement: docs/benchmarks.md, "Simulation: recovery of h2 by LD set-up").
 DEFAULT_MAX_RANK_FRAC = 0.1
 #: ``--var-share``: the cumulative share of a block's variance ``share`` keeps.
 DEFAULT_VAR_SHARE = 0.995
+#: ``--flank-noise-z``: with ``rank`` or ``share``, core-flank correlations below this many
+#: noise SDs of a panel of n people (``Z / sqrt(n)``) are set to 0 in ``G``.
+DEFAULT_FLANK_NOISE_Z = 3.0
 
 
-def check_correction_options(ld_correction, max_rank_frac, var_share) -> None:
-    """One-line UserErrors for bad ``--ld-correction`` / ``--max-rank-frac`` / ``--var-share``."""
-    import math
-
+def check_correction_options(ld_correction, max_rank_frac=None, var_share=None, flank_noise_z=None) -> None:
+    """One-line UserErrors for bad ``--ld-correction`` / ``--max-rank-frac`` / ``--var-share`` /
+    ``--flank-noise-z`` values (the CLI checks them too; this is the API's check)."""
     if ld_correction not in LD_CORRECTIONS:
         raise UserError(f"option --ld-correction: expected one of {', '.join(LD_CORRECTIONS)}, got {ld_correction!r}")
     for name, val in (("--max-rank-frac", max_rank_frac), ("--var-share", var_share)):
         if val is not None and not (isinstance(val, (int, float)) and math.isfinite(val) and 0 < val <= 1):
             raise UserError(f"option {name}: expected a number in (0, 1], got {val}")
+    if flank_noise_z is not None and not (isinstance(flank_noise_z, (int, float)) and math.isfinite(flank_noise_z)
+                                          and flank_noise_z >= 0):
+        raise UserError(f"option --flank-noise-z: expected a number >= 0, got {flank_noise_z}")
 
 
-def resolve_correction(ld_correction, n_ref: int, max_core: int, max_rank_frac=None, var_share=None,
-                       path=None) -> dict:
+def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac=None, var_share=None,
+                       flank_noise_z=None, path=None) -> dict:
     """What ``--ld-correction`` means for this dataset: a dict recorded in the store's
     params and reported by precompute-ld (docs/usage.md lists its keys).
 
     ``method`` is ``none``, ``rank`` (at most ``max_rank = floor(max_rank_frac * n_ref)``
     eigen-components per window) or ``share`` (the fewest components reaching
-    ``var_share`` of the block's variance); ``requested`` is the option given."""
+    ``var_share`` of the block's variance); with either, ``flank_r_min =
+    flank_noise_z / sqrt(n_ref)`` when the panel size is known (core-flank correlations
+    below it are taken as the panel's noise).  ``requested`` is the option given."""
     frac = DEFAULT_MAX_RANK_FRAC if max_rank_frac is None else float(max_rank_frac)
+    cap = max(1, math.floor(frac * n_ref)) if n_ref > 0 else 0
     method = ld_correction
     if method == "auto":
-        # on when the panel size is known and some window is larger than the cap: a
-        # cap that binds nowhere changes nothing, and a store without n_ref (a UKBB
-        # reference of unknown size) cannot have one
-        method = "rank" if n_ref > 0 and max_core > max(1, math.floor(frac * n_ref)) else "none"
+        # on when the panel size is known and some window is larger than the cap (a
+        # cap that binds nowhere, on a flank it does not reach, changes nothing); a
+        # store without n_ref (a UKBB reference of unknown size) cannot have one
+        method = "rank" if n_ref > 0 and max_n_plus > cap else "none"
     out = {"requested": ld_correction, "method": method}
     if method == "rank":
         if n_ref <= 0:
             raise UserError("option --ld-correction rank: the dataset records no LD panel size (n_ref), so there is "
                             "no rank to cap; use --ld-correction share or none", path=path)
-        out.update(max_rank_frac=frac, n_ref=int(n_ref), max_rank=max(1, math.floor(frac * n_ref)))
+        out.update(max_rank_frac=frac, n_ref=int(n_ref), max_rank=cap)
     elif method == "share":
         out.update(var_share=DEFAULT_VAR_SHARE if var_share is None else float(var_share))
+    if method != "none" and n_ref > 0:
+        z = DEFAULT_FLANK_NOISE_Z if flank_noise_z is None else float(flank_noise_z)
+        out.update(flank_noise_z=z, flank_r_min=z / math.sqrt(n_ref))
     return out
 
 
 def correction_text(report: dict, n_windows: int) -> str:
     """The one line precompute-ld prints about the LD correction it applied."""
+    if report["method"] == "none":
+        why = " (panel size unknown or windows small against it)" if report["requested"] == "auto" else ""
+        return f"no LD correction{why}: every eigen-component above the eigen-threshold kept"
     if report["method"] == "rank":
         what = (f"LD correction rank: at most {report['max_rank']} eigen-components per window "
                 f"({report['max_rank_frac']:g} x {report['n_ref']} panel people)")
-    elif report["method"] == "share":
-        what = f"LD correction share: the components reaching {report['var_share']:g} of each window's LD variance"
     else:
-        why = " (panel size unknown or windows small against it)" if report["requested"] == "auto" else ""
-        return f"no LD correction{why}: every eigen-component above the eigen-threshold kept"
+        what = f"LD correction share: the components reaching {report['var_share']:g} of each window's LD variance"
+    if report.get("flank_r_min"):
+        what += f", core-flank |r| < {report['flank_r_min']:.3g} set to 0"
     return f"{what}; {report['windows_truncated']} of {n_windows} windows truncated (docs/math.md)"
