@@ -53,23 +53,35 @@ def test_chr22_end_to_end_matches_dense_grid_maximum(tmp_path):
         snp = d["variants"]["snp"].asstr()[:]
         beta = d["variants"]["z"][:] / np.sqrt(d["variants"]["n"][:])
         a1 = d["variants"]["a1"].asstr()[:]
-        windows = [(w["windows"][k]["plus_idx"][:], w["windows"][k]["core_pos"][:]) for k in sorted(w["windows"])]
+        windows = [(w["windows"][k]["plus_idx"][:], w["windows"][k]["core_pos"][:], int(w["windows"][k].attrs["k"]))
+                   for k in sorted(w["windows"])]
+        correction = json.loads(w.attrs["params"])["ld_correction"]
+    # the default corrects for the 378-person panel (docs/math.md, "LD from a small panel")
+    assert correction["method"] == "rank" and correction["max_rank"] == 37
+    r_min = correction["flank_r_min"]
     bim = [line.split() for line in open(f"{PANEL}.bim")]
     row = {b[1]: i for i, b in enumerate(bim)}
     n_people = sum(1 for _ in open(f"{PANEL}.fam"))
     blocks = []
-    for plus, core_pos in windows:
+    for plus, core_pos, k in windows:
         X = read_bed_dosages(PANEL, n_people, np.array([row[s] for s in snp[plus]]))
         # orient to the dataset's a1 (the bed counts the .bim A1)
         flip = np.array([bim[row[s]][4] != a for s, a in zip(snp[plus], a1[plus])])
         X[:, flip] = 2 - X[:, flip]
         X = np.where(np.isnan(X), np.nanmean(X, 0), X)
         R = np.corrcoef(X, rowvar=False)
-        # Project onto the eigenvectors of R_(i),(i) kept by the threshold: the likelihood
-        # of V_k^T beta_hat ~ N(0, V_k^T A V_k), A = c R_(i),+ R_+,(i) + sigma2/N R_(i),(i).
-        Rcc, Rpc = R[np.ix_(core_pos, core_pos)], R[:, core_pos]
+        # Project onto the top k eigenvectors of R_(i),(i) (the threshold's, capped at
+        # 0.1 x 378 by the default correction): the likelihood of V_k^T beta_hat ~
+        # N(0, V_k^T A V_k), A = c R~_(i),+ R~_+,(i) + sigma2/N R_(i),(i), R~ with the
+        # core-flank |r| below the correction's noise level set to 0.
+        Rcc, Rpc = R[np.ix_(core_pos, core_pos)], R[:, core_pos].copy()
+        flank = np.setdiff1d(np.arange(len(plus)), core_pos)
+        sub = Rpc[flank]
+        sub[np.abs(sub) < r_min] = 0.0
+        Rpc[flank] = sub
         lam, V = np.linalg.eigh(Rcc)
-        Vk = V[:, lam > THRESHOLD * lam.max()]
+        assert k == min(int(np.sum(lam > THRESHOLD * lam.max())), 37)
+        Vk = V[:, ::-1][:, :k]
         blocks.append((Vk.T @ Rpc.T @ Rpc @ Vk, Vk.T @ Rcc @ Vk, Vk.T @ beta[plus][core_pos]))
 
     def total_loss(c):
