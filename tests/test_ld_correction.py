@@ -190,3 +190,35 @@ def test_precompute_default_caps_the_rank_and_options_recompute(small):
 def test_cli_rejects_bad_values(small, args, needle):
     r = invoke(["precompute-ld", small, *args])
     assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
+
+
+def test_ldsr_leaves_thresholded_pairs_at_zero():
+    """LDSR reads r2 back from the corrected factors; a core-flank pair the flank threshold
+    set to 0 is 'no LD', so the panel-noise correction -(1 - r2)/(n_ref - 2) must not
+    push it below 0, while every other pair keeps its correction."""
+    import torch
+
+    from varfx.api import Window
+    from varfx.plugins import lookup
+
+    rng = np.random.default_rng(5)
+    n_ref = 60
+    R = _panel_R(rng, n_plus=30, n_people=n_ref)
+    core = np.arange(10, 20)
+    fac = factorise_window(R, core, np.zeros(len(core)), eig_threshold=1e-9, flank_r_min=0.3)
+    win = Window(index=0, chrom=1, start=0, end=1, G=torch.tensor(fac["G"]), z=torch.tensor(fac["z"]),
+                 eigvals=fac["eigvals"], logdet_lambda=float(fac["logdet_lambda"]), plus_idx=np.arange(30),
+                 core_idx=core, core_pos=core, ld_score=fac["ld_score"], P=torch.tensor(fac["P"]),
+                 beta=torch.zeros(len(core), dtype=torch.float64), N=1e5, n_ref=n_ref)
+    r2 = lookup("objectives", "ldsr")().r2(win).numpy()  # (n, n+)
+    Rt = R[:, core].copy()
+    flank = np.setdiff1d(np.arange(30), core)
+    sub = Rt[flank]
+    zero = np.abs(sub) < 0.3
+    sub[zero] = 0.0
+    Rt[flank] = sub
+    want = Rt.T ** 2 - (1 - Rt.T ** 2) / (n_ref - 2)
+    want[:, flank] = np.where(zero.T, 0.0, want[:, flank])
+    want[np.arange(len(core)), core] = 1.0
+    assert zero.any() and (~zero).any()
+    np.testing.assert_allclose(r2, want, atol=1e-9)

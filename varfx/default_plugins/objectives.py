@@ -85,7 +85,10 @@ class LDScoreRegression(Objective):
              else torch.as_tensor(d, dtype=r2.dtype, device=r2.device))
         n_ref = int(window.n_ref or 0)
         if n_ref > 2:  # d (r2 - (1 - r2) / (n_ref - 2)) on the scaled r2
-            r2 = r2 - (d[:, None] - r2) / (n_ref - 2)
+            # not where r2 is 0 (up to the rounding of G Lambda P, r2 ~ 1e-32): precompute-ld's
+            # LD correction set those core-flank pairs to 0 as the panel's noise
+            # (docs/math.md), so no noise bias is left there to remove
+            r2 = torch.where(r2 > 1e-20, r2 - (d[:, None] - r2) / (n_ref - 2), torch.zeros_like(r2))
         r2[torch.arange(window.n), torch.as_tensor(window.core_pos)] = d
         window.objective_cache["ldsr_r2"] = r2
         return r2
