@@ -106,7 +106,7 @@ def test_chr22_end_to_end_matches_dense_grid_maximum(tmp_path):
 def test_chr22_full_likelihood_h2_agrees_with_ldsr_under_the_default_correction(tmp_path):
     """Issue 12 on real data (docs/benchmarks.md, "Real data"): with the 378-person 1000G
     panel and the default `--ld-correction auto`, the constant prior's h2 from the full
-    likelihood is within 2 SE of LDSR's on the same windows (measured 0.0059 vs 0.0060);
+    likelihood is within 2 SE of LDSR's on the same windows (measured 0.0059 vs 0.0055);
     with `--ld-correction none` it is not (0.0093 vs 0.0050, 4.5 LDSR SEs)."""
     ds = tmp_path / "ds"
     invoke(["ingest", "--sumstats", SUMSTATS, "--ld", PANEL, "-o", ds, "--json"])
