@@ -1,10 +1,13 @@
-"""How well the full likelihood recovers h2 from `varfx simulate` data, by LD set-up.
+"""How well the full likelihood recovers h2 from `varfx simulate` data, by LD set-up and
+by LD correction (issue 12).
 
 For each setting and replicate: ``run_simulate`` (constant truth, alpha 0.7) from a
 "population" panel, ``run_ingest`` with a reference panel, ``run_precompute`` with the
-given flank, then the maximum-likelihood h2 of the constant prior (alpha 0.7, sigma2 = 1,
-both the truth's), found by a bounded 1-D search of the exact likelihood (the optimum
-`varfx fit --prior constant --sigma2 1` converges to: tests/test_simulate.py checks it).
+given flank and each candidate LD correction, then the maximum-likelihood h2 of the
+constant prior (alpha 0.7, sigma2 = 1, both the truth's), found by a bounded 1-D search
+of the exact likelihood (the optimum `varfx fit --prior constant --sigma2 1` converges
+to: tests/test_simulate.py checks it).  Every candidate is fitted to the same simulated
+replicates, so their differences are paired.
 
 Settings (the bundled chr22 panel, 378 people, split by people into halves A and B;
 ``--thin K`` keeps every K-th variant, so that with K = 8 a window has fewer variants
@@ -15,10 +18,40 @@ than a half has people and every LD block is full rank):
   not the GWAS sample, as in real data);
 
 each with ``--flank-kb 0`` (windows = the simulation's 1-Mb LD blocks) and 1000 (the
-default).  Prints one JSON object: per setting, the mean and SD over replicates of
-``log(h2_hat / h2)`` and of ``h2_hat``.
+default).
 
-Run: python benchmarks/simulate.py --reps 10 [--thin 8] [--h2 0.05] [--n 100000]
+``--truth-ld``: ``block`` (default) is `varfx simulate`'s truth, block diagonal in 1-Mb
+blocks.  ``window`` redraws z in the benchmark so that the in-sample model is exact
+for the fit's flank: the mean of the z of a core window's variants is
+``sqrt(N) R_(i),+ beta_+`` through the population panel's own correlations over that
+window's ``(i)+`` (the variants the window's likelihood sees), the noise is
+``N(0, sigma2 R)`` with the panel's whole-chromosome R.  With ``block``, flanks bring in
+the panel's cross-block correlations, which the truth lacks, and the in-sample
+1000-kb-flank fit is biased low for that reason alone.
+
+Candidates (``--candidates``, comma-separated; ``+`` combines):
+
+- ``none``: the plain factors (eigen-threshold ``--eig-threshold``, default 1e-3);
+- ``eig:T``: eigen-threshold T;
+- ``rank:F``: at most ``floor(F n_ref)`` eigen-components per window
+  (``precompute-ld --ld-correction rank --max-rank-frac F``);
+- ``share:S``: the fewest components reaching the share S of the block's variance
+  (``--ld-correction share --var-share S``);
+- ``flank:Z``: with ``rank``/``share``, core-flank correlations ``|r| < Z / sqrt(n_ref)``
+  set to 0 in ``G`` (``--flank-noise-z Z``; without it the candidates run with 0, off);
+- ``wishart``: the quadratic term of a window with k kept components scaled by
+  ``(n_ref - k - 1) / n_ref`` (the inverse-Wishart mean factor; benchmark only);
+- ``delta``: an LD-mismatch variance ``delta`` in ``C = (sigma_N^2 + delta) I + G^T F G``
+  fitted jointly with h2 by maximum likelihood (benchmark only);
+- ``lw`` / ``ss``: the panel correlation replaced by its Ledoit-Wolf / Schaefer-Strimmer
+  shrinkage towards the identity (intensity estimated from the genotypes; benchmark only).
+
+``--default``: fit with ``run_precompute``'s defaults only (the must-show run).
+
+Prints one JSON object: per setting and candidate, the mean, SD and SE over replicates
+of ``h2_hat``, their ratio to the truth and the mean/SD of ``log(h2_hat / h2)``.
+
+Run: OMP_NUM_THREADS=1 python benchmarks/simulate.py --reps 10 [--thin 8] [--candidates ...]
 """
 
 from __future__ import annotations
@@ -33,21 +66,197 @@ from pathlib import Path
 import numpy as np
 
 
-def mle_h2(dataset, n_gwas: float, alpha: float = 0.7) -> float:
-    from scipy.optimize import minimize_scalar
-
-    from varfx.stages.evaluate import window_logliks
+def _shape(dataset, alpha):
     from varfx.store.dataset import open_dataset
-    from varfx.store.windows import load_windows
 
-    windows, _ = load_windows(dataset)
     with open_dataset(dataset) as h5:
         freq = h5["variants"]["freq"][:]
     shape = np.exp(alpha * np.log(freq * (1 - freq)))
-    shape /= shape.sum()
+    return shape / shape.sum()
+
+
+def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None) -> float:
+    from scipy.optimize import minimize_scalar
+
+    from varfx.stages.evaluate import window_logliks
+    from varfx.store.windows import load_windows
+
+    if windows is None:
+        windows, _ = load_windows(dataset)
+    shape = _shape(dataset, alpha)
     res = minimize_scalar(lambda lh: -window_logliks(windows, math.exp(lh) * shape, 1.0 / n_gwas)[0],
                           bounds=(math.log(1e-4), math.log(1.0)), method="bounded", options={"xatol": 1e-4})
     return math.exp(res.x)
+
+
+def mle_h2_delta(dataset, n_gwas: float, windows, alpha: float = 0.7) -> tuple[float, float]:
+    """(h2, delta * N): the joint maximum over h2 and an extra noise variance delta."""
+    from scipy.optimize import minimize
+
+    from varfx.stages.evaluate import window_logliks
+
+    shape = _shape(dataset, alpha)
+    s2 = 1.0 / n_gwas
+
+    def nll(x):
+        lh, ld = float(np.clip(x[0], math.log(1e-4), 0.0)), float(np.clip(x[1], -12.0, 3.0))
+        return -window_logliks(windows, math.exp(lh) * shape, s2 * (1.0 + math.exp(ld)))[0]
+
+    best = None
+    for start in ((math.log(0.05), -3.0), (math.log(0.2), -1.0)):
+        res = minimize(nll, np.array(start), method="Nelder-Mead",
+                       options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 400})
+        if best is None or res.fun < best.fun:
+            best = res
+    lh, ld = float(np.clip(best.x[0], math.log(1e-4), 0.0)), float(np.clip(best.x[1], -12.0, 3.0))
+    return math.exp(lh), math.exp(ld)
+
+
+def _shrunk_correlation(kind):
+    """A PlinkLD.correlation that shrinks the sample correlation towards I with the
+    Ledoit-Wolf (2004) or Schaefer-Strimmer (2005) intensity, from the genotypes."""
+
+    def correlation(self, idx, chrom=None, center_bp=None):
+        x = self.standardized(idx)  # p x n, population sd 1
+        n = x.shape[1]
+        S = x @ x.T / n
+        np.fill_diagonal(S, 1.0)
+        off = S.copy()
+        np.fill_diagonal(off, 0.0)
+        sq = x * x
+        if kind == "lw":
+            p = S.shape[0]
+            d2 = float(np.sum((S - np.eye(p)) ** 2)) / p
+            # sum_k ||x_k x_k^T - S||_F^2 = sum_k ||x_k||^4 - n ||S||_F^2
+            b2 = (float(np.sum(sq.sum(axis=0) ** 2)) - n * float(np.sum(S * S))) / (n * n) / p
+            lam = 0.0 if d2 <= 0 else min(max(b2, 0.0), d2) / d2
+        else:
+            # Var(r_ij) = n / (n-1)^3 sum_k (w_kij - w_ij)^2, w_kij = x_ki x_kj, over i != j
+            w2 = sq @ sq.T  # sum_k x_ki^2 x_kj^2
+            np.fill_diagonal(w2, 0.0)
+            var = n / (n - 1) ** 3 * (w2 - n * off * off)
+            denom = float(np.sum(off * off))
+            lam = 0.0 if denom <= 0 else float(np.clip(np.sum(var) / denom, 0.0, 1.0))
+        _SHRINK.append(lam)
+        R = (1.0 - lam) * S
+        np.fill_diagonal(R, 1.0)
+        return R
+
+    return correlation
+
+
+_SHRINK: list = []
+
+
+def parse_candidate(text: str) -> dict:
+    c = {"name": text, "eig_threshold": 1e-3, "ld_correction": "none", "max_rank_frac": None, "var_share": None,
+         "wishart": False, "delta": False, "shrink": None, "flank_z": None}
+    if text == "default":
+        c["ld_correction"] = None
+        return c
+    for tok in text.split("+"):
+        key, _, val = tok.partition(":")
+        if key == "none":
+            pass
+        elif key == "eig":
+            c["eig_threshold"] = float(val)
+        elif key == "rank":
+            c.update(ld_correction="rank", max_rank_frac=float(val))
+        elif key == "share":
+            c.update(ld_correction="share", var_share=float(val))
+        elif key == "flank":
+            c["flank_z"] = float(val)
+        elif key in ("wishart", "delta"):
+            c[key] = True
+        elif key in ("lw", "ss"):
+            c["shrink"] = key
+        else:
+            raise SystemExit(f"--candidates: unknown candidate {tok!r}")
+    return c
+
+
+def _precompute(ds_base, tag, fl, cand):
+    from varfx.io import ld as ld_mod
+    from varfx.stages.precompute import run_precompute
+
+    ds = ds_base.parent / f"{ds_base.name}-{fl:g}-{tag}"
+    ds.mkdir()
+    (ds / "dataset.h5").symlink_to(ds_base / "dataset.h5")
+    kw = {} if cand["ld_correction"] is None else dict(
+        eig_threshold=cand["eig_threshold"], ld_correction=cand["ld_correction"],
+        max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"], flank_noise_z=cand["flank_z"] if cand["flank_z"] is not None else 0.0)
+    original = ld_mod.PlinkLD.correlation
+    if cand["shrink"]:
+        ld_mod.PlinkLD.correlation = _shrunk_correlation(cand["shrink"])
+    try:
+        return ds, run_precompute(ds, window_kb=1000, flank_kb=fl, progress=False, **kw)
+    finally:
+        ld_mod.PlinkLD.correlation = original
+
+
+def fit_candidate(ds, cand, n_gwas) -> dict:
+    from varfx.store.windows import load_windows
+
+    windows, attrs = load_windows(ds)
+    n_ref = attrs["n_ref"]
+    if cand["wishart"]:
+        for w in windows:
+            if w.k:
+                w.z = w.z * math.sqrt(max(n_ref - w.k - 1, 1) / n_ref)
+    out = {"mean_k": float(np.mean([w.k for w in windows]))}
+    if cand["delta"]:
+        out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows)
+    else:
+        out["h2"] = mle_h2(ds, n_gwas, windows=windows)
+    return out
+
+
+def window_truth_sumstats(sim_dir, dataset, out_path, fl_kb, n_gwas, sigma2, seed):
+    """z for ``--truth-ld window`` (see the module docstring), in the dataset's variant
+    order and alleles, as a fastGWA file."""
+    import h5py
+
+    from varfx.io.ld import PlinkLD
+    from varfx.stages.simulate import TRUTH_FILE, write_fastgwa
+    from varfx.store.windows import plan_windows
+
+    truth = {}
+    with open(Path(sim_dir) / TRUTH_FILE) as fh:
+        next(fh)
+        for line in fh:
+            snp, _, _, _, beta = line.split("\t")
+            truth[snp] = float(beta)
+    with h5py.File(Path(dataset) / "dataset.h5", "r") as h5:
+        var = h5["variants"]
+        v = {k: var[k].asstr()[:] for k in ("snp", "a1", "a2")}
+        v.update({k: var[k][:] for k in ("chrom", "bp", "freq")})
+        beta = np.array([truth[s] for s in v["snp"]])
+        ld = PlinkLD(h5)
+        n = ld.n_people
+        rng = np.random.default_rng(10_000 + seed)
+        mean = np.zeros(len(beta))
+        for spec in plan_windows(v["chrom"], v["bp"], 1_000_000, int(fl_kb * 1000)):
+            xc = ld.standardized(spec.core_idx)
+            xp = ld.standardized(spec.plus_idx)
+            mean[spec.core_idx] = math.sqrt(n_gwas) * (xc @ (xp.T @ beta[spec.plus_idx])) / n
+        noise = np.zeros(len(beta))
+        u = rng.standard_normal(n)
+        for c in np.unique(v["chrom"]):
+            idx = np.flatnonzero(v["chrom"] == c)
+            noise[idx] = ld.standardized(idx) @ (math.sqrt(sigma2 / n) * u)
+    write_fastgwa(out_path, v, mean + noise, n_gwas)
+
+
+def _stats(v, h2):
+    v = np.asarray(v, dtype=np.float64)
+    lr = np.log(v / h2)
+    sd = float(v.std(ddof=1)) if len(v) > 1 else None
+    return {"h2_hat_mean": float(v.mean()), "h2_hat_sd": sd,
+            "h2_hat_se": sd / math.sqrt(len(v)) if sd is not None else None,
+            "ratio": float(v.mean() / h2),
+            "ratio_se": sd / math.sqrt(len(v)) / h2 if sd is not None else None,
+            "mean_log_ratio": float(lr.mean()),
+            "sd_log_ratio": float(lr.std(ddof=1)) if len(lr) > 1 else None}
 
 
 def main(argv=None) -> dict:
@@ -57,21 +266,26 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=float, default=100_000)
     ap.add_argument("--flanks", default="0,1000")
     ap.add_argument("--thin", type=int, default=1, help="keep every K-th variant of the panel")
+    ap.add_argument("--setups", default="in-sample,out-of-sample")
+    ap.add_argument("--candidates", default="none", help="comma-separated LD corrections (see the docstring)")
+    ap.add_argument("--default", action="store_true", help="only run_precompute's defaults (candidate 'default')")
+    ap.add_argument("--truth-ld", choices=("block", "window"), default="block")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(1)
     from varfx.stages.ingest import run_ingest
-    from varfx.stages.precompute import run_precompute
     from varfx.stages.simulate import SUMSTATS_FILE, run_simulate
     from varfx.testing.data import EXAMPLE_DATA, PANEL_NAME, write_panel_rows, write_people_subset
 
+    cands = [parse_candidate("default")] if args.default else [parse_candidate(t) for t in args.candidates.split(",")]
     panel = EXAMPLE_DATA / PANEL_NAME
     n_people = len(Path(f"{panel}.fam").read_text().splitlines())
     flanks = [float(x) for x in args.flanks.split(",")]
     out: dict = {"h2": args.h2, "N": args.n, "reps": args.reps, "panel": str(panel), "n_people": n_people,
-                 "thin": args.thin, "settings": {}}
+                 "thin": args.thin, "truth_ld": args.truth_ld, "candidates": [c["name"] for c in cands],
+                 "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.thin > 1:
@@ -80,28 +294,45 @@ def main(argv=None) -> dict:
         half_a = write_people_subset(panel, tmp / "A", np.arange(0, n_people, 2))
         half_b = write_people_subset(panel, tmp / "B", np.arange(1, n_people, 2))
         setups = {"in-sample": (panel, panel), "out-of-sample": (half_a, half_b)}
-        for name, (pop, ref) in setups.items():
-            est, n_plus = {fl: [] for fl in flanks}, {}
+        for name in args.setups.split(","):
+            pop, ref = setups[name]
+            res = {(fl, c["name"]): [] for fl in flanks for c in cands}
+            meta = {}
             for rep in range(args.reps):
                 d = tmp / f"{name}-{rep}"
                 run_simulate(pop, d / "sim", truth="constant", h2=args.h2, n_gwas=args.n, seed=rep, progress=False)
-                run_ingest(d / "sim" / SUMSTATS_FILE, ref, d / "ds", progress=False)
+                if args.truth_ld == "block":
+                    run_ingest(d / "sim" / SUMSTATS_FILE, ref, d / "ds", progress=False)
+                else:
+                    # the population's own dataset (its genotypes, the dataset's alleles)
+                    run_ingest(d / "sim" / SUMSTATS_FILE, pop, d / "pop", progress=False)
                 for fl in flanks:
-                    ds = d / f"ds-{fl:g}"
-                    ds.mkdir()
-                    (ds / "dataset.h5").symlink_to(d / "ds" / "dataset.h5")
-                    pre = run_precompute(ds, window_kb=1000, flank_kb=fl, progress=False)
-                    est[fl].append(mle_h2(ds, args.n))
-                    n_plus[fl] = pre["max_n_plus"]
-                    print(name, rep, fl, est[fl][-1], file=sys.stderr)
-            for fl, v in est.items():
-                v = np.asarray(v)
-                lr = np.log(v / args.h2)
-                out["settings"][f"{name}, flank {fl:g} kb"] = {
-                    "max_n_plus": n_plus[fl], "reference_people": n_people if name == "in-sample" else n_people // 2,
-                    "h2_hat_mean": float(v.mean()), "h2_hat_sd": float(v.std(ddof=1)) if len(v) > 1 else None,
-                    "mean_log_ratio": float(lr.mean()),
-                    "sd_log_ratio": float(lr.std(ddof=1)) if len(lr) > 1 else None}
+                    base = d / "ds"
+                    if args.truth_ld == "window":
+                        base = d / f"ds{fl:g}"
+                        window_truth_sumstats(d / "sim", d / "pop", d / f"win{fl:g}.fastGWA.gz", fl, args.n, 1.0, rep)
+                        run_ingest(d / f"win{fl:g}.fastGWA.gz", ref, base, progress=False)
+                    for ci, c in enumerate(cands):
+                        _SHRINK.clear()
+                        ds, pre = _precompute(base, f"c{ci}", fl, c)
+                        r = fit_candidate(ds, c, args.n)
+                        if _SHRINK:
+                            r["shrink_mean"] = float(np.mean(_SHRINK))
+                        r["correction"] = pre.get("ld_correction")
+                        res[(fl, c["name"])].append(r)
+                        meta[fl] = pre["max_n_plus"]
+                        print(name, rep, fl, c["name"], json.dumps(r), file=sys.stderr, flush=True)
+            for (fl, cname), rs in res.items():
+                entry = {"max_n_plus": meta[fl], "reference_people": n_people if name == "in-sample" else n_people // 2,
+                         "mean_k": float(np.mean([r["mean_k"] for r in rs])),
+                         **_stats([r["h2"] for r in rs], args.h2)}
+                if "delta_N" in rs[0]:
+                    entry["delta_N_mean"] = float(np.mean([r["delta_N"] for r in rs]))
+                if "shrink_mean" in rs[0]:
+                    entry["shrink_mean"] = float(np.mean([r["shrink_mean"] for r in rs]))
+                if rs[0].get("correction") is not None:
+                    entry["ld_correction"] = rs[0]["correction"]
+                out["settings"][f"{name}, flank {fl:g} kb, {cname}"] = entry
     print(json.dumps(out, indent=1))
     return out
 

@@ -89,12 +89,14 @@ def test_posterior_column_is_the_dense_conditional_mean(fitted):
     X = (g - g.mean(0)) / g.std(0)
     R = X.T @ X / X.shape[0]
     np.fill_diagonal(R, 1.0)
-    windows, _ = load_windows(ds, meta_only=True)
+    windows, attrs = load_windows(ds, meta_only=True)
+    corr = attrs["params"].get("ld_correction", {})  # the default's small-panel correction (issue 12)
     want = np.zeros(len(snps))
     for w in windows:
         plus, core = np.asarray(w.plus_idx), np.asarray(w.core_idx)
         want[core] = dense_posterior_mean(R[np.ix_(plus, plus)], np.asarray(w.core_pos), z[core] / np.sqrt(N),
-                                          f[plus], sigma2 / N, n_scale=n_scale[core])
+                                          f[plus], sigma2 / N, n_scale=n_scale[core], max_rank=corr.get("max_rank"),
+                                          flank_r_min=corr.get("flank_r_min"))
     # F and the posterior are printed to 7 significant digits
     assert np.max(np.abs(got - want)) < 1e-5 * np.max(np.abs(want))
     assert np.corrcoef(got, z)[0, 1] > 0.5  # shrunk towards 0, not flipped

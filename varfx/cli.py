@@ -171,15 +171,29 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
 @click.option("--window-kb", type=POSITIVE, default=1000, show_default=True, help="Core window size.")
 @click.option("--flank-kb", type=NON_NEGATIVE, default=1000, show_default=True, help="Flank on each side of a core window.")
 @click.option("--eig-threshold", type=FRACTION_OPEN, default=1e-3, show_default=True, help="Drop eigenvalues below this fraction of the largest.")
+@click.option("--ld-correction", type=click.Choice(["auto", "none", "rank", "share"]), default="auto",
+              show_default=True,
+              help="Guard against a small LD panel's sampling noise: rank keeps at most --max-rank-frac x panel "
+                   "size eigen-components per window; auto applies it when the panel size is known and a window "
+                   "is larger; share keeps the components reaching --var-share of the variance; none turns it off.")
+@click.option("--max-rank-frac", type=FiniteFloat(0, 1, min_open=True), default=None,
+              help="The rank cap of --ld-correction rank/auto as a fraction of the panel size [default: 0.1].")
+@click.option("--var-share", type=FiniteFloat(0, 1, min_open=True), default=None,
+              help="The variance share of --ld-correction share [default: 0.995].")
+@click.option("--flank-noise-z", type=NON_NEGATIVE, default=None,
+              help="With a correction: core-flank correlations below this many noise SDs of the panel "
+                   "(Z / sqrt(panel size)) are set to 0; 0 keeps them [default: 3].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @user_errors
-def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, workers, as_json):
+def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, max_rank_frac, var_share, flank_noise_z,
+                  workers, as_json):
     """Factorise the LD of every window once (eigendecomposition, G, z, LD scores)."""
     from .stages.precompute import run_precompute
 
     summary = run_precompute(
         dataset, window_kb=window_kb, flank_kb=flank_kb, eig_threshold=eig_threshold,
+        ld_correction=ld_correction, max_rank_frac=max_rank_frac, var_share=var_share, flank_noise_z=flank_noise_z,
         workers=workers, progress=True,
     )
     if as_json:

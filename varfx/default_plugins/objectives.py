@@ -84,8 +84,17 @@ class LDScoreRegression(Objective):
         d = (torch.ones(window.n, dtype=r2.dtype, device=r2.device) if d is None
              else torch.as_tensor(d, dtype=r2.dtype, device=r2.device))
         n_ref = int(window.n_ref or 0)
-        if n_ref > 2:  # d (r2 - (1 - r2) / (n_ref - 2)) on the scaled r2
-            r2 = r2 - (d[:, None] - r2) / (n_ref - 2)
+        if n_ref > 2:  # d (r2 - q (1 - r2) / (n_ref - 2)) on the scaled r2
+            # q_j = (V Lambda V^T)_jj = sum_l lambda_l^2 P_lj^2, the share of variant j's
+            # variance in the kept components: r2 read back through them carries that share
+            # of the panel's noise (q = 1 up to the eigen-threshold's dropped ~0.3% for the
+            # plain factors; ~0.8 on average under precompute-ld's rank cap, docs/math.md)
+            lam = window.eigvals_t(window.P)
+            q = ((lam * lam)[:, None] * window.P * window.P).sum(0).clamp(0.0, 1.0)
+            # not where r2 is 0 (up to the rounding of G Lambda P, r2 ~ 1e-32): the LD
+            # correction set those core-flank pairs to 0 as the panel's noise, so no noise
+            # bias is left there to remove
+            r2 = torch.where(r2 > 1e-20, r2 - q[:, None] * (d[:, None] - r2) / (n_ref - 2), torch.zeros_like(r2))
         r2[torch.arange(window.n), torch.as_tensor(window.core_pos)] = d
         window.objective_cache["ldsr_r2"] = r2
         return r2

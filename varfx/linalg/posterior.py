@@ -121,7 +121,8 @@ def posterior_effects(windows, f, sigma2, n_variants: int, variance: bool = True
     return {"mean": mean, "var": var, "in_core": seen, "covered": covered, "n_windows": count}
 
 
-def dense_posterior_mean(R_plus, core_pos, beta_core, f_plus, sigma2, eig_threshold=None, n_scale=None):
+def dense_posterior_mean(R_plus, core_pos, beta_core, f_plus, sigma2, eig_threshold=None, n_scale=None,
+                         max_rank=None, flank_r_min=None):
     """The Gaussian conditional mean computed from the dense matrices (a reference).
 
     ``beta_+ ~ N(0, F)``, ``beta_hat = D^1/2 R_(i),+ beta_+ + e``,
@@ -133,6 +134,10 @@ def dense_posterior_mean(R_plus, core_pos, beta_core, f_plus, sigma2, eig_thresh
                       = F R_+,(i) D^1/2 V (V^T A V)^-1 V^T beta_hat,
         A = D^1/2 R_(i),+ F R_+,(i) D^1/2 + sigma2 R_(i),(i).
 
+    ``max_rank`` / ``flank_r_min``: the model of precompute-ld's LD correction (the top
+    ``max_rank`` eigenvectors at most; core-flank ``|r| < flank_r_min`` set to 0 in
+    ``R_+,(i)``; docs/math.md, "LD from a small panel").
+
     Returns the core variants' means.  Written with explicit inverses: a yardstick,
     not fast code.
     """
@@ -143,10 +148,18 @@ def dense_posterior_mean(R_plus, core_pos, beta_core, f_plus, sigma2, eig_thresh
     beta = _np(beta_core)
     f = _np(f_plus)
     d = np.ones(core_pos.shape[0]) if n_scale is None else _np(n_scale)
-    Rc = R_plus[:, core_pos] * np.sqrt(d)[None, :]  # R_+,(i) D^1/2
+    Rpc = R_plus[:, core_pos].copy()
+    if flank_r_min:
+        flank = np.setdiff1d(np.arange(R_plus.shape[0]), core_pos)
+        sub = Rpc[flank]
+        sub[np.abs(sub) < flank_r_min] = 0.0
+        Rpc[flank] = sub
+    Rc = Rpc * np.sqrt(d)[None, :]  # R_+,(i) D^1/2
     R_core = R_plus[np.ix_(core_pos, core_pos)]
     lam, V = np.linalg.eigh(0.5 * (R_core + R_core.T))
-    V = V[:, lam > eig_threshold * lam.max()]
+    lam, V = lam[::-1], V[:, ::-1]
+    k = int(np.sum(lam > eig_threshold * lam.max()))
+    V = V[:, :k if max_rank is None else min(k, int(max_rank))]
     A = Rc.T @ (f[:, None] * Rc) + float(sigma2) * R_core
     cov_by = (f[:, None] * Rc) @ V
     mean_plus = cov_by @ np.linalg.solve(V.T @ A @ V, V.T @ beta)

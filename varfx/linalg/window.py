@@ -86,8 +86,34 @@ def flush_loss_bound(G_removed_fro: float, k: int, quad: float, f_max: float, si
     return float(-k * np.log1p(-d) + abs(quad) * d / (1.0 - d))
 
 
+def kept_rank(lam_desc: np.ndarray, eig_threshold: float = EIG_THRESHOLD, max_rank: int | None = None,
+              var_share: float | None = None) -> int:
+    """How many of the descending eigenvalues ``lam_desc`` the factorisation keeps.
+
+    Every rule applies at once: ``lambda > eig_threshold * lambda_max``; at most
+    ``max_rank`` (the panel-size cap of ``precompute-ld --ld-correction``); and the fewest
+    leading components whose cumulative share of the positive eigenvalues' sum reaches
+    ``var_share`` (SBayesRC-style truncation, a measured candidate).  Keeping the *top*
+    components is a projection of the summary statistics, so with the true LD the
+    reduced likelihood stays exact (docs/math.md, "LD from a small panel")."""
+    lam_desc = np.asarray(lam_desc, dtype=np.float64)
+    if lam_desc.size == 0 or not np.isfinite(lam_desc[0]) or lam_desc[0] <= 0.0:
+        return 0
+    k = int(np.sum(lam_desc > eig_threshold * lam_desc[0]))
+    if max_rank is not None:
+        k = min(k, int(max_rank))
+    if var_share is not None and k > 0:
+        pos = np.clip(lam_desc, 0.0, None)
+        share = np.cumsum(pos) / pos.sum()
+        # the first index where the share reaches var_share, plus one (rounding slack
+        # so that var_share = 1 keeps every positive component)
+        k = min(k, int(np.searchsorted(share, var_share - 1e-12, side="left")) + 1)
+    return max(k, 0)
+
+
 def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THRESHOLD,
-                     flush: float = FLUSH_RELATIVE, n_scale=None) -> dict:
+                     flush: float = FLUSH_RELATIVE, n_scale=None, max_rank: int | None = None,
+                     var_share: float | None = None, flank_r_min: float | None = None) -> dict:
     """Reduce one LD window to its k-space factors.
 
     Parameters
@@ -114,6 +140,17 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
         ``D^1/2 R_(i),+ F R_+,(i) D^1/2 + (sigma^2/N) R_(i),(i)`` with
         ``D = diag(n_scale)``, so ``G = R_+,(i) D^1/2 V Lambda^-1/2`` and nothing else
         changes (docs/math.md).  None: all ones (one sample size), today's model.
+    max_rank, var_share : int or None, float or None
+        Further truncation to the top components (:func:`kept_rank`): at most
+        ``max_rank`` of them, and only as many as reach the share ``var_share`` of the
+        block's variance.  None: no such limit.
+    flank_r_min : float or None
+        Correlations between a core variant and a flank variant (one of ``(i)+`` outside
+        ``(i)``) with ``|r| < flank_r_min`` are set to zero in ``G``'s ``R_+,(i)``: in a
+        panel of n people an unrelated pair has ``r ~ N(0, 1/n)``, and the model would
+        read each such noise row as signal reaching the core (``G^T F G`` grows by about
+        ``f / n I_k`` per flank variant).  The core block, whose eigenvectors define the
+        projection, is never changed.  ``ld_score`` is computed before.  None: no change.
     flush : float
         Entries of ``G`` and ``P`` below ``flush`` times their largest entry are stored
         as exact zeros (:data:`FLUSH_RELATIVE`; 0 keeps everything).  ``z`` is computed
@@ -130,6 +167,8 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
         log|C|``);
         ``ld_score`` (n,) ``sum_{m' in (i)+} R_mm'^2`` for each core variant ``m``;
         ``k`` the number of kept eigenpairs;
+        ``k_threshold`` how many the eigen-threshold alone would keep (``k`` is smaller
+        when ``max_rank`` or ``var_share`` truncated the window);
         ``beta_outside`` ``||(I - V V^T) beta|| / ||beta||``, the part of ``beta_core``
         outside the kept range, which the reduced likelihood ignores (near 0 for
         summary statistics consistent with the panel; large values flag an LD
@@ -169,22 +208,33 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
             "logdet_lambda": 0.0,
             "ld_score": ld_score,
             "k": 0,
+            "k_threshold": 0,
             "beta_outside": 1.0 if np.any(beta) else 0.0,
             "G_flushed_fro": 0.0,
         }
 
     if n == 0:
         return _empty()
+    if flank_r_min is not None and flank_r_min > 0:
+        flank = np.ones(n_plus, dtype=bool)
+        flank[core_pos] = False
+        block = R_plus_core[flank]
+        block[np.abs(block) < flank_r_min] = 0.0
+        R_plus_core = R_plus_core.copy()
+        R_plus_core[flank] = block
     R_core = R_plus_core[core_pos, :]
     R_core = 0.5 * (R_core + R_core.T)  # exact symmetry for eigh
     lam, V = _eigh(R_core)
     lam_max = float(lam[-1])
     if not np.isfinite(lam_max) or lam_max <= 0.0:
         return _empty()
-    keep = lam > eig_threshold * lam_max
-    lam = lam[keep][::-1].copy()
-    V = V[:, keep][:, ::-1].copy()
-    k = lam.shape[0]
+    lam, V = lam[::-1], V[:, ::-1]
+    k_threshold = kept_rank(lam, eig_threshold)
+    k = kept_rank(lam, eig_threshold, max_rank, var_share)
+    if k == 0:
+        return _empty()
+    lam = lam[:k].copy()
+    V = V[:, :k].copy()
     s = 1.0 / np.sqrt(lam)
     P = V.T * s[:, None]  # Lambda^-1/2 V^T
     if n_scale is None:
@@ -205,6 +255,7 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
         "logdet_lambda": float(np.sum(np.log(lam))),
         "ld_score": ld_score,
         "k": int(k),
+        "k_threshold": int(k_threshold),
         "beta_outside": outside,
         "G_flushed_fro": g_removed,
     }

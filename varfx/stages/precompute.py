@@ -21,6 +21,7 @@ one error naming ``windows.h5``, and ``windows.parts/`` is removed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -60,7 +61,8 @@ def _worker_init(dataset: str):
     _worker_state["n_scale"] = n / N
 
 
-def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_ref: int) -> int:
+def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_ref: int,
+                    truncation: dict | None = None) -> int:
     from ..linalg.window import factorise_window
     from ..store.h5 import guard, guarded_h5
 
@@ -71,7 +73,7 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
     R = ld.correlation(spec.plus_idx, spec.chrom, center)
     n_scale = _worker_state["n_scale"][spec.core_idx]
     fac = factorise_window(R, core_pos, beta[spec.core_idx], eig_threshold=eig_threshold,
-                           n_scale=None if np.all(n_scale == 1.0) else n_scale)
+                           n_scale=None if np.all(n_scale == 1.0) else n_scale, **(truncation or {}))
     ld_raw = np.asarray(fac["ld_score"], dtype=np.float64)
     if n_ref > 2:
         # Unbiased r^2 from a panel of n_ref people (as ldsc): r^2 - (1 - r^2)/(n_ref - 2),
@@ -88,6 +90,7 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
             g = h.create_group("window")
             g.attrs.update(index=spec.index, chrom=spec.chrom, start=spec.start, end=spec.end,
                            logdet_lambda=float(fac["logdet_lambda"]), k=int(fac["k"]),
+                           k_threshold=int(fac["k_threshold"]),
                            beta_outside=float(fac["beta_outside"]))
             for key, arr in (("core_idx", spec.core_idx), ("plus_idx", spec.plus_idx),
                              ("core_pos", core_pos), ("P", fac["P"]), ("G", fac["G"]),
@@ -99,11 +102,14 @@ def _compute_window(spec: WindowSpec, eig_threshold: float, parts_dir: str, n_re
     return spec.index
 
 
-def _params(window_kb, flank_kb, eig_threshold, dataset_h5) -> dict:
+def _params(window_kb, flank_kb, eig_threshold, dataset_h5, correction: dict | None = None) -> dict:
     fp = dataset_fingerprint(dataset_h5)
     return {
         "window_kb": float(window_kb), "flank_kb": float(flank_kb),
         "eig_threshold": float(eig_threshold),
+        # the LD correction applied (resolved from --ld-correction): another option, or
+        # the same option on another panel size, is another store
+        **({} if correction is None else {"ld_correction": correction}),
         "dataset_created": str(dataset_h5.attrs.get("created", "")),
         "n_variants": fp["n_variants"],
         "dataset_sha256": fp["sha256"],
@@ -175,7 +181,8 @@ def _up_to_date(dataset: Path, params: dict):
 
 
 def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
-                   progress=True) -> dict:
+                   progress=True, ld_correction="auto", max_rank_frac=None, var_share=None,
+                   flank_noise_z=None) -> dict:
     """Compute (or resume, or reuse) the window store of a dataset; returns a summary dict.
 
     A ``windows.h5`` computed with the same options from the same dataset content is
@@ -189,6 +196,7 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
             raise UserError(f"option {name}: expected {want}, got {val}")
     if int(workers) != workers or workers < 1:
         raise UserError(f"option --workers: expected at least 1, got {workers}")
+    check_correction_options(ld_correction, max_rank_frac, var_share, flank_noise_z)
     dataset = Path(dataset)
     # the stamp before the read: a write to dataset.h5 from now on makes every later
     # open of windows.h5 rehash the variants (store/windows.py, _link_unchanged)
@@ -196,15 +204,18 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     with open_dataset(dataset) as h5:
         chrom = h5["variants"]["chrom"][:].astype(np.int64)
         bp = h5["variants"]["bp"][:].astype(np.int64)
-        params = _params(window_kb, flank_kb, eig_threshold, h5)
-        fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
         n_ref = int(h5.attrs.get("n_ref", 0))
         N = float(h5.attrs["N"])
-    if len(bp) == 0:
-        raise UserError("the dataset has no variants", path=dataset / DATASET_FILE)
-    specs = plan_windows(chrom, bp, int(round(window_kb * 1000)), int(round(flank_kb * 1000)))
-    if not specs:
-        raise UserError("no window has any variant", path=dataset / DATASET_FILE)
+        if len(bp) == 0:
+            raise UserError("the dataset has no variants", path=dataset / DATASET_FILE)
+        specs = plan_windows(chrom, bp, int(round(window_kb * 1000)), int(round(flank_kb * 1000)))
+        if not specs:
+            raise UserError("no window has any variant", path=dataset / DATASET_FILE)
+        correction = resolve_correction(ld_correction, n_ref, max(len(s.plus_idx) for s in specs),
+                                        max_rank_frac, var_share, flank_noise_z, path=dataset / DATASET_FILE)
+        params = _params(window_kb, flank_kb, eig_threshold, h5, correction)
+        fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
+    truncation = {k: correction[k] for k in ("max_rank", "var_share", "flank_r_min") if k in correction}
 
     summary = _up_to_date(dataset, params)
     if summary is not None:
@@ -214,7 +225,8 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     else:
         parts = dataset / WINDOWS_PARTS
         try:
-            todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, int(workers), progress)
+            todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, int(workers), progress,
+                                  truncation)
             # in this process: the guarded writer keeps a full disk away from HDF5
             write_windows(dataset, specs, params, N, n_ref, fingerprint)
         except Exception as exc:
@@ -239,14 +251,16 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     from ..io.ld import outside_region_report
 
     summary.update(outside_region_report(dataset / DATASET_FILE, specs))
-    warning = small_panel_warning(n_ref, max(len(s.core_idx) for s in specs))
-    if warning:
-        summary["warning"] = warning
-        print(f"varfx: warning: {dataset}: {warning}", file=sys.stderr)
+    # what was done about the panel's sampling noise (replaces the small-panel warning)
+    report = {**correction, "windows_truncated": summary.pop("windows_truncated", 0)}
+    summary["ld_correction"] = report
+    if report["method"] != "none":  # stderr stays quiet when nothing was done (as before)
+        print(f"varfx: {dataset}: {correction_text(report, len(specs))}", file=sys.stderr)
     return summary
 
 
-def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_ref, workers, progress):
+def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_ref, workers, progress,
+                   truncation=None):
     """Compute the part file of every window not already under ``parts`` (from a run
     with the same params); returns the windows computed."""
     from ..ui import stage_progress
@@ -283,7 +297,7 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
             os.environ["OMP_NUM_THREADS"] = "1"  # BLAS: one thread per worker side by side
         try:
             with _isolated_pool(n_proc, str(dataset)) as ex:
-                futs = {ex.submit(_compute_window, s, eig_threshold, str(parts), n_ref): s for s in todo}
+                futs = {ex.submit(_compute_window, s, eig_threshold, str(parts), n_ref, truncation): s for s in todo}
                 try:
                     for fut in as_completed(futs):
                         fut.result()
@@ -302,16 +316,75 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
     return todo
 
 
-def small_panel_warning(n_ref: int, max_core: int) -> str | None:
-    """A warning when the LD panel is small against the windows (None otherwise).
+#: ``--ld-correction`` values (docs/usage.md): ``auto`` (the default) is ``rank`` when
+#: the dataset records its LD panel size and a window has more variants than the rank
+#: cap, else ``none``.
+LD_CORRECTIONS = ("auto", "none", "rank", "share")
+#: ``--max-rank-frac``: the rank cap of ``rank`` as a fraction of the panel size
+#: (chosen by measurement: docs/benchmarks.md, "Simulation: recovery of h2 by LD set-up").
+DEFAULT_MAX_RANK_FRAC = 0.1
+#: ``--var-share``: the cumulative share of a block's variance ``share`` keeps.
+DEFAULT_VAR_SHARE = 0.995
+#: ``--flank-noise-z``: with ``rank`` or ``share``, core-flank correlations below this many
+#: noise SDs of a panel of n people (``Z / sqrt(n)``) are set to 0 in ``G``.
+DEFAULT_FLANK_NOISE_Z = 3.0
 
-    The likelihood inverts the panel's LD matrix of each window; when the panel is not
-    the GWAS sample, that inverse is biased upwards (for a Wishart sample covariance of
-    p variables from n people, E[S^-1] = Sigma^-1 n / (n - p - 1)), and the excess is
-    read as heritability (docs/benchmarks.md, "Simulation").  Above p = n / 10 the
-    factor exceeds 1.1."""
-    if n_ref <= 0 or max_core * 10 <= n_ref:
-        return None
-    return (f"LD from a panel of {n_ref} people for windows of up to {max_core} variants: unless the panel is "
-            "the GWAS sample, the full likelihood overestimates h2 (docs/benchmarks.md, 'Simulation: recovery "
-            "of h2 by LD set-up'); prefer LD from the GWAS sample or a large reference")
+
+def check_correction_options(ld_correction, max_rank_frac=None, var_share=None, flank_noise_z=None) -> None:
+    """One-line UserErrors for bad ``--ld-correction`` / ``--max-rank-frac`` / ``--var-share`` /
+    ``--flank-noise-z`` values (the CLI checks them too; this is the API's check)."""
+    if ld_correction not in LD_CORRECTIONS:
+        raise UserError(f"option --ld-correction: expected one of {', '.join(LD_CORRECTIONS)}, got {ld_correction!r}")
+    for name, val in (("--max-rank-frac", max_rank_frac), ("--var-share", var_share)):
+        if val is not None and not (isinstance(val, (int, float)) and math.isfinite(val) and 0 < val <= 1):
+            raise UserError(f"option {name}: expected a number in (0, 1], got {val}")
+    if flank_noise_z is not None and not (isinstance(flank_noise_z, (int, float)) and math.isfinite(flank_noise_z)
+                                          and flank_noise_z >= 0):
+        raise UserError(f"option --flank-noise-z: expected a number >= 0, got {flank_noise_z}")
+
+
+def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac=None, var_share=None,
+                       flank_noise_z=None, path=None) -> dict:
+    """What ``--ld-correction`` means for this dataset: a dict recorded in the store's
+    params and reported by precompute-ld (docs/usage.md lists its keys).
+
+    ``method`` is ``none``, ``rank`` (at most ``max_rank = floor(max_rank_frac * n_ref)``
+    eigen-components per window) or ``share`` (the fewest components reaching
+    ``var_share`` of the block's variance); with either, ``flank_r_min =
+    flank_noise_z / sqrt(n_ref)`` when the panel size is known (core-flank correlations
+    below it are taken as the panel's noise).  ``requested`` is the option given."""
+    frac = DEFAULT_MAX_RANK_FRAC if max_rank_frac is None else float(max_rank_frac)
+    cap = max(1, math.floor(frac * n_ref)) if n_ref > 0 else 0
+    method = ld_correction
+    if method == "auto":
+        # on when the panel size is known and some window is larger than the cap (a
+        # cap that binds nowhere, on a flank it does not reach, changes nothing); a
+        # store without n_ref (a UKBB reference of unknown size) cannot have one
+        method = "rank" if n_ref > 0 and max_n_plus > cap else "none"
+    out = {"requested": ld_correction, "method": method}
+    if method == "rank":
+        if n_ref <= 0:
+            raise UserError("option --ld-correction rank: the dataset records no LD panel size (n_ref), so there is "
+                            "no rank to cap; use --ld-correction share or none", path=path)
+        out.update(max_rank_frac=frac, n_ref=int(n_ref), max_rank=cap)
+    elif method == "share":
+        out.update(var_share=DEFAULT_VAR_SHARE if var_share is None else float(var_share))
+    if method != "none" and n_ref > 0:
+        z = DEFAULT_FLANK_NOISE_Z if flank_noise_z is None else float(flank_noise_z)
+        out.update(flank_noise_z=z, flank_r_min=z / math.sqrt(n_ref))
+    return out
+
+
+def correction_text(report: dict, n_windows: int) -> str:
+    """The one line precompute-ld prints about the LD correction it applied."""
+    if report["method"] == "none":
+        why = " (panel size unknown or windows small against it)" if report["requested"] == "auto" else ""
+        return f"no LD correction{why}: every eigen-component above the eigen-threshold kept"
+    if report["method"] == "rank":
+        what = (f"LD correction rank: at most {report['max_rank']} eigen-components per window "
+                f"({report['max_rank_frac']:g} x {report['n_ref']} panel people)")
+    else:
+        what = f"LD correction share: the components reaching {report['var_share']:g} of each window's LD variance"
+    if report.get("flank_r_min"):
+        what += f", core-flank |r| < {report['flank_r_min']:.3g} set to 0"
+    return f"{what}; {report['windows_truncated']} of {n_windows} windows truncated (docs/math.md)"

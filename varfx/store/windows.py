@@ -146,6 +146,10 @@ def summarise_windows(h5, output) -> dict:
     ks = idx["k"][:]
     grp = h5["windows"]
     outside = np.array([float(grp[name].attrs["beta_outside"]) for name in grp])
+    # windows whose k the LD correction cut below the eigen-threshold's (stores from
+    # before the correction have no k_threshold: none)
+    truncated = sum(int(grp[name].attrs["k"]) < int(grp[name].attrs.get("k_threshold", grp[name].attrs["k"]))
+                    for name in grp)
     params = json.loads(h5.attrs["params"])
     return {
         "windows": int(len(n_plus)),
@@ -156,6 +160,7 @@ def summarise_windows(h5, output) -> dict:
         # ||(I - V V^T) beta|| / ||beta|| per window: the part of the summary statistics
         # the kept LD eigenvectors do not explain (large values flag an LD mismatch).
         "median_beta_outside": float(np.median(outside)),
+        "windows_truncated": int(truncated),
         **{k: v for k, v in params.items() if k in ("window_kb", "flank_kb", "eig_threshold")},
         "output": str(output),
     }
