@@ -42,7 +42,8 @@ def replicate(tmp: Path, prefix: Path, seed: int, args) -> dict:
     run_simulate(str(prefix), str(sim), truth="constant", h2=args.h2, n_gwas=args.n, alpha=0.7, sigma2=1.0,
                  block_kb=args.window_kb, seed=seed, progress=False)
     run_ingest(sumstats=str(sim / "sumstats.fastGWA.gz"), ld=str(prefix), out=str(ds), progress=False)
-    run_precompute(ds, window_kb=args.window_kb, flank_kb=0, progress=False)
+    run_precompute(ds, window_kb=args.window_kb, flank_kb=0, progress=False,
+                   ld_correction="none")  # in-sample LD: the panel is the GWAS sample (issue 12)
     run_fit(ds, model, prior="constant", objective="full", sigma2=1.0, holdout_chroms=[], progress=False)
     ev = run_evaluate(model, ds, chroms=None, blocks=args.blocks)
     return {"seed": seed, "h2": ev["h2"], "h2_se": ev["h2_se"], "h2_se_blocks": ev["h2_se_blocks"],

@@ -143,7 +143,10 @@ def one_seed(panel, work: Path, seed: int, args) -> dict:
                               "--ld-region", args.region, *ann, "-o", sim, "--json"))
     _invoke("ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", reference, "--ld-region", args.region,
             *ann, "-o", ds, "--json")
-    _invoke("precompute-ld", ds, "--window-kb", args.block_kb, "--flank-kb", 0, "--json")
+    # in-sample LD (the panel is the GWAS population) needs no small-panel correction; an
+    # external half-panel gets precompute-ld's default (issue 12)
+    correction = ["--ld-correction", "none"] if population == reference else []
+    _invoke("precompute-ld", ds, "--window-kb", args.block_kb, "--flank-kb", 0, *correction, "--json")
     people_ds = ds
     if population != reference:  # the population's genotypes, for its held-out people
         people_ds = work / "ds_population"
