@@ -80,16 +80,18 @@ def _pool(x):
 
 
 def _dropout(x, p, training):
-    """Inverted dropout with a mask drawn by ``rand_like(x) >= p``: the same distribution
-    as ``nn.functional.dropout`` (each element kept with probability 1 - p and scaled by
-    1 / (1 - p)), whose ``bernoulli_`` took 12% of a CPU step against about 60% of that
-    for a uniform draw and a comparison.  Under checkpointing the re-forward draws the
-    same mask (the RNG state is restored)."""
+    """Inverted dropout: each element kept with probability 1 - p and scaled by
+    1 / (1 - p), as ``nn.functional.dropout``, with the mask drawn as uniform 31-bit
+    integers against ``p 2^31`` (a finer grid than float32's 2^-24; an integer draw and a
+    comparison took about 40% of the time of ``bernoulli_``, which was 12% of a CPU
+    step).  Under checkpointing the re-forward draws the same mask (the RNG state is
+    restored)."""
     if not training or p == 0:
         return x
     if p >= 1:
         return x * 0
-    return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1.0 - p))
+    draw = torch.empty(x.shape, dtype=torch.int32, device=x.device).random_()  # [0, 2^31)
+    return x * draw.ge_(int(round(p * 2 ** 31))).to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 def _group_norm(x, norm):
