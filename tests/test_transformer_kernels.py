@@ -1,4 +1,4 @@
-"""The transformer prior's CPU kernels (channels-last convolutions, pair max-pooling,
+"""The transformer prior's CPU kernels (channels-last convolutions and max-pooling,
 dropout masks by a uniform draw) against the plain torch modules they replace: forward
 values and gradients, and the dropout's distribution (docs/benchmarks.md, "The
 transformer prior on a CPU: where a step goes")."""

@@ -20,7 +20,7 @@ a forward of more than one chunk checkpoints each, so activation memory is bound
 chunk, not by the ~10^4 variants of a window.
 
 The arithmetic runs channels-last (``(B, positions, channels)``, as the window is
-stored), with max-pooling and dropout written for a CPU (:func:`_conv`, :class:`_PairMax`,
+stored), with max-pooling and dropout chosen for a CPU (:func:`_conv`, :func:`_pool`,
 :func:`_dropout`); it computes the same function with the same parameters as the plain
 torch modules (tests/test_transformer_kernels.py), so stored models load unchanged.
 """
@@ -52,36 +52,14 @@ def _conv(x, conv):
     return y.squeeze(2).transpose(1, 2)
 
 
-class _PairMax(torch.autograd.Function):
-    """``MaxPool1d(2, ceil_mode=True)`` along dim 1 of ``(B, L, C)``.
-
-    The maximum of each pair of positions; the gradient goes to the larger of the two
-    (the first on a tie, as MaxPool's does) through a saved boolean mask, where
-    ``max_pool1d`` saved int64 indices and ran 2-3x slower on these shapes.  An odd
-    last position is paired with itself (ceil_mode)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        B, L, C = x.shape
-        if L % 2:
-            x = torch.cat([x, x[:, -1:]], 1)
-        pairs = x.unflatten(1, (-1, 2))
-        a, b = pairs[:, :, 0], pairs[:, :, 1]
-        take_b = b > a
-        # which position of each pair gets the gradient: one broadcast multiplication in
-        # the backward (two masked selections and a stack were 2x slower)
-        ctx.save_for_backward(torch.stack((~take_b, take_b), 2))
-        ctx.length = L
-        return torch.maximum(a, b)  # a NaN propagates, as in max_pool1d
-
-    @staticmethod
-    def backward(ctx, grad):
-        (which,) = ctx.saved_tensors
-        return (grad.unsqueeze(2) * which).flatten(1, 2)[:, :ctx.length]
-
-
 def _pool(x):
-    return _PairMax.apply(x)
+    """``MaxPool1d(2, ceil_mode=True)`` along the positions of channels-last ``(B, L, C)``:
+    oneDNN's channels-last max-pooling over the 4-d view, the same values, indices and
+    gradients (ties to the first, NaN kept), where the channels-first call was the 13% of
+    a CPU step that the profile named; a pair maximum written by hand with a boolean mask
+    was in between (docs/benchmarks.md)."""
+    y = nn.functional.max_pool2d(x.transpose(1, 2).unsqueeze(2), (1, 2), ceil_mode=True)
+    return y.squeeze(2).transpose(1, 2)
 
 
 def _dropout(x, p, training):
