@@ -15,7 +15,8 @@ scaled to ``n+`` (the record says ``"extrapolated": true``).  Prints a JSON list
 Each record also has the floating-point work of the step, which does not depend on the
 machine: ``network_gflop`` (forward + backward, counted by
 ``torch.utils.flop_counter.FlopCounterMode``, including the re-forward of checkpointed
-chunks) and ``linalg_gflop`` (the matrix products counted the same way, plus the
+chunks; the timed variants are one chunk, which the transformer does not checkpoint, so
+a step over several chunks does about 35/26 of the scaled count) and ``linalg_gflop`` (the matrix products counted the same way, plus the
 Cholesky, ``k^3 / 3``, and the triangular solve, ``n+ k^2``, which the counter does not
 see).  On a GPU a first untimed step warms up the kernels (``--warmup``), and the time
 is the minimum over ``--repeats`` steps.  ``--amp`` runs the network under bfloat16
