@@ -1,7 +1,7 @@
-"""The transformer prior's CPU kernels (channels-last convolutions and max-pooling,
-dropout masks by a uniform draw) against the plain torch modules they replace: forward
-values and gradients, and the dropout's distribution (docs/benchmarks.md, "The
-transformer prior on a CPU: where a step goes")."""
+"""The transformer prior's CPU kernels (channels-last convolutions, group norm and
+max-pooling) against the plain torch modules they replace: forward values and gradients
+(docs/benchmarks.md, "The transformer prior on a CPU: where a step goes"), and the
+checkpointed chunks' re-forward."""
 
 from __future__ import annotations
 
@@ -108,17 +108,6 @@ def test_pair_max_matches_max_pool_with_ties_and_odd_lengths():
     x = torch.zeros(1, 4, 1)
     x[0, 1, 0] = math.nan
     assert torch.isnan(tr._pool(x)[0, 0, 0])  # a NaN is never pooled away
-
-
-def test_dropout_keeps_expectation_and_rate():
-    torch.manual_seed(4)
-    x = torch.ones(200_000, dtype=torch.float64)
-    y = tr._dropout(x, 0.1, True)
-    kept = (y != 0).double().mean().item()
-    # binomial SD of the kept fraction: sqrt(0.9 * 0.1 / 2e5) = 6.7e-4; 5 SD
-    assert abs(kept - 0.9) < 5 * 6.7e-4
-    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
-    assert tr._dropout(x, 0.1, False) is x and tr._dropout(x, 0.0, True) is x
 
 
 def test_checkpointed_forward_draws_the_same_dropout_masks():
