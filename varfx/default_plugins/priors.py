@@ -94,8 +94,8 @@ class TransformerPrior(Prior):
     # --batch-windows when not given: the training windows split into this many steps an
     # epoch (one window a step when there are fewer).  On the demo's 24 training windows
     # (docs/benchmarks.md, "Defaults of network priors") 24 updates an epoch reached a
-    # held-out gain over the constant prior of 221-222 (two seeds; the GLM 221) against
-    # 214-217 with one full-batch update an epoch, and stopped early in half the time
+    # held-out gain over the constant prior of 220-223 (two seeds, several runs; the GLM
+    # 221) against 214-217 with one full-batch update an epoch, and stopped early
     default_updates_per_epoch = 24
     options = {
         "alpha": Option(alpha_option, 0.7, "frequency exponent, or 'learn'"),
