@@ -15,11 +15,21 @@ scaled to ``n+`` (the record says ``"extrapolated": true``).  Prints a JSON list
 Each record also has the floating-point work of the step, which does not depend on the
 machine: ``network_gflop`` (forward + backward, counted by
 ``torch.utils.flop_counter.FlopCounterMode``, including the re-forward of checkpointed
-chunks) and ``linalg_gflop`` (the matrix products counted the same way, plus the
+chunks; the timed variants are one chunk, which the transformer does not checkpoint, so
+a step over several chunks does about 35/26 of the scaled count) and ``linalg_gflop`` (the matrix products counted the same way, plus the
 Cholesky, ``k^3 / 3``, and the triangular solve, ``n+ k^2``, which the counter does not
 see).  On a GPU a first untimed step warms up the kernels (``--warmup``), and the time
 is the minimum over ``--repeats`` steps.  ``--amp`` runs the network under bfloat16
 autocast as ``varfx fit --amp`` does; ``--linalg-dtype`` is ``fit --dtype``.
+
+Network throughput (``--throughput PRIORS``, default ``transformer-default``; ``""``
+skips it): the prior's forward + backward in training mode (checkpointed chunks and
+their re-forward included, as a fit runs it) on ``--throughput-variants`` variants
+(default 1,024) after one untimed warm-up step, repeated ``--throughput-repeats`` times;
+each step is timed between two 2048 x 2048 float32 GEMMs timed in the same process, so
+the record gives the achieved GFLOP/s (FLOPs counted by ``FlopCounterMode``) beside the
+machine's GEMM rate of that moment, and their ratio ``gemm_share`` (per repeat, and the
+median), which a shared machine's load changes much less than either rate.
 """
 
 from __future__ import annotations
@@ -125,8 +135,61 @@ def _bench_once(n_plus, name, cls, opts, device, cap, dtype, amp, count_flops=Tr
     return rec
 
 
+def gemm_gflops(device="cpu", n=2048, repeats=4) -> float:
+    """GFLOP/s of an ``n x n`` float32 matrix product on ``device`` (one untimed first)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
+
+
+def throughput(name, cls, opts, device, variants, repeats, amp=False):
+    """The network's training step (forward + backward) in GFLOP/s beside the GEMM rate."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    batch = {"freq": torch.tensor(rng.uniform(0.05, 0.5, variants), device=device),
+             "features": torch.tensor(rng.standard_normal((variants, 10)), device=device),
+             "window": torch.tensor(rng.standard_normal((variants, 256, 5)), dtype=torch.float16, device=device)}
+    module = cls(**opts).module({"init_f": 1e-6, "n_features": 10, "n_tracks": 5, "window": 256}).to(device)
+    module.train()
+    autocast = torch.autocast(device_type=str(device).split(":")[0], dtype=torch.bfloat16, enabled=amp)
+
+    def step():
+        module.zero_grad(set_to_none=True)
+        with autocast:
+            out = module(batch)
+        out.float().sum().backward()
+        _sync(device)
+
+    gflop = _flops(step) / 1e9  # the same work every step (this call also warms up)
+    step()  # warm-up: first-call allocations and kernel selection are not the steady state
+    runs = []
+    for _ in range(repeats):
+        before = gemm_gflops(device)
+        t = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - t
+        gemm = (before + gemm_gflops(device)) / 2
+        runs.append({"step_s": seconds, "gflop_per_s": gflop / seconds, "gemm_gflop_per_s": gemm,
+                     "gemm_share": gflop / seconds / gemm})
+    shares = sorted(r["gemm_share"] for r in runs)
+    return {"task": "network-throughput", "prior": name, "device": str(device), "amp": amp,
+            "threads": torch.get_num_threads(), "variants": variants, "chunk": getattr(module, "chunk", None),
+            "network_gflop": gflop, "repeats": runs, "gemm_share_median": shares[len(shares) // 2],
+            "gflop_per_s_best": max(r["gflop_per_s"] for r in runs)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--throughput", default="transformer-default",
+                    help="priors whose training step is measured in GFLOP/s beside a float32 GEMM ('' for none)")
+    ap.add_argument("--throughput-variants", type=int, default=1024)
+    ap.add_argument("--throughput-repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--sizes", default="4000,12000")
     ap.add_argument("--device", default="cpu")
@@ -154,6 +217,12 @@ def main():
                                  amp=args.amp))
                 if not args.json:
                     print(out[-1])
+    for name, cls, opts in PRIORS:
+        if name in set(filter(None, args.throughput.split(","))):
+            out.append(throughput(name, cls, opts, args.device, args.throughput_variants, args.throughput_repeats,
+                                  amp=args.amp))
+            if not args.json:
+                print(out[-1])
     if args.loader_dataset:
         import tempfile
 

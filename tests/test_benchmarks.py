@@ -10,10 +10,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_fit_benchmark_runs_and_counts_the_work():
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fit.py"), "--json", "--sizes", "90",
-                        "--priors", "constant,transformer-default", "--transformer-cap", "8", "--repeats", "2"],
+                        "--priors", "constant,transformer-default", "--transformer-cap", "8", "--repeats", "2",
+                        "--throughput-variants", "8", "--throughput-repeats", "2"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    recs = {rec["prior"]: rec for rec in json.loads(r.stdout)}
+    out = json.loads(r.stdout)
+    recs = {rec["prior"]: rec for rec in out if "task" not in rec}
     n_plus, k = 90, 30
     for rec in recs.values():
         assert rec["n_plus"] == n_plus and rec["k"] == k and rec["repeats"] == 2
@@ -23,3 +25,10 @@ def test_fit_benchmark_runs_and_counts_the_work():
         assert low <= rec["linalg_gflop"] <= high
     assert recs["constant"]["network_gflop"] == 0
     assert recs["transformer-default"]["extrapolated"] and recs["transformer-default"]["network_gflop"] > 0
+    # the network's GFLOP/s beside a GEMM timed in the same run (the speed goal of issue 11)
+    (tp,) = [rec for rec in out if rec.get("task") == "network-throughput"]
+    assert tp["prior"] == "transformer-default" and tp["variants"] == 8 and len(tp["repeats"]) == 2
+    for rep in tp["repeats"]:
+        assert rep["gemm_gflop_per_s"] > 0 and abs(rep["gflop_per_s"] - tp["network_gflop"] / rep["step_s"]) < 1e-9
+    # the same network work per variant as the step record (90 variants, scaled from 8)
+    assert abs(tp["network_gflop"] / recs["transformer-default"]["network_gflop"] - 8 / 90) < 1e-6

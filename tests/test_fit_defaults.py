@@ -87,7 +87,9 @@ def test_network_prior_stops_early_by_default_on_a_likelihood(two_chrom_ds, tmp_
                 "--holdout-chroms", 22, *extra, "-o", tmp_path / "m"])
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert meta["patience"] == patience and meta["lr"] == 1e-2 and meta["batch_windows"] == 0
+    # one window a step: the two training windows give fewer than 24 updates an epoch
+    assert meta["patience"] == patience and meta["lr"] == 1e-2 and meta["batch_windows"] == 1
+    assert meta["optimizer_updates"] == 2 * meta["n_train_windows"] and meta["warmup"] == 0.05
 
 
 def test_no_early_stopping_without_held_out_windows(two_chrom_ds, tmp_path):
@@ -95,3 +97,31 @@ def test_no_early_stopping_without_held_out_windows(two_chrom_ds, tmp_path):
                 "--holdout-chroms", "none", "-o", tmp_path / "m"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "m" / "model.json").read_text())["patience"] == 0
+
+
+def test_network_prior_defaults_are_the_documented_ones():
+    # docs/benchmarks.md, "Defaults of network priors", and docs/usage.md say these
+    from varfx.default_plugins.priors import TransformerPrior
+    from varfx.stages.fit import ADAMW_DEFAULTS, NETWORK_PATIENCE
+    from varfx.train.loop import batch_for_updates, plan
+    from varfx.train.schedule import lr_factor
+
+    assert TransformerPrior.default_lr == 1e-2 and TransformerPrior.default_updates_per_epoch == 24
+    assert NETWORK_PATIENCE == 10
+    assert ADAMW_DEFAULTS["epochs"] == 100 and ADAMW_DEFAULTS["warmup"] == 0.05 and ADAMW_DEFAULTS["clip"] == 1.0
+    # windows per step: the demo's 24 training windows one a step; 1,000 windows 42 a step
+    # (24 updates, the last step shorter); never 0 (full batch) for a network
+    assert [batch_for_updates(n, 24) for n in (1, 24, 25, 1000)] == [1, 1, 2, 42]
+    assert plan(1000, 100, batch_for_updates(1000, 24), 1, 0.05)[1:] == (24, 2400, 120)
+    # warm-up then cosine: the peak at the end of the warm-up, half of it half-way through the decay
+    assert lr_factor(119, 2400, 120) == 1.0 and abs(lr_factor(120 + 1140, 2400, 120) - 0.5) < 1e-12
+
+
+def test_network_prior_batch_follows_the_training_windows(two_chrom_ds, tmp_path):
+    # the default --batch-windows is the rule above applied to this fit's training windows,
+    # and an explicit --batch-windows 0 (full batch) still wins
+    r = invoke(["fit", two_chrom_ds, "--prior", "transformer", "-p", "width=4", "-p", "depth=1", "--epochs", 1,
+                "--holdout-chroms", "none", "--batch-windows", 0, "-o", tmp_path / "m"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["batch_windows"] == 0 and meta["optimizer_updates"] == 1

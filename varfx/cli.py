@@ -308,7 +308,7 @@ def _alpha(value):
 @click.option("--lr", type=POSITIVE, default=None, help="Peak AdamW learning rate  [default: the prior's]")
 @click.option("--batch-windows", type=click.IntRange(min=0), default=None,
               help="Windows (bags, for mil and distil) per AdamW step (0: all of an epoch's)  "
-                   "[default: 0 for windows, 32 for bags]")
+                   "[default: 0 for windows (a network prior: its windows in 24 steps), 32 for bags]")
 @click.option("--accumulate", type=click.IntRange(min=1), default=None,
               help="Steps whose gradients are accumulated per update  [default: 1]")
 @click.option("--warmup", type=NON_NEGATIVE, default=None,

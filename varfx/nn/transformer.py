@@ -16,8 +16,16 @@ Per variant: the normalised per-base tracks in a window of ``w`` bp around it
 The output is ``log f`` through a log-space positive link with the usual frequency
 factor.  The last layer starts at zero, so training starts from a constant prior at the
 data's per-SNP variance.  The forward runs in chunks of ``chunk`` variants; in training
-each chunk is checkpointed, so activation memory is bounded by the chunk, not by the
-~10^4 variants of a window.
+a forward of more than one chunk checkpoints each, so activation memory is bounded by the
+chunk, not by the ~10^4 variants of a window.
+
+The convolution stem and tower run channels-last (``(B, positions, channels)``, as the
+window is stored) for a CPU (:func:`_conv`, :func:`_pool`, :func:`_group_norm`); they
+compute the same function with the same parameters as the plain torch modules
+(tests/test_transformer_kernels.py), so stored models load unchanged.  Dropout is torch's
+own: a faster mask (uniform integers against ``p 2^31``) gave the same distribution but
+another random stream, and one seed's early-stopped fit then moved by more than
+tests/test_transformer_convergence.py allows (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,18 +39,53 @@ from torch.utils.checkpoint import checkpoint
 from .priors import _FreqFactor
 
 
+def _conv(x, conv):
+    """``conv`` (an ``nn.Conv1d``) on channels-last activations ``(B, L, C_in) -> (B, L, C_out)``.
+
+    The same arithmetic as ``conv(x.transpose(1, 2)).transpose(1, 2)``, laid out for the
+    CPU: with 5 to 64 channels oneDNN's channels-last (NHWC) kernels ran 1.1-1.9x faster
+    than its channels-first ones (docs/benchmarks.md, "The transformer prior on a CPU"),
+    and a pointwise convolution is one GEMM over all ``B L`` positions."""
+    k = conv.kernel_size[0]
+    if k == 1:
+        return nn.functional.linear(x, conv.weight[:, :, 0], conv.bias)
+    # (B, C, 1, L) with strides (L C, 1, -, C): a channels-last view, no copy
+    y = nn.functional.conv2d(x.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
+                             padding=(0, k // 2))
+    return y.squeeze(2).transpose(1, 2)
+
+
+def _pool(x):
+    """``MaxPool1d(2, ceil_mode=True)`` along the positions of channels-last ``(B, L, C)``:
+    oneDNN's channels-last max-pooling over the 4-d view, the same values, indices and
+    gradients (ties to the first, NaN kept), where the channels-first call was the 13% of
+    a CPU step that the profile named; a pair maximum written by hand with a boolean mask
+    was in between (docs/benchmarks.md)."""
+    y = nn.functional.max_pool2d(x.transpose(1, 2).unsqueeze(2), (1, 2), ceil_mode=True)
+    return y.squeeze(2).transpose(1, 2)
+
+
+def _group_norm(x, norm):
+    """``GroupNorm(1, C)`` (``norm``) on channels-last ``(B, L, C)``: statistics over all
+    ``L C`` values of a variant (f_m must not depend on the batch), affine per channel.
+    Through the channels-last 4-d view, whose native kernel (forward + backward) ran
+    3-4x faster than a layer norm over ``(L, C)`` followed by the affine map."""
+    y = nn.functional.group_norm(x.transpose(1, 2).unsqueeze(2), 1, norm.weight, norm.bias, norm.eps)
+    return y.squeeze(2).transpose(1, 2)
+
+
 class _ConvBlock(nn.Module):
     def __init__(self, c_in, c_out, kernel):
         super().__init__()
         self.norm = nn.GroupNorm(1, c_in)  # per variant: f_m must not depend on the batch
         self.conv = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2)
         self.pointwise = nn.Conv1d(c_out, c_out, 1)
-        self.pool = nn.MaxPool1d(2, ceil_mode=True)
+        self.pool = nn.MaxPool1d(2, ceil_mode=True)  # no parameters: kept for the module's layout
 
-    def forward(self, x):
-        x = self.conv(nn.functional.gelu(self.norm(x)))
-        x = x + self.pointwise(nn.functional.gelu(x))
-        return self.pool(x)
+    def forward(self, x):  # channels-last (B, L, C)
+        x = _conv(nn.functional.gelu(_group_norm(x, self.norm)), self.conv)
+        x = x + _conv(nn.functional.gelu(x), self.pointwise)
+        return _pool(x)
 
 
 class _RelativeAttention(nn.Module):
@@ -115,10 +158,11 @@ class TransformerModule(_FreqFactor):
         self.n_scalar = n_scalar
 
     def _embed(self, window, scalar):
-        x = window.transpose(1, 2)  # (B, T, w)
-        x = self.stem(x)
-        x = self.stem_pool(x + self.stem_pointwise(nn.functional.gelu(x)))
-        x = self.tower(x).transpose(1, 2)  # (B, L, width)
+        # channels-last throughout: (B, positions, channels), as the window is stored
+        x = _conv(window, self.stem[0])
+        x = _pool(x + _conv(nn.functional.gelu(x), self.stem_pointwise))
+        for block in self.tower:
+            x = block(x) if isinstance(block, _ConvBlock) else _conv(x, block)  # (B, L, width) at the end
         for layer in self.layers:
             x = layer(x)
         x = self.norm(x)
@@ -134,9 +178,14 @@ class TransformerModule(_FreqFactor):
         window = window.to(dtype)
         scalar = batch["features"].to(dtype) if self.n_scalar else window.new_zeros((window.shape[0], 0))
         outs = []
+        # Checkpointing bounds the activations of a forward over many chunks by one
+        # chunk's.  A forward of one chunk (a step of a few small windows: the trainer
+        # calls the prior once a step, then the backward) holds one chunk's activations
+        # either way, so its re-forward would cost a third of the step's FLOPs for nothing.
+        chunked = self.training and torch.is_grad_enabled() and window.shape[0] > self.chunk
         for s in range(0, window.shape[0], self.chunk):
             w, sc = window[s:s + self.chunk], scalar[s:s + self.chunk]
-            if self.training and torch.is_grad_enabled():
+            if chunked:
                 outs.append(checkpoint(self._embed, w, sc, use_reentrant=False))
             else:
                 outs.append(self._embed(w, sc))

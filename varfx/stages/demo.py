@@ -47,7 +47,7 @@ FEATURE_WINDOW = 64
 SIMULATION = {"truth": "glm", "h2": 0.05, "n_gwas": 100_000, "log_sd": 1.5, "seed": 1, "block_kb": 1000}
 TRANSFORMER = ("width=16", "depth=1", "tower=2", "heads=4")
 TRANSFORMER_EPOCHS = 40
-TRANSFORMER_BATCH = 4  # windows per AdamW step: 6 updates per epoch on the 24 training windows (docs/benchmarks.md)
+TRANSFORMER_BATCH = None  # the network default: 24 updates per epoch, one of the 24 training windows a step (docs/benchmarks.md)
 #: the MIL part (docs/tutorial.md, "Fine-mapping"): `varfx simulate --truth motif` options,
 #: the held-out chromosome, the seqcnn prior's options and its AdamW epochs
 MIL_SIMULATION = {"n_chroms": 6, "blocks_per_chrom": 30, "variants_per_block": 50, "n_ref": 200, "seed": 1}

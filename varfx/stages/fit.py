@@ -141,6 +141,13 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
         # one update per epoch (every unit in one step) suits a few large windows; an
         # objective over many small units (bags) asks for mini-batches
         adamw["batch_windows"] = int(setup.objective.default_batch_units)
+        per_epoch = getattr(setup.prior_cls, "default_updates_per_epoch", 0)
+        if per_epoch and not bag_fit:
+            # a network prior: a fixed number of updates per epoch (docs/benchmarks.md,
+            # "Defaults of network priors")
+            from ..train.loop import batch_for_updates
+
+            adamw["batch_windows"] = batch_for_updates(len(setup.train), per_epoch)
     if "patience" in unset and not setup.prior_cls.small and setup.val and not bag_fit:
         # a network fitted to a likelihood overfits its training windows without early
         # stopping (docs/benchmarks.md, "The transformer prior's default learning rate");

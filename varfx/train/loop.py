@@ -30,6 +30,14 @@ from .schedule import make_scheduler, warmup_updates
 CHECKPOINT_KEYS = ("prior", "optimizer", "scheduler", "state", "curve", "config")
 
 
+def batch_for_updates(n_units: int, updates_per_epoch: int) -> int:
+    """Units per step that give at most ``updates_per_epoch`` optimiser updates an epoch
+    (one unit per step when there are fewer units): a network prior's default
+    ``--batch-windows``, so that the number of updates of a fit depends on ``--epochs``,
+    not on how many windows the dataset has."""
+    return max(1, math.ceil(n_units / max(1, int(updates_per_epoch))))
+
+
 def plan(n_units: int, epochs: int, batch_windows: int, accumulate: int, warmup: float):
     """(units per step, steps per epoch, optimiser updates in all, warm-up updates)."""
     bw = batch_windows if batch_windows > 0 else n_units
