@@ -45,19 +45,14 @@ def main(argv=None) -> dict:
     from varfx.stages.ingest import run_ingest
     from varfx.stages.precompute import run_precompute
     from varfx.stages.simulate import SUMSTATS_FILE, TRUTH_FILE, run_simulate
-    from varfx.testing.data import EXAMPLE_DATA, PANEL_NAME, write_panel_rows, write_people_subset
+    from varfx.testing.data import EXAMPLE_DATA, PANEL_NAME, thinned_panel_halves
     from varfx.testing.features import write_random_annotations
 
     panel = EXAMPLE_DATA / PANEL_NAME
-    n_people = len(Path(f"{panel}.fam").read_text().splitlines())
     out = {"h2": args.h2, "N": args.n, "reps": args.reps, "thin": args.thin, "holdout": HOLDOUT, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if args.thin > 1:
-            n_snps = len(Path(f"{panel}.bim").read_text().splitlines())
-            panel = write_panel_rows(panel, tmp / "thin", range(0, n_snps, args.thin))
-        half_a = write_people_subset(panel, tmp / "A", np.arange(0, n_people, 2))
-        half_b = write_people_subset(panel, tmp / "B", np.arange(1, n_people, 2))
+        panel, half_a, half_b = thinned_panel_halves(panel, tmp, args.thin)
         snps = [line.split()[1] for line in open(f"{panel}.bim")]
         for rep in range(args.reps):
             d = tmp / f"rep{rep}"

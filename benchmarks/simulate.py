@@ -277,7 +277,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     from varfx.stages.ingest import run_ingest
     from varfx.stages.simulate import SUMSTATS_FILE, run_simulate
-    from varfx.testing.data import EXAMPLE_DATA, PANEL_NAME, write_panel_rows, write_people_subset
+    from varfx.testing.data import EXAMPLE_DATA, PANEL_NAME, thinned_panel_halves
 
     cands = [parse_candidate("default")] if args.default else [parse_candidate(t) for t in args.candidates.split(",")]
     panel = EXAMPLE_DATA / PANEL_NAME
@@ -288,11 +288,7 @@ def main(argv=None) -> dict:
                  "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if args.thin > 1:
-            n_snps = len(Path(f"{panel}.bim").read_text().splitlines())
-            panel = write_panel_rows(panel, tmp / "thin", range(0, n_snps, args.thin))
-        half_a = write_people_subset(panel, tmp / "A", np.arange(0, n_people, 2))
-        half_b = write_people_subset(panel, tmp / "B", np.arange(1, n_people, 2))
+        panel, half_a, half_b = thinned_panel_halves(panel, tmp, args.thin)
         setups = {"in-sample": (panel, panel), "out-of-sample": (half_a, half_b)}
         for name in args.setups.split(","):
             pop, ref = setups[name]

@@ -105,3 +105,16 @@ def write_test_bags(ds, bags, negatives, fingerprint=None):
                      variants=np.asarray(v, np.int64)) for i, (v, c) in enumerate(bags)]
     negatives = np.asarray(negatives, np.int64)
     return write_bags(ds, BagSet(positives=positives, negatives=negatives, negative_chrom=chrom[negatives]), fp)
+
+
+def read_fasta(path) -> dict:
+    """``{contig: sequence}`` of a plain FASTA, read by hand (an independent check of
+    what pysam's index serves)."""
+    seqs, name = {}, None
+    for line in open(path):
+        if line.startswith(">"):
+            name = line[1:].strip()
+            seqs[name] = []
+        else:
+            seqs[name].append(line.strip())
+    return {k: "".join(v) for k, v in seqs.items()}

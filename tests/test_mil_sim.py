@@ -7,6 +7,7 @@ import pytest
 
 from varfx.testing.data import read_bed_dosages
 from varfx.testing.mil_sim import ACGT, MOTIFS, simulate_mil
+from _mil_data import read_fasta
 
 
 @pytest.fixture(scope="module")
@@ -14,19 +15,8 @@ def sim(tmp_path_factory):
     return simulate_mil(tmp_path_factory.mktemp("milsim"), n_chroms=2, blocks_per_chrom=12, n_ref=300, seed=4)
 
 
-def _genome(path):
-    seqs, name = {}, None
-    for line in open(path):
-        if line.startswith(">"):
-            name = line[1:].strip()
-            seqs[name] = []
-        else:
-            seqs[name].append(line.strip())
-    return {k: "".join(v) for k, v in seqs.items()}
-
-
 def test_motifs_sit_3_to_39_bases_from_each_causal_variant_and_nowhere_near_the_others(sim):
-    genome = _genome(sim.fasta)
+    genome = read_fasta(sim.fasta)
     assert sim.causal.sum() >= 5
     for c, bp, is_causal in zip(sim.chrom, sim.bp, sim.causal):
         around = genome[str(c)][bp - 1 - 49: bp + 49]  # 3-39 bases away plus the motif's 10
@@ -35,7 +25,7 @@ def test_motifs_sit_3_to_39_bases_from_each_causal_variant_and_nowhere_near_the_
 
 
 def test_reference_allele_is_the_genome_base_and_no_pair_is_strand_ambiguous(sim):
-    genome = _genome(sim.fasta)
+    genome = read_fasta(sim.fasta)
     bim = [line.split() for line in open(f"{sim.panel}.bim")]
     comp = dict(zip(ACGT, "TGCA"))
     for (c, _, _, bp, a1, a2) in bim:

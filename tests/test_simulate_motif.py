@@ -12,6 +12,7 @@ import pytest
 from varfx.testing.mil_sim import MOTIFS, simulate_mil
 
 from _cli import invoke, ok
+from _mil_data import read_fasta
 
 SMALL = ["--n-chroms", 2, "--blocks-per-chrom", 6, "--variants-per-block", 12, "--n-ref", 60]
 
@@ -26,17 +27,6 @@ def fails(args, *words, code=1):
     for w in words:
         assert w in err, err
     return err
-
-
-def _genome(path):
-    seqs, name = {}, None
-    for line in open(path):
-        if line.startswith(">"):
-            name = line[1:].strip()
-            seqs[name] = []
-        else:
-            seqs[name].append(line.strip())
-    return {k: "".join(v) for k, v in seqs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +64,7 @@ def test_sites_vcf_ref_is_the_genome_base(sim):
 
     tmp, summary = sim
     out = tmp / "sim"
-    genome = _genome(out / "genome.fa")
+    genome = read_fasta(out / "genome.fa")
     bim = [line.split() for line in open(out / "panel.bim")]
     with pysam.VariantFile(str(out / "variants.vcf")) as vcf:
         recs = list(vcf)
@@ -88,7 +78,7 @@ def test_own_motifs_are_planted_next_to_causal_variants(tmp_path):
     motif = "ACGTTGCAAG"
     r = ok(["simulate", "--truth", "motif", *SMALL, "--motif", motif, "--seed", 1, "-o", tmp_path / "s", "--json"])
     assert json.loads(r.stdout)["motifs"] == [motif]
-    genome = _genome(tmp_path / "s" / "genome.fa")
+    genome = read_fasta(tmp_path / "s" / "genome.fa")
     rows = [line.split("\t") for line in open(tmp_path / "s" / "truth.tsv")][1:]
     near = [motif in genome[c][int(bp) - 1 - 49: int(bp) + 49] for _, c, bp, flag, _ in rows if flag == "1"]
     assert near and all(near)

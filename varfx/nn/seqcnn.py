@@ -195,11 +195,8 @@ class SeqCNNModule(nn.Module):
         """``(codes (M, window), variant offset (M,))`` after the allele, the reverse
         complement (``flip``: a boolean (M,) mask; random when None and ``augment``) and
         the crop (random when ``augment``, else centred), drawing from ``generator``."""
-        seq = batch["sequence"]
+        seq = self._checked_sequence(batch)
         M, S = seq.shape
-        if S != self.sequence_length:
-            raise ValueError(f"sequence of {S} bases per variant; this model needs {self.sequence_length} "
-                             f"(window {self.window} + 2 x max_shift {self.max_shift} + 1)")
         codes = seq.long()
         centre = S // 2
         if self.allele_aware:
@@ -388,12 +385,18 @@ class SeqCNNModule(nn.Module):
         return torch.cat([self._fast_piece({k: v[a:a + FAST_PIECE] for k, v in batch.items()})
                           for a in range(0, M, FAST_PIECE)])
 
-    def _fast_piece(self, batch: dict) -> torch.Tensor:
+    def _checked_sequence(self, batch: dict) -> torch.Tensor:
+        """The batch's ``(M, S)`` base codes, after checking S against the model's length."""
         seq = batch["sequence"]
-        M, S = seq.shape
+        S = seq.shape[1]
         if S != self.sequence_length:
             raise ValueError(f"sequence of {S} bases per variant; this model needs {self.sequence_length} "
                              f"(window {self.window} + 2 x max_shift {self.max_shift} + 1)")
+        return seq
+
+    def _fast_piece(self, batch: dict) -> torch.Tensor:
+        seq = self._checked_sequence(batch)
+        M, S = seq.shape
         codes = seq.long()
         centre, ms, W = S // 2, self.max_shift, self.window
         if self.allele_aware:

@@ -70,6 +70,20 @@ def write_panel_rows(panel, out_prefix, rows) -> Path:
     return out_prefix
 
 
+def thinned_panel_halves(panel, work, thin: int = 1) -> tuple[Path, Path, Path]:
+    """``(panel, half_a, half_b)``: the PLINK panel with every ``thin``-th variant kept
+    (written under ``work`` when ``thin > 1``) and its even and odd people as two
+    panels, the GWAS population and an LD reference that is not the GWAS sample (the
+    out-of-sample set-up of benchmarks/simulate.py and benchmarks/ld_glm.py)."""
+    panel, work = Path(panel), Path(work)
+    n_people = len(Path(f"{panel}.fam").read_text().splitlines())
+    if thin > 1:
+        n_snps = len(Path(f"{panel}.bim").read_text().splitlines())
+        panel = write_panel_rows(panel, work / "thin", range(0, n_snps, thin))
+    return (panel, write_people_subset(panel, work / "A", np.arange(0, n_people, 2)),
+            write_people_subset(panel, work / "B", np.arange(1, n_people, 2)))
+
+
 def write_people_subset(panel, out_prefix, people) -> Path:
     """Write the PLINK panel ``panel`` restricted to the ``people`` rows of its .fam.
 
