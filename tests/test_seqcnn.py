@@ -623,3 +623,23 @@ def test_fast_eval_rejects_codes_other_than_acgtn():
     codes[1, 5] = 7
     with torch.no_grad(), pytest.raises(ValueError, match="base code 7"):
         m.eval()({"sequence": codes})
+
+
+def test_fast_eval_runs_every_piece_at_one_shape(monkeypatch):
+    """Pieces of one shape only (oneDNN keeps memory per input shape: pieces of every size
+    grew score-vcf's memory with the VCF); the padding rows change no output."""
+    import varfx.nn.seqcnn as sc
+
+    torch.manual_seed(0)
+    m = sc.SeqCNNModule(window=32, width=4, tower=1, dilated=1, max_shift=2).eval()
+    seen = []
+    piece = m._fast_piece
+    monkeypatch.setattr(m, "_fast_piece", lambda b: seen.append(b["sequence"].shape[0]) or piece(b))
+    seq = torch.randint(0, 5, (sc.FAST_PIECE + 7, m.sequence_length), dtype=torch.uint8)
+    alt = torch.randint(0, 5, (len(seq),))
+    with torch.inference_mode():
+        whole = m._eval_forward_fast({"sequence": seq, "alt": alt})
+        one_by_one = torch.cat([m._eval_forward_fast({"sequence": seq[i:i + 1], "alt": alt[i:i + 1]})
+                                for i in (0, 5, len(seq) - 1)])
+    assert set(seen) == {sc.FAST_PIECE} and whole.shape == (len(seq),)
+    torch.testing.assert_close(whole[[0, 5, len(seq) - 1]], one_by_one, rtol=1e-5, atol=1e-6)
