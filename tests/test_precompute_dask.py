@@ -188,3 +188,23 @@ def test_without_dask_the_option_names_the_extra_and_workers_still_work(ref, tmp
     r = invoke(["precompute-ld", ds, *OPTS, "--workers", 2, "--json"])
     assert r.exit_code == 0, r.output
     assert_same_store(ds / "windows.h5", ref / "windows.h5")
+
+
+@needs_dask
+@pytest.mark.slow
+def test_benchmark_runs_and_fits_its_power_law(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "precompute.py"), "--json", "--sizes", "150,300,600",
+                        "--repeats", "1", "--window-kb", "1500", "--flank-kb", "50", "--workdir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    recs = {rec["task"]: rec for rec in json.loads(r.stdout)}
+    costs = [rec for rec in json.loads(r.stdout) if rec["task"] == "window-cost"]
+    assert [c["n_plus"] for c in costs] == [150, 300, 600] and all(c["seconds"] > 0 for c in costs)
+    fit = recs["window-cost-fit"]
+    # the fitted law reproduces each point within the residual it reports
+    for c in costs:
+        assert abs(fit["a"] * c["n_plus"] ** fit["b"] / c["seconds"] - 1) <= fit["max_rel_residual"] + 1e-9
+    sp = recs["dask-speedup"]
+    assert sp["windows"] > 2
+    assert sp["speedup_2_over_1"] == pytest.approx(sp["dask_1_s"] / sp["dask_2_s"])
