@@ -208,3 +208,18 @@ def test_benchmark_runs_and_fits_its_power_law(tmp_path):
     sp = recs["dask-speedup"]
     assert sp["windows"] > 2
     assert sp["speedup_2_over_1"] == pytest.approx(sp["dask_1_s"] / sp["dask_2_s"])
+
+
+@needs_dask
+def test_scheduler_without_workers_is_one_error_after_the_wait(ref, tmp_path, monkeypatch):
+    import logging
+
+    from varfx.stages import precompute_dask
+
+    monkeypatch.setattr(precompute_dask, "WORKER_WAIT_S", 1)
+    ds = fresh(ref, tmp_path)
+    with distributed.LocalCluster(n_workers=0, dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+        r = invoke(["precompute-ld", ds, *OPTS, "--dask-scheduler", cluster.scheduler_address])
+    assert r.exit_code == 1, r.output
+    assert "has no worker (none joined within 1 s)" in r.output.strip().splitlines()[-1], r.output
+    assert not (ds / "windows.h5").exists()

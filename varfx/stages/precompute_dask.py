@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -39,6 +40,9 @@ DASK_EXTRA = 'pip install "varfx[dask]"'
 #: seconds to wait for a scheduler: an unreachable one is an error after this long,
 #: not distributed's default 30 s wait per attempt
 CONNECT_TIMEOUT_S = 5
+#: seconds to wait for a first worker on a scheduler that has none (workers still being
+#: started by a batch queue): then an error, rather than tasks queued for ever
+WORKER_WAIT_S = 60
 #: test-only fault injection (tests/test_precompute_dask.py): ``INDEX`` or
 #: ``INDEX:MARKER``.  The worker computing window INDEX SIGKILLs itself halfway through
 #: writing its part file; with MARKER only when the file MARKER does not exist yet (it is
@@ -129,6 +133,15 @@ def compute_parts_dask(address: str, dataset: Path, parts: Path, todo, params: d
     run = uuid.uuid4().hex[:10]
     with dask_client(address) as client:
         n_workers = len(client.scheduler_info().get("workers", {}))
+        if n_workers == 0:
+            print(f"varfx: the Dask scheduler at {address!r} has no worker yet: waiting up to {WORKER_WAIT_S} s",
+                  file=sys.stderr)
+            try:
+                client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            except TimeoutError:
+                raise UserError(f"option --dask-scheduler: the Dask scheduler at {address!r} has no worker (none "
+                                f"joined within {WORKER_WAIT_S} s): start some with `dask worker {address}`") from None
+            n_workers = len(client.scheduler_info().get("workers", {}))
         futs = {client.submit(_dask_window, str(dataset), check, s, float(eig_threshold), str(parts), int(n_ref),
                               truncation, key=f"varfx-precompute-ld-{run}-w{s.index:06d}", retries=0): s
                 for s in todo}
