@@ -223,3 +223,26 @@ def test_scheduler_without_workers_is_one_error_after_the_wait(ref, tmp_path, mo
     assert r.exit_code == 1, r.output
     assert "has no worker (none joined within 1 s)" in r.output.strip().splitlines()[-1], r.output
     assert not (ds / "windows.h5").exists()
+
+
+def test_worker_refuses_a_dataset_it_cannot_see_or_another_one(ref, tmp_path):
+    """What a worker on another host checks before computing (here called in-process)."""
+    import h5py as _h5py
+
+    from varfx.errors import UserError
+    from varfx.stages import precompute, precompute_dask
+
+    with _h5py.File(ref / "dataset.h5", "r") as h5:
+        good = {"n_variants": int(h5["variants"]["bp"].shape[0]), "created": str(h5.attrs.get("created", ""))}
+    try:
+        with pytest.raises(UserError, match="must be on a filesystem every worker sees"):
+            precompute_dask._open_dataset(tmp_path / "elsewhere", good)
+        with pytest.raises(UserError, match="another dataset.h5 than the one planned"):
+            precompute_dask._open_dataset(ref, {**good, "created": "another ingest"})
+        precompute_dask._open_dataset(ref, good)  # the right one opens
+        assert precompute._worker_state["beta"].shape == (good["n_variants"],)
+    finally:
+        if "h5" in precompute._worker_state:
+            precompute._worker_state["h5"].close()
+        precompute._worker_state.clear()
+        precompute_dask._opened.clear()
