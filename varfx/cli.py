@@ -184,17 +184,21 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
               help="With a correction: core-flank correlations below this many noise SDs of the panel "
                    "(Z / sqrt(panel size)) are set to 0; 0 keeps them [default: 3].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--dask-scheduler", metavar="ADDRESS", default=None,
+              help="Compute the windows as tasks on this Dask scheduler (tcp://HOST:PORT), or local:N for a local "
+                   "cluster of N processes; the dataset directory must be on a filesystem every worker sees. "
+                   "Needs the extra varfx[dask]; not with --workers (docs/scale.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @user_errors
 def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, max_rank_frac, var_share, flank_noise_z,
-                  workers, as_json):
+                  workers, dask_scheduler, as_json):
     """Factorise the LD of every window once (eigendecomposition, G, z, LD scores)."""
     from .stages.precompute import run_precompute
 
     summary = run_precompute(
         dataset, window_kb=window_kb, flank_kb=flank_kb, eig_threshold=eig_threshold,
         ld_correction=ld_correction, max_rank_frac=max_rank_frac, var_share=var_share, flank_noise_z=flank_noise_z,
-        workers=workers, progress=True,
+        workers=workers, progress=True, dask_scheduler=dask_scheduler,
     )
     if as_json:
         click.echo(json.dumps(summary))

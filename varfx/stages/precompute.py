@@ -182,11 +182,13 @@ def _up_to_date(dataset: Path, params: dict):
 
 def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
                    progress=True, ld_correction="auto", max_rank_frac=None, var_share=None,
-                   flank_noise_z=None) -> dict:
+                   flank_noise_z=None, dask_scheduler=None) -> dict:
     """Compute (or resume, or reuse) the window store of a dataset; returns a summary dict.
 
     A ``windows.h5`` computed with the same options from the same dataset content is
-    reused as it is (``"up_to_date": True`` in the summary)."""
+    reused as it is (``"up_to_date": True`` in the summary).  ``dask_scheduler``: compute
+    the windows as tasks on that Dask cluster (``local:N`` for a LocalCluster of N
+    processes) instead of ``workers`` local processes (varfx/stages/precompute_dask.py)."""
     import math
 
     for name, val, ok, want in (("--window-kb", window_kb, lambda v: v > 0, "a positive size"),
@@ -196,6 +198,15 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
             raise UserError(f"option {name}: expected {want}, got {val}")
     if int(workers) != workers or workers < 1:
         raise UserError(f"option --workers: expected at least 1, got {workers}")
+    if dask_scheduler is not None:
+        from .precompute_dask import parse_address, require_distributed
+
+        parse_address(dask_scheduler)
+        require_distributed()  # missing: one error now, not after the planning
+        if workers != 1:
+            # two ways of saying how many processes: refuse rather than pick one
+            raise UserError(f"option --workers {workers}: not with --dask-scheduler (the cluster's workers compute "
+                            "the windows; local:N starts N local worker processes)")
     check_correction_options(ld_correction, max_rank_frac, var_share, flank_noise_z)
     dataset = Path(dataset)
     # the stamp before the read: a write to dataset.h5 from now on makes every later
@@ -218,6 +229,7 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     truncation = {k: correction[k] for k in ("max_rank", "var_share", "flank_r_min") if k in correction}
 
     summary = _up_to_date(dataset, params)
+    dask_info = {}
     if summary is not None:
         print(f"varfx: {dataset / WINDOWS_FILE} is up to date (same options, same dataset.h5): nothing recomputed",
               file=sys.stderr)
@@ -226,12 +238,17 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
         parts = dataset / WINDOWS_PARTS
         try:
             todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, int(workers), progress,
-                                  truncation)
+                                  truncation, dask_scheduler, dask_info)
             # in this process: the guarded writer keeps a full disk away from HDF5
             write_windows(dataset, specs, params, N, n_ref, fingerprint)
         except Exception as exc:
             # a full disk, a read-only dataset directory, non-finite factors: no
-            # windows.parts/ is left behind (a kill or Ctrl-C keeps it, to resume)
+            # windows.parts/ is left behind (a kill or Ctrl-C keeps it, to resume, and
+            # so does a Dask cluster that lost its workers or its scheduler)
+            from .precompute_dask import WorkersLost
+
+            if isinstance(exc, WorkersLost):
+                raise
             shutil.rmtree(parts, ignore_errors=True)
             os_error = hdf5_os_error(exc, parts)
             if os_error is not None:
@@ -246,6 +263,9 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
         with open_windows(dataset, check_dataset=False)[0] as h5:
             summary = summarise_windows(h5, dataset / WINDOWS_FILE)
         summary.update(resumed_windows=len(specs) - len(todo), up_to_date=False)
+    if dask_scheduler is not None:
+        # the workers the cluster had (None: nothing left to compute, no connection made)
+        summary.update(dask_scheduler=str(dask_scheduler), dask_workers=dask_info.get("workers"))
     # UKBB/PolyFun references: window variants that fall outside the window's LD region
     # get no correlation; they are counted and warned about (io/ld.py)
     from ..io.ld import outside_region_report
@@ -260,9 +280,10 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
 
 
 def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_ref, workers, progress,
-                   truncation=None):
+                   truncation=None, dask_scheduler=None, dask_info=None):
     """Compute the part file of every window not already under ``parts`` (from a run
-    with the same params); returns the windows computed."""
+    with the same params); returns the windows computed.  With ``dask_scheduler`` they
+    are computed on that Dask cluster (``dask_info["workers"]``: its worker count)."""
     from ..ui import stage_progress
 
     params_file = parts / "params.json"
@@ -290,6 +311,14 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
                 bar.update(task, advance=1, status=status)
 
         if not todo:
+            return todo
+        if dask_scheduler is not None:
+            from .precompute_dask import compute_parts_dask
+
+            n = compute_parts_dask(dask_scheduler, dataset, parts, todo, params, eig_threshold, n_ref, truncation,
+                                   advance)
+            if dask_info is not None:
+                dask_info["workers"] = n
             return todo
         n_proc = min(workers, len(todo))
         env_threads = os.environ.get("OMP_NUM_THREADS")
