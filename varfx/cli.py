@@ -602,6 +602,33 @@ def demo(out, data, epochs, mil_epochs):
 
 
 @cli.group()
+def store():
+    """Inspect a dataset's stores (dataset.h5, windows.h5)."""
+
+
+@store.command("check")
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--strict", is_flag=True, help="A window store without checksums (from an older varfx) is a problem, "
+                                            "not a note.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object on stdout.")
+@user_errors
+def store_check(dataset, strict, as_json):
+    """Verify a dataset's stores: dataset.h5 valid, every window's checksum, the windows
+    against the plan of the store's window_kb/flank_kb, and the link to the dataset.h5
+    they were computed from. Exit 0 when all is well, 1 with one line per problem."""
+    from .stages.store_check import run_store_check, summary_line
+
+    report = run_store_check(dataset, strict=strict)
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for line in [summary_line(report), *report["problems"], *report["notes"]]:
+            click.echo(line.replace("\n", " "))
+    if not report["ok"]:
+        sys.exit(1)
+
+
+@cli.group()
 def plot():
     """Draw figures (PNG) of models, datasets and evaluations (docs/plots.md).
 

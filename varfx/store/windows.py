@@ -7,8 +7,12 @@ Layout (format ``varfx-windows``, version 2)::
              dataset_n_variants, dataset_sha256   (the dataset.h5 it was computed from)
              dataset_bytes, dataset_mtime_ns      (that file's size and mtime; optional)
     index/   chrom, start, end, n, n_plus, k       (one row per window)
-    windows/NNNNNN/  attrs index chrom start end logdet_lambda k beta_outside;
+    windows/NNNNNN/  attrs index chrom start end logdet_lambda k beta_outside sha256;
              core_idx plus_idx core_pos P G z eigvals ld_score ld_score_raw beta
+
+``sha256`` (:func:`window_checksum`, absent in stores written before it) covers every
+array of the window group, so that ``varfx store check`` can tell a window whose bytes
+changed after precompute-ld wrote them (docs/formats.md).
 
 Every open compares ``dataset_n_variants``/``dataset_sha256`` with the ``dataset.h5``
 beside it (:func:`varfx.store.dataset.dataset_fingerprint`): the windows index that
@@ -40,6 +44,45 @@ from .dataset import dataset_fingerprint, file_stamp, open_dataset, stored_finge
 SPACE_HINT = "free space in the dataset's filesystem and run precompute-ld again"
 #: The window arrays that must be finite (the integer index arrays cannot be otherwise).
 FLOAT_KEYS = ("P", "G", "z", "eigvals", "ld_score", "ld_score_raw", "beta")
+#: The attribute of a window group holding :func:`window_checksum` of its arrays.
+CHECKSUM_ATTR = "sha256"
+
+
+def window_checksum(arrays) -> str:
+    """SHA-256 (hex) of a window's arrays: ``arrays`` maps name -> ndarray (or is an
+    open window group).  Names in sorted order, each as ``name:dtype:shape:`` and its
+    bytes in little-endian order, so that the same values give the same checksum on
+    any machine and a changed name, type, shape or byte changes it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        arr = np.asarray(arrays[key][()])
+        arr = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)
+        h.update(f"{key}:{arr.dtype.str}:{arr.shape}:".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def verify_window(g) -> str | None:
+    """Recompute the checksum of an open window group and compare it with the stored
+    one: None when they match, ``"absent"`` for a group without a checksum (written
+    before checksums), else a description of the problem."""
+    stored = g.attrs.get(CHECKSUM_ATTR)
+    if stored is None:
+        return "absent"
+    stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+    try:
+        arrays = {key: g[key][()] for key in g}
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        # a garbled compressed chunk fails to decompress rather than give other values
+        return f"unreadable ({type(exc).__name__}: {_first_line(exc)})"
+    if window_checksum(arrays) != stored:
+        return "checksum mismatch: its arrays changed after precompute-ld wrote them"
+    bad = [k for k in FLOAT_KEYS if k in arrays and not np.isfinite(arrays[k]).all()]
+    if bad:
+        return f"non-finite values in {bad[0]}"
+    return None
 
 
 def rebuild_command(dataset) -> str:
@@ -117,8 +160,10 @@ def write_windows(dataset, specs, params: dict, N: float, n_ref: int, fingerprin
                     if not np.isfinite(float(src.attrs["logdet_lambda"])):
                         raise UserError(f"window {s.index} (chr{s.chrom}:{s.start}-{s.end}): non-finite "
                                         "log|Lambda| from the LD factorisation", path=dataset / WINDOWS_FILE)
+                    written = {}
                     for key in src:
                         arr = src[key][:]
+                        written[key] = arr
                         if key in FLOAT_KEYS and not np.isfinite(arr).all():
                             raise UserError(f"window {s.index} (chr{s.chrom}:{s.start}-{s.end}): non-finite values "
                                             f"in {key} from the LD factorisation (check the LD reference of this "
@@ -127,6 +172,8 @@ def write_windows(dataset, specs, params: dict, N: float, n_ref: int, fingerprin
                         dst.create_dataset(key, data=arr, compression="gzip" if big else None,
                                            compression_opts=4 if big else None,
                                            chunks=True if big else None, shuffle=big)
+                    # of the arrays as written: `varfx store check` recomputes it from the file
+                    dst.attrs[CHECKSUM_ATTR] = window_checksum(written)
                     n_plus[s.index] = len(s.plus_idx)
                     ks[s.index] = int(src.attrs["k"])
                 guard(out)  # after a failed write, stop here rather than keep the rest in memory
