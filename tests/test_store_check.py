@@ -147,6 +147,26 @@ def test_store_without_checksums(ds):
     assert code == 1 and rep["problems"][0].startswith("no checksums")
 
 
+def test_old_store_with_a_non_finite_factor(ds):
+    # no checksum to compare: the factors are still checked finite
+    with h5py.File(ds / "windows.h5", "r+") as h5:
+        for name in h5["windows"]:
+            del h5["windows"][name].attrs[CHECKSUM_ATTR]
+        h5["windows/000003/z"][0] = np.nan
+    code, rep = check(ds)
+    assert code == 1 and rep["problems"][0].startswith("window 3 (chr22:")
+    assert "non-finite values in z" in rep["problems"][0]
+
+
+def test_missing_or_garbled_windows_h5(ds):
+    (ds / "windows.h5").write_bytes(b"not hdf5")
+    code, rep = check(ds)
+    assert code == 1 and len(rep["problems"]) == 1 and "not a readable HDF5 file" in rep["problems"][0]
+    (ds / "windows.h5").unlink()
+    code, rep = check(ds)
+    assert code == 1 and rep["problems"] == [f"{ds / 'windows.h5'}: missing (run `varfx precompute-ld {ds}`)"]
+
+
 def test_not_a_dataset(tmp_path):
     (tmp_path / "x").mkdir()
     r = invoke(["store", "check", tmp_path / "x"])

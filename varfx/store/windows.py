@@ -69,20 +69,20 @@ def verify_window(g) -> str | None:
     one: None when they match, ``"absent"`` for a group without a checksum (written
     before checksums), else a description of the problem."""
     stored = g.attrs.get(CHECKSUM_ATTR)
-    if stored is None:
-        return "absent"
-    stored = stored.decode() if isinstance(stored, bytes) else str(stored)
     try:
         arrays = {key: g[key][()] for key in g}
     except (OSError, KeyError, ValueError, TypeError) as exc:
         # a garbled compressed chunk fails to decompress rather than give other values
         return f"unreadable ({type(exc).__name__}: {_first_line(exc)})"
-    if window_checksum(arrays) != stored:
-        return "checksum mismatch: its arrays changed after precompute-ld wrote them"
+    if stored is not None:
+        stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+        if window_checksum(arrays) != stored:
+            return "checksum mismatch: its arrays changed after precompute-ld wrote them"
+    # without a checksum (an old store) the finiteness of the factors is what is left to check
     bad = [k for k in FLOAT_KEYS if k in arrays and not np.isfinite(arrays[k]).all()]
     if bad:
         return f"non-finite values in {bad[0]}"
-    return None
+    return "absent" if stored is None else None
 
 
 def rebuild_command(dataset) -> str:
