@@ -43,3 +43,17 @@ def mixed_n_dataset(directory: Path) -> Path:
     r = run.invoke(cli, ["precompute-ld", str(ds), "--window-kb", "500", "--flank-kb", "250", "--json"])
     assert r.exit_code == 0, r.output
     return ds
+
+
+def precomputed_subset(directory: Path, n_snps: int, precompute_options, start: int = 2000) -> tuple[Path, dict]:
+    """Ingest ``n_snps`` chr22 SNPs (from row ``start``) into ``directory/ds`` and
+    precompute its windows with ``precompute_options``; returns the dataset and the
+    precompute summary (asserting both commands succeed)."""
+    import json
+
+    from _cli import ok
+
+    prefix, ss = write_subset(Path(directory) / "in", start, n_snps)
+    ds = Path(directory) / "ds"
+    ok(["ingest", "--sumstats", ss, "--ld", prefix, "-o", ds, "--json"])
+    return ds, json.loads(ok(["precompute-ld", ds, *precompute_options, "--json"]).stdout)

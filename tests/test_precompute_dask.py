@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from varfx.cli import cli
 from varfx.stages.precompute_dask import KILL_ENV
 
-from _data import write_subset
+from _data import precomputed_subset
 
 try:
     import distributed  # noqa: F401
@@ -42,14 +42,8 @@ def invoke(args, **kw):
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory):
     """An ingested dataset of ~500 chr22 SNPs and its single-process windows.h5."""
-    tmp = tmp_path_factory.mktemp("dask")
-    prefix, ss = write_subset(tmp / "in", 2000, 500)
-    ds = tmp / "ds"
-    r = invoke(["ingest", "--sumstats", ss, "--ld", prefix, "-o", ds, "--json"])
-    assert r.exit_code == 0, r.output
-    r = invoke(["precompute-ld", ds, *OPTS, "--json"])
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["windows"] >= 6
+    ds, summary = precomputed_subset(tmp_path_factory.mktemp("dask"), 500, OPTS)
+    assert summary["windows"] >= 6
     return ds
 
 

@@ -14,7 +14,7 @@ import pytest
 from varfx.store.windows import CHECKSUM_ATTR, window_checksum
 
 from _cli import invoke
-from _data import write_subset
+from _data import precomputed_subset
 
 OPTS = ["--window-kb", 100, "--flank-kb", 100]
 
@@ -22,14 +22,8 @@ OPTS = ["--window-kb", 100, "--flank-kb", 100]
 @pytest.fixture(scope="module")
 def ref(tmp_path_factory):
     """An ingested dataset of ~500 chr22 SNPs with its windows.h5 (small windows)."""
-    tmp = tmp_path_factory.mktemp("storecheck")
-    prefix, ss = write_subset(tmp / "in", 2000, 500)
-    ds = tmp / "ds"
-    r = invoke(["ingest", "--sumstats", ss, "--ld", prefix, "-o", ds, "--json"])
-    assert r.exit_code == 0, r.output
-    r = invoke(["precompute-ld", ds, *OPTS, "--json"])
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["windows"] >= 4
+    ds, summary = precomputed_subset(tmp_path_factory.mktemp("storecheck"), 500, OPTS)
+    assert summary["windows"] >= 4
     return ds
 
 
