@@ -232,6 +232,19 @@ def load_plink(path) -> PlinkPanel:
     return PlinkPanel(bed=bed, bim_path=bim, fam_path=fam, bim=table, n_people=len(people))
 
 
+@dataclass
+class PanelGenotypes:
+    """Genotypes to write with :func:`write_plink`: ``dosages`` (variants x people) of
+    ``a1`` as int8, -1 missing, with ``snp chrom bp a1 a2`` per variant."""
+
+    dosages: np.ndarray
+    snp: np.ndarray
+    chrom: np.ndarray
+    bp: np.ndarray
+    a1: np.ndarray
+    a2: np.ndarray
+
+
 def write_plink(prefix, panel) -> Path:
     """``prefix.bed/.bim/.fam`` of a panel (SNP-major; dosage 2 = homozygous A1): anything with
     ``dosages`` (variants x people int8, -1 missing) and per-variant ``chrom snp bp a1 a2``.

@@ -64,16 +64,6 @@ class MilSimulation:
     z: np.ndarray
 
 
-@dataclass
-class _Panel:
-    dosages: np.ndarray
-    snp: np.ndarray
-    chrom: np.ndarray
-    bp: np.ndarray
-    a1: np.ndarray
-    a2: np.ndarray
-
-
 def _block_haplotypes(rng, n_var, n_hap, n_founders, switches):
     """(n_var, n_hap) 0/1 haplotypes of one block: founders with random allele
     frequencies, copied with ``switches`` recombination points per haplotype on average."""
@@ -164,9 +154,9 @@ def simulate_mil(out, *, n_chroms: int = 8, blocks_per_chrom: int = 50, variants
             fh.writelines(s[i:i + 60] + "\n" for i in range(0, len(s), 60))
     pysam.faidx(str(fasta))
     # the dosage counts the alternative allele: it is a1, the effect allele of the GWAS
-    from ..io.plink import write_plink
+    from ..io.plink import PanelGenotypes, write_plink
 
-    panel = write_plink(out / "panel", _Panel(dos, snp, chrom, bp, alt, ref))
+    panel = write_plink(out / "panel", PanelGenotypes(dos, snp, chrom, bp, alt, ref))
     freq = dos.mean(1) / 2
     se = 1.0 / np.sqrt(n_gwas * 2 * freq * (1 - freq))
     beta = z * se

@@ -29,29 +29,21 @@ fields, set :attr:`SumstatsFormatConformance.z_rtol`).
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ..io.plink import PanelGenotypes
 from .data import write_plink  # noqa: F401 - part of this module's writers
 
 # ------------------------------------------------------------------------------ truth
 
 
-@dataclass
-class SyntheticPanel:
+class SyntheticPanel(PanelGenotypes):
     """A small genotype panel: ``dosages`` (variants x people) of ``a1`` as int8, -1 missing,
     with ``snp chrom bp a1 a2`` per variant (chromosome 22, increasing positions,
     single-base A/C/G/T alleles, no strand-ambiguous pair)."""
-
-    dosages: np.ndarray
-    snp: np.ndarray
-    chrom: np.ndarray
-    bp: np.ndarray
-    a1: np.ndarray
-    a2: np.ndarray
 
     @property
     def n_variants(self) -> int:
