@@ -20,8 +20,13 @@ than a half has people and every LD block is full rank):
 each with ``--flank-kb 0`` (windows = the simulation's 1-Mb LD blocks) and 1000 (the
 default).
 
-``--truth-ld``: ``block`` (default) is `varfx simulate`'s truth, block diagonal in 1-Mb
-blocks.  ``window`` redraws z in the benchmark so that the in-sample model is exact
+In-sample the reference is the GWAS's own LD, and the benchmark says so as a user
+with LD from the GWAS genotypes would: ``ingest --ld-people N`` (the reference stands
+for the GWAS's N people), so that precompute-ld's default applies no small-panel
+correction there (docs/math.md, "LD from a small panel").
+
+``--truth-ld``: ``auto`` (default) is ``window`` in-sample and ``block`` out-of-sample.
+``block`` is `varfx simulate`'s truth, block diagonal in 1-Mb blocks.  ``window`` redraws z in the benchmark so that the in-sample model is exact
 for the fit's flank: the mean of the z of a core window's variants is
 ``sqrt(N) R_(i),+ beta_+`` through the population panel's own correlations over that
 window's ``(i)+`` (the variants the window's likelihood sees), the noise is
@@ -75,7 +80,7 @@ def _shape(dataset, alpha):
     return shape / shape.sum()
 
 
-def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None) -> float:
+def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None, with_loglik: bool = False):
     from scipy.optimize import minimize_scalar
 
     from varfx.stages.evaluate import window_logliks
@@ -86,7 +91,7 @@ def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None) -> float:
     shape = _shape(dataset, alpha)
     res = minimize_scalar(lambda lh: -window_logliks(windows, math.exp(lh) * shape, 1.0 / n_gwas)[0],
                           bounds=(math.log(1e-4), math.log(1.0)), method="bounded", options={"xatol": 1e-4})
-    return math.exp(res.x)
+    return (math.exp(res.x), -float(res.fun)) if with_loglik else math.exp(res.x)
 
 
 def mle_h2_delta(dataset, n_gwas: float, windows, alpha: float = 0.7) -> tuple[float, float]:
@@ -207,7 +212,7 @@ def fit_candidate(ds, cand, n_gwas) -> dict:
     if cand["delta"]:
         out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows)
     else:
-        out["h2"] = mle_h2(ds, n_gwas, windows=windows)
+        out["h2"], out["loglik"] = mle_h2(ds, n_gwas, windows=windows, with_loglik=True)
     return out
 
 
@@ -269,7 +274,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--setups", default="in-sample,out-of-sample")
     ap.add_argument("--candidates", default="none", help="comma-separated LD corrections (see the docstring)")
     ap.add_argument("--default", action="store_true", help="only run_precompute's defaults (candidate 'default')")
-    ap.add_argument("--truth-ld", choices=("block", "window"), default="block")
+    ap.add_argument("--truth-ld", choices=("auto", "block", "window"), default="auto",
+                    help="auto: window in-sample, block out-of-sample (see the docstring)")
     args = ap.parse_args(argv)
 
     import torch
@@ -294,20 +300,24 @@ def main(argv=None) -> dict:
             pop, ref = setups[name]
             res = {(fl, c["name"]): [] for fl in flanks for c in cands}
             meta = {}
+            truth_ld = args.truth_ld if args.truth_ld != "auto" else ("window" if name == "in-sample" else "block")
+            # in-sample the reference is the GWAS's own LD, so it stands for the GWAS's N
+            # people (as LD computed from the GWAS genotypes would): `ingest --ld-people`
+            ld_people = int(args.n) if name == "in-sample" else None
             for rep in range(args.reps):
                 d = tmp / f"{name}-{rep}"
                 run_simulate(pop, d / "sim", truth="constant", h2=args.h2, n_gwas=args.n, seed=rep, progress=False)
-                if args.truth_ld == "block":
-                    run_ingest(d / "sim" / SUMSTATS_FILE, ref, d / "ds", progress=False)
+                if truth_ld == "block":
+                    run_ingest(d / "sim" / SUMSTATS_FILE, ref, d / "ds", progress=False, ld_people=ld_people)
                 else:
                     # the population's own dataset (its genotypes, the dataset's alleles)
                     run_ingest(d / "sim" / SUMSTATS_FILE, pop, d / "pop", progress=False)
                 for fl in flanks:
                     base = d / "ds"
-                    if args.truth_ld == "window":
+                    if truth_ld == "window":
                         base = d / f"ds{fl:g}"
                         window_truth_sumstats(d / "sim", d / "pop", d / f"win{fl:g}.fastGWA.gz", fl, args.n, 1.0, rep)
-                        run_ingest(d / f"win{fl:g}.fastGWA.gz", ref, base, progress=False)
+                        run_ingest(d / f"win{fl:g}.fastGWA.gz", ref, base, progress=False, ld_people=ld_people)
                     for ci, c in enumerate(cands):
                         _SHRINK.clear()
                         ds, pre = _precompute(base, f"c{ci}", fl, c)
@@ -320,6 +330,7 @@ def main(argv=None) -> dict:
                         print(name, rep, fl, c["name"], json.dumps(r), file=sys.stderr, flush=True)
             for (fl, cname), rs in res.items():
                 entry = {"max_n_plus": meta[fl], "reference_people": n_people if name == "in-sample" else n_people // 2,
+                         "truth_ld": truth_ld, "ld_people": ld_people,
                          "mean_k": float(np.mean([r["mean_k"] for r in rs])),
                          **_stats([r["h2"] for r in rs], args.h2)}
                 if "delta_N" in rs[0]:

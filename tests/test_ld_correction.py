@@ -117,6 +117,14 @@ def test_auto_switches_by_panel_size():
     assert resolve_correction("share", 0, 786, var_share=0.9)["var_share"] == 0.9
     with pytest.raises(UserError, match="records no LD panel size"):
         resolve_correction("rank", 0, 786)
+    # a panel not smaller than the GWAS (in-sample LD, a biobank): auto leaves it alone
+    assert resolve_correction("auto", 378, 786, gwas_n=100_000)["method"] == "rank"
+    r = resolve_correction("auto", 5000, 786, max_rank_frac=0.01, gwas_n=5000)
+    assert r == {"requested": "auto", "method": "none", "reason": "panel_not_smaller_than_gwas"}
+    assert resolve_correction("auto", 5001, 786, max_rank_frac=0.01, gwas_n=5000)["method"] == "none"
+    assert resolve_correction("auto", 4999, 786, max_rank_frac=0.01, gwas_n=5000)["method"] == "rank"
+    # asked for explicitly, the correction is applied whatever the sizes
+    assert resolve_correction("rank", 5000, 786, max_rank_frac=0.01, gwas_n=5000)["method"] == "rank"
 
 
 @pytest.mark.parametrize("kw,needle", [({"ld_correction": "banana"}, "--ld-correction"),
@@ -180,6 +188,47 @@ def test_precompute_default_caps_the_rank_and_options_recompute(small):
     r = invoke(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--ld-correction", "rank",
                 "--max-rank-frac", 0.05, "--json"])
     assert json.loads(r.stdout)["up_to_date"] is True
+
+
+def test_declared_panel_size_drives_the_default(tmp_path):
+    """``ingest --ld-people``: the declared size is the dataset's n_ref; declared as at
+    least the GWAS N (LD from the GWAS sample itself) the default applies no correction,
+    and says why; declared smaller than a PLINK panel's count, it is what the cap uses."""
+    prefix, ss = write_subset(tmp_path / "in", 2000, 600)
+    # declared smaller than the panel's 378 people; then LD from a GWAS sample of 400
+    # people (N = 400: a cap of 40 components would bind, as the first case shows)
+    for people, n, method in ((200, [], "rank"), (400, ["--n", 400], "none")):
+        ds = tmp_path / f"ds{people}"
+        r = invoke(["ingest", "--sumstats", ss, "--ld", prefix, "-o", ds, "--ld-people", people, *n, "--json"])
+        assert r.exit_code == 0, r.output
+        summary = json.loads(r.stdout)
+        assert summary["n_ref"] == people and summary["n_ref_source"] == "declared"
+        with h5py.File(ds / "dataset.h5", "r") as h:
+            assert int(h.attrs["n_ref"]) == people
+            assert json.loads(h.attrs["provenance"])["parameters"]["ld_people"] == people
+        r = CliRunner().invoke(cli, ["precompute-ld", str(ds), "--window-kb", "1000", "--flank-kb", "0", "--json"])
+        assert r.exit_code == 0, r.output
+        rep = json.loads(r.stdout)["ld_correction"]
+        assert rep["method"] == method
+        if method == "none":
+            assert rep["reason"] == "panel_not_smaller_than_gwas"
+            assert "at least as many people as the GWAS" in r.stderr
+        else:
+            assert rep["n_ref"] == 200 and rep["max_rank"] == int(0.1 * 200)
+            assert max(_ks(ds)[1]) > int(0.1 * 400)  # the second case's cap would bind too
+    r = invoke(["ingest", "--sumstats", ss, "--ld", prefix, "-o", tmp_path / "bad", "--ld-people", "2"])
+    assert r.exit_code == 2 and "--ld-people" in r.output and not (tmp_path / "bad").exists()
+    from varfx.stages.ingest import run_ingest
+
+    with pytest.raises(UserError, match="--ld-people"):
+        run_ingest(ss, prefix, tmp_path / "bad2", ld_people=2.5, progress=False)
+    assert not (tmp_path / "bad2").exists()
+
+
+def test_plain_panel_count_is_recorded_as_such(small):
+    with h5py.File(small / "dataset.h5", "r") as h:
+        assert int(h.attrs["n_ref"]) == 378
+        assert json.loads(h.attrs["provenance"])["counts"]["n_ref_source"] == "panel"
 
 
 @pytest.mark.parametrize("args,needle", [(["--ld-correction", "banana"], "--ld-correction"),

@@ -122,6 +122,10 @@ def _sumstats_format_option(ctx, param, value):
 @click.option("--ambiguous-maf-max", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="Keep A/T and C/G variants whose MAF is below this in both the sumstats and a PLINK/VCF panel, "
                    "taking the strand on which the frequencies agree (0: drop them all; 0.4 is usual).")
+@click.option("--ld-people", type=click.IntRange(min=3), default=None,
+              help="People the LD reference was estimated from (a PLINK/VCF panel counts its own; a UKBB/PolyFun "
+                   "matrix records none). precompute-ld's small-panel LD correction uses it; for LD from the GWAS "
+                   "sample itself give the GWAS N.")
 @click.option("--keep-multi-allelic", is_flag=True, help="Keep positions with several allele pairs (dropped by default).")
 @click.option("--liftover", type=click.Path(dir_okay=False), default=None,
               help="UCSC chain file lifting the sumstats into the LD reference's build (a local file; nothing is downloaded).")
@@ -138,7 +142,7 @@ def _sumstats_format_option(ctx, param, value):
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset directory to write.")
 @user_errors
 def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, col_a2, col_z, col_beta, col_se,
-           col_n, col_freq, col_info, info_min, maf_min, keep_multi_allelic, liftover, liftover_move, ld_maf_min,
+           col_n, col_freq, col_info, info_min, maf_min, ld_people, keep_multi_allelic, liftover, liftover_move, ld_maf_min,
            exclude_lrld, ld_region, annotations, fasta, feature_window, feature_dtype, ambiguous_maf_max, build,
            as_json, out):
     """Harmonise summary statistics with an LD reference into a dataset.
@@ -158,7 +162,7 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
         info_min=info_min, maf_min=maf_min, keep_multi_allelic=keep_multi_allelic,
         liftover=liftover, liftover_move=liftover_move, ld_maf_min=ld_maf_min, exclude_lrld=exclude_lrld,
         ld_region=ld_region, annotations=annotations, fasta=fasta, feature_window=feature_window,
-        feature_dtype=feature_dtype, ambiguous_maf_max=ambiguous_maf_max,
+        feature_dtype=feature_dtype, ambiguous_maf_max=ambiguous_maf_max, ld_people=ld_people,
     )
     if as_json:
         click.echo(json.dumps(summary))

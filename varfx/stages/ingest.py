@@ -73,7 +73,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                sumstats_format=None, info_min=None, maf_min=None, keep_multi_allelic=False,
                liftover=None, liftover_move=False, ld_maf_min=0.0, exclude_lrld=None, ld_region=None,
                annotations=None, fasta=None, feature_window=256, feature_dtype="float16",
-               ambiguous_maf_max=0.0) -> dict:
+               ambiguous_maf_max=0.0, ld_people=None) -> dict:
     """Harmonise ``sumstats`` with the LD reference ``ld`` and write the dataset ``out``.
 
     ``columns`` maps sumstats fields to header names (``{"z": "ZSCORE"}``, the
@@ -95,6 +95,12 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
     panel is read only there; it needs an index).  Reference variants with an allele that
     is not A/C/G/T (indels, ``0``) are dropped and counted (``ld_non_acgt``).  ``annotations`` (a manifest) and ``fasta`` add
     features (``docs/features.md``) in a ``feature_window``-bp window.
+
+    ``ld_people`` declares how many people the LD reference was estimated from
+    (``n_ref``): a PLINK/VCF panel counts its own, a UKBB/PolyFun matrix records none.
+    precompute-ld's LD correction depends on it (docs/math.md, "LD from a small panel"):
+    a matrix of unknown size gets no correction, and LD from the GWAS sample itself
+    (declared as the GWAS N) gets none because it is the GWAS's own LD.
     """
     from ..genome import parse_region
     from ..io.harmonise import harmonise
@@ -103,6 +109,8 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
 
     info_min = INFO_MIN if info_min is None else info_min
     maf_min = MAF_MIN if maf_min is None else maf_min
+    if ld_people is not None and not (isinstance(ld_people, (int, np.integer)) and ld_people >= 3):
+        raise UserError(f"option --ld-people {ld_people!r}: expected a whole number of people >= 3")
     sumstats, ld, out = Path(sumstats), Path(ld), Path(out)
     _check_out(out)
     # parsed before anything is read, so that `--ld-region banana` fails at once
@@ -210,6 +218,11 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
             h.counts["ld_duplicates"] += int(bad.sum())
             extra = {"ld_regions": len(regions), **ref_filters["counts"]}
             n_ref = 0
+        # a declared size wins over the panel's own count (a panel standing for a larger
+        # sample, e.g. LD from the GWAS genotypes given as a subset): recorded as such
+        n_ref_source = "declared" if ld_people is not None else ("panel" if n_ref else "unknown")
+        if ld_people is not None:
+            n_ref = int(ld_people)
 
         counts = h.counts
         mismatch = None
@@ -275,6 +288,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
             "dropped": {k: int(v) for k, v in counts["dropped"].items()},
             "N": median_n,
             "n_ref": int(n_ref),
+            "n_ref_source": n_ref_source,
         }
         if lift_counts is not None:
             summary["liftover"] = lift_counts
@@ -296,7 +310,8 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                            "keep_multi_allelic": bool(keep_multi_allelic),
                            "liftover_move": bool(liftover_move), "ld_maf_min": float(ld_maf_min),
                            "ld_region": ld_region, "feature_window": int(feature_window),
-                           "ambiguous_maf_max": float(ambiguous_maf_max)},
+                           "ambiguous_maf_max": float(ambiguous_maf_max),
+                           "ld_people": None if ld_people is None else int(ld_people)},
             "counts": summary,
         }
 
@@ -508,6 +523,8 @@ def print_ingest_summary(summary: dict) -> None:
               f"{summary['sumstats_format']}, {summary.get('sumstats_delimiter', '')}; "
               f"Z = {cols.get('z', '?')}; N from {n_from}")
     ld_note = f"{summary['n_ref']} people" if summary.get("n_ref") else ""
+    if summary.get("n_ref_source") == "declared":
+        ld_note += " (--ld-people)"
     if "ld_regions" in summary:
         ld_note = f"{summary['ld_regions']} regions, {summary.get('ld_regions_used', 0)} used"
     t.add_row("LD reference", Path(summary["ld"]).name, f"{summary['ld_kind']}; {ld_note}".rstrip("; "))

@@ -223,7 +223,8 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
         if not specs:
             raise UserError("no window has any variant", path=dataset / DATASET_FILE)
         correction = resolve_correction(ld_correction, n_ref, max(len(s.plus_idx) for s in specs),
-                                        max_rank_frac, var_share, flank_noise_z, path=dataset / DATASET_FILE)
+                                        max_rank_frac, var_share, flank_noise_z, path=dataset / DATASET_FILE,
+                                        gwas_n=N)
         params = _params(window_kb, flank_kb, eig_threshold, h5, correction)
         fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
     truncation = {k: correction[k] for k in ("max_rank", "var_share", "flank_r_min") if k in correction}
@@ -274,7 +275,9 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
     # what was done about the panel's sampling noise (replaces the small-panel warning)
     report = {**correction, "windows_truncated": summary.pop("windows_truncated", 0)}
     summary["ld_correction"] = report
-    if report["method"] != "none":  # stderr stays quiet when nothing was done (as before)
+    # stderr stays quiet when nothing was done (as before), unless the panel would have
+    # been corrected but for its size against the GWAS: that choice is worth one line
+    if report["method"] != "none" or report.get("reason"):
         print(f"varfx: {dataset}: {correction_text(report, len(specs))}", file=sys.stderr)
     return summary
 
@@ -373,7 +376,7 @@ def check_correction_options(ld_correction, max_rank_frac=None, var_share=None, 
 
 
 def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac=None, var_share=None,
-                       flank_noise_z=None, path=None) -> dict:
+                       flank_noise_z=None, path=None, gwas_n: float | None = None) -> dict:
     """What ``--ld-correction`` means for this dataset: a dict recorded in the store's
     params and reported by precompute-ld (docs/usage.md lists its keys).
 
@@ -381,16 +384,27 @@ def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac
     eigen-components per window) or ``share`` (the fewest components reaching
     ``var_share`` of the block's variance); with either, ``flank_r_min =
     flank_noise_z / sqrt(n_ref)`` when the panel size is known (core-flank correlations
-    below it are taken as the panel's noise).  ``requested`` is the option given."""
+    below it are taken as the panel's noise).  ``requested`` is the option given.
+
+    ``auto`` is ``rank`` when the panel size is known, some window is larger than the
+    cap, and the panel has fewer people than the GWAS (``n_ref < gwas_n``, the dataset's
+    median N).  A panel at least as large as the GWAS is LD from the GWAS sample itself
+    (in-sample) or a biobank: its sampling noise is no larger than the GWAS's own, and
+    in-sample its small correlations are the very LD that shaped the z-scores, so
+    neither cap nor threshold belongs there (``reason`` then says so)."""
     frac = DEFAULT_MAX_RANK_FRAC if max_rank_frac is None else float(max_rank_frac)
     cap = max(1, math.floor(frac * n_ref)) if n_ref > 0 else 0
-    method = ld_correction
+    method, reason = ld_correction, None
     if method == "auto":
         # on when the panel size is known and some window is larger than the cap (a
         # cap that binds nowhere, on a flank it does not reach, changes nothing); a
         # store without n_ref (a UKBB reference of unknown size) cannot have one
         method = "rank" if n_ref > 0 and max_n_plus > cap else "none"
+        if method == "rank" and gwas_n is not None and n_ref >= gwas_n:
+            method, reason = "none", "panel_not_smaller_than_gwas"
     out = {"requested": ld_correction, "method": method}
+    if reason:
+        out["reason"] = reason
     if method == "rank":
         if n_ref <= 0:
             raise UserError("option --ld-correction rank: the dataset records no LD panel size (n_ref), so there is "
@@ -408,6 +422,8 @@ def correction_text(report: dict, n_windows: int) -> str:
     """The one line precompute-ld prints about the LD correction it applied."""
     if report["method"] == "none":
         why = " (panel size unknown or windows small against it)" if report["requested"] == "auto" else ""
+        if report.get("reason") == "panel_not_smaller_than_gwas":
+            why = " (the LD panel has at least as many people as the GWAS: in-sample or biobank LD)"
         return f"no LD correction{why}: every eigen-component above the eigen-threshold kept"
     if report["method"] == "rank":
         what = (f"LD correction rank: at most {report['max_rank']} eigen-components per window "
