@@ -597,6 +597,10 @@ def plugins(as_json):
               help="Price a genome of this many variants at the dataset's density (e.g. 12e6)  [default: the dataset's]")
 @click.option("--window-kb", type=POSITIVE, default=1000, show_default=True, help="precompute-ld's --window-kb.")
 @click.option("--flank-kb", type=NON_NEGATIVE, default=1000, show_default=True, help="precompute-ld's --flank-kb.")
+@click.option("--ld-correction", type=click.Choice(["auto", "none", "rank", "share"]), default="auto",
+              show_default=True, help="precompute-ld's --ld-correction (it bounds each window's kept rank k).")
+@click.option("--max-rank-frac", type=FiniteFloat(0, 1, min_open=True), default=None,
+              help="precompute-ld's --max-rank-frac  [default: 0.1]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Dask workers (or local processes) of precompute-ld.")
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True,
@@ -616,7 +620,7 @@ def plugins(as_json):
               help="Write the costs measured (and the steps timed) to this JSON file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @user_errors
-def plan(dataset, variants, window_kb, flank_kb, workers, gpus, processes, gpu_speedup, priors, objectives, epochs,
+def plan(dataset, variants, window_kb, flank_kb, ld_correction, max_rank_frac, workers, gpus, processes, gpu_speedup, priors, objectives, epochs,
          holdout_chroms, calibration, save_calibration, as_json):
     """Time, memory and disk of each stage before starting (docs/scale.md)."""
     from .stages.plan import DEFAULT_GPU_SPEEDUP, print_plan, run_plan
@@ -624,7 +628,8 @@ def plan(dataset, variants, window_kb, flank_kb, workers, gpus, processes, gpu_s
     result = run_plan(dataset, variants=variants, window_kb=window_kb, flank_kb=flank_kb, workers=workers, gpus=gpus,
                       processes=processes, gpu_speedup=DEFAULT_GPU_SPEEDUP if gpu_speedup is None else gpu_speedup,
                       priors=priors or ("constant",), objectives=objectives or ("full",), epochs=epochs,
-                      holdout_chroms=holdout_chroms, calibration=calibration, save_calibration=save_calibration)
+                      holdout_chroms=holdout_chroms, calibration=calibration, save_calibration=save_calibration,
+                      ld_correction=ld_correction, max_rank_frac=max_rank_frac)
     if as_json:
         click.echo(json.dumps(result))
     else:

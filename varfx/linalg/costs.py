@@ -368,8 +368,12 @@ def measure_prior(module, inputs: dict, repeats: int = 2) -> dict:
     out.float().sum().backward()
     seconds = _best(step, repeats)
     params = sum(p.numel() for p in module.parameters())
+    # a prior that runs its forward in checkpointed chunks (the transformer) keeps one
+    # chunk's activations at a time, whatever the number of variants of a step
+    chunk = getattr(module, "chunk", None)
     return {"seconds_per_variant": seconds / m, "activation_bytes_per_variant": saved[0] / m,
-            "parameters": int(params), "timed_variants": m}
+            "parameters": int(params), "timed_variants": m,
+            "chunk": int(chunk) if isinstance(chunk, int) and chunk > 0 else 0}
 
 
 def prior_inputs(m: int, n_features: int = 0, n_tracks: int = 0, window: int = 0, sequence_length: int = 0,
@@ -425,7 +429,8 @@ def fit_estimate(n_plus, n, k, *, objective: str, engine: dict, prior: dict, opt
     Memory per process: its share of the windows in memory (``n+ k + k n`` each), the
     working memory of the largest ``windows_per_step`` windows of a step, the prior's
     parameters with their gradients and two AdamW moments (float32), and the
-    activations of the step's variants."""
+    activations of the step's variants (of one chunk, for a prior that checkpoints
+    its forward in chunks of ``prior["chunk"]`` variants)."""
     n_plus = np.asarray(n_plus, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
@@ -442,10 +447,13 @@ def fit_estimate(n_plus, n, k, *, objective: str, engine: dict, prior: dict, opt
     in_memory = weight * float(np.sum(itemsize * (n_plus * k + k * n))) / ranks
     params = prior["parameters"] * 4 * 4.0
     mean_np = float(n_plus.mean()) if len(n_plus) else 0.0
-    acts = prior["activation_bytes_per_variant"] * mean_np * per_rank_step
+    step_variants = mean_np * per_rank_step
+    if prior.get("chunk"):
+        step_variants = min(step_variants, prior["chunk"])
+    acts = prior["activation_bytes_per_variant"] * step_variants
     return {
         "optimizer": optimizer, "passes": int(passes), "train_windows": n_windows,
-        "windows_per_step": per_rank_step * ranks, "ranks": ranks, "speedup": float(speedup),
+        "windows_per_step": min(per_rank_step * ranks, n_windows), "ranks": ranks, "speedup": float(speedup),
         "cpu_seconds_per_pass": per_pass_cpu, "seconds_per_pass": per_pass, "seconds": per_pass * passes,
         "engine_seconds_per_pass": float(weight * np.sum(engine_s)),
         "prior_seconds_per_pass": float(weight * np.sum(prior_s)),

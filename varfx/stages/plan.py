@@ -205,12 +205,10 @@ def _parse_prior(text: str):
     return name.strip(), tuple(p for p in rest.split(",") if p.strip())
 
 
-def measured_step(cal: dict, prior_text: str, objective: str, wp: dict) -> tuple[dict, dict, object]:
-    """The engine's and the prior's step costs of ``prior_text`` with ``objective``
-    (from the calibration, else timed now and added to it), and the prior class."""
-    from ..api import FitContext
+def check_fit_options(prior_text: str, objective: str):
+    """``(prior class, its options, objective class)``, or the one-line error of an
+    unknown prior, option or objective, or of a bag objective (not priced)."""
     from ..plugins import lookup
-    from ..train.setup import DEFAULT_SOLVER
 
     name, options = _parse_prior(prior_text)
     prior_cls = lookup("priors", name)
@@ -219,6 +217,17 @@ def measured_step(cal: dict, prior_text: str, objective: str, wp: dict) -> tuple
     if obj_cls.batch_unit != "window":
         raise UserError(f"option --objective {objective}: trains on bags (varfx bags), which varfx plan does not "
                         "price; plan a window objective (full, ldsr)")
+    return prior_cls, opts, obj_cls
+
+
+def measured_step(cal: dict, prior_text: str, objective: str, wp: dict) -> tuple[dict, dict, object]:
+    """The engine's and the prior's step costs of ``prior_text`` with ``objective``
+    (from the calibration, else timed now and added to it), and the prior class."""
+    from ..api import FitContext
+    from ..plugins import lookup
+    from ..train.setup import DEFAULT_SOLVER
+
+    prior_cls, opts, obj_cls = check_fit_options(prior_text, objective)
     if objective not in cal["engines"]:
         solver = lookup("solvers", DEFAULT_SOLVER)() if obj_cls.uses_solver else None
         obj = obj_cls(solver=solver)
@@ -311,6 +320,10 @@ def run_plan(dataset, *, variants=None, window_kb=1000, flank_kb=1000, workers=1
             raise UserError(f"option {name}: expected an integer >= {lo}, got {val}")
     if not (isinstance(gpu_speedup, (int, float)) and math.isfinite(gpu_speedup) and gpu_speedup > 0):
         raise UserError(f"option --gpu-speedup: expected a positive number, got {gpu_speedup}")
+    if {"fit", "evaluate", "score"} & set(stages):
+        for p in priors:  # a typo fails now, not after the kernels are timed
+            for o in objectives:
+                check_fit_options(p, o)
     wp = window_plan(dataset, window_kb=window_kb, flank_kb=flank_kb, variants=variants,
                      ld_correction=ld_correction, max_rank_frac=max_rank_frac)
     cal = load_calibration(calibration)
@@ -373,7 +386,8 @@ def print_plan(plan: dict) -> None:
              + (f" ({plan['scale']:.3g} x the dataset's {plan['dataset_variants']:,})" if plan["scale"] != 1 else ""))
     table = Table(title=title)
     for col in ("stage", "on", "time", "memory", "disk"):
-        table.add_column(col, justify="left" if col in ("stage", "on") else "right")
+        table.add_column(col, justify="left" if col in ("stage", "on") else "right",
+                         overflow="fold" if col == "stage" else "ellipsis")
     notes = []
     p = plan.get("precompute_ld")
     if p:
@@ -389,9 +403,11 @@ def print_plan(plan: dict) -> None:
                       f"{_size(f['memory_bytes']['total'])}/proc.", _size(f["disk_bytes"]))
         notes.append(f"fit {f['prior']}/{f['objective']}: {f['train_windows']:,} windows, {f['optimizer']} x "
                      f"{f['passes']} passes ({f['passes_basis']}) of {_time(f['seconds_per_pass'])}, "
-                     f"{f['parameters']:,} parameters"
+                     f"{f['parameters']:,} prior parameter(s)"
                      + (f", GPU speed-up {plan['gpu_speedup']:g} (not measured)" if f["gpus"] else ""))
     for e in plan.get("evaluate", []):
+        if not e["val_windows"]:
+            continue  # nothing held out (--holdout-chroms): no evaluate row
         table.add_row(f"evaluate {e['prior']}/{e['objective']}", f"{e['val_windows']:,} windows",
                       _time(e["seconds"]), "", "")
     for s in plan.get("score", []):
