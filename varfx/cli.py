@@ -334,7 +334,7 @@ def _alpha(value):
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True,
               help="Also checkpoint every N AdamW steps or L-BFGS iterations (0: epochs / every 20 iterations).")
 @click.option("--log-jsonl", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per step and per epoch.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory) and stop.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory; under \"plan\" the time and memory of varfx plan) and stop.")
 @click.option("--amp", is_flag=True, help="Mixed precision (bfloat16 autocast) for the prior network; the linear algebra stays in --dtype.")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes reading the training windows from disk per batch (0: all windows held in memory).")
