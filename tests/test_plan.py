@@ -291,3 +291,22 @@ def test_plan_table_on_stderr(planned):
     assert r.exit_code == 0, r.output
     for word in ("precompute-ld", "fit constant/full", "score constant", "4 windows"):
         assert word in r.output
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c["engines"]["full"].update(gflops=0.0), ["engines.full.gflops", "> 0"]),
+    (lambda c: c["eigh"]["seconds"].__setitem__(0, float("inf")), ["'eigh'", "finite positive"]),
+    (lambda c: c.update(gzip_ratio=-1), ["gzip_ratio"]),
+    (lambda c: c.update(format_version=99), ["format_version"]),
+])
+def test_calibration_with_bad_numbers_is_refused(planned, tmp_path, edit, words):
+    cal = json.loads(planned["cal"].read_text())
+    edit(cal)
+    f = tmp_path / "edited.json"
+    f.write_text(json.dumps(cal))
+    r = invoke(["plan", planned["bare"], *OPTS, "--calibration", f, "--json"])
+    assert r.exit_code == 1 and r.stdout == "", r.output
+    line = r.output.strip()
+    assert "\n" not in line and "edited.json" in line, line
+    for w in words:
+        assert w in line, (w, line)

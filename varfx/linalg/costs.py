@@ -202,8 +202,11 @@ def check_calibration(cal) -> None:
         for name, rec in (cal.get(group) or {}).items():
             for key in keys:
                 v = rec.get(key) if isinstance(rec, dict) else None
-                if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                    raise ValueError(f"{group}.{name}.{key}: expected a finite number >= 0, got {v!r}")
+                # a rate divides: it must be positive; the rest may be 0 (a constant prior's activations)
+                low_ok = v > 0 if key == "gflops" else v >= 0
+                if not (isinstance(v, (int, float)) and math.isfinite(v) and low_ok):
+                    raise ValueError(f"{group}.{name}.{key}: expected a finite number "
+                                     f"{'> 0' if key == 'gflops' else '>= 0'}, got {v!r}")
 
 
 def _positive(v) -> bool:

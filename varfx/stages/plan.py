@@ -331,7 +331,7 @@ def run_plan(dataset, *, variants=None, window_kb=1000, flank_kb=1000, workers=1
            "scale": wp["scale"], "window_kb": wp["window_kb"], "flank_kb": wp["flank_kb"],
            "calibration": {"source": cal.get("source"), "file": cal.get("file"), "created": cal.get("created"),
                            "gemm_gflops": cal["gemm_gflops"], "gzip_mb_per_s": cal["gzip_mb_per_s"],
-                           "eigh_b": cal["eigh"]["b"] if "eigh" in cal else None},
+                           "eigh_b": cal["eigh"]["b"] if "window" not in cal else None},
            "gpu_speedup": float(gpu_speedup), "gpu_speedup_measured": False}
     if "precompute-ld" in stages:
         out["precompute_ld"] = precompute_plan(wp, cal, workers)
@@ -344,12 +344,27 @@ def run_plan(dataset, *, variants=None, window_kb=1000, flank_kb=1000, workers=1
                                          gpu_speedup=gpu_speedup) for p, o in combos]
     if "score" in stages:
         out["score"] = [score_plan(wp, cal, p, objectives[0]) for p in dict.fromkeys(priors)]
+    _check_finite(out, calibration)
     if save_calibration is not None:
         from ..store import write_json_atomic
 
         # with the steps timed for this plan: a later --calibration reuses them too
         write_json_atomic(Path(save_calibration), {k: v for k, v in cal.items() if k != "file"})
     return out
+
+
+def _check_finite(obj, calibration, key="plan") -> None:
+    """Every number of the plan is finite (a timing of 0 s or a calibration file with an
+    absurd value must not print an infinite or NaN cost as if it were one)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_finite(v, calibration, f"{key}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _check_finite(v, calibration, f"{key}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        where = f"the calibration file {calibration}" if calibration else "the timings of this machine"
+        raise UserError(f"the plan has a non-finite {key} ({obj}); check {where}")
 
 
 # ---------------------------------------------------------------------------------------
