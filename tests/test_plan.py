@@ -149,11 +149,16 @@ def test_twice_the_variants_twice_the_windows(planned):
     assert lo <= p["compute_seconds"] <= lo + p["largest_window"]["seconds"] + 1e-12
     f, fb = r["fit"][0], base["fit"][0]
     assert f["train_windows"] == 2 * fb["train_windows"]
-    assert f["seconds_per_pass"] == pytest.approx(2 * fb["seconds_per_pass"], rel=1e-9)
+    assert f["engine_seconds_per_pass"] == pytest.approx(2 * fb["engine_seconds_per_pass"], rel=1e-9)
+    # the prior's fixed cost per step does not double (one full-batch step either way)
+    assert f["seconds_per_pass"] == pytest.approx(2 * fb["seconds_per_pass"], rel=0.05)
     # 3 GPUs at 10x: 30 times less per pass than one CPU process
     g = json.loads(ok(["plan", planned["bare"], *OPTS, "--gpus", 3, "--calibration", planned["cal"],
                        "--json"]).stdout)["fit"][0]
-    assert g["seconds"] == pytest.approx(fb["seconds"] / 30, rel=1e-9) and g["device"] == "cuda"
+    assert g["device"] == "cuda" and g["engine_seconds_per_pass"] == pytest.approx(fb["engine_seconds_per_pass"])
+    assert g["seconds"] == pytest.approx(g["cpu_seconds_per_pass"] * g["passes"] / 30, rel=1e-9)
+    # each rank pays the prior's fixed cost of a step: a little more CPU than one process
+    assert fb["cpu_seconds_per_pass"] <= g["cpu_seconds_per_pass"] <= 1.2 * fb["cpu_seconds_per_pass"]
 
 
 def test_fit_plan_counts(planned):

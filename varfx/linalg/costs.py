@@ -42,8 +42,12 @@ HIGH_SLOPE = 3.0
 #: window sizes ``(n+, n, k)`` at which the reduced engine's step is timed: the first
 #: gives the fixed cost per window, the second the rate of the ``n+ k^2`` work
 STEP_SIZES = ((96, 32, 8), (1536, 512, 512))
-#: variants on which a prior's forward and backward are timed
-PRIOR_VARIANTS = 128
+#: variants on which a prior's forward and backward are timed: the small batch always,
+#: the large one too when the small one took less than PRIOR_FAST_S (their difference
+#: separates the cost per variant from the fixed cost of a call; a network whose small
+#: batch is already slow is priced per variant from it alone, an upper bound)
+PRIOR_VARIANTS = (32, 256)
+PRIOR_FAST_S = 0.25
 #: arrays of more entries than this are stored gzip-compressed (store/windows.py)
 COMPRESS_ABOVE = 4096
 #: HDF5 bytes per window group besides its arrays' data (object headers, attributes, the
@@ -346,36 +350,48 @@ def measure_engine(objective, objective_name: str, repeats: int = 3, sizes=STEP_
             "seconds": times}
 
 
-def measure_prior(module, inputs: dict, repeats: int = 2) -> dict:
-    """Time a prior network's forward and backward per variant on ``inputs`` (a batch of
-    a few variants), and count its parameters and the bytes autograd keeps per variant
-    for the backward (the activations)."""
+def measure_prior(module, make_inputs, repeats: int = 2, sizes=PRIOR_VARIANTS) -> dict:
+    """Time a prior network's forward and backward: ``{"fixed_s", "seconds_per_variant"}``
+    of ``t = fixed_s + m * seconds_per_variant`` for a batch of m variants
+    (``make_inputs(m)`` makes one), its parameter count, and the bytes autograd keeps per
+    variant for the backward (the activations), counted on the small batch."""
     import torch
 
-    m = int(next(iter(inputs.values())).shape[0])
     saved = [0]
 
     def pack(t):
         saved[0] += t.numel() * t.element_size()
         return t
 
-    def step():
+    def step(inputs):
         module.zero_grad(set_to_none=True)
         out = module(inputs)
         out.float().sum().backward()
 
     module.train()
-    step()  # first-call allocations
+    small, large = int(sizes[0]), int(sizes[1])
+    x_small = make_inputs(small)
+    t0 = time.perf_counter()
+    step(x_small)  # first-call allocations
+    first = time.perf_counter() - t0
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = module(inputs)
+        out = module(x_small)
     out.float().sum().backward()
-    seconds = _best(step, repeats)
-    params = sum(p.numel() for p in module.parameters())
+    t_small = _best(lambda: step(x_small), repeats if first < PRIOR_FAST_S else 1)
+    if t_small < PRIOR_FAST_S:
+        x_large = make_inputs(large)
+        t_large = _best(lambda: step(x_large), repeats)
+        per_variant = max(t_large - t_small, 0.0) / (large - small)
+        fixed = max(t_small - small * per_variant, 0.0)
+        timed = [small, large]
+    else:
+        per_variant, fixed, timed = t_small / small, 0.0, [small]
     # a prior that runs its forward in checkpointed chunks (the transformer) keeps one
     # chunk's activations at a time, whatever the number of variants of a step
     chunk = getattr(module, "chunk", None)
-    return {"seconds_per_variant": seconds / m, "activation_bytes_per_variant": saved[0] / m,
-            "parameters": int(params), "timed_variants": m,
+    return {"fixed_s": float(fixed), "seconds_per_variant": float(per_variant),
+            "activation_bytes_per_variant": saved[0] / small,
+            "parameters": int(sum(p.numel() for p in module.parameters())), "timed_variants": timed,
             "chunk": int(chunk) if isinstance(chunk, int) and chunk > 0 else 0}
 
 
@@ -422,12 +438,13 @@ def step_memory_bytes(n_plus, k, itemsize: int) -> np.ndarray:
 
 def fit_estimate(n_plus, n, k, *, objective: str, engine: dict, prior: dict, optimizer: str, passes: int,
                  windows_per_step: int, ranks: int = 1, speedup: float = 1.0, itemsize: int = 8,
-                 weight: float = 1.0) -> dict:
+                 weight: float = 1.0, variants: float | None = None) -> dict:
     """Time and memory of a fit on training windows of these sizes.
 
     A pass (an epoch, or one L-BFGS evaluation) costs, per window, the engine's
-    ``fixed_s + W / rate`` and the prior's seconds per variant times ``n+``, summed and
-    split over ``ranks`` processes (each ``speedup`` times one CPU process: a GPU's
+    ``fixed_s + W / rate``, and per step the prior's fixed cost and its seconds per
+    variant times the step's variants (``variants`` for a full batch, else the windows'
+    ``n+``), summed and split over ``ranks`` processes (each ``speedup`` times one CPU process: a GPU's
     factor); ``weight`` counts each window that many times (``--variants`` scaling).
     Memory per process: its share of the windows in memory (``n+ k + k n`` each), the
     working memory of the largest ``windows_per_step`` windows of a step, the prior's
@@ -439,11 +456,18 @@ def fit_estimate(n_plus, n, k, *, objective: str, engine: dict, prior: dict, opt
     k = np.asarray(k, dtype=np.float64)
     ranks = max(1, int(ranks))
     engine_s = engine["fixed_s"] + step_work(objective, n_plus, n, k) / (engine["gflops"] * 1e9)
-    prior_s = prior["seconds_per_variant"] * n_plus
-    per_pass_cpu = float(weight * np.sum(engine_s + prior_s))
-    per_pass = per_pass_cpu / (ranks * speedup)
     n_windows = int(round(weight * len(n_plus)))
     per_rank_step = max(1, math.ceil(min(windows_per_step, n_windows) / ranks))
+    steps = math.ceil(n_windows / max(1, min(windows_per_step, n_windows))) if n_windows else 0
+    # the prior runs once a step on the union of its windows' variants: every variant
+    # once for a full batch (when ``variants`` is known), else each window's n+ (flanks
+    # of windows in different steps overlap: an upper bound)
+    full_batch = steps <= 1 and variants is not None
+    prior_variants = float(variants) if full_batch else float(weight * np.sum(n_plus))
+    prior_pass = prior["seconds_per_variant"] * prior_variants + prior.get("fixed_s", 0.0) * steps * ranks
+    per_pass_cpu = float(weight * np.sum(engine_s)) + prior_pass
+    per_pass = per_pass_cpu / (ranks * speedup)
+    prior_s = prior["seconds_per_variant"] * n_plus
     biggest = np.sort(step_memory_bytes(n_plus, k, itemsize))[::-1]
     reps = int(math.ceil(per_rank_step / max(len(biggest), 1)))
     step_mem = float(np.tile(biggest, max(reps, 1))[:per_rank_step].sum()) if len(biggest) else 0.0
@@ -459,7 +483,7 @@ def fit_estimate(n_plus, n, k, *, objective: str, engine: dict, prior: dict, opt
         "windows_per_step": min(per_rank_step * ranks, n_windows), "ranks": ranks, "speedup": float(speedup),
         "cpu_seconds_per_pass": per_pass_cpu, "seconds_per_pass": per_pass, "seconds": per_pass * passes,
         "engine_seconds_per_pass": float(weight * np.sum(engine_s)),
-        "prior_seconds_per_pass": float(weight * np.sum(prior_s)),
+        "prior_seconds_per_pass": float(prior_pass),
         "largest_window_step_seconds": float(np.max(engine_s + prior_s)) if len(n_plus) else 0.0,
         "parameters": int(prior["parameters"]),
         "memory_bytes": {"windows": in_memory, "step": step_mem, "parameters": params, "activations": acts,
@@ -475,11 +499,11 @@ def setup_fit_plan(setup, objective_name: str, optimizer: str, epochs: int, wind
     engine = measure_engine(setup.objective, objective_name)
     ctx = setup.context
     seq = setup.prior_cls(**setup.prior_opts).sequence_length()
-    prior = measure_prior(setup.module, prior_inputs(PRIOR_VARIANTS, ctx.n_features, ctx.n_tracks, ctx.window, seq))
+    prior = measure_prior(setup.module, lambda m: prior_inputs(m, ctx.n_features, ctx.n_tracks, ctx.window, seq))
     train = setup.train
     passes = LBFGS_PASSES if optimizer == "lbfgs" else int(epochs)
     return fit_estimate([w.n_plus for w in train], [w.n for w in train], [w.k for w in train],
                         objective=objective_name, engine=engine, prior=prior, optimizer=optimizer, passes=passes,
                         windows_per_step=windows_per_step, ranks=ranks,
                         speedup=DEFAULT_GPU_SPEEDUP if device == "cuda" else 1.0,
-                        itemsize=8 if dtype == "float64" else 4)
+                        itemsize=8 if dtype == "float64" else 4, variants=int(setup.batch["freq"].shape[0]))

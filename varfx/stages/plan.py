@@ -239,9 +239,9 @@ def measured_step(cal: dict, prior_text: str, objective: str, wp: dict) -> tuple
                              N=1e5, h2=0.1, n_train_variants=wp["dataset_variants"])
         prior = prior_cls(**opts)
         module = prior.module(context)
-        inputs = costs.prior_inputs(costs.PRIOR_VARIANTS, wp["n_features"], wp["n_tracks"], wp["window"],
-                                    prior.sequence_length())
-        cal["priors"][label] = costs.measure_prior(module, inputs)
+        seq = prior.sequence_length()
+        cal["priors"][label] = costs.measure_prior(
+            module, lambda m: costs.prior_inputs(m, wp["n_features"], wp["n_tracks"], wp["window"], seq))
     return cal["engines"][objective], cal["priors"][label], prior_cls
 
 
@@ -278,7 +278,7 @@ def fit_plan(wp: dict, cal: dict, prior_text: str, objective: str, *, gpus=0, pr
                              engine=engine, prior=prior, optimizer=optimizer, passes=passes,
                              windows_per_step=step_windows, ranks=ranks,
                              speedup=float(gpu_speedup) if gpus else 1.0,
-                             itemsize=8 if dtype == "float64" else 4, weight=wp["scale"])
+                             itemsize=8 if dtype == "float64" else 4, weight=wp["scale"], variants=wp["variants"])
     return {"prior": prior_text, "objective": objective, "device": "cuda" if gpus else "cpu",
             "gpus": int(gpus), "processes": ranks, **est,
             "passes_basis": ("L-BFGS evaluations (assumed)" if optimizer == "lbfgs"
@@ -306,7 +306,7 @@ def score_plan(wp: dict, cal: dict, prior_text: str, objective: str) -> dict:
     upper bound for a forward alone)."""
     _, prior, _ = measured_step(cal, prior_text, objective, wp)
     return {"prior": prior_text, "variants": wp["variants"],
-            "seconds": float(prior["seconds_per_variant"] * wp["variants"]),
+            "seconds": float(prior.get("fixed_s", 0.0) + prior["seconds_per_variant"] * wp["variants"]),
             "disk_bytes": float(wp["variants"] * 40)}  # SNP CHR BP F: about 40 bytes a line
 
 
