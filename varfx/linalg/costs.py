@@ -43,7 +43,8 @@ HIGH_SLOPE = 3.0
 #: gives the fixed cost per window, the second the rate of the ``n+ k^2`` work
 STEP_SIZES = ((96, 32, 8), (1536, 512, 512))
 #: variants on which a prior's forward and backward are timed: the small batch always,
-#: the large one too when the small one took less than PRIOR_FAST_S (their difference
+#: a large one (at least the second number, larger for a light prior) too when the small
+#: one took less than PRIOR_FAST_S (their difference
 #: separates the cost per variant from the fixed cost of a call; a network whose small
 #: batch is already slow is priced per variant from it alone, an upper bound)
 PRIOR_VARIANTS = (32, 256)
@@ -379,6 +380,9 @@ def measure_prior(module, make_inputs, repeats: int = 2, sizes=PRIOR_VARIANTS) -
     out.float().sum().backward()
     t_small = _best(lambda: step(x_small), repeats if first < PRIOR_FAST_S else 1)
     if t_small < PRIOR_FAST_S:
+        # large enough to take ~0.5 s, so that a light prior's cost per variant is not
+        # lost in the noise of its fixed cost (at most 2^16 variants)
+        large = int(min(1 << 16, max(large, small * 0.5 / max(t_small, 1e-6))))
         x_large = make_inputs(large)
         t_large = _best(lambda: step(x_large), repeats)
         per_variant = max(t_large - t_small, 0.0) / (large - small)
