@@ -315,3 +315,23 @@ def test_calibration_with_bad_numbers_is_refused(planned, tmp_path, edit, words)
     assert "\n" not in line and "edited.json" in line, line
     for w in words:
         assert w in line, (w, line)
+
+
+def test_ukbb_reference_windows_and_ranks(planned, tmp_path, write_region):
+    """A dataset on UKBB/PolyFun LD matrices (no panel size): the plan's windows are
+    precompute-ld's, its k (the core size: no rank cap is known) errs high, and with the
+    store present its ranks are read."""
+    _, ss = write_subset(tmp_path / "in", 1000, 1200)
+    write_region(tmp_path / "ukbb", range(1000, 2200))
+    ds = tmp_path / "ds"
+    ok(["ingest", "--sumstats", ss, "--ld", tmp_path / "ukbb", "-o", ds, "--json"])
+    args = ["plan", ds, "--window-kb", 500, "--flank-kb", 250, "--calibration", planned["cal"], "--json"]
+    before = json.loads(ok(args).stdout)["precompute_ld"]
+    s = json.loads(ok(["precompute-ld", ds, "--window-kb", 500, "--flank-kb", 250, "--json"]).stdout)
+    assert before["windows"] == s["windows"] and before["max_n_plus"] == s["max_n_plus"]
+    assert before["ld_correction"] == "none" and before["max_k"] == before["max_n"]
+    real = (ds / "windows.h5").stat().st_size
+    assert before["disk_bytes"] >= 0.7 * real
+    after = json.loads(ok(args).stdout)["precompute_ld"]
+    assert after["k_source"] == "windows.h5" and after["mean_k"] == pytest.approx(s["mean_k"])
+    assert abs(after["disk_bytes"] / real - 1) < 0.3, (after["disk_bytes"], real)
