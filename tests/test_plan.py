@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,14 +256,14 @@ def test_cost_laws_against_direct_computation():
     (["plan", "{ds}", "--prior", "nosuchprior"], 1, ["nosuchprior"]),
     (["plan", "{ds}", "--prior", "constant:nosuch=1"], 1, ["nosuch"]),
     (["plan", "{ds}", "--objective", "mil"], 1, ["--objective mil", "bags"]),
-    (["plan", "{ds}", "--save-calibration", "{garbled}/cal.json"], 1, ["garbled.json"]),
+    (["plan", "{ds}", "--calibration", "{cal}", "--save-calibration", "{garbled}/cal.json"], 1, ["garbled.json"]),
     (["precompute-ld", "{ds}", "--dry-run", "--dask-scheduler", "local:0"], 1, ["local:0"]),
 ])
 def test_bad_inputs(planned, tmp_path, args, code, words):
     (tmp_path / "garbled.json").write_text("{not json")
     (tmp_path / "wrong.json").write_text(json.dumps({"format": "something-else"}))
     subs = {"ds": planned["bare"], "missing": tmp_path / "missing", "garbled": tmp_path / "garbled.json",
-            "wrong": tmp_path / "wrong.json"}
+            "wrong": tmp_path / "wrong.json", "cal": planned["cal"]}
     before = tree(planned["bare"])
     r = invoke([a.format(**subs) for a in args])
     assert r.exit_code == code, r.output

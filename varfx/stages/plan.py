@@ -263,7 +263,7 @@ def fit_plan(wp: dict, cal: dict, prior_text: str, objective: str, *, gpus=0, pr
     engine, prior, prior_cls = measured_step(cal, prior_text, objective, wp)
     train, _ = fit_windows(wp, holdout_chroms)
     if not train.any():
-        raise UserError(f"no training windows: every window is held out (--holdout-chroms) or empty",
+        raise UserError("no training windows: every window is held out (--holdout-chroms) or empty",
                         path=wp["dataset"])
     optimizer = "lbfgs" if prior_cls.small else "adamw"
     passes = costs.LBFGS_PASSES if optimizer == "lbfgs" else int(epochs or 100)

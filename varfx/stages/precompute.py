@@ -21,7 +21,6 @@ one error naming ``windows.h5``, and ``windows.parts/`` is removed.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
