@@ -249,6 +249,7 @@ def test_cost_laws_against_direct_computation():
     (["plan", "{ds}", "--variants", "nan"], 2, ["--variants"]),
     (["plan", "{ds}", "--gpus", "-1"], 2, ["--gpus"]),
     (["plan", "{ds}", "--gpu-speedup", "0"], 2, ["--gpu-speedup"]),
+    (["plan", "{ds}", "--gpus", "2", "--processes", "4"], 1, ["--processes 4", "--gpus 2"]),
     (["plan", "{ds}", "--window-kb", "0"], 2, ["--window-kb"]),
     (["plan", "{ds}", "--calibration", "{garbled}"], 1, ["garbled.json", "JSON"]),
     (["plan", "{ds}", "--calibration", "{wrong}"], 1, ["wrong.json", "calibration"]),

@@ -318,6 +318,9 @@ def run_plan(dataset, *, variants=None, window_kb=1000, flank_kb=1000, workers=1
     for name, val, lo in (("--workers", workers, 1), ("--gpus", gpus, 0), ("--processes", processes, 1)):
         if not (isinstance(val, int) and val >= lo):
             raise UserError(f"option {name}: expected an integer >= {lo}, got {val}")
+    if gpus and processes != 1:
+        # two ways of saying how many ranks fit has: refuse rather than ignore one
+        raise UserError(f"option --processes {processes}: not with --gpus {gpus} (fit runs one process per GPU)")
     if not (isinstance(gpu_speedup, (int, float)) and math.isfinite(gpu_speedup) and gpu_speedup > 0):
         raise UserError(f"option --gpu-speedup: expected a positive number, got {gpu_speedup}")
     if {"fit", "evaluate", "score"} & set(stages):
