@@ -106,16 +106,13 @@ def window_cost(ds: Path, sizes, repeats: int, workdir: Path) -> list[dict]:
             k = int(h5["window"].attrs["k"])
         out.append({"task": "window-cost", "n_plus": int(n_plus), "n_core": int(len(core)), "k": k,
                     "ld_correction": corr["method"], "seconds": min(times), "repeats": repeats})
-    x = np.log([r["n_plus"] for r in out])
-    y = np.log([r["seconds"] for r in out])
-    b, loga = np.polyfit(x, y, 1)
-    fit = np.exp(loga) * np.exp(x) ** b
-    # the local exponent between the two largest sizes: the eigendecomposition's n^3
-    # takes over from the n^2 of the LD and G only at a few thousand variants, so this
-    # is the one to extrapolate with to biobank windows
-    b_last = float((y[-1] - y[-2]) / (x[-1] - x[-2])) if len(x) > 1 else float("nan")
-    out.append({"task": "window-cost-fit", "a": float(np.exp(loga)), "b": float(b), "b_last": b_last,
-                "max_rel_residual": float(np.max(np.abs(fit / np.exp(y) - 1))), "sizes": [int(s) for s in sizes]})
+    # the fit varfx plan uses too (varfx/linalg/costs.py); b_last, the slope between the
+    # two largest sizes, is where the eigendecomposition's n^3 takes over from the n^2 of
+    # the LD and G (only at a few thousand variants): the one to extrapolate with
+    from varfx.linalg.costs import fit_power_law
+
+    fit = fit_power_law([r["n_plus"] for r in out], [r["seconds"] for r in out])
+    out.append({"task": "window-cost-fit", **fit, "sizes": [int(s) for s in sizes]})
     return out
 
 

@@ -193,10 +193,18 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
                    "cluster of N processes; the dataset directory must be on a filesystem every worker sees. "
                    "Needs the extra varfx[dask]; not with --workers (docs/scale.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (windows, time, memory, disk: varfx plan's) and stop.")
 @user_errors
 def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, max_rank_frac, var_share, flank_noise_z,
-                  workers, dask_scheduler, as_json):
+                  workers, dask_scheduler, as_json, dry_run):
     """Factorise the LD of every window once (eigendecomposition, G, z, LD scores)."""
+    if dry_run:
+        from .stages.plan import precompute_dry_run
+
+        click.echo(json.dumps(precompute_dry_run(dataset, window_kb=window_kb, flank_kb=flank_kb, workers=workers,
+                                                 ld_correction=ld_correction, max_rank_frac=max_rank_frac,
+                                                 dask_scheduler=dask_scheduler)))
+        return
     from .stages.precompute import run_precompute
 
     summary = run_precompute(
@@ -330,7 +338,7 @@ def _alpha(value):
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True,
               help="Also checkpoint every N AdamW steps or L-BFGS iterations (0: epochs / every 20 iterations).")
 @click.option("--log-jsonl", type=click.Path(dir_okay=False), default=None, help="Append one JSON line per step and per epoch.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory) and stop.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory; under \"plan\" the time and memory of varfx plan) and stop.")
 @click.option("--amp", is_flag=True, help="Mixed precision (bfloat16 autocast) for the prior network; the linear algebra stays in --dtype.")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes reading the training windows from disk per batch (0: all windows held in memory).")
@@ -585,6 +593,51 @@ def plugins(as_json):
         for row in rows:
             table.add_row(*row)
         console().print(table)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--variants", type=FiniteFloat(min=1), default=None,
+              help="Price a genome of this many variants at the dataset's density (e.g. 12e6)  [default: the dataset's]")
+@click.option("--window-kb", type=POSITIVE, default=1000, show_default=True, help="precompute-ld's --window-kb.")
+@click.option("--flank-kb", type=NON_NEGATIVE, default=1000, show_default=True, help="precompute-ld's --flank-kb.")
+@click.option("--ld-correction", type=click.Choice(["auto", "none", "rank", "share"]), default="auto",
+              show_default=True, help="precompute-ld's --ld-correction (it bounds each window's kept rank k).")
+@click.option("--max-rank-frac", type=FiniteFloat(0, 1, min_open=True), default=None,
+              help="precompute-ld's --max-rank-frac  [default: 0.1]")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Dask workers (or local processes) of precompute-ld.")
+@click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True,
+              help="GPUs of fit (0: CPU processes, --processes).")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU processes of fit when --gpus is 0.")
+@click.option("--gpu-speedup", type=POSITIVE, default=None,
+              help="One GPU's step against one CPU process's (not measured here; docs/scale.md)  [default: 10]")
+@click.option("--prior", "priors", multiple=True, metavar="NAME[:KEY=VALUE,...]",
+              help="Prior to price (repeatable; options after a colon)  [default: constant]")
+@click.option("--objective", "objectives", multiple=True, help="Window objective (repeatable)  [default: full]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="AdamW epochs of a network prior  [default: 100]")
+@click.option("--holdout-chroms", default="auto", show_default=True, help="fit's --holdout-chroms.")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Costs from this file (--save-calibration, or benchmarks/precompute.py --json) instead of timing.")
+@click.option("--save-calibration", type=click.Path(dir_okay=False), default=None,
+              help="Write the costs measured (and the steps timed) to this JSON file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@user_errors
+def plan(dataset, variants, window_kb, flank_kb, ld_correction, max_rank_frac, workers, gpus, processes, gpu_speedup, priors, objectives, epochs,
+         holdout_chroms, calibration, save_calibration, as_json):
+    """Time, memory and disk of each stage before starting (docs/scale.md)."""
+    from .stages.plan import DEFAULT_GPU_SPEEDUP, print_plan, run_plan
+
+    result = run_plan(dataset, variants=variants, window_kb=window_kb, flank_kb=flank_kb, workers=workers, gpus=gpus,
+                      processes=processes, gpu_speedup=DEFAULT_GPU_SPEEDUP if gpu_speedup is None else gpu_speedup,
+                      priors=priors or ("constant",), objectives=objectives or ("full",), epochs=epochs,
+                      holdout_chroms=holdout_chroms, calibration=calibration, save_calibration=save_calibration,
+                      ld_correction=ld_correction, max_rank_frac=max_rank_frac)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        print_plan(result)
 
 
 @cli.command()

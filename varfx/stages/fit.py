@@ -173,6 +173,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
                 "steps_per_epoch": steps, "optimizer_updates": updates, "sigma2": None,
                 "sigma2_source": setup.sigma2_source}
     if dry_run:
+        from ..linalg.costs import setup_fit_plan
         from ..train.loop import plan
 
         bw, steps, updates, _ = plan(len(train), adamw["epochs"], adamw["batch_windows"],
@@ -194,6 +195,8 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
             "memory_per_step_mb": round(per_window * bw / 2**20, 2),
             "windows_in_memory_mb": setup.windows_mb,
             "sigma2": setup.sigma2, "sigma2_source": setup.sigma2_source,
+            # the time and memory varfx plan gives for this fit (docs/scale.md)
+            "plan": setup_fit_plan(setup, objective, opt_name, adamw["epochs"], bw, dist.world, device, dtype),
         }
 
     config = {

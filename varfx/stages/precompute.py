@@ -21,7 +21,6 @@ one error naming ``windows.h5``, and ``windows.parts/`` is removed.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -32,6 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+# the --ld-correction rules live in linalg/ (varfx plan resolves them too); re-exported here
+from ..linalg.correction import (DEFAULT_FLANK_NOISE_Z, DEFAULT_MAX_RANK_FRAC, DEFAULT_VAR_SHARE,  # noqa: F401
+                                 LD_CORRECTIONS, check_correction_options, resolve_correction)
 from ..store import DATASET_FILE, WINDOWS_FILE, WINDOWS_PARTS, WINDOWS_VERSION, atomic_path, hdf5_os_error
 from ..store.dataset import dataset_file, dataset_fingerprint, file_stamp, open_dataset
 from ..store.windows import (SPACE_HINT, WindowSpec, open_windows, plan_windows, stored_params, summarise_windows,
@@ -346,76 +348,6 @@ def _compute_parts(dataset: Path, parts: Path, specs, params, eig_threshold, n_r
             else:
                 os.environ["OMP_NUM_THREADS"] = env_threads
     return todo
-
-
-#: ``--ld-correction`` values (docs/usage.md): ``auto`` (the default) is ``rank`` when
-#: the dataset records its LD panel size and a window has more variants than the rank
-#: cap, else ``none``.
-LD_CORRECTIONS = ("auto", "none", "rank", "share")
-#: ``--max-rank-frac``: the rank cap of ``rank`` as a fraction of the panel size
-#: (chosen by measurement: docs/benchmarks.md, "Simulation: recovery of h2 by LD set-up").
-DEFAULT_MAX_RANK_FRAC = 0.1
-#: ``--var-share``: the cumulative share of a block's variance ``share`` keeps.
-DEFAULT_VAR_SHARE = 0.995
-#: ``--flank-noise-z``: with ``rank`` or ``share``, core-flank correlations below this many
-#: noise SDs of a panel of n people (``Z / sqrt(n)``) are set to 0 in ``G``.
-DEFAULT_FLANK_NOISE_Z = 3.0
-
-
-def check_correction_options(ld_correction, max_rank_frac=None, var_share=None, flank_noise_z=None) -> None:
-    """One-line UserErrors for bad ``--ld-correction`` / ``--max-rank-frac`` / ``--var-share`` /
-    ``--flank-noise-z`` values (the CLI checks them too; this is the API's check)."""
-    if ld_correction not in LD_CORRECTIONS:
-        raise UserError(f"option --ld-correction: expected one of {', '.join(LD_CORRECTIONS)}, got {ld_correction!r}")
-    for name, val in (("--max-rank-frac", max_rank_frac), ("--var-share", var_share)):
-        if val is not None and not (isinstance(val, (int, float)) and math.isfinite(val) and 0 < val <= 1):
-            raise UserError(f"option {name}: expected a number in (0, 1], got {val}")
-    if flank_noise_z is not None and not (isinstance(flank_noise_z, (int, float)) and math.isfinite(flank_noise_z)
-                                          and flank_noise_z >= 0):
-        raise UserError(f"option --flank-noise-z: expected a number >= 0, got {flank_noise_z}")
-
-
-def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac=None, var_share=None,
-                       flank_noise_z=None, path=None, gwas_n: float | None = None) -> dict:
-    """What ``--ld-correction`` means for this dataset: a dict recorded in the store's
-    params and reported by precompute-ld (docs/usage.md lists its keys).
-
-    ``method`` is ``none``, ``rank`` (at most ``max_rank = floor(max_rank_frac * n_ref)``
-    eigen-components per window) or ``share`` (the fewest components reaching
-    ``var_share`` of the block's variance); with either, ``flank_r_min =
-    flank_noise_z / sqrt(n_ref)`` when the panel size is known (core-flank correlations
-    below it are taken as the panel's noise).  ``requested`` is the option given.
-
-    ``auto`` is ``rank`` when the panel size is known, some window is larger than the
-    cap, and the panel has fewer people than the GWAS (``n_ref < gwas_n``, the dataset's
-    median N).  A panel at least as large as the GWAS is LD from the GWAS sample itself
-    (in-sample) or a biobank: its sampling noise is no larger than the GWAS's own, and
-    in-sample its small correlations are the very LD that shaped the z-scores, so
-    neither cap nor threshold belongs there (``reason`` then says so)."""
-    frac = DEFAULT_MAX_RANK_FRAC if max_rank_frac is None else float(max_rank_frac)
-    cap = max(1, math.floor(frac * n_ref)) if n_ref > 0 else 0
-    method, reason = ld_correction, None
-    if method == "auto":
-        # on when the panel size is known and some window is larger than the cap (a
-        # cap that binds nowhere, on a flank it does not reach, changes nothing); a
-        # store without n_ref (a UKBB reference of unknown size) cannot have one
-        method = "rank" if n_ref > 0 and max_n_plus > cap else "none"
-        if method == "rank" and gwas_n is not None and n_ref >= gwas_n:
-            method, reason = "none", "panel_not_smaller_than_gwas"
-    out = {"requested": ld_correction, "method": method}
-    if reason:
-        out["reason"] = reason
-    if method == "rank":
-        if n_ref <= 0:
-            raise UserError("option --ld-correction rank: the dataset records no LD panel size (n_ref), so there is "
-                            "no rank to cap; use --ld-correction share or none", path=path)
-        out.update(max_rank_frac=frac, n_ref=int(n_ref), max_rank=cap)
-    elif method == "share":
-        out.update(var_share=DEFAULT_VAR_SHARE if var_share is None else float(var_share))
-    if method != "none" and n_ref > 0:
-        z = DEFAULT_FLANK_NOISE_Z if flank_noise_z is None else float(flank_noise_z)
-        out.update(flank_noise_z=z, flank_r_min=z / math.sqrt(n_ref))
-    return out
 
 
 def correction_text(report: dict, n_windows: int) -> str:
