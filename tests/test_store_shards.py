@@ -144,17 +144,23 @@ def test_fit_constant_is_the_same_on_both_layouts(pair, tmp_path):
 
 
 def torch_state(model):
+    """Every tensor of a model directory's checkpoint files, by its path in them."""
     import torch
 
     files = sorted(model.glob("*.pt"))
     assert files, list(model.iterdir())
     out = {}
+
+    def walk(prefix, obj):
+        if torch.is_tensor(obj):
+            out[prefix] = obj.numpy()
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}/{k}", v)
+
     for f in files:
-        obj = torch.load(f, map_location="cpu", weights_only=False)
-        items = obj.items() if isinstance(obj, dict) else [("", obj)]
-        for k, v in items:
-            if torch.is_tensor(v):
-                out[f"{f.name}/{k}"] = v.numpy()
+        walk(f.name, torch.load(f, map_location="cpu", weights_only=False))
+    assert out
     return out
 
 
@@ -267,15 +273,37 @@ def test_layout_change_moves_windows_without_recomputing(pair, tmp_path):
     assert_same_windows(pair["none"], ds)
 
 
-def test_foreign_shard_is_refused(pair, tmp_path):
+def test_foreign_or_truncated_shard_is_refused(pair, tmp_path):
     ds = copy(pair["chrom"], tmp_path)
-    # chr22's shard under chr21's name, its size made to match the index's record
-    with h5py.File(ds / "windows.h5", "r") as h5:
-        want = int(h5["shards/bytes"][0])
-    src = (ds / "windows.shards" / "chr22.h5").read_bytes()
-    (ds / "windows.shards" / "chr21.h5").write_bytes(src[:want] + b"\0" * max(0, want - len(src)))
+    path = ds / "windows.shards" / "chr21.h5"
+    size = path.stat().st_size
+    with h5py.File(path, "r+") as f:
+        f.attrs["chrom"] = 22  # another chromosome's shard, the same size
+    assert path.stat().st_size == size
     line = one_line_error(invoke(["fit", ds, "--prior", "constant", "--holdout-chroms", "none", "-o", tmp_path / "m"]))
-    assert str(ds / "windows.shards" / "chr21.h5") in line and "varfx precompute-ld" in line
+    assert line.startswith(f"Error: {path}: not a shard of this window store") and "varfx precompute-ld" in line
+    rep = json.loads(invoke(["store", "check", ds, "--json"]).stdout)
+    assert [e["status"] for e in rep["shards"]] == ["foreign", "ok"]
+    path.write_bytes(path.read_bytes()[: size // 2])  # a partial copy
+    line = one_line_error(invoke(["fit", ds, "--prior", "constant", "--holdout-chroms", "none", "-o", tmp_path / "m"]))
+    assert line.startswith(f"Error: {path}: damaged shard of the window store ({size // 2} bytes, the index")
+
+
+def test_a_large_store_is_checked_by_sizes_unless_verify(pair, tmp_path, monkeypatch):
+    from varfx.stages import precompute
+
+    ds = copy(pair["chrom"], tmp_path)
+    path, i = window_of(ds, 21)
+    flip_a_byte(path, i)
+    monkeypatch.setattr(precompute, "VERIFY_FULL_MAX_BYTES", 0)  # every store is "large"
+    r = invoke(["precompute-ld", ds, *OPTS, "--shards", "chrom", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["up_to_date"], r.output
+    assert "shard sizes checked" in r.stderr and "--verify" in r.stderr
+    r = invoke(["precompute-ld", ds, *OPTS, "--shards", "chrom", "--verify", "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["repaired_windows"] == [i] and s["shards_written"] == [21]
+    assert_same_windows(pair["chrom"], ds)
 
 
 def test_auto_layout():

@@ -194,7 +194,7 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
                    "auto is chrom for more than one chromosome and at least 500 windows (docs/scale.md).")
 @click.option("--verify", is_flag=True,
               help="Verify every window checksum of an existing store before reusing it, whatever its size "
-                   "(by default only stores up to 4 GiB are; larger ones have their shard sizes checked).")
+                   "(by default only stores up to 1 GiB are; larger ones have their shard sizes checked).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @user_errors
 def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, max_rank_frac, var_share, flank_noise_z,

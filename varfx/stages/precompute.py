@@ -447,7 +447,7 @@ def _commit_store(dataset: Path, specs, params, N, n_ref, fingerprint, layout, v
     repaired = sorted(state["bad"])
     if state["up_to_date"]:
         how = ("every window's checksum verified" if state["checked"] == "checksums" else
-               f"shard sizes checked; the store is over {VERIFY_FULL_MAX_BYTES >> 30} GiB: `--verify` or "
+               f"shard sizes checked; the store is over {VERIFY_FULL_MAX_BYTES / 2**30:g} GiB: `--verify` or "
                f"`varfx store check {dataset}` verifies every window's checksum")
         print(f"varfx: {dataset / WINDOWS_FILE} is up to date (same options, same dataset.h5, {how}): nothing "
               "recomputed", file=sys.stderr)
