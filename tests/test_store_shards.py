@@ -141,6 +141,13 @@ def test_fit_constant_is_the_same_on_both_layouts(pair, tmp_path):
     ta = torch_state(tmp_path / "none")
     tb = torch_state(tmp_path / "chrom")
     assert ta.keys() == tb.keys() and all(np.array_equal(ta[k], tb[k]) for k in ta)
+    # evaluate and score read the store (all of it, or one window at a time) the same way
+    ev = {layout: json.loads(ok(["evaluate", tmp_path / layout, ds, "--chroms", "all", "--json"]).stdout)
+          for layout, ds in pair.items()}
+    assert ev["none"]["loglik"] == ev["chrom"]["loglik"] and np.isfinite(ev["none"]["loglik"])
+    for layout, ds in pair.items():
+        ok(["score", tmp_path / layout, ds, "--posterior", "-o", tmp_path / f"{layout}.tsv"])
+    assert (tmp_path / "none.tsv").read_text() == (tmp_path / "chrom.tsv").read_text()
 
 
 def torch_state(model):
