@@ -11,7 +11,15 @@ file + rename) under ``DATASET/windows.parts/``; a re-run with the same paramete
 skips the windows already there.  When all are done the parts are merged into
 ``DATASET/windows.h5`` (again temp file + rename) and the parts removed.  A kill at
 any moment therefore loses at most the windows in flight, and never leaves a
-half-written ``windows.h5``.
+half-written ``windows.h5``.  With ``--shards chrom`` each chromosome's windows are
+committed into their shard ``DATASET/windows.shards/chrC.h5`` as soon as they are all
+computed (and their parts removed), and ``windows.h5``, their index, comes last; a
+killed run keeps its finished shards.
+
+Re-runs (:func:`_existing_windows`): an existing store, or the shards a killed run
+left, of the same params is checked before it is reused (every window's checksum or
+each shard's file hash up to ``VERIFY_FULL_MAX_BYTES``, the shards' sizes beyond), and
+exactly its damaged windows and shards are recomputed, with one line each on stderr.
 
 Full disks: the part files and the merged store are written through
 :func:`varfx.store.h5.guarded_h5`, so HDF5 never meets a failed write; a full disk is

@@ -12,7 +12,18 @@ Layout (format ``varfx-windows``, version 2)::
 
 ``sha256`` (:func:`window_checksum`, absent in stores written before it) covers every
 array of the window group, so that ``varfx store check`` can tell a window whose bytes
-changed after precompute-ld wrote them (docs/formats.md).
+changed after precompute-ld wrote them (docs/formats.md); every full read of a window
+(training, evaluate, score) verifies it too.
+
+A sharded store (``precompute-ld --shards chrom``, format version 3) keeps the same
+window groups in one file per chromosome, ``windows.shards/chrC.h5`` (format
+``varfx-windows-shard``: attrs chrom, params, N, n_ref, the dataset link; ``windows/``),
+and ``windows.h5`` is their index: the attrs above plus ``layout = "chrom"``, ``index/``
+plus ``k_threshold``, ``beta_outside`` and ``shard`` (the row of ``shards/`` holding the
+window), and ``shards/`` (chrom, file, bytes, sha256, n_windows).  Shard files are named
+by the index relative to its own directory and opened by :class:`WindowStore` only when
+a window of theirs is read (never through HDF5 external links, which HDF5 resolves
+against the current directory first).
 
 Every open compares ``dataset_n_variants``/``dataset_sha256`` with the ``dataset.h5``
 beside it (:func:`varfx.store.dataset.dataset_fingerprint`): the windows index that
