@@ -105,8 +105,10 @@ def stamp(path):
 
 
 def one_line_error(r):
-    lines = r.output.strip().splitlines()
+    """The error line of a failed command (after at most a progress bar line)."""
+    lines = [line for line in r.output.strip().splitlines() if not line.startswith("fit ")]
     assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), r.output
+    assert "Traceback" not in r.output
     return lines[0]
 
 
@@ -228,6 +230,10 @@ def test_flipped_byte_in_a_shard(pair, tmp_path):
     # training on it fails with one line naming the shard and the command that repairs it
     line = one_line_error(invoke(["fit", ds, "--prior", "constant", "--holdout-chroms", "none", "-o", tmp_path / "m"]))
     assert str(path) in line and "checksum mismatch" in line and f"varfx precompute-ld {ds} --window-kb 100" in line
+    # the same one line when a loader worker process reads the window
+    line = one_line_error(invoke(["fit", ds, "--prior", "constant", "--optimizer", "adamw", "--epochs", 1,
+                                  "--loader-workers", 2, "--holdout-chroms", "none", "-o", tmp_path / "m2"]))
+    assert str(path) in line and "checksum mismatch" in line and "Traceback" not in line
     # the re-run recomputes that window and only it, and rewrites only its shard
     r = invoke(["precompute-ld", ds, *OPTS, "--shards", "chrom", "--json"])
     assert r.exit_code == 0, r.output
@@ -294,6 +300,8 @@ def test_foreign_or_truncated_shard_is_refused(pair, tmp_path):
     path.write_bytes(path.read_bytes()[: size // 2])  # a partial copy
     line = one_line_error(invoke(["fit", ds, "--prior", "constant", "--holdout-chroms", "none", "-o", tmp_path / "m"]))
     assert line.startswith(f"Error: {path}: damaged shard of the window store ({size // 2} bytes, the index")
+    r = invoke(["store", "check", ds, "--json"])
+    assert r.exit_code == 1 and [e["status"] for e in json.loads(r.stdout)["shards"]] == ["size", "ok"]
 
 
 def test_a_large_store_is_checked_by_sizes_unless_verify(pair, tmp_path, monkeypatch):

@@ -236,6 +236,7 @@ def _existing_windows(dataset: Path, params: dict, specs, layout: str, verify: b
                     salvage(dataset / WINDOWS_FILE, [s.index for s in specs])
                 elif same_plan:
                     index_layout = "chrom"
+                    k_threshold, outside = store["index"]["k_threshold"][:], store["index"]["beta_outside"][:]
                     for row, rec in enumerate(attrs["shards"]):
                         path = dataset / rec["file"]
                         names = [int(i) for i in np.flatnonzero(idx["shard"] == row)]
@@ -255,8 +256,7 @@ def _existing_windows(dataset: Path, params: dict, specs, layout: str, verify: b
                             state["shards"][rec["chrom"]] = ShardInfo(
                                 rec["chrom"], rec["file"], rec["bytes"], rec["sha256"], names,
                                 [int(idx["k"][i]) for i in names],
-                                [int(store["index"]["k_threshold"][i]) for i in names],
-                                [float(store["index"]["beta_outside"][i]) for i in names])
+                                [int(k_threshold[i]) for i in names], [float(outside[i]) for i in names])
                             from_index.add(rec["chrom"])
                             for i in names:
                                 reuse[i] = (path, f"windows/{i:06d}")

@@ -174,7 +174,11 @@ def run_store_check(dataset, strict: bool = False) -> dict:
                         continue
                 import h5py
 
-                with h5py.File(spath, "r") as f:
+                try:
+                    f = h5py.File(spath, "r")
+                except OSError:
+                    continue  # of another size and unreadable: named above
+                with f:
                     grp = f["windows"]
                     before = len(problems)
                     _check_groups(grp, sorted(grp), mine, n_windows, where, planned, absent, report, repair, spath)
