@@ -331,3 +331,19 @@ def test_auto_layout():
     assert resolve_layout("auto", specs([1, 2], AUTO_SHARD_MIN_WINDOWS - 1)) == "none"
     assert resolve_layout("auto", specs([22], 3 * AUTO_SHARD_MIN_WINDOWS)) == "none"
     assert resolve_layout("chrom", specs([22], 3)) == "chrom"
+
+
+def test_other_params_recompute_every_shard(pair, tmp_path):
+    ds = copy(pair["chrom"], tmp_path)
+    # and the parts a killed run of yet other params left: not reused
+    (ds / "windows.parts").mkdir()
+    (ds / "windows.parts" / "params.json").write_text('{"window_kb": 1.0}')
+    (ds / "windows.parts" / "w000000.h5").write_bytes(b"not a part of these params")
+    r = invoke(["precompute-ld", ds, "--window-kb", 100, "--flank-kb", 50, "--shards", "chrom", "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert not s["up_to_date"] and s["resumed_windows"] == 0 and s["shards_written"] == [21, 22]
+    assert s["flank_kb"] == 50 and not (ds / "windows.parts").exists()
+    rep = json.loads(invoke(["store", "check", ds, "--json"]).stdout)
+    assert rep["ok"], rep["problems"]
+    assert load_windows(ds)[1]["params"]["flank_kb"] == 50

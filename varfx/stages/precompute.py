@@ -313,11 +313,17 @@ class _ShardCommitter:
         self.by_chrom: dict = {}
         for s in specs:
             self.by_chrom.setdefault(s.chrom, []).append(s)
-        parts = dataset / WINDOWS_PARTS
+        self.missing: dict = {}
+        self.written: list[int] = []
+
+    def start(self) -> None:
+        """Once the parts directory is settled (the parts of other params removed):
+        what each chromosome still lacks; commit the chromosomes that lack nothing."""
+        parts = self.dataset / WINDOWS_PARTS
         self.missing = {c: {s.index for s in sp if s.index not in self.reuse
                             and not (parts / f"w{s.index:06d}.h5").is_file()}
                         for c, sp in self.by_chrom.items()}
-        self.written: list[int] = []
+        self.commit_ready()
 
     def done(self, spec) -> None:
         self.missing[spec.chrom].discard(spec.index)
@@ -470,7 +476,7 @@ def _commit_store(dataset: Path, specs, params, N, n_ref, fingerprint, layout, v
             committer = _ShardCommitter(dataset, specs, params, N, n_ref, fingerprint, state)
         todo = _compute_parts(dataset, parts, specs, params, eig_threshold, n_ref, workers, progress,
                               truncation, dask_scheduler, dask_info, skip=set(state["reuse"]),
-                              before=committer.commit_ready if committer else None,
+                              before=committer.start if committer else None,
                               done=committer.done if committer else None)
         # in this process: the guarded writer keeps a full disk away from HDF5
         if committer is not None:
