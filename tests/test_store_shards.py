@@ -347,3 +347,30 @@ def test_other_params_recompute_every_shard(pair, tmp_path):
     rep = json.loads(invoke(["store", "check", ds, "--json"]).stdout)
     assert rep["ok"], rep["problems"]
     assert load_windows(ds)[1]["params"]["flank_kb"] == 50
+
+
+def test_loader_opens_only_the_shards_it_reads_and_reopens_after_a_fork(pair, monkeypatch):
+    from varfx.store import windows as store_windows
+    from varfx.store.windows import MAX_OPEN_SHARDS, WindowBatches
+
+    _, attrs = load_windows(pair["chrom"], meta_only=True)
+    chrom = attrs["index"]["chrom"]
+    first21, first22 = int(np.flatnonzero(chrom == 21)[0]), int(np.flatnonzero(chrom == 22)[0])
+    wb = WindowBatches(pair["chrom"], [[first21], [first22], [first21, first22]])
+    assert [w.index for w in wb[0][0]] == [first21]
+    assert sorted(wb._h5._shards) == [0]  # chr21's shard only
+    wb[1]
+    assert sorted(wb._h5._shards) == [0, 1] and MAX_OPEN_SHARDS == 2
+    before = wb._h5
+    before.pid = -1  # as if this process were a fork of the one that opened it
+    assert [w.index for w in wb[2][0]] == [first21, first22]
+    assert wb._h5 is not before and wb._h5.pid == os.getpid()
+    before.close()
+    wb._h5.close()
+    # at most MAX_OPEN_SHARDS at a time: the least recently used one is closed
+    monkeypatch.setattr(store_windows, "MAX_OPEN_SHARDS", 1)
+    wb = WindowBatches(pair["chrom"], [[first21], [first22]])
+    wb[0]
+    wb[1]
+    assert sorted(wb._h5._shards) == [1]
+    wb._h5.close()
