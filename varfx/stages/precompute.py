@@ -287,7 +287,7 @@ def _up_to_date(dataset: Path, params: dict, specs=None, layout: str = "none", v
     and the same dataset content hash) that opens and checks out (every window's
     checksum when affordable: :func:`_existing_windows`), else None."""
     if specs is None:
-        if stored_params(dataset) != (WINDOWS_VERSION, params):
+        if stored_params(dataset) not in ((WINDOWS_VERSION, params), (WINDOWS_SHARDED_VERSION, params)):
             return None
         try:
             h5, _ = open_windows(dataset)

@@ -222,8 +222,8 @@ class _Sources:
             path, name = self.parts / f"w{i:06d}.h5", "window"
         key = str(path)
         if key not in self._open:
-            if i not in self.reuse and len(self._open) > 8:
-                self.close()  # part files are read once: do not keep them all open
+            if len(self._open) >= 8:
+                self.close()  # a part file is read once, a store file for a run of windows: few stay open
             self._open[key] = h5py.File(path, "r")
         return self._open[key][name]
 
