@@ -215,7 +215,8 @@ def _existing_windows(dataset: Path, params: dict, specs, layout: str, verify: b
                     else:
                         where = specs[i]
                         state["bad"].add(i)
-                        damaged.append(f"{path}: window {i} (chr{where.chrom}:{where.start}-{where.end}): {bad}")
+                        damaged.append(f"{path}: window {i} (chr{where.chrom}:{where.start}-{where.end}): {bad}: "
+                                       "recomputing it")
         except (OSError, KeyError, ValueError, TypeError):
             return
 
@@ -261,7 +262,8 @@ def _existing_windows(dataset: Path, params: dict, specs, layout: str, verify: b
                             for i in names:
                                 reuse[i] = (path, f"windows/{i:06d}")
                         else:
-                            damaged.append(f"{path}: shard of chromosome {rec['chrom']}: {problem}")
+                            damaged.append(f"{path}: shard of chromosome {rec['chrom']}: {problem}: rewriting it "
+                                           "(its windows that check out are kept)")
                             if path.is_file():
                                 salvage(path, names)
                             state["bad"].update(i for i in names if i not in reuse)
@@ -457,7 +459,7 @@ def _commit_store(dataset: Path, specs, params, N, n_ref, fingerprint, layout, v
     (and recomputed or reused from elsewhere)."""
     state = _existing_windows(dataset, params, specs, layout, verify)
     for line in state["damaged"]:
-        print(f"varfx: {line}: recomputing it", file=sys.stderr)
+        print(f"varfx: {line}", file=sys.stderr)
     repaired = sorted(state["bad"])
     if state["up_to_date"]:
         how = ("every window's checksum verified" if state["checked"] == "checksums" else
