@@ -243,6 +243,8 @@ def test_flipped_byte_in_a_shard(pair, tmp_path):
     assert stamp(ds / "windows.shards" / "chr21.h5") == other
     assert_same_windows(pair["chrom"], ds)
     assert json.loads(invoke(["store", "check", ds, "--json"]).stdout)["ok"]
+    r = invoke(["store", "check", ds])
+    assert r.exit_code == 0 and r.stdout.startswith(f"{ds}: OK (") and " in 2 shards" in r.stdout
 
 
 def test_deleted_shard(pair, tmp_path):

@@ -5,7 +5,9 @@ Four checks, each reported as one line per problem (docs/scale.md, "Checking a s
 1. ``dataset.h5`` opens and validates (format, required arrays, finite values), and
    still has the content fingerprint ingest recorded in it;
 2. ``windows.h5`` is a readable window store whose ``index/`` agrees with its
-   ``windows/`` groups;
+   ``windows/`` groups (of a sharded store: each shard file present, of the size and
+   SHA-256 the index records, a shard of this store, holding the windows the index
+   puts there);
 3. its windows are exactly those :func:`~varfx.store.windows.plan_windows` cuts from
    the dataset with the store's own ``window_kb``/``flank_kb``: missing, extra and
    shifted windows are named by index and region;
@@ -268,6 +270,8 @@ def summary_line(report: dict) -> str:
     """The first line of the text report."""
     if report["ok"]:
         what = f"{report['windows_checked']} windows checked"
+        if report.get("shards"):
+            what += f" in {len(report['shards'])} shards"
         what += {"verified": ", checksums verified", "absent": ", no checksums"}.get(report["checksums"], "")
         return f"{report['dataset']}: OK ({what}; plan complete; link to dataset.h5 intact)"
     n = len(report["problems"])
