@@ -99,6 +99,27 @@ def test_local_cluster_of_two_gives_the_single_process_store(ref, tmp_path):
 
 
 @needs_dask
+def test_local_cluster_of_two_writes_the_shards_of_the_single_process_store(ref, tmp_path):
+    """--shards chrom: the parent commits the shard as the windows come back; every
+    window group (arrays and attributes) is the single-process store's."""
+    ds = fresh(ref, tmp_path)
+    r = invoke(["precompute-ld", ds, *OPTS, "--dask-scheduler", "local:2", "--shards", "chrom", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["shards"] == "chrom" and summary["shards_written"] == [22] and summary["dask_workers"] == 2
+    shard = h5_contents(ds / "windows.shards" / "chr22.h5")
+    single = h5_contents(ref / "windows.h5")
+    windows = sorted(k for k in single if k.startswith("windows/"))
+    assert windows and sorted(k for k in shard if k.startswith("windows/")) == windows
+    for k in windows:
+        if isinstance(single[k], np.ndarray):
+            assert single[k].dtype == shard[k].dtype and np.array_equal(single[k], shard[k]), k
+        else:
+            assert single[k] == shard[k], k
+    assert not (ds / "windows.parts").exists()
+
+
+@needs_dask
 def test_worker_killed_mid_window_loses_nothing(ref, tmp_path, monkeypatch):
     """Window 2's first worker SIGKILLs itself with its part file half-written; the
     scheduler runs the window again on the restarted worker and the store is whole."""

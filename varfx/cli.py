@@ -192,11 +192,18 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
               help="Compute the windows as tasks on this Dask scheduler (tcp://HOST:PORT), or local:N for a local "
                    "cluster of N processes; the dataset directory must be on a filesystem every worker sees. "
                    "Needs the extra varfx[dask]; not with --workers (docs/scale.md).")
+@click.option("--shards", type=click.Choice(["auto", "none", "chrom"]), default="auto", show_default=True,
+              help="Store layout: chrom writes each chromosome's windows to its own file (windows.shards/chrC.h5, "
+                   "committed as soon as they are computed) with windows.h5 their index; none writes one windows.h5; "
+                   "auto is chrom for more than one chromosome and at least 500 windows (docs/scale.md).")
+@click.option("--verify", is_flag=True,
+              help="Verify every window checksum of an existing store before reusing it, whatever its size "
+                   "(by default only stores up to 1 GiB are; larger ones have their shard sizes checked).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (windows, time, memory, disk: varfx plan's) and stop.")
 @user_errors
 def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, max_rank_frac, var_share, flank_noise_z,
-                  workers, dask_scheduler, as_json, dry_run):
+                  workers, dask_scheduler, shards, verify, as_json, dry_run):
     """Factorise the LD of every window once (eigendecomposition, G, z, LD scores)."""
     if dry_run:
         from .stages.plan import precompute_dry_run
@@ -210,7 +217,7 @@ def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, ma
     summary = run_precompute(
         dataset, window_kb=window_kb, flank_kb=flank_kb, eig_threshold=eig_threshold,
         ld_correction=ld_correction, max_rank_frac=max_rank_frac, var_share=var_share, flank_noise_z=flank_noise_z,
-        workers=workers, progress=True, dask_scheduler=dask_scheduler,
+        workers=workers, progress=True, dask_scheduler=dask_scheduler, shards=shards, verify=verify,
     )
     if as_json:
         click.echo(json.dumps(summary))

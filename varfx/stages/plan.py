@@ -174,9 +174,11 @@ def precompute_plan(wp: dict, cal: dict, workers: int = 1) -> dict:
         "disk_bytes": store, "disk_peak_bytes": float(store + scale * raw.sum()),
     }
     out["seconds"] = out["compute_seconds"] + out["commit_seconds"]
-    actual = Path(wp["dataset"]) / "windows.h5"
-    if scale == 1.0 and wp["k_source"] == "windows.h5" and actual.is_file():
-        out["actual_disk_bytes"] = actual.stat().st_size
+    if scale == 1.0 and wp["k_source"] == "windows.h5":
+        from ..store.windows import store_bytes
+
+        # windows.h5 and, for a sharded store, its shard files
+        out["actual_disk_bytes"] = store_bytes(wp["dataset"])
     return out
 
 

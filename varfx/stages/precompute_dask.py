@@ -5,9 +5,10 @@ window's genotypes (or LD blocks), so nothing but the window plan (index arrays)
 the part file's name crosses the scheduler; it writes its part file
 ``DATASET/windows.parts/wNNNNNN.h5`` exactly as a local worker process does
 (:func:`varfx.stages.precompute._compute_window`, temp file + rename).  The parent
-waits on the futures (``as_completed``, into the stage's progress bar) and then commits
-the parts with the same writer as a local run, so the store is the same, a re-run
-computes only the missing parts, and a lost worker loses at most its windows in flight
+waits on the futures (``as_completed``, into the stage's progress bar) and commits the
+parts with the same writer as a local run (of a sharded store, each chromosome's shard
+as soon as its windows are back), so the store is the same, a re-run computes only
+the missing parts, and a lost worker loses at most its windows in flight
 (the scheduler reschedules them on another worker; a window that keeps killing its
 workers ends the run with its finished parts kept for a re-run).
 
@@ -115,10 +116,11 @@ class WorkersLost(UserError):
 
 
 def compute_parts_dask(address: str, dataset: Path, parts: Path, todo, params: dict, eig_threshold: float,
-                       n_ref: int, truncation, advance) -> int:
+                       n_ref: int, truncation, advance, done=None) -> int:
     """Compute the part file of each window in ``todo`` on the Dask cluster at
-    ``address``; ``advance(status)`` is called as each finishes.  Returns the number of
-    workers the cluster had when the windows were submitted."""
+    ``address``; ``advance(status)`` and ``done(spec)`` are called (in this process) as
+    each finishes: ``done`` commits a chromosome's shard once its windows are back.
+    Returns the number of workers the cluster had when the windows were submitted."""
     distributed = require_distributed()
     from concurrent.futures import CancelledError
 
@@ -160,6 +162,8 @@ def compute_parts_dask(address: str, dataset: Path, parts: Path, todo, params: d
                     raise WorkersLost(f"lost the Dask scheduler at {address!r} ({type(exc).__name__}); the finished "
                                       "windows are kept: re-run to compute the rest", path=dataset) from None
                 advance(f"chr{s.chrom}:{s.start // 1000}kb n+={len(s.plus_idx)}")
+                if done is not None:
+                    done(s)
         finally:
             # an error or Ctrl-C: stop the windows still queued rather than let them run on
             with contextlib.suppress(Exception):

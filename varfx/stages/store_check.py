@@ -5,7 +5,9 @@ Four checks, each reported as one line per problem (docs/scale.md, "Checking a s
 1. ``dataset.h5`` opens and validates (format, required arrays, finite values), and
    still has the content fingerprint ingest recorded in it;
 2. ``windows.h5`` is a readable window store whose ``index/`` agrees with its
-   ``windows/`` groups;
+   ``windows/`` groups (of a sharded store: each shard file present, of the size and
+   SHA-256 the index records, a shard of this store, holding the windows the index
+   puts there);
 3. its windows are exactly those :func:`~varfx.store.windows.plan_windows` cuts from
    the dataset with the store's own ``window_kb``/``flank_kb``: missing, extra and
    shifted windows are named by index and region;
@@ -27,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..store import DATASET_FILE, WINDOWS_FILE, WINDOWS_FORMAT, WINDOWS_VERSION, check_format
+from ..store import (DATASET_FILE, SHARD_FORMAT, WINDOWS_FILE, WINDOWS_FORMAT, WINDOWS_SHARDED_VERSION,
+                     WINDOWS_VERSION, check_format)
+from ..store.windows import VERIFY_FULL_MAX_BYTES, rebuild_command, shard_table, store_bytes
 
 
 def _region(chrom, start, end) -> str:
@@ -46,7 +50,7 @@ def run_store_check(dataset, strict: bool = False) -> dict:
     notes: list[str] = []
     report = {"dataset": str(dataset), "ok": False, "problems": problems, "notes": notes,
               "dataset_h5": "ok", "windows": None, "plan_windows": None, "windows_checked": 0,
-              "checksums": None, "dataset_link": None}
+              "checksums": None, "dataset_link": None, "layout": None, "shards": None}
 
     # 1. dataset.h5
     chrom = bp = fp = None
@@ -79,13 +83,18 @@ def run_store_check(dataset, strict: bool = False) -> dict:
         return _finish(report)
     with h5:
         try:
-            check_format(h5, WINDOWS_FORMAT, WINDOWS_VERSION, wpath, rebuild=rebuild)
+            check_format(h5, WINDOWS_FORMAT, WINDOWS_SHARDED_VERSION, wpath, rebuild=rebuild, also=(WINDOWS_VERSION,))
             params = json.loads(h5.attrs["params"])
             n_windows = int(h5.attrs["n_windows"])
             link = {"n_variants": int(h5.attrs["dataset_n_variants"]), "sha256": str(h5.attrs["dataset_sha256"])}
             index = {k: h5["index"][k][:] for k in ("chrom", "start", "end", "n", "n_plus")}
-            groups = h5["windows"]
-            names = sorted(groups)
+            sharded = int(h5.attrs["format_version"]) == WINDOWS_SHARDED_VERSION
+            if sharded:
+                table = shard_table(h5, wpath, dataset, n_windows)
+                shard_of = h5["index"]["shard"][:]
+            else:
+                groups = h5["windows"]
+                names = sorted(groups)
         except UserError as exc:
             problems.append(str(exc))
             return _finish(report)
@@ -94,6 +103,10 @@ def run_store_check(dataset, strict: bool = False) -> dict:
                             f" rebuild it with `{rebuild}`")
             return _finish(report)
         report["windows"] = n_windows
+        report["layout"] = "chrom" if sharded else "none"
+        repair = rebuild_command(dataset, params, report["layout"])
+        if store_bytes(dataset) > VERIFY_FULL_MAX_BYTES:
+            repair += " --verify"  # a large store's re-run checks only shard sizes unless told
 
         # 4a. the link to dataset.h5
         if fp is not None:
@@ -109,59 +122,70 @@ def run_store_check(dataset, strict: bool = False) -> dict:
         # 2b. index/ against windows/
         if any(len(v) != n_windows for v in index.values()):
             problems.append(f"{wpath}: index/ has {len(index['chrom'])} rows, the store records {n_windows} windows")
-        expected = {f"{i:06d}" for i in range(n_windows)}
         rows = min(n_windows, *(len(v) for v in index.values()))
 
         def where(i):
             return _region(index["chrom"][i], index["start"][i], index["end"][i]) if i < rows else "not in index/"
 
-        for name in sorted(expected - set(names)):
-            i = int(name)
-            problems.append(f"window {i} ({where(i)}): no group windows/{name}")
-        for name in sorted(set(names) - expected):
-            problems.append(f"window group windows/{name}: not one of the {n_windows} windows the store records")
-
-        # 3. completeness against the plan
+        # 3. completeness against the plan (of the index; the groups are checked below)
+        planned = {}
         if chrom is not None:
             from ..store.windows import plan_windows
 
             specs = plan_windows(chrom, bp, int(round(float(params["window_kb"]) * 1000)),
                                  int(round(float(params["flank_kb"]) * 1000)))
             report["plan_windows"] = len(specs)
-            planned = {(s.chrom, s.start, s.end): s for s in specs}
+            by_key = {(s.chrom, s.start, s.end): s for s in specs}
             stored = {(int(index["chrom"][i]), int(index["start"][i]), int(index["end"][i])): i for i in range(rows)}
-            for key, s in planned.items():
+            for key, s in by_key.items():
                 if key not in stored:
                     problems.append(f"window {s.index} ({_region(*key)}): in the plan, missing from the store")
             for key, i in stored.items():
-                if key not in planned:
+                if key not in by_key:
                     problems.append(f"window {i} ({_region(*key)}): in the store, not in the plan "
                                     f"(window_kb {params['window_kb']:g}, flank_kb {params['flank_kb']:g})")
                     continue
-                s = planned[key]
+                s = by_key[key]
                 if s.index != i:
                     problems.append(f"window {i} ({_region(*key)}): shifted (index {s.index} in the plan)")
                 elif (int(index["n"][i]), int(index["n_plus"][i])) != (len(s.core_idx), len(s.plus_idx)):
                     problems.append(f"window {i} ({_region(*key)}): shifted ({int(index['n'][i])} core and "
                                     f"{int(index['n_plus'][i])} flanked variants; the plan has {len(s.core_idx)} "
                                     f"and {len(s.plus_idx)})")
-                elif f"{i:06d}" in groups and not _same_variants(groups[f"{i:06d}"], s):
-                    problems.append(f"window {i} ({_region(*key)}): shifted (its variants are not the plan's)")
+                else:
+                    planned[i] = s  # its variants are compared with its group's below
 
-        # 4b. checksums
-        from ..store.windows import verify_window
+        # 2c, 3b and 4b, file by file: the window groups (of windows.h5, or of each shard)
+        absent: list[int] = []
+        if not sharded:
+            expected = {f"{i:06d}" for i in range(n_windows)}
+            _check_groups(groups, names, expected, n_windows, where, planned, absent, report, repair, None)
+        else:
+            report["shards"] = []
+            for row, rec in enumerate(table):
+                mine = {f"{int(i):06d}" for i in np.flatnonzero(shard_of == row)}
+                entry = {"file": rec["file"], "chrom": rec["chrom"], "windows": rec["n_windows"], "status": "ok"}
+                report["shards"].append(entry)
+                spath = dataset / rec["file"]
+                status, text = _check_shard_file(spath, rec, h5.attrs["params"])
+                if status != "ok":
+                    entry["status"] = status
+                    problems.append(f"{spath}: {text} (chromosome {rec['chrom']}, {rec['n_windows']} windows); "
+                                    f"re-run `{repair}` to recompute it")
+                    if status in ("missing", "unreadable", "foreign"):
+                        continue
+                import h5py
 
-        absent = []
-        for name in sorted(set(names) & expected):
-            i = int(name)
-            result = verify_window(groups[name])
-            report["windows_checked"] += 1
-            if result == "absent":
-                absent.append(i)
-            elif result is not None:
-                # precompute-ld would reuse the store (same options, same dataset): delete it first
-                problems.append(f"window {i} ({where(i)}): {result} (windows/{name}); delete {WINDOWS_FILE} and "
-                                f"rebuild it with `{rebuild}`")
+                try:
+                    f = h5py.File(spath, "r")
+                except OSError:
+                    continue  # of another size and unreadable: named above
+                with f:
+                    grp = f["windows"]
+                    before = len(problems)
+                    _check_groups(grp, sorted(grp), mine, n_windows, where, planned, absent, report, repair, spath)
+                    if len(problems) > before and entry["status"] == "ok":
+                        entry["status"] = "windows"
         checked = report["windows_checked"]
         if checked and len(absent) == checked:
             report["checksums"] = "absent"
@@ -177,6 +201,57 @@ def run_store_check(dataset, strict: bool = False) -> dict:
         elif checked:
             report["checksums"] = "verified"
     return _finish(report)
+
+
+def _check_shard_file(path: Path, rec: dict, params_attr) -> tuple[str, str]:
+    """``(status, text)`` of one shard file against its row of the index: ``ok``,
+    ``missing``, ``size``, ``checksum`` (its file SHA-256 differs from the index's),
+    ``unreadable`` or ``foreign`` (another chromosome's, other params')."""
+    import h5py
+
+    from ..store import sha256_file
+
+    if not path.is_file():
+        return "missing", "missing shard"
+    size = path.stat().st_size
+    if size != rec["bytes"]:
+        return "size", f"{size} bytes, the index records {rec['bytes']} (a partial copy?)"
+    try:
+        with h5py.File(path, "r") as f:
+            if (f.attrs.get("format") != SHARD_FORMAT or int(f.attrs.get("chrom", -1)) != rec["chrom"]
+                    or f.attrs.get("params") != params_attr or "windows" not in f):
+                return "foreign", "not a shard of this store (another chromosome, other params or another dataset)"
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        return "unreadable", f"not a readable HDF5 file ({str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
+    if sha256_file(path) != rec["sha256"]:
+        return "checksum", "file checksum differs from the one the index records"
+    return "ok", ""
+
+
+def _check_groups(groups, names, expected, n_windows, where, planned, absent, report, repair, shard) -> None:
+    """The window groups of one file (windows.h5's ``windows/``, or a shard's): each
+    expected one present, no other, its variants those of the plan, its checksum."""
+    from ..store.windows import verify_window
+
+    problems = report["problems"]
+    inside = "" if shard is None else f" in {shard}"
+    for name in sorted(expected - set(names)):
+        i = int(name)
+        problems.append(f"window {i} ({where(i)}): no group windows/{name}{inside}")
+    for name in sorted(set(names) - expected):
+        what = f"the {n_windows} windows the store records" if shard is None else "the windows the index puts there"
+        problems.append(f"window group windows/{name}{inside}: not one of {what}")
+    for name in sorted(set(names) & expected):
+        i = int(name)
+        if i in planned and not _same_variants(groups[name], planned[i]):
+            problems.append(f"window {i} ({where(i)}): shifted (its variants are not the plan's)")
+        result = verify_window(groups[name])
+        report["windows_checked"] += 1
+        if result == "absent":
+            absent.append(i)
+        elif result is not None:
+            problems.append(f"window {i} ({where(i)}): {result} (windows/{name}{inside}); re-run `{repair}` "
+                            "(it recomputes the damaged windows)")
 
 
 def _same_variants(g, spec) -> bool:
@@ -195,6 +270,8 @@ def summary_line(report: dict) -> str:
     """The first line of the text report."""
     if report["ok"]:
         what = f"{report['windows_checked']} windows checked"
+        if report.get("shards"):
+            what += f" in {len(report['shards'])} shards"
         what += {"verified": ", checksums verified", "absent": ", no checksums"}.get(report["checksums"], "")
         return f"{report['dataset']}: OK ({what}; plan complete; link to dataset.h5 intact)"
     n = len(report["problems"])

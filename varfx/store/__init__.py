@@ -7,7 +7,9 @@ the old file or the new one, never a truncated file.
 A *dataset* is a directory::
 
     DATASET/dataset.h5     harmonised variants (+ LD reference data), written by ingest
-    DATASET/windows.h5     per-window LD factors, written by precompute-ld
+    DATASET/windows.h5     per-window LD factors, written by precompute-ld (or, with
+                           --shards chrom, the index of the shards below)
+    DATASET/windows.shards/chrC.h5  one chromosome's windows (a sharded store)
     DATASET/windows.parts/ per-window part files while precompute-ld runs (resume state)
 
 This package is the only code that knows these layouts: :mod:`varfx.store.dataset`
@@ -34,6 +36,15 @@ WINDOWS_FORMAT = "varfx-windows"
 #: 2: windows.h5 records the dataset it was computed from (dataset_n_variants,
 #: dataset_sha256) and is refused when they do not match the dataset.h5 beside it.
 WINDOWS_VERSION = 2
+#: 3: a sharded store (``precompute-ld --shards chrom``): windows.h5 is the index of
+#: ``windows.shards/chrC.h5``, one file per chromosome.  Unsharded stores are still
+#: written as version 2 (so that an older varfx keeps reading them); version 3 is
+#: what an older varfx, which would not find the windows, refuses as "newer".
+WINDOWS_SHARDED_VERSION = 3
+#: The directory of a sharded store's shard files (beside windows.h5).
+WINDOWS_SHARDS = "windows.shards"
+SHARD_FORMAT = "varfx-windows-shard"
+SHARD_VERSION = 1
 
 DATASET_FILE = "dataset.h5"
 WINDOWS_FILE = "windows.h5"
@@ -208,10 +219,12 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def check_format(h5, expected_format: str, expected_version: int, path, rebuild: str | None = None) -> None:
+def check_format(h5, expected_format: str, expected_version: int, path, rebuild: str | None = None,
+                 also: tuple = ()) -> None:
     """Raise a UserError unless an open HDF5 file carries the expected format/version.
 
-    ``rebuild``: the command that rebuilds the file (named in the message)."""
+    ``rebuild``: the command that rebuilds the file (named in the message); ``also``:
+    older versions this varfx reads too (``expected_version`` is the newest)."""
     from ..errors import UserError
 
     hint = f"; rebuild it with `{rebuild}`" if rebuild else ""
@@ -230,8 +243,9 @@ def check_format(h5, expected_format: str, expected_version: int, path, rebuild:
             f"version {expected_version}: upgrade varfx{' or rebuild it with `' + rebuild + '`' if rebuild else ''}",
             path=path,
         )
-    if version != expected_version:
+    if version != expected_version and version not in also:
+        reads = ", ".join(str(v) for v in sorted({*also, expected_version}))
         raise UserError(
-            f"{expected_format} format version {version}; this varfx reads version {expected_version}{hint}",
+            f"{expected_format} format version {version}; this varfx reads version {reads}{hint}",
             path=path,
         )
