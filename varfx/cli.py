@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import click
@@ -359,6 +360,8 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
         log_jsonl=log_jsonl, dry_run=dry_run, seed=seed, device=device, dtype=dtype, threads=threads,
         loader_workers=loader_workers, amp=amp, fasta=fasta,
     )
+    if int(os.environ.get("RANK", "0")) > 0:
+        return  # under torchrun the summary is rank 0's to print (once, not once per process)
     if dry_run:
         click.echo(json.dumps(summary))
         return
