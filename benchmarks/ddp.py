@@ -21,8 +21,11 @@ all-reduces.  ``windows_per_s`` is the training windows of those epochs over tha
 over windows/s of one, measured in the same run of this script.  Every process runs with
 ``OMP_NUM_THREADS=1``.  Prints one JSON object.
 
-The transformer is the default small one (``-p dropout=0``, so that the processes' fits
-agree) on the dataset's default inputs (allele frequency and no tracks).
+``transformer`` is the default small one (``-p dropout=0``, so that the processes' fits
+agree); ``transformer-384`` and ``transformer-1536`` are the paper's small and full-size
+ones (as in ``benchmarks/fit.py``), for a GPU run; all on the dataset's default inputs
+(allele frequency, no tracks).  On a machine with G GPUs:
+``python benchmarks/ddp.py --device cuda --processes 1,G --priors transformer-384,transformer-1536``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-PRIORS = {"constant": [], "transformer": ["--prior", "transformer", "-p", "dropout=0"]}
+PRIORS = {"constant": [], "transformer": ["--prior", "transformer", "-p", "dropout=0"],
+          # the paper's small and full-size transformers (benchmarks/fit.py), for a GPU run
+          "transformer-384": ["--prior", "transformer", "-p", "dropout=0", "-p", "width=384", "-p", "depth=2",
+                              "-p", "tower=1"],
+          "transformer-1536": ["--prior", "transformer", "-p", "dropout=0", "-p", "width=1536", "-p", "depth=2",
+                               "-p", "tower=1"]}
 
 
 def build(directory: Path, snps: int) -> Path:

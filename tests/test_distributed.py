@@ -184,3 +184,34 @@ def test_a_nan_loss_on_rank_1_stops_both_ranks(data, tmp_path):
     assert res.returncode == 1, res.stderr[-3000:]
     _one_error_line(res.stderr, r"the loss became nan at epoch \d+ step \d+; try a smaller --lr \(rank 1 of 2\)")
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_two_nodes_of_one_process_each(data, uninterrupted, tmp_path):
+    """``torchrun --nnodes 2 --nproc-per-node 1`` twice on this machine, meeting at a c10d
+    rendezvous: both processes have LOCAL_RANK 0, only the global rank 0 writes the model
+    and prints the summary, and the fit is the one-process fit."""
+    import os
+    import socket
+    import subprocess
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    _, ds, region, _ = data
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "m"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = ["torchrun", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+           "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "varfx-test", "-m", "varfx",
+           *_args(ds, region), "-o", str(out)]
+    nodes = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], [e[-2000:] for _, e in results]
+    _, meta = _same_fit(uninterrupted, out)
+    assert meta["world_size"] == 2
+    # the summary table (on stderr) is printed by one node only
+    printed = ["varfx fit" in err for _, err in results]
+    assert sorted(printed) == [False, True], results

@@ -330,7 +330,8 @@ def _alpha(value):
 @click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory) and stop.")
 @click.option("--amp", is_flag=True, help="Mixed precision (bfloat16 autocast) for the prior network; the linear algebra stays in --dtype.")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes reading the training windows from disk per batch (0: all windows held in memory).")
+              help="Processes reading the training windows from disk per batch (0: all windows held in memory; "
+                   "under torchrun each process reads its share of each batch itself).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
