@@ -5,7 +5,8 @@
            [--dataset DIR]
 
 Builds (unless ``--dataset``) a dataset of ``--snps`` consecutive chr22 variants of the
-bundled 1000 Genomes panel and UK Biobank height, windows of 250 kb with 100 kb flanks,
+bundled 1000 Genomes panel and UK Biobank height with the bundled demo annotations,
+windows of 250 kb with 100 kb flanks,
 then for each prior and each process count runs
 
     torchrun --standalone --nproc_per_node K -m varfx fit DS --optimizer adamw --alpha 0
@@ -16,15 +17,19 @@ CUDA).  The time is taken from the fit's own log (``seconds`` of each ``epoch_en
 record: since its training loop started), over epochs 2..E, so process start-up, the
 set-up and the first epoch's warm-up are left out; every step includes the rank's read
 of its share of the batch (each rank reads its own windows when K > 1) and the
-all-reduces.  ``windows_per_s`` is the training windows of those epochs over that time;
+all-reduces; ``read_fraction`` is the part of that time rank 0 spent waiting for its
+windows (``read_seconds`` of the log: reading them itself, or waiting for the loader's
+processes; 0 for one process without loader workers, which holds every window).
+``windows_per_s`` is the training windows of those epochs over that time;
 ``windows_per_s_per_process`` divides it by K; ``scaling`` is windows/s of K processes
 over windows/s of one, measured in the same run of this script.  Every process runs with
 ``OMP_NUM_THREADS=1``.  Prints one JSON object.
 
 ``transformer`` is the default small one (``-p dropout=0``, so that the processes' fits
 agree); ``transformer-384`` and ``transformer-1536`` are the paper's small and full-size
-ones (as in ``benchmarks/fit.py``), for a GPU run; all on the dataset's default inputs
-(allele frequency, no tracks).  On a machine with G GPUs:
+ones (as in ``benchmarks/fit.py``), for a GPU run; the dataset is ingested with the
+bundled demo annotations (per-base tracks in 64-bp windows, which the transformer
+reads).  On a machine with G GPUs:
 ``python benchmarks/ddp.py --device cuda --processes 1,G --priors transformer-384,transformer-1536``.
 """
 
@@ -48,11 +53,13 @@ PRIORS = {"constant": [], "transformer": ["--prior", "transformer", "-p", "dropo
 
 
 def build(directory: Path, snps: int) -> Path:
-    from varfx.testing.data import write_subset
+    from varfx.testing.data import EXAMPLE_DATA, write_subset
 
     prefix, ss = write_subset(directory / "in", 2000, snps)
     ds = directory / "ds"
-    for cmd in (["ingest", "--sumstats", str(ss), "--ld", str(prefix), "-o", str(ds)],
+    # the bundled demo annotations: the transformer reads per-base tracks
+    for cmd in (["ingest", "--sumstats", str(ss), "--ld", str(prefix), "-o", str(ds),
+                 "--annotations", str(EXAMPLE_DATA / "demo_annotations.tsv"), "--feature-window", "64"],
                 ["precompute-ld", str(ds), "--window-kb", "250", "--flank-kb", "100"]):
         subprocess.run([sys.executable, "-m", "varfx", *cmd], check=True, capture_output=True)
     return ds
@@ -73,11 +80,13 @@ def fit(ds: Path, prior: str, k: int, args, work: Path) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
     records = [json.loads(line) for line in log.read_text().splitlines()]
     ends = {r["epoch_end"]: r["seconds"] for r in records if "epoch_end" in r}
+    reads = {r["epoch_end"]: r["read_seconds"] for r in records if "epoch_end" in r}
     windows = sum(r["windows"] for r in records if "step" in r and r["epoch"] > 1)
     meta = json.loads((out / "model.json").read_text())
     seconds = ends[args.epochs] - ends[1]
     return {"prior": prior, "processes": k, "train_windows": meta["n_train_windows"],
             "timed_epochs": args.epochs - 1, "seconds": round(seconds, 4),
+            "read_fraction": round((reads[args.epochs] - reads[1]) / seconds, 4),
             "windows_per_s": round(windows / seconds, 3), "windows_per_s_per_process": round(windows / seconds / k, 3),
             "final_train_loss": meta["curve"][-1]["train_loss"]}
 

@@ -5,16 +5,14 @@ rank's bad input stops every rank with one line and exit status 1.
 Tolerance of the comparisons (float64).  Whatever the world size, every step sums the
 same per-window losses and gradients; only the order of the additions changes (each
 rank sums its share, then the ranks' sums are added).  Reordering a sum of B terms
-changes it by at most (B - 1) eps sum|term| (eps = 2^-53), here B <= 4 windows a step:
-~7e-16 of the loss.  AdamW's update m / (sqrt(v) + e) is a smooth function of the
-gradient and the one parameter of the constant prior ends each of the 18 updates below
-at a point that depends on the previous one with a derivative of order 1 (the loss is
-convex in log c and the learning rate 0.1 small against its curvature), so the
-perturbations add over the updates rather than multiply: ~18 x 7e-16 ~ 1e-14.  rel
-1e-10 leaves four orders of magnitude of room for the few non-associative operations
-in each window's loss, and is still six orders below the change one update makes
-(~1e-4 of log c at the last steps), so a step skipped, repeated or taken on the wrong
-batch fails it.
+changes it by at most (B - 1) eps sum|term| (eps = 2^-53); here B <= 4 windows a step,
+so ~7e-16 of the loss's scale per step.  The constant prior has one parameter and its
+loss is smooth and convex in log c, so AdamW's updates (lr 0.1, a few dozen of them)
+carry such a perturbation forward with a factor of order one per update rather than
+amplify it: the runs can differ by ~1e-14.  A relative 1e-10 leaves four orders of
+magnitude of room and is far below what an update at the peak learning rate changes
+(AdamW moves log c by up to lr = 0.1 a step), so a step skipped, repeated or taken on
+another batch fails the comparison.
 """
 
 from __future__ import annotations

@@ -199,14 +199,6 @@ class Distributed:
             raise QuietStop(box[1])
         return box[0]
 
-    def gather(self, value) -> list:
-        """``value`` of every rank, in rank order (on every rank)."""
-        if self.world == 1:
-            return [value]
-        out = [None] * self.world
-        self._collective(self.td.all_gather_object, out, value)
-        return out
-
     def close(self):
         if self.owns_group:
             self._collective(self.td.barrier)

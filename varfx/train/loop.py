@@ -152,7 +152,6 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
                         raise loader_error(exc) from None
                     mine = [_to(w, module_device(setup)) for w in mine]
                     waited += time.perf_counter() - t_wait
-                    setup.windows_read += len(mine)
                 else:
                     mine, rows = dist.share(wb), None
                 t_step = time.perf_counter()
@@ -211,8 +210,10 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
         curve.append(rec)
         if "val_loss" in rec:
             val_text = f" (val {rec['val_loss']:.5f})"
-        # seconds since this run's loop started (benchmarks/ddp.py times epochs with it)
-        log({"epoch_end": epoch + 1, **rec, "seconds": round(time.perf_counter() - t0, 4)})
+        # seconds since this run's loop started, and of them the seconds rank 0 waited for
+        # windows read per batch (benchmarks/ddp.py times epochs with them)
+        log({"epoch_end": epoch + 1, **rec, "seconds": round(time.perf_counter() - t0, 4),
+             "read_seconds": round(waited, 4)})
         state.update(epoch=epoch + 1, step=0, ep_loss=0.0, ep_n=0)
         checkpoint()
         write_meta(False, curve, _summary(state, patience, best))

@@ -168,7 +168,6 @@ class FitSetup:
     #: rank reads the factors of its share when it needs them: with ``--loader-workers``
     #: and with more than one process (so a rank holds ~1/world of the store, not all)
     streamed: bool = False
-    windows_read: int = 0  # windows whose factors this rank read during training (streamed)
     _val_mine: list | None = None
 
     def load(self, windows) -> list:
@@ -181,7 +180,6 @@ class FitSetup:
 
         dev = self.batch["freq"].device
         got, _ = WindowBatches(self.dataset, [[w.index for w in windows]], self.context_dtype)[0]
-        self.windows_read += len(got)
         return [_to(w, dev) for w in got]
 
     def val_share(self, dist) -> list:
