@@ -122,13 +122,15 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     torch.manual_seed(seed)
     dist = Distributed(device)
     try:
-        return _run(dist, dataset, out, prior=prior, objective=objective, solver=solver, prior_options=prior_options,
-                    solver_options=solver_options, objective_options=objective_options, alpha=alpha, sigma2=sigma2,
-                    holdout_chroms=holdout_chroms, optimizer=optimizer, lr=lr, gtol=gtol, max_iter=max_iter,
-                    checkpoint_every=checkpoint_every, log_jsonl=log_jsonl, dry_run=dry_run, seed=seed,
-                    dtype=dtype, threads=threads, loader_workers=loader_workers, amp=amp, progress=progress,
-                    fasta=fasta, holdout_regions=holdout_regions, adamw=adamw, adamw_given=adamw_given,
-                    lbfgs_given=lbfgs_given, unset=unset)
+        result = _run(dist, dataset, out, prior=prior, objective=objective, solver=solver, prior_options=prior_options,
+                      solver_options=solver_options, objective_options=objective_options, alpha=alpha, sigma2=sigma2,
+                      holdout_chroms=holdout_chroms, optimizer=optimizer, lr=lr, gtol=gtol, max_iter=max_iter,
+                      checkpoint_every=checkpoint_every, log_jsonl=log_jsonl, dry_run=dry_run, seed=seed,
+                      dtype=dtype, threads=threads, loader_workers=loader_workers, amp=amp, progress=progress,
+                      fasta=fasta, holdout_regions=holdout_regions, adamw=adamw, adamw_given=adamw_given,
+                      lbfgs_given=lbfgs_given, unset=unset)
+        dist.close()  # (a dry run returns before the fit's own close)
+        return result
     except QuietStop:
         # another rank's failure, printed by rank 0 (or by the failing rank itself)
         dist.wait_then_exit()
