@@ -213,3 +213,31 @@ def test_two_nodes_of_one_process_each(data, uninterrupted, tmp_path):
     # the summary table (on stderr) is printed by one node only
     printed = ["varfx fit" in err for _, err in results]
     assert sorted(printed) == [False, True], results
+
+
+@pytest.mark.slow
+def test_mil_checkpoint_of_one_process_resumes_with_two(tmp_path):
+    """Bags: a 1-process MIL fit stopped mid-epoch 4 (after the warm-up), resumed by 2
+    processes, ends at the uninterrupted fit (the negatives of an epoch come from
+    (seed, epoch) alone, so both world sizes draw the same ones)."""
+    import torch
+
+    import _mil_data
+    from varfx.stages.fit import run_fit
+
+    ds, _ = _mil_data.build(tmp_path / "mil")
+    opts = dict(prior="glm", objective="mil", objective_options=["warmup_epochs=3"], epochs=6, batch_windows=10,
+                checkpoint_every=1, seed=4, progress=False)
+    run_fit(ds, tmp_path / "full", **opts)
+    interrupted_after_checkpoint(17, lambda: run_fit(ds, tmp_path / "part", **opts))
+    res = torchrun(["fit", ds, "--prior", "glm", "--objective", "mil", "-O", "warmup_epochs=3", "--epochs", "6",
+                    "--batch-windows", "10", "--checkpoint-every", "1", "--seed", "4", "-o", tmp_path / "part"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    ma, mb = (json.loads((tmp_path / d / "model.json").read_text()) for d in ("full", "part"))
+    assert mb["world_size"] == 2 and mb["resumes"][0].endswith("(world size 1 -> 2)")
+    for key in ("train_loss", "val_loss"):
+        assert [x[key] for x in ma["curve"]] == pytest.approx([x[key] for x in mb["curve"]], rel=TOL)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["prior"]
+    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["prior"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=TOL, atol=TOL), k
