@@ -52,6 +52,19 @@ def one_and_two_processes(invoke, args, tmp: Path) -> tuple[Path, Path]:
     return one, two
 
 
+PROBE = Path(__file__).with_name("_ddp_probe.py")
+
+
+def torchrun(args, *, nproc: int = 2, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``torchrun --standalone`` with ``nproc`` CPU processes (one thread each) running
+    ``varfx ARGS`` through :mod:`_ddp_probe` (whose hooks ``env`` may switch on)."""
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    full = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.run(["torchrun", "--standalone", "--nproc_per_node", str(nproc), str(PROBE),
+                           *[str(a) for a in args]], capture_output=True, text=True, timeout=timeout, env=full)
+
+
 def tree(*roots) -> dict:
     """Every path under ``roots`` (with size and mtime for files) to see what a command
     changed (a directory's mtime changes when a temporary file comes and goes)."""

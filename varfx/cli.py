@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import click
@@ -348,7 +349,8 @@ def _alpha(value):
 @click.option("--dry-run", is_flag=True, help="Print the plan (windows, variants, parameters, memory; under \"plan\" the time and memory of varfx plan) and stop.")
 @click.option("--amp", is_flag=True, help="Mixed precision (bfloat16 autocast) for the prior network; the linear algebra stays in --dtype.")
 @click.option("--loader-workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes reading the training windows from disk per batch (0: all windows held in memory).")
+              help="Processes reading the training windows from disk per batch (0: all windows held in memory; "
+                   "under torchrun each process reads its share of each batch itself).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True)
@@ -378,6 +380,8 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
         log_jsonl=log_jsonl, dry_run=dry_run, seed=seed, device=device, dtype=dtype, threads=threads,
         loader_workers=loader_workers, amp=amp, fasta=fasta,
     )
+    if int(os.environ.get("RANK", "0")) > 0:
+        return  # under torchrun the summary is rank 0's to print (once, not once per process)
     if dry_run:
         click.echo(json.dumps(summary))
         return

@@ -26,7 +26,7 @@ from ..store import write_json_atomic
 from ..store.dataset import open_dataset, stored_fingerprint
 from ..store.model import MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
 from ..train import checkpoint as ck
-from ..train.distributed import Distributed
+from ..train.distributed import Distributed, QuietStop
 from ..train.lbfgs import CHECKPOINT_KEYS as LBFGS_KEYS
 from ..train.lbfgs import GTOL, MAX_ITER
 from ..train.loop import CHECKPOINT_KEYS as ADAMW_KEYS
@@ -100,10 +100,6 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
             progress=True, fasta=None, holdout_regions=()) -> dict:
     import torch
 
-    from ..train.setup import note, prepare
-    from ..ui import progress as make_progress
-    from ..store.variants import predict_log_f
-
     adamw = {"epochs": epochs, "batch_windows": batch_windows, "accumulate": accumulate, "warmup": warmup,
              "clip": clip, "weight_decay": weight_decay, "patience": patience}
     adamw_given = [k for k, v in adamw.items() if v is not None] + (["lr"] if lr is not None else [])
@@ -125,11 +121,47 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
         raise UserError("option --device cuda: no CUDA device is available")
     torch.manual_seed(seed)
     dist = Distributed(device)
+    try:
+        result = _run(dist, dataset, out, prior=prior, objective=objective, solver=solver, prior_options=prior_options,
+                      solver_options=solver_options, objective_options=objective_options, alpha=alpha, sigma2=sigma2,
+                      holdout_chroms=holdout_chroms, optimizer=optimizer, lr=lr, gtol=gtol, max_iter=max_iter,
+                      checkpoint_every=checkpoint_every, log_jsonl=log_jsonl, dry_run=dry_run, seed=seed,
+                      dtype=dtype, threads=threads, loader_workers=loader_workers, amp=amp, progress=progress,
+                      fasta=fasta, holdout_regions=holdout_regions, adamw=adamw, adamw_given=adamw_given,
+                      lbfgs_given=lbfgs_given, unset=unset)
+        dist.close()  # (a dry run returns before the fit's own close)
+        return result
+    except QuietStop:
+        # another rank's failure, printed by rank 0 (or by the failing rank itself)
+        dist.wait_then_exit()
+        raise SystemExit(1) from None
+    except (UserError, OSError, FloatingPointError) as exc:
+        # a failure of this rank alone, outside the points where the ranks meet: leave
+        # its message for the others, which then stop quietly
+        dist.publish(exc)
+        raise
 
-    setup = prepare(dataset, prior=prior, objective=objective, solver=solver, prior_options=prior_options,
-                    solver_options=solver_options, objective_options=objective_options, alpha=alpha,
-                    sigma2=sigma2, holdout_chroms=holdout_chroms, device=device, dtype=dtype, threads=threads,
-                    loader_workers=loader_workers, seed=seed, fasta=fasta, holdout_regions=holdout_regions)
+
+def _run(dist, dataset, out, *, prior, objective, solver, prior_options, solver_options, objective_options, alpha,
+         sigma2, holdout_chroms, optimizer, lr, gtol, max_iter, checkpoint_every, log_jsonl, dry_run, seed, dtype,
+         threads, loader_workers, amp, progress, fasta, holdout_regions, adamw, adamw_given, lbfgs_given,
+         unset) -> dict:
+    from ..train.setup import note, prepare
+    from ..ui import progress as make_progress
+    from ..store.variants import predict_log_f
+
+    device = dist.device  # cuda:LOCAL_RANK under torchrun on GPUs
+    setup, error = None, None
+    try:
+        setup = prepare(dataset, prior=prior, objective=objective, solver=solver, prior_options=prior_options,
+                        solver_options=solver_options, objective_options=objective_options, alpha=alpha,
+                        sigma2=sigma2, holdout_chroms=holdout_chroms, device=device, dtype=dtype, threads=threads,
+                        loader_workers=loader_workers, seed=seed, fasta=fasta, holdout_regions=holdout_regions,
+                        world=dist.world)
+    except UserError as exc:
+        error = exc
+    # every rank reads its own share of the store: a rank-specific failure stops all here
+    dist.agree(error)
     bag_fit = setup.objective.batch_unit == "bag"
     if bag_fit:
         # an objective whose phases depend on --epochs (mil's warm-up) refuses them now,
@@ -232,22 +264,32 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
     log_created = bool(log_jsonl) and not Path(log_jsonl).exists()
     log_fh = None
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        if dist.is_main:
+            # only rank 0 touches the model directory (it need not exist on other nodes)
+            out.mkdir(parents=True, exist_ok=True)
         if log_jsonl and dist.is_main:
             # an unwritable log fails here, and the directory just made goes with it
             log_fh = open(log_jsonl, "a")
-        ckpt = ck.read_checkpoint(out, keys=LBFGS_KEYS if opt_name == "lbfgs" else ADAMW_KEYS)
+
+        def read_checkpoint():
+            ckpt = ck.read_checkpoint(out, keys=LBFGS_KEYS if opt_name == "lbfgs" else ADAMW_KEYS)
+            if ckpt is not None:
+                try:
+                    old = json.loads(ckpt["config"])
+                except (TypeError, ValueError):
+                    raise UserError("checkpoint has an unreadable config; use another -o",
+                                    path=out / ck.CHECKPOINT) from None
+                if old != config:
+                    diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+                    raise UserError(f"has a checkpoint from a different fit (differs in: {', '.join(diff)}); "
+                                    "use another -o", path=out)
+                ck.check_prior_state(ckpt["prior"], module, out / ck.CHECKPOINT, prior)
+            return ckpt
+
+        # read by rank 0 and sent to the others (whatever world size wrote it: nothing in
+        # it is per rank)
+        ckpt = dist.from_main(read_checkpoint)
         if ckpt is not None:
-            try:
-                old = json.loads(ckpt["config"])
-            except (TypeError, ValueError):
-                raise UserError("checkpoint has an unreadable config; use another -o",
-                                path=out / ck.CHECKPOINT) from None
-            if old != config:
-                diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-                raise UserError(f"has a checkpoint from a different fit (differs in: {', '.join(diff)}); "
-                                "use another -o", path=out)
-            ck.check_prior_state(ckpt["prior"], module, out / ck.CHECKPOINT, prior)
             module.load_state_dict(ckpt["prior"])
 
         def log(rec):
@@ -262,7 +304,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
                     **config, "optimizer_reason": opt_why, "n_train_windows": len(train),
                     "n_val_windows": len(val), "n_train_variants": M_train, "h2_ldsr": setup.h2_ldsr,
                     "notes": setup.notes, "finished": done, **record, "epochs_done": len(curve),
-                    "curve": curve, "n_parameters": n_params, **setup.bag_counts}
+                    "curve": curve, "n_parameters": n_params, **setup.bag_counts, "world_size": dist.world}
             write_json_atomic(out / MODEL_JSON, meta)
             return meta
 
@@ -284,7 +326,7 @@ def run_fit(dataset, out, *, prior="constant", objective="full", solver=None, pr
                                    patience=adamw["patience"], checkpoint_every=checkpoint_every, seed=seed,
                                    amp=amp, loader_workers=loader_workers, log=log, write_meta=write_meta,
                                    bar=bar)
-    except (UserError, OSError, FloatingPointError):
+    except (UserError, OSError, FloatingPointError, QuietStop):
         # nothing new left behind: a fit that failed (a diverging loss, an unwritable
         # log) would fail the same way if resumed, so the directory it created goes
         if created and dist.is_main and out.is_dir():

@@ -22,7 +22,7 @@ import math
 
 from ..errors import UserError
 from . import checkpoint as ck
-from .loop import fail_non_finite, guarded_loss, validation_loss
+from .loop import fail_non_finite, guarded_loss, note_world_change, scalar, validation_loss
 
 CHECKPOINT_KEYS = ("prior", "state", "curve", "config")
 ROUND = 20  # iterations between checkpoints when --checkpoint-every is 0
@@ -43,8 +43,14 @@ def run_lbfgs(setup, out, config, dist, ckpt, *, gtol, max_iter, checkpoint_ever
     module, objective = setup.module, setup.objective
     params = [p for p in module.parameters() if p.requires_grad]
     n_train = setup.n_train_variants
-    mine = dist.share(setup.train)
-    log_f_of = setup.log_f_of(amp)
+    # every rank holds the factors of its own share of the training windows (full batch)
+    error, mine = None, []
+    try:
+        mine = setup.load(dist.share(setup.train))
+    except UserError as exc:
+        error = exc
+    dist.agree(error)
+    log_f_of = setup.log_f_of(amp, setup.rows_for(mine))
     # "resumes": where each re-run restarted (kept in the checkpoint, so a fit resumed
     # twice lists both; model.json shows that its optimum came from a resumed run)
     state = {"iterations": 0, "evaluations": 0, "stop_reason": None, "grad_norm": None, "resumes": []}
@@ -55,18 +61,28 @@ def run_lbfgs(setup, out, config, dist, ckpt, *, gtol, max_iter, checkpoint_ever
         curve = json.loads(ckpt["curve"])
         resumed_from = f"iteration {state['iterations']}"
         state["resumes"] = [*state.get("resumes", []), resumed_from]
+        note_world_change(state, dist)
+    state["world_size"] = dist.world
 
     def closure():
         opt.zero_grad()
         where = f"at L-BFGS iteration {state['iterations'] + 1}"
-        local = guarded_loss(setup, mine, log_f_of, where) / n_train
-        if torch.is_tensor(local) and local.requires_grad:
-            local.backward()
+        error, local = None, 0.0
+        try:
+            local = guarded_loss(setup, mine, log_f_of, where) / n_train
+            if torch.is_tensor(local) and local.requires_grad:
+                local.backward()
+            # checked on the rank whose windows they are, so that the message names them
+            if not math.isfinite(scalar(local)):
+                fail_non_finite(setup, mine, log_f_of, scalar(local), where)
+        except UserError as exc:
+            error = exc
+        # every rank stops here when one failed (the same collective on all)
+        loss = dist.sum_value(local, error=error)
         dist.sum_grads(module)
-        loss = dist.sum_value(local)
         state["evaluations"] += 1
         if not math.isfinite(loss):
-            fail_non_finite(setup, mine, log_f_of, loss, where)
+            raise UserError(f"the loss became {loss} {where}")
         return torch.tensor(loss, dtype=torch.float64)
 
     def grad_norm():

@@ -55,6 +55,11 @@ def guarded_loss(setup, units, log_f_of, where):
         fail_non_finite(setup, units, log_f_of, math.nan, where)
 
 
+def scalar(value) -> float:
+    """A loss (0-d tensor, with or without a graph, or a float) as a float."""
+    return float(value.detach()) if hasattr(value, "detach") else float(value)
+
+
 def fail_non_finite(setup, units, log_f_of, loss, where):
     """Name the first unit whose loss is not finite (or the batch when each is)."""
     for unit, value in zip(units, setup.objective.unit_losses(units, log_f_of, setup.s2)):
@@ -96,6 +101,8 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
         # recorded in model.json (and carried by later checkpoints): a fit resumed
         # twice lists both restarts
         state["resumes"] = [*state.get("resumes", []), resumed_from]
+        note_world_change(state, dist)
+    state["world_size"] = dist.world
 
     def checkpoint():
         if not dist.is_main:
@@ -123,33 +130,48 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
         units = objective.epoch_units(train, epoch, seed)
         order = torch.randperm(len(units), generator=gen).tolist()
         module.train()
-        if loader_workers > 0:
+        if setup.streamed:
+            # each rank reads the factors of its own share of every batch, batch by batch
+            # (in `loader_workers` processes ahead of the trainer, or here when 0)
             batches_plan = [dist.share([units[i].index for i in order[st * bw:(st + 1) * bw]])
                             for st in range(state["step"], steps_per_epoch)]
             batches = iter(WindowBatches(setup.dataset, batches_plan, config["dtype"],
                                          tracks=setup.track_shape is not None).loader(loader_workers))
         while state["step"] < steps_per_epoch:
             st = state["step"]
+            where = f"at epoch {epoch + 1} step {st + 1}"
             wb = [units[i] for i in order[st * bw:(st + 1) * bw]]
             n_core = objective.batch_size(wb)
-            if loader_workers > 0:
-                t_wait = time.perf_counter()
-                mine, rows = next(batches)
-                mine = [_to(w, module_device(setup)) for w in mine]
-                waited += time.perf_counter() - t_wait
-            else:
-                mine, rows = dist.share(wb), None
-            t_step = time.perf_counter()
-            # data parallel: each rank takes every world-th unit of the batch; the
-            # gradients are summed over ranks, so the update is the same as one
-            # process taking the whole batch
-            log_f_of = setup.log_f_of(amp, rows)
-            local = guarded_loss(setup, mine, log_f_of, f"at epoch {epoch + 1} step {st + 1}") / n_core
-            if torch.is_tensor(local) and local.requires_grad:
-                (local / accumulate).backward()
-            loss = dist.sum_value(local)
+            error, local = None, 0.0
+            try:
+                if setup.streamed:
+                    t_wait = time.perf_counter()
+                    try:
+                        mine, rows = next(batches)
+                    except UserError as exc:
+                        raise loader_error(exc) from None
+                    mine = [_to(w, module_device(setup)) for w in mine]
+                    waited += time.perf_counter() - t_wait
+                else:
+                    mine, rows = dist.share(wb), None
+                t_step = time.perf_counter()
+                # data parallel: each rank takes every world-th unit of the batch; the
+                # gradients are summed over ranks, so the update is the same as one
+                # process taking the whole batch
+                log_f_of = setup.log_f_of(amp, rows)
+                local = guarded_loss(setup, mine, log_f_of, where) / n_core
+                if torch.is_tensor(local) and local.requires_grad:
+                    (local / accumulate).backward()
+                # checked here, on the rank whose units it is, so that the message names them
+                if not math.isfinite(scalar(local)):
+                    fail_non_finite(setup, mine, log_f_of, scalar(local), where)
+            except UserError as exc:
+                # the others learn of it in the sum below and every rank stops there
+                error = exc
+            loss = dist.sum_value(local, error=error)
             if not math.isfinite(loss):
-                fail_non_finite(setup, mine, log_f_of, loss, f"at epoch {epoch + 1} step {st + 1}")
+                # finite on every rank, not in the sum (an overflow)
+                raise UserError(f"the loss became {loss} {where}; try a smaller --lr")
             state["ep_loss"] += loss * n_core
             state["ep_n"] += n_core
             state["step"] += 1
@@ -188,7 +210,10 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
         curve.append(rec)
         if "val_loss" in rec:
             val_text = f" (val {rec['val_loss']:.5f})"
-        log({"epoch_end": epoch + 1, **rec})
+        # seconds since this run's loop started, and of them the seconds rank 0 waited for
+        # windows read per batch (benchmarks/ddp.py times epochs with them)
+        log({"epoch_end": epoch + 1, **rec, "seconds": round(time.perf_counter() - t0, 4),
+             "read_seconds": round(waited, 4)})
         state.update(epoch=epoch + 1, step=0, ep_loss=0.0, ep_n=0)
         checkpoint()
         write_meta(False, curve, _summary(state, patience, best))
@@ -214,15 +239,41 @@ def validation_loss(setup, dist, amp, n_val, track_rows, open_dataset) -> float:
     module = setup.module
     module.eval()
     with torch.no_grad():
-        vs = dist.share(setup.val)
-        vrows = None
-        if setup.track_shape is not None and vs:
-            lo = min(int(w.plus_idx.min()) for w in vs)
-            with open_dataset(setup.dataset) as h5:
-                vrows = (lo, track_rows(h5, lo, max(int(w.plus_idx.max()) for w in vs) + 1))
-        value = dist.sum_value(setup.objective.eval_loss(vs, setup.log_f_of(amp, vrows), setup.s2)) / n_val
+        error, local = None, 0.0
+        try:
+            vs = setup.val_share(dist)
+            local = setup.objective.eval_loss(vs, setup.log_f_of(amp, setup.rows_for(vs)), setup.s2)
+        except UserError as exc:
+            error = exc
+        value = dist.sum_value(local, error=error) / n_val
     module.train()
     return value
+
+
+def note_world_change(state, dist) -> None:
+    """A resume with another number of processes gives the same fit (the batches depend
+    on (seed, epoch) only and every rank holds the same optimiser state), to the
+    rounding of sums taken in another order; say so in the resume record."""
+    old = int(state.get("world_size", 1))
+    if old != dist.world:
+        state["resumes"][-1] += f" (world size {old} -> {dist.world})"
+        if dist.is_main:
+            from .setup import note
+
+            note(f"resuming a checkpoint written by {old} process{'es' if old > 1 else ''} with {dist.world}; "
+                 "the fit continues the same (only the order of floating-point sums differs)")
+
+
+def loader_error(exc: UserError) -> UserError:
+    """A UserError raised in a loader worker process comes back with the worker's
+    traceback in its message: keep the one line the worker raised."""
+    text = str(exc)
+    if "DataLoader worker" not in text:
+        return exc
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    last = lines[-1] if lines else text
+    prefix = "varfx.errors.UserError: "
+    return UserError(last[len(prefix):] if last.startswith(prefix) else last)
 
 
 def module_device(setup):

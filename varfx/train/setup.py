@@ -161,8 +161,44 @@ class FitSetup:
     alpha_source: str = "option"
     bag_counts: dict = field(default_factory=dict)  # bag objectives: bags and pools, training and held out
     fasta: dict | None = None  # the FASTA a prior that reads DNA reads (store.variants.fasta_record)
+    context_dtype: str = "float64"  # the training dtype (of the factors read per batch)
     holdout_regions: list = field(default_factory=list)  # --holdout-region texts (their windows validate)
     n_buffer_windows: int = 0  # training windows left out: their flanks reach held-out cores
+    #: True when the windows in :attr:`train` (and :attr:`val`) are metadata only and each
+    #: rank reads the factors of its share when it needs them: with ``--loader-workers``
+    #: and with more than one process (so a rank holds ~1/world of the store, not all)
+    streamed: bool = False
+    _val_mine: list | None = None
+
+    def load(self, windows) -> list:
+        """``windows`` with their factors (read from the store when :attr:`streamed`)."""
+        if not self.streamed or not windows:
+            return list(windows)
+        from ..store.windows import WindowBatches
+
+        from .loop import _to
+
+        dev = self.batch["freq"].device
+        got, _ = WindowBatches(self.dataset, [[w.index for w in windows]], self.context_dtype)[0]
+        return [_to(w, dev) for w in got]
+
+    def val_share(self, dist) -> list:
+        """This rank's held-out windows with their factors (read once, then kept)."""
+        if self._val_mine is None:
+            self._val_mine = self.load(dist.share(self.val))
+        return self._val_mine
+
+    def rows_for(self, windows):
+        """``(lo, tracks)`` of the per-base tracks of ``windows``' variants when they are
+        read per batch (:attr:`track_shape` set), else None."""
+        if self.track_shape is None or not windows:
+            return None
+        from ..store.dataset import open_dataset
+        from ..store.variants import track_rows
+
+        lo = min(int(w.plus_idx.min()) for w in windows)
+        with open_dataset(self.dataset) as h5:
+            return lo, track_rows(h5, lo, max(int(w.plus_idx.max()) for w in windows) + 1)
 
     @property
     def n_train_variants(self) -> int:
@@ -201,7 +237,7 @@ class FitSetup:
 
 def prepare(dataset, *, prior, objective, solver, prior_options, solver_options, objective_options,
             alpha, sigma2, holdout_chroms, device, dtype, threads, loader_workers, seed=0, fasta=None,
-            holdout_regions=()) -> FitSetup:
+            holdout_regions=(), world=1) -> FitSetup:
     import torch
 
     from ..api import FitContext
@@ -239,17 +275,15 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
                             device=device, dtype=dtype, threads=threads, loader_workers=loader_workers, seed=seed,
                             seq_len=seq_len, fasta=fasta)
 
-    if loader_workers > 0:
-        # plan with metadata; the training windows' factors are read per batch by the
-        # loader's worker processes (held-out windows are read once, for validation)
+    streamed = loader_workers > 0 or world > 1
+    if streamed:
+        # plan with metadata; each rank reads the factors of its own share of a batch
+        # when it computes on it (in the loader's worker processes, or in-process with
+        # --loader-workers 0), and its share of the held-out windows once, for validation
         windows, wattrs = load_windows(dataset, dtype=dtype, device=device, meta_only=True)
         holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
         regions = resolve_holdout_regions(holdout_regions, windows)
-        train, val_meta = select(windows, holdout, regions)
-        wanted = {w.index for w in val_meta}
-        val_chroms = sorted({w.chrom for w in val_meta})
-        val, _ = load_windows(dataset, chroms=val_chroms, dtype=dtype, device=device) if val_chroms else ([], None)
-        val = [w for w in val if w.index in wanted]
+        train, val = select(windows, holdout, regions)
     else:
         windows, wattrs = load_windows(dataset, dtype=dtype, device=device)
         holdout = set(resolve_holdout(holdout_chroms, wattrs["all_chroms"]))
@@ -264,7 +298,7 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
     n_buffer = sum(1 for w in windows if w.k > 0) - len(train) - len(val)
     if threads > 0:
         torch.set_num_threads(threads)
-    elif device == "cpu" and max(w.n_plus for w in windows) <= SMALL_WINDOW and loader_workers == 0:
+    elif str(device) == "cpu" and max(w.n_plus for w in windows) <= SMALL_WINDOW and loader_workers == 0:
         # Small windows: intra-op threads cost more than they give (measured 2x slower
         # with 2 threads on 36 chr22 windows of n+ ~ 600, and ~30x slower when another
         # process loads the cores, because idle OpenMP threads spin).
@@ -277,11 +311,11 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         if seq_len > 0:
             fasta_rec = resolve_fasta(h5, fasta, notes=seq_notes)
         # with a loader the per-base tracks stay on disk: each batch reads its rows
-        batch = variant_batch(h5, dtype="float64", device=device, tracks=loader_workers == 0,
+        batch = variant_batch(h5, dtype="float64", device=device, tracks=not streamed,
                               sequence_length=seq_len, fasta=fasta_rec["path"] if fasta_rec else None,
                               notes=seq_notes)
         track_shape = None
-        if loader_workers > 0 and "features" in h5 and "window" in h5["features"]:
+        if streamed and "features" in h5 and "window" in h5["features"]:
             track_shape = tuple(h5["features"]["window"].shape)
         freq = h5["variants"]["freq"][:]
 
@@ -342,6 +376,7 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         n_buffer_windows=n_buffer, batch=batch, track_shape=track_shape, sigma2=sigma2_value,
         sigma2_source=sigma2_source, s2=s2, N=N, h2_ldsr=h2_ldsr, notes=notes, alpha_source=alpha_source,
         fasta=fasta_rec, windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
+        streamed=streamed, context_dtype=dtype,
     )
 
 
