@@ -88,6 +88,50 @@ def brute_force_h2(ds, prior, sigma2, drop, core, out, objective="full"):
     return float(np.exp(log_f[core]).sum())
 
 
+def test_a_refit_step_outside_the_likelihoods_domain_falls_back_to_lbfgs(glm_sim, monkeypatch):
+    """A Newton step so long that C = sigma2 I + G^T F G stops being positive definite in
+    floating point (F overflowing: a solver's FloatingPointError) is not a crash of
+    evaluate (it was, with a traceback: benchmarks/ld_glm.py, 2026-12-01): that block's
+    refit falls back to L-BFGS from the fit, and lands on the same optimum."""
+    import varfx.api
+    from varfx.stages.evaluate import _Windows, training_windows
+    from varfx.store.dataset import open_dataset
+    from varfx.store.model import load_model
+    from varfx.store.variants import variant_batch
+
+    ds, model = glm_sim["ds"], glm_sim["models"]["glm"]
+    meta, module = load_model(model)
+    module = module.to(torch.float64)
+    store = _Windows(ds)
+    train, _ = training_windows(meta, store)
+    core = np.concatenate([w.core_idx for w in train])
+    with open_dataset(ds) as h5:
+        batch = variant_batch(h5, tracks=False)
+        z, n = h5["variants"]["z"][:], h5["variants"]["n"][:]
+    blocks = jk.contiguous_blocks(len(train), 4)
+    kw = dict(blocks=blocks, z_all=z, n_all=n, N=float(store.get([22])[1]["N"]))
+    stats = lambda lf: [np.exp(lf).sum()]  # noqa: E731
+    clean = jk.refit_blocks(module, meta, train, batch, core, stats, **kw)
+    assert clean.lbfgs_fallbacks == 0
+    # the Hessian takes 2 p B block gradients and the first gradients B more; the next
+    # call is the first Newton iteration's own loss of block 1's refit: refuse it
+    p = sum(int(q.numel()) for q in module.parameters() if q.requires_grad)
+    calls, refuse_at = [0], 2 * p * len(blocks) + len(blocks) + 1
+    real = varfx.api.Objective.batch_loss
+
+    def batch_loss(self, units, log_f_of, sigma2):
+        calls[0] += 1
+        if calls[0] == refuse_at:
+            raise FloatingPointError("C = sigma2 I + G^T F G is not positive definite")
+        return real(self, units, log_f_of, sigma2)
+
+    monkeypatch.setattr(varfx.api.Objective, "batch_loss", batch_loss)
+    hit = jk.refit_blocks(module, meta, train, batch, core, stats, **kw)
+    assert calls[0] > refuse_at and hit.lbfgs_fallbacks == 1
+    # L-BFGS stops at a per-variant loss change of 1e-16: the same optimum to ~1e-6
+    np.testing.assert_allclose(hit.replicates, clean.replicates, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name,prior,sigma2,objective", [
     ("constant", "constant", 1.0, "full"), ("glm", "glm", 1.0, "full"), ("constant_ldsc", "constant", None, "full"),
     ("glm_ldsr", "glm", 1.0, "ldsr")])

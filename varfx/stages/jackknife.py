@@ -216,7 +216,12 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
 
     def loss_grad(theta, units, s2):
         th = theta.detach().clone().requires_grad_(True)
-        loss = objective.batch_loss(units, par.log_f_of(th), s2)
+        try:
+            loss = objective.batch_loss(units, par.log_f_of(th), s2)
+        except FloatingPointError:
+            # a Newton step so long that F overflows (C no longer positive definite in
+            # floating point): not a loss; the caller falls back to L-BFGS from the fit
+            return math.inf, torch.full_like(th, math.nan)
         if not torch.is_tensor(loss) or not loss.requires_grad:
             return float(loss), torch.zeros_like(th)
         (g,) = torch.autograd.grad(loss, th)
@@ -324,7 +329,10 @@ def _lbfgs(objective, par, theta0, units, s2):
         loss.backward()
         return loss
 
-    opt.step(closure)
+    try:
+        opt.step(closure)
+    except FloatingPointError as exc:
+        raise RefitFailed(f"a delete-block refit of the prior left the likelihood's domain ({exc})") from None
     if not bool(torch.isfinite(th).all()):
         raise RefitFailed("a delete-block refit of the prior diverged (non-finite parameters)")
     return th.detach()
