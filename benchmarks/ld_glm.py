@@ -31,6 +31,7 @@ MODELS = (("glm-full", "glm", "full"), ("glm-ldsr", "glm", "ldsr"), ("constant-f
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--first-rep", type=int, default=0, help="seed of the first replicate (to continue a run)")
     ap.add_argument("--h2", type=float, default=0.2)
     ap.add_argument("--n", type=float, default=200_000)
     ap.add_argument("--thin", type=int, default=1)
@@ -54,7 +55,7 @@ def main(argv=None) -> dict:
         tmp = Path(tmp)
         panel, half_a, half_b = thinned_panel_halves(panel, tmp, args.thin)
         snps = [line.split()[1] for line in open(f"{panel}.bim")]
-        for rep in range(args.reps):
+        for rep in range(args.first_rep, args.first_rep + args.reps):
             d = tmp / f"rep{rep}"
             d.mkdir()
             write_random_annotations(d / "annot.tsv", snps, np.random.default_rng(100 + rep))
