@@ -187,6 +187,8 @@ class TransformerModule(_FreqFactor):
 
     def forward(self, batch: dict) -> torch.Tensor:
         window = batch["window"]
+        if self.training and window.device.type == "cpu":
+            kern.keep_freed_memory()
         dtype = self.stem[0].weight.dtype  # the network's dtype (a learnt alpha is float64)
         window = window.to(dtype)
         scalar = batch["features"].to(dtype) if self.n_scalar else window.new_zeros((window.shape[0], 0))
