@@ -22,7 +22,9 @@ chunk, not by the ~10^4 variants of a window.
 The convolution stem and tower run channels-last (``(B, positions, channels)``, as the
 window is stored) for a CPU (:func:`_conv`, :func:`_pool`, :func:`_group_norm`); they
 compute the same function with the same parameters as the plain torch modules
-(tests/test_transformer_kernels.py), so stored models load unchanged.  Dropout is torch's
+(tests/test_transformer_kernels.py), so stored models load unchanged.  They run on blocks
+of :data:`CONV_BLOCK` variants; the residual adds, the attention and the heap a training
+step reuses are fused or kept by :mod:`varfx.nn.transformer_kernels`.  Dropout is torch's
 own: a faster mask (uniform integers against ``p 2^31``) gave the same distribution but
 another random stream, and one seed's early-stopped fit then moved by more than
 tests/test_transformer_convergence.py allows (docs/benchmarks.md).
