@@ -29,13 +29,16 @@ their re-forward included, as a fit runs it) on ``--throughput-variants`` varian
 each step is timed between two 2048 x 2048 float32 GEMMs timed in the same process, so
 the record gives the achieved GFLOP/s (FLOPs counted by ``FlopCounterMode``) beside the
 machine's GEMM rate of that moment, and their ratio ``gemm_share`` (per repeat, and the
-median), which a shared machine's load changes much less than either rate.
+median), which a shared machine's load changes much less than either rate.  Each repeat
+also records ``minor_faults``, the page faults of the step (``getrusage``): a step that
+allocates fresh pages pays for each (varfx/nn/transformer_kernels.keep_freed_memory).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 
 import numpy as np
@@ -171,12 +174,14 @@ def throughput(name, cls, opts, device, variants, repeats, amp=False):
     runs = []
     for _ in range(repeats):
         before = gemm_gflops(device)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t = time.perf_counter()
         step()
         seconds = time.perf_counter() - t
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         gemm = (before + gemm_gflops(device)) / 2
         runs.append({"step_s": seconds, "gflop_per_s": gflop / seconds, "gemm_gflop_per_s": gemm,
-                     "gemm_share": gflop / seconds / gemm})
+                     "gemm_share": gflop / seconds / gemm, "minor_faults": faults})
     shares = sorted(r["gemm_share"] for r in runs)
     return {"task": "network-throughput", "prior": name, "device": str(device), "amp": amp,
             "threads": torch.get_num_threads(), "variants": variants, "chunk": getattr(module, "chunk", None),

@@ -141,3 +141,118 @@ def test_stored_state_dict_layout_unchanged():
     assert shapes["stem.0.weight"] == (32, 5, 15) and shapes["stem_pointwise.weight"] == (32, 32, 1)
     assert shapes["tower.0.conv.weight"] == (45, 32, 5) and shapes["tower.1.pointwise.weight"] == (64, 64, 1)
     assert shapes["layers.0.attn.rel_bias"] == (4, 63) and sum(v.numel() for v in mod.parameters()) == 74395
+
+
+# --- the hand-fused pieces of varfx/nn/transformer_kernels.py (issue 11 item 5) ---
+
+from varfx.nn import transformer_kernels as kern  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_gelu_residual_matches_add_of_pointwise_conv(dtype, tol):
+    g = torch.Generator().manual_seed(11)
+    pw = nn.Conv1d(6, 6, 1).to(dtype)
+    x = torch.randn(3, 9, 6, generator=g, dtype=dtype, requires_grad=True)
+    got = tr._pool(kern.gelu_residual(x, pw)) + pw.bias  # as the blocks use it: bias after pooling
+    ref = nn.functional.max_pool1d((x.transpose(1, 2) + pw(nn.functional.gelu(x.transpose(1, 2)))), 2,
+                                   ceil_mode=True).transpose(1, 2)
+    assert torch.allclose(got, ref, rtol=tol, atol=tol), (got - ref).abs().max()
+    up = torch.randn(got.shape, generator=g, dtype=dtype)
+    a = torch.autograd.grad((got * up).sum(), [x, pw.weight, pw.bias])
+    b = torch.autograd.grad((ref * up).sum(), [x, pw.weight, pw.bias])
+    for u, v in zip(a, b):
+        assert torch.allclose(u, v, rtol=tol, atol=tol), (u - v).abs().max()
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_attention_matches_sdpa_with_the_same_dropout_draws(dtype, tol):
+    # the dropout on the probabilities must draw what scaled_dot_product_attention drew
+    # (the same bernoulli_ call on (B, heads, L, L)), or a seeded fit would change
+    g = torch.Generator().manual_seed(12)
+    B, L, h, dh = 3, 7, 2, 4
+    qkv = torch.randn(B, L, 3 * h * dh, generator=g, dtype=dtype, requires_grad=True)
+    bias = torch.randn(h, L, L, generator=g, dtype=dtype, requires_grad=True)
+    for p, training in ((0.0, False), (0.3, True)):
+        torch.manual_seed(13)
+        got = kern.attention(qkv, bias, h, p, training)
+        after = torch.get_rng_state()
+        torch.manual_seed(13)
+        q, k, v = qkv.view(B, L, 3, h, dh).permute(2, 0, 3, 1, 4)
+        y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=p if training else 0.0)
+        ref = y.transpose(1, 2).reshape(B, L, h * dh)
+        assert torch.equal(after, torch.get_rng_state())  # the same number of draws
+        assert torch.allclose(got, ref, rtol=tol, atol=tol), (p, (got - ref).abs().max())
+        up = torch.randn(got.shape, generator=g, dtype=dtype)
+        a = torch.autograd.grad((got * up).sum(), [qkv, bias])
+        torch.manual_seed(13)  # the reference's graph holds its mask; redraw nothing
+        b = torch.autograd.grad((ref * up).sum(), [qkv, bias])
+        for u, w in zip(a, b):
+            assert torch.allclose(u, w, rtol=tol, atol=tol), (p, (u - w).abs().max())
+    assert not torch.allclose(got, kern.attention(qkv, bias, h, 0.0, False))  # the dropout did something
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_convolutions_in_blocks_match_one_pass(monkeypatch, dtype, tol):
+    # the stem and tower run CONV_BLOCK variants at a time; 7 variants in blocks of 3
+    # (a short last block) against one pass and against the plain modules
+    mod = _module(37, 2, dtype=dtype)
+    mod.train()
+    g = torch.Generator().manual_seed(14)
+    win = torch.randn(7, 37, 3, generator=g, dtype=dtype)
+    sc = torch.randn(7, 2, generator=g, dtype=dtype)
+    monkeypatch.setattr(tr, "CONV_BLOCK", 3)
+    got = mod._embed(win, sc)
+    ga = torch.autograd.grad(got.sum(), list(mod.parameters()), allow_unused=True)
+    want = reference_embed(mod, win, sc)
+    gb = torch.autograd.grad(want.sum(), list(mod.parameters()), allow_unused=True)
+    assert torch.allclose(got, want, rtol=tol, atol=tol), (got - want).abs().max()
+    for (name, _), a, b in zip(mod.named_parameters(), ga, gb):
+        if b is None:  # log_scale: not part of the embedding
+            assert a is None, name
+            continue
+        assert torch.allclose(a, b, rtol=tol, atol=tol * 10), (name, (a - b).abs().max())
+
+
+def test_training_forward_keeps_dropout_stream_of_plain_modules():
+    # one seeded training forward of the whole network with dropout draws exactly what the
+    # plain modules (nn.Dropout, SDPA's dropout) draw, in the same order: same values
+    mod = _module(32, 1, dtype=torch.float64, dropout=0.3)
+    mod.train()
+    g = torch.Generator().manual_seed(15)
+    win = torch.randn(6, 32, 3, generator=g, dtype=torch.float64)
+    sc = torch.randn(6, 2, generator=g, dtype=torch.float64)
+
+    def plain(x):
+        F = nn.functional
+        x = F.conv1d(win.transpose(1, 2), mod.stem[0].weight, mod.stem[0].bias, padding=7)
+        x = F.max_pool1d(x + mod.stem_pointwise(F.gelu(x)), 2, ceil_mode=True)
+        for block in mod.tower:
+            y = block.conv(F.gelu(block.norm(x)))
+            x = F.max_pool1d(y + block.pointwise(F.gelu(y)), 2, ceil_mode=True)
+        x = x.transpose(1, 2)
+        for layer in mod.layers:
+            a = layer.attn
+            B, L, D = x.shape
+            q, k, v = a.qkv(layer.norm1(x)).view(B, L, 3, a.heads, D // a.heads).permute(2, 0, 3, 1, 4)
+            pos = torch.arange(L)
+            bias = a.rel_bias[:, (pos[None, :] - pos[:, None]) + a.length - 1]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=a.dropout)
+            x = x + layer.drop(a.out(y.transpose(1, 2).reshape(B, L, D)))
+            x = x + layer.drop(layer.ffn(layer.norm2(x)))
+        x = mod.norm(x)
+        return mod.head(torch.cat([x[:, x.shape[1] // 2], x.mean(1), sc], 1)).squeeze(-1)
+
+    torch.manual_seed(16)
+    got = mod._embed(win, sc)
+    state = torch.get_rng_state()
+    torch.manual_seed(16)
+    want = plain(win)
+    assert torch.equal(state, torch.get_rng_state())
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-10), (got - want).abs().max()
+
+
+def test_keep_freed_memory_is_idempotent_and_harmless():
+    kern.keep_freed_memory()
+    kern.keep_freed_memory()  # once a process: a second call does nothing
+    x = torch.randn(1 << 20)
+    assert torch.isfinite(x * 2).all()

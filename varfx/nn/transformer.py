@@ -22,7 +22,9 @@ chunk, not by the ~10^4 variants of a window.
 The convolution stem and tower run channels-last (``(B, positions, channels)``, as the
 window is stored) for a CPU (:func:`_conv`, :func:`_pool`, :func:`_group_norm`); they
 compute the same function with the same parameters as the plain torch modules
-(tests/test_transformer_kernels.py), so stored models load unchanged.  Dropout is torch's
+(tests/test_transformer_kernels.py), so stored models load unchanged.  They run on blocks
+of :data:`CONV_BLOCK` variants; the residual adds, the attention and the heap a training
+step reuses are fused or kept by :mod:`varfx.nn.transformer_kernels`.  Dropout is torch's
 own: a faster mask (uniform integers against ``p 2^31``) gave the same distribution but
 another random stream, and one seed's early-stopped fit then moved by more than
 tests/test_transformer_convergence.py allows (docs/benchmarks.md).
@@ -36,7 +38,15 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import transformer_kernels as kern
 from .priors import _FreqFactor
+
+# the convolution stem and tower (which draw no dropout) run on this many variants at a
+# time: their activations (up to 256 positions x 32 channels a variant) then stay a few
+# MB, which the allocator reuses from step to step and which stay in cache between the
+# element-wise passes, where a chunk's 32 MiB tensors were each new pages to fault in
+# (docs/benchmarks.md, "The transformer prior on a CPU")
+CONV_BLOCK = 256
 
 
 def _conv(x, conv):
@@ -84,8 +94,8 @@ class _ConvBlock(nn.Module):
 
     def forward(self, x):  # channels-last (B, L, C)
         x = _conv(nn.functional.gelu(_group_norm(x, self.norm)), self.conv)
-        x = x + _conv(nn.functional.gelu(x), self.pointwise)
-        return _pool(x)
+        # x + pointwise(gelu(x)), pooled: the pointwise bias after the pooling
+        return _pool(kern.gelu_residual(x, self.pointwise)) + self.pointwise.bias
 
 
 class _RelativeAttention(nn.Module):
@@ -99,15 +109,12 @@ class _RelativeAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x):  # (B, L, D)
-        B, L, D = x.shape
-        h = self.heads
-        q, k, v = self.qkv(x).view(B, L, 3, h, D // h).permute(2, 0, 3, 1, 4)
+        L = x.shape[1]
         pos = torch.arange(L, device=x.device)
         rel = (pos[None, :] - pos[:, None]) + self.length - 1  # (L, L) offsets into the table
-        bias = self.rel_bias[:, rel].to(q.dtype)  # (h, L, L)
-        y = nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias[None], dropout_p=self.dropout if self.training else 0.0)
-        return self.out(y.transpose(1, 2).reshape(B, L, D))
+        bias = self.rel_bias[:, rel].to(x.dtype)  # (h, L, L)
+        y = kern.attention(self.qkv(x), bias, self.heads, self.dropout, self.training)
+        return self.out(y)
 
 
 class _TransformerLayer(nn.Module):
@@ -157,12 +164,20 @@ class TransformerModule(_FreqFactor):
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_f)))
         self.n_scalar = n_scalar
 
-    def _embed(self, window, scalar):
+    def _convolutions(self, window):
         # channels-last throughout: (B, positions, channels), as the window is stored
         x = _conv(window, self.stem[0])
-        x = _pool(x + _conv(nn.functional.gelu(x), self.stem_pointwise))
+        x = _pool(kern.gelu_residual(x, self.stem_pointwise)) + self.stem_pointwise.bias
         for block in self.tower:
             x = block(x) if isinstance(block, _ConvBlock) else _conv(x, block)  # (B, L, width) at the end
+        return x
+
+    def _embed(self, window, scalar):
+        if window.shape[0] > CONV_BLOCK:
+            x = torch.cat([self._convolutions(window[s:s + CONV_BLOCK])
+                           for s in range(0, window.shape[0], CONV_BLOCK)])
+        else:
+            x = self._convolutions(window)
         for layer in self.layers:
             x = layer(x)
         x = self.norm(x)
@@ -174,6 +189,8 @@ class TransformerModule(_FreqFactor):
 
     def forward(self, batch: dict) -> torch.Tensor:
         window = batch["window"]
+        if self.training and window.device.type == "cpu":
+            kern.keep_freed_memory()
         dtype = self.stem[0].weight.dtype  # the network's dtype (a learnt alpha is float64)
         window = window.to(dtype)
         scalar = batch["features"].to(dtype) if self.n_scalar else window.new_zeros((window.shape[0], 0))
