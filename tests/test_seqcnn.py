@@ -682,7 +682,8 @@ def _spy_shared(monkeypatch, m):
     {"window": 62, "tower": 2, "crop": 2, "max_shift": 0, "variant_token": False, "allele_aware": True},
     {"window": 38, "width": 5, "tower": 2, "dilated": 3, "crop": 1, "max_shift": 5, "allele_aware": True},
 ])
-def test_shared_stem_over_neighbouring_windows_equals_the_reference_path(options, monkeypatch):
+@pytest.mark.parametrize("block", [False, True])
+def test_shared_stem_over_neighbouring_windows_equals_the_reference_path(options, block, monkeypatch):
     # with loci, the first layers are computed once per genome position over the stretch the
     # overlapping windows cover and gathered per window, the window ends and the variant
     # recomputed per window: the same function as the reference path, which reads each
@@ -695,12 +696,13 @@ def test_shared_stem_over_neighbouring_windows_equals_the_reference_path(options
     _random_eval_state(m, seed=31)
     monkeypatch.setattr(mod, "SHARE_MAX", math.inf)  # share even where the window is short
     monkeypatch.setattr(mod, "FAST_PIECE", 10)
+    monkeypatch.setattr(mod, "SHARE_BLOCK", block)  # the first tower block shared too
     calls = _spy_shared(monkeypatch, m)
     batch = _genome_batch(m, 45, spacing=7, seed=32)
     with torch.no_grad():
         ref = m._eval_forward_reference(batch)
         fast = m._eval_forward_fast(batch)
-        assert len(calls) == 5 and all(u is not None for u in calls)
+        assert len(calls) == 5 and all(u is not None and u[1] == block for u in calls)
         scale = float(ref.abs().max())
         assert ref.std() > 0
         assert float((fast - ref).abs().max()) <= 2e-5 * scale, (float((fast - ref).abs().max()), scale)

@@ -67,7 +67,9 @@ STEM_GROUP = 4
 #: the fast path computes the first layers once per genome position over the stretch the
 #: windows of a piece cover (with ``batch["locus"]``) when that is at most this fraction of
 #: the positions window by window (SeqCNNModule._shared_block_input)
-SHARE_MAX = 0.5
+SHARE_MAX = 0.25
+#: share the first tower block too (else only the stem, its residual block and pool)
+SHARE_BLOCK = True
 
 
 def stored_length(window: int, max_shift: int) -> int:
@@ -302,13 +304,17 @@ class SeqCNNModule(nn.Module):
     #   pointwise convolution over 512 bases most of all), and max-pool 2 is then the
     #   maximum of the even and the odd rows;
     # - the stem, a convolution over one-hot bases, is a sum of weight columns: its taps
-    #   are grouped in threes, each group a table of the 125 sums of three columns (N is a
-    #   zero column), looked up per base triple (an embedding bag), with the bias and the
+    #   are grouped in fours (STEM_GROUP), each a table of the 625 sums of four columns (N is a
+    #   zero column), looked up per base quadruple (an embedding bag), with the bias and the
     #   variant token in one more table of per-position rows (in eval the variant is always
     #   at offset window // 2, so the token's contribution depends only on the position);
     # - BatchNorm in eval is a per-channel affine map, applied in one pass (addcmul), GELU
     #   in place, the residual sums in place;
-    # - both strands are one batch of 2M sequences.
+    # - both strands are one batch of 2M sequences;
+    # - with the variants' loci (score-vcf passes them), the stem and the first tower block
+    #   are computed once per genome position over the stretch that overlapping windows
+    #   cover, and only where a window's ends or its variant change them, window by window
+    #   (_shared_block_input).
     # Only without gradients (in place operations); the modules' weights are read on every
     # call, so a model in training that is evaluated between steps is never stale.
 
@@ -398,6 +404,18 @@ class SeqCNNModule(nn.Module):
             x = nn.functional.pad(x, (0, 0, 0, 1), value=-math.inf)
         return torch.maximum(x[:, 0::2], x[:, 1::2])
 
+    @staticmethod
+    def _conv_rows(x: torch.Tensor, conv: nn.Conv1d, stride: int) -> torch.Tensor:
+        """``conv`` over the rows of ``x`` (L, C) whose neighbours are ``stride`` rows apart
+        (zero beyond the ends), as one matrix product: a convolution of every tape length
+        would keep one oneDNN primitive each (memory growing with the VCF)."""
+        K, dil, pad = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
+        L, C = x.shape
+        xp = nn.functional.pad(x, (0, 0, stride * pad, stride * pad))
+        cols = xp.as_strided((L, K, C), (C, stride * dil * C, 1)).reshape(L, K * C)
+        w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, K * C)
+        return torch.addmm(conv.bias, cols, w.t())
+
     def _dirty_pooled(self) -> torch.Tensor:
         """Offsets (after the stem's pool) where a window's first tower input is not the
         function of the genome around it alone: those whose stem outputs read the window's
@@ -416,11 +434,13 @@ class SeqCNNModule(nn.Module):
         return torch.nonzero(dirty).squeeze(1)
 
     def _shared_block_input(self, seq, locus, fwd, tables):
-        """``gelu(norm(pool(stem_residual(stem(x)))))`` of the first tower block, ``(len(fwd),
-        window // 2, C)``, for the windows ``fwd`` (both strands) of the stored sequences
-        ``seq`` at genome coordinates ``locus`` (``(M,)`` integers, the variant's: equal
-        coordinates differences are equal base offsets, e.g. ``chrom << 32 | pos``); None when
-        there is no ``locus``, no tower, or too little overlap to pay.
+        """The first layers of the windows ``fwd`` (both strands) of the stored sequences
+        ``seq`` at genome coordinates ``locus`` (``(M,)`` integers, the variants': differences
+        of coordinates are base offsets, e.g. ``chrom << 32 | pos``), computed once per genome
+        position: ``(u, 0)``, the first tower block's input ``gelu(norm(pool(stem_residual(
+        stem(x)))))`` (``len(fwd), window // 2, C``), or with :data:`SHARE_BLOCK` ``(x, 1)``,
+        the first tower block's output after its pool; None when there is no ``locus``, no
+        tower, or too little overlap to pay (:data:`SHARE_MAX`).
 
         Windows of nearby variants overlap (10^6 records over 5 Mb: ~100 windows cover each
         base), and the stem, its residual block, the pool and the next BatchNorm + GELU are a
@@ -461,6 +481,11 @@ class SeqCNNModule(nn.Module):
         off = torch.empty_like(off_sorted)
         off[order] = off_sorted
         idx = off[:, None] + torch.arange(S, device=dev)
+        # the tape's length rounded up to 2^k or 1.5 * 2^k (N after the last stretch): tensors
+        # of every length fragmented the heap, which grew with the VCF (~1.7 MB per 1024
+        # variants, measured); a few lengths keep it at its first peak
+        k = (T - 1).bit_length()  # 2^k >= T
+        T = 3 << (k - 2) if k >= 2 and T <= 3 << (k - 2) else 1 << k
         tape = torch.full((T,), N_CODE, dtype=seq.dtype, device=dev)
         tape[idx] = seq
         if not torch.equal(tape[idx], seq):
@@ -491,12 +516,60 @@ class SeqCNNModule(nn.Module):
         x.add_(torch.addmm(block.conv.bias, self._affine_gelu(x, block.norm), block.conv.weight[:, :, 0].t()))
         # the pool's pairs at every tape offset, then the first tower block's BatchNorm + GELU
         pairs = self._affine_gelu(torch.maximum(x[:-1], x[1:]), self.tower[0].norm)
-        u = pairs[starts[:, None] + 2 * torch.arange(W // 2, device=dev)]
         # the dirty offsets, window by window
         pos = torch.stack([2 * dirty, 2 * dirty + 1], 1).reshape(-1)
         d = self._residual_nlc(self._stem_fast(fwd, positions=pos, tables=tables), self.stem_residual)
-        u[:, dirty] = self._affine_gelu(self._pool_nlc(d), self.tower[0].norm)
-        return u
+        du = self._affine_gelu(self._pool_nlc(d), self.tower[0].norm)
+        n1 = W // 2
+        if not SHARE_BLOCK:
+            u = pairs[starts[:, None] + 2 * torch.arange(n1, device=dev)]
+            u[:, dirty] = du
+            return u, 0
+        # the first tower block too (its convolution, residual block and pool), the same way
+        # one level down: a window's offset q after the stem's pool is tape offset a + 2q, so
+        # the block's convolution over the tape reads every other row, and its pool pairs
+        # the rows a + 4r, a + 4r + 2.  Dirty after it: the offsets whose convolution reads
+        # a dirty input or the window's zero padding, rounded out to the pool's pairs
+        blk = self.tower[0]
+        rho = blk.conv.padding[0]
+        mark = torch.ones(n1 + 2 * rho, dtype=torch.bool)
+        mark[rho:rho + n1] = False
+        mark[rho + dirty.cpu()] = True
+        hit = mark.unfold(0, 2 * rho + 1, 1).any(1)  # (n1,): the block's output is dirty
+        n2 = -(-n1 // 2)
+        hit2 = nn.functional.pad(hit, (0, 2 * n2 - n1)).view(n2, 2).any(1)
+        dirty2 = torch.nonzero(hit2).squeeze(1)
+        outs = torch.stack([2 * dirty2, 2 * dirty2 + 1], 1).reshape(-1)
+        outs = outs[outs < n1]
+        # each run of dirty outputs with the inputs it reads (clipped at the window's ends,
+        # where the convolution's own zero padding is the window's), one after the other: a
+        # run's outputs read only their own segment
+        brk = torch.nonzero(outs[1:] != outs[:-1] + 1).squeeze(1) + 1
+        bounds = torch.cat([brk.new_zeros(1), brk, brk.new_tensor([len(outs)])]).tolist()
+        ctx, keep, at = [], [], 0
+        for a0, b0 in zip(bounds[:-1], bounds[1:]):
+            s0, e0 = int(outs[a0]), int(outs[b0 - 1]) + 1
+            c0, c1 = max(0, s0 - rho), min(n1, e0 + rho)
+            ctx.append(torch.arange(c0, c1))
+            keep.append(torch.arange(at + s0 - c0, at + e0 - c0))
+            at += c1 - c0
+        ctx, keep = torch.cat(ctx).to(dev), torch.cat(keep).to(dev)
+        usub = pairs[starts[:, None] + 2 * ctx]
+        where = torch.full((n1,), -1, dtype=torch.long, device=dev)
+        where[dirty] = torch.arange(len(dirty), device=dev)
+        sel = where[ctx]
+        usub[:, sel >= 0] = du[:, sel[sel >= 0]]
+        y = self._residual_nlc(self._conv_nlc(usub, blk.conv), blk.residual)
+        d2 = self._pool_nlc(y[:, keep])
+        # over the tape
+        y = self._conv_rows(pairs, blk.conv, 2)
+        res = blk.residual
+        y.add_(torch.addmm(res.conv.bias, self._affine_gelu(y, res.norm), res.conv.weight[:, :, 0].t()))
+        x2 = torch.maximum(y[:-2], y[2:])
+        idx = (starts[:, None] + 4 * torch.arange(n2, device=dev)).clamp_(max=len(x2) - 1)
+        x2 = x2[idx]
+        x2[:, dirty2] = d2
+        return x2, 1
 
     def _eval_forward_fast(self, batch: dict) -> torch.Tensor:
         M = batch["sequence"].shape[0]
@@ -543,10 +616,17 @@ class SeqCNNModule(nn.Module):
         tables = self._stem_tables()
         # the first tower block's input, computed once per genome position when the
         # batch's windows overlap (batch["locus"]; None: window by window)
-        u = self._shared_block_input(seq, batch.get("locus"), fwd, tables)
-        if u is None:
+        shared = self._shared_block_input(seq, batch.get("locus"), fwd, tables)
+        u, done = None, 0
+        if shared is None:
             x = self._pool_nlc(self._residual_nlc(self._stem_fast(fwd, tables=tables), self.stem_residual))
+        elif shared[1] == 0:
+            u = shared[0]  # the first block's input after its BatchNorm + GELU
+        else:
+            x, done = shared  # after the first `done` tower blocks
         for i, block in enumerate(self.tower):
+            if i < done:
+                continue
             y = self._conv_nlc(u if i == 0 and u is not None else self._affine_gelu(x, block.norm), block.conv)
             x = self._pool_nlc(self._residual_nlc(y, block.residual))
         for block in self.dilated:
