@@ -709,3 +709,30 @@ def test_shared_stem_over_neighbouring_windows_equals_the_reference_path(options
         m.double()
         fast, ref = m._eval_forward_fast(batch), m._eval_forward_reference(batch)
         assert float((fast - ref).abs().max()) <= 1e-10 * float(ref.abs().max())
+
+
+def test_shared_stem_only_where_it_pays_and_the_loci_agree(monkeypatch):
+    # loci whose sequences disagree where they claim to overlap (not one genome) are not
+    # shared: the window-by-window path, the same values
+    import varfx.nn.seqcnn as mod
+
+    _, m = build(window=64, tower=2, crop=2, max_shift=2)
+    _random_eval_state(m, seed=33)
+    calls = _spy_shared(monkeypatch, m)
+    batch = _genome_batch(m, 20, spacing=5, seed=34, contigs=1, p_n=0.0)
+    S = m.sequence_length
+    batch["sequence"][5, S // 2 + 10] = (batch["sequence"][5, S // 2 + 10] + 1) % 4
+    with torch.no_grad():
+        monkeypatch.setattr(mod, "SHARE_MAX", math.inf)
+        fast, ref = m._eval_forward_fast(batch), m._eval_forward_reference(batch)
+        assert calls == [None]
+        assert float((fast - ref).abs().max()) <= 2e-5 * float(ref.abs().max())
+        monkeypatch.undo()
+        # the default network at the default SHARE_MAX: variants 20 bases apart share (the
+        # tape is ~1/20 of the positions window by window), 1,000 apart do not
+        _, m = build()
+        _random_eval_state(m, seed=35)
+        calls = _spy_shared(monkeypatch, m)
+        for spacing in (20, 1000):
+            m._eval_forward_fast(_genome_batch(m, mod.FAST_PIECE, spacing=spacing, seed=36, contigs=1))
+        assert [c is not None for c in calls] == [True, False]
