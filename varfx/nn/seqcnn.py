@@ -66,7 +66,9 @@ FAST_PIECE = 128
 STEM_GROUP = 4
 #: the fast path computes the first layers once per genome position over the stretch the
 #: windows of a piece cover (with ``batch["locus"]``) when that is at most this fraction of
-#: the positions window by window (SeqCNNModule._shared_block_input)
+#: the positions window by window (SeqCNNModule._shared_block_input): measured, sharing
+#: paid up to ~150 bases between variants (1.19x at 100, 0.85x at 200); 0.25 shares up
+#: to ~100
 SHARE_MAX = 0.25
 #: share the first tower block too (else only the stem, its residual block and pool)
 SHARE_BLOCK = True
@@ -472,9 +474,9 @@ class SeqCNNModule(nn.Module):
         length = ls[last] - ls[first] + S
         T = int(length.sum())
         strands = NS // M
-        # positions computed: the tape's (per strand) and the dirty ones; against a window
-        # each.  Both count the stem and a pooled BatchNorm + GELU (at every offset on the
-        # tape, at every other one in a window): about equal cost per position
+        # positions computed: the tape's (per strand) and the dirty ones, against a window
+        # each (a tape position costs more than a window's: every offset of the pooled
+        # layers is kept; SHARE_MAX is set from the measured crossover)
         if strands * T + NS * 2 * len(dirty) > SHARE_MAX * NS * W:
             return None
         off_sorted = (torch.cumsum(length, 0) - length)[run] + (ls - ls[first][run])
