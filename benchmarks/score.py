@@ -1,7 +1,7 @@
 """score-vcf throughput: records per second and peak memory of ``varfx score-vcf``.
 
     python benchmarks/score.py --json [--records 100000,1000000] [--models glm,seqcnn]
-                               [--threads 0[,1,2]] [--reference] [--batch 10000]
+                               [--threads 0[,1,2]] [--reference] [--previous] [--batch 10000]
                                [--workdir DIR] [--keep]
 
 Prints one JSON object (with ``--json``; else one line per run).
@@ -22,8 +22,11 @@ shared with other jobs, a second torch thread made seqcnn slower, not faster).
 ``--threads`` takes a comma-separated list: each VCF is scored once per value, the
 values one after the other (so that their ratio is measured under the same load).
 ``--reference`` adds, for seqcnn, runs with the network's reference eval path
-(``varfx.nn.seqcnn.FAST_EVAL`` off, 256 variants per forward: what score-vcf ran before
-the fast path), each right after the fast run of the same VCF and threads.
+(``varfx.nn.seqcnn.FAST_EVAL`` off, 256 variants per forward, malloc's defaults: what
+score-vcf ran before the fast path), ``--previous`` runs of the fast path as it was before
+the first layers were shared between overlapping windows and freed memory reused
+(window by window, malloc's defaults), each right after the fast run of the same VCF and
+threads.
 A record: ``{"model", "path", "threads", "records", "seconds", "records_per_second", "cpu_seconds",
 "records_per_cpu_second", "wall_seconds", "peak_rss_mb"}``: ``seconds`` is the scoring
 time the command reports (``seconds`` of its summary: records read, scored, written,
@@ -33,8 +36,8 @@ CPU second vary less than records per second), ``wall_seconds`` the whole comman
 ``peak_rss_mb`` the child's maximum resident memory (``ru_maxrss`` from ``os.wait4``).
 The object is ``{"runs": [records], "rss_ratio": {model: peak at the largest count over
 peak at the smallest, over the fast runs at the first --threads value}, "goals",
-"settings", "machine", "setup_seconds"}``; ``path`` is ``fast`` or ``reference`` (GLM
-runs: ``fast``), ``threads`` the run's ``--threads``.
+"settings", "machine", "setup_seconds"}``; ``path`` is ``fast``, ``previous`` or ``reference``
+(GLM runs: ``fast``), ``threads`` the run's ``--threads``.
 """
 
 from __future__ import annotations
@@ -132,16 +135,23 @@ def write_vcf(path: Path, n: int, lo: int, hi: int, fasta: Path, seed: int = 1) 
 
 
 #: the child of a --reference run: varfx's CLI as it ran a DNA network before the fast
-#: path (the reference eval path, fed 256 variants at a time)
+#: path (the reference eval path, fed 256 variants at a time, malloc's defaults)
 REFERENCE_MAIN = ("import varfx.nn.seqcnn as s; s.FAST_EVAL = False; import varfx.stages.score_vcf as v; "
-                  "v.DNA_CHUNK = 256; from varfx.cli import main; main()")
+                  "v.DNA_CHUNK = 256; v._reuse_freed_memory = lambda: False; from varfx.cli import main; main()")
+#: the child of a --previous run: the fast path as it was before the shared first layers
+#: and the reuse of freed memory (issue 10's first fast path, window by window)
+PREVIOUS_MAIN = ("import varfx.nn.seqcnn as s; s.SeqCNNModule._shared_block_input = lambda self, *a: None; "
+                 "import varfx.stages.score_vcf as v; v._reuse_freed_memory = lambda: False; "
+                 "from varfx.cli import main; main()")
+CHILD_MAIN = {"reference": REFERENCE_MAIN, "previous": PREVIOUS_MAIN}
 
 
 def run_one(model: Path, vcf: Path, out: Path, *, threads: int, batch: int, omp: int,
-            reference: bool = False) -> dict:
-    """One ``varfx score-vcf`` in a child process: its summary, wall time and peak RSS."""
+            path: str = "fast") -> dict:
+    """One ``varfx score-vcf`` in a child process: its summary, wall time and peak RSS
+    (``path``: ``fast``, the code as it is; ``reference`` or ``previous``, see CHILD_MAIN)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(omp), "PYTHONPATH": str(REPO)}
-    entry = ["-c", REFERENCE_MAIN] if reference else ["-m", "varfx"]
+    entry = ["-c", CHILD_MAIN[path]] if path != "fast" else ["-m", "varfx"]
     cmd = [sys.executable, *entry, "score-vcf", str(model), str(vcf), "-o", str(out), "--json",
            "--threads", str(threads), "--batch", str(batch)]
     t0 = time.perf_counter()
@@ -189,6 +199,8 @@ def main(argv=None):
                     "turn (0: torch's default)")
     ap.add_argument("--reference", action="store_true", help="also run seqcnn with the network's reference "
                     "eval path (FAST_EVAL off), for the speed-up under the same load")
+    ap.add_argument("--previous", action="store_true", help="also run seqcnn as the fast path was before the "
+                    "shared first layers and the reuse of freed memory, for their speed-up under the same load")
     ap.add_argument("--omp", type=int, default=1, help="OMP_NUM_THREADS of each run (1: on 2 cores shared with other jobs a second torch thread was slower, measured)")
     ap.add_argument("--batch", type=int, default=10000, help="score-vcf --batch")
     ap.add_argument("--workdir", default=None, help="where to write the generated files (default: a temp dir)")
@@ -212,14 +224,15 @@ def main(argv=None):
         setup_s = time.perf_counter() - t0
         for n in counts:
             vcf = Path(_step(["vcf", work, n])["vcf"])
-            for m, t, ref in [(m, t, ref) for m in models for t in threads
-                              for ref in ((False, True) if m == "seqcnn" and args.reference else (False,))]:
+            paths = ["fast"] + ["previous"] * args.previous + ["reference"] * args.reference
+            for m, t, path in [(m, t, path) for m in models for t in threads
+                               for path in (paths if m == "seqcnn" else ["fast"])]:
                 r = run_one(s["models"][m], vcf, work / f"out_{m}_{n}.vcf.gz", threads=t,
-                            batch=args.batch, omp=args.omp, reference=ref)
+                            batch=args.batch, omp=args.omp, path=path)
                 sm = r["summary"]
                 if sm["records"] != n or sm["scored"] != n:
                     raise SystemExit(f"{m} at {n} records: scored {sm['scored']} of {sm['records']}")
-                runs.append({"model": m, "path": "reference" if ref else "fast", "threads": t, "records": n,
+                runs.append({"model": m, "path": path, "threads": t, "records": n,
                              "seconds": round(sm["seconds"], 3),
                              "records_per_second": round(n / sm["seconds"]),
                              "cpu_seconds": round(sm["cpu_seconds"], 3),
@@ -237,7 +250,8 @@ def main(argv=None):
         if len(rs) > 1:
             ratio[m] = round(rs[-1]["peak_rss_mb"] / rs[0]["peak_rss_mb"], 3)
     result = {"runs": runs, "rss_ratio": ratio, "goals": GOALS, "setup_seconds": round(setup_s, 1),
-              "settings": {"threads": threads, "reference": args.reference, "omp_num_threads": args.omp, "batch": args.batch,
+              "settings": {"threads": threads, "reference": args.reference, "previous": args.previous,
+                           "omp_num_threads": args.omp, "batch": args.batch,
                            "region_bp": REGION_BP, "feature_window": 32},
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()}}

@@ -3,6 +3,8 @@ learnt from labels, and the DNA inputs (store/variants.py) from a dataset's FAST
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -643,3 +645,94 @@ def test_fast_eval_runs_every_piece_at_one_shape(monkeypatch):
                                 for i in (0, 5, len(seq) - 1)])
     assert set(seen) == {sc.FAST_PIECE} and whole.shape == (len(seq),)
     torch.testing.assert_close(whole[[0, 5, len(seq) - 1]], one_by_one, rtol=1e-5, atol=1e-6)
+
+
+def _genome_batch(m, n, *, spacing, seed, contigs=2, length=None, p_n=0.05):
+    """Variants on ``contigs`` random contigs: their stored sequences read from the contig
+    (N past either end), loci ``contig << 32 | position``, sorted, with repeats."""
+    rng = np.random.default_rng(seed)
+    S = m.sequence_length
+    length = length or n * spacing // contigs + S
+    seqs, loci = [], []
+    for c in range(1, contigs + 1):
+        genome = rng.choice(5, size=length, p=[(1 - p_n) / 4] * 4 + [p_n])
+        k = n // contigs + (c <= n % contigs)
+        pos = np.sort(rng.integers(0, length, k))  # near both ends too: N beyond them
+        if k > 3:
+            pos[1] = pos[0]  # a repeated position
+        padded = np.concatenate([np.full(S, 4), genome, np.full(S, 4)])
+        for p in pos:
+            seqs.append(padded[S + p - S // 2:S + p + S // 2 + 1])
+            loci.append((c << 32) | int(p))
+    return {"sequence": torch.tensor(np.array(seqs), dtype=torch.uint8),
+            "alt": torch.tensor(rng.integers(0, 5, len(seqs)), dtype=torch.uint8),
+            "locus": torch.tensor(loci, dtype=torch.int64)}
+
+
+def _spy_shared(monkeypatch, m):
+    calls = []
+    shared = m._shared_block_input
+    monkeypatch.setattr(m, "_shared_block_input", lambda *a: calls.append(shared(*a)) or calls[-1])
+    return calls
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"window": 100, "tower": 3, "crop": 3, "max_shift": 3, "rc": False},
+    {"window": 62, "tower": 2, "crop": 2, "max_shift": 0, "variant_token": False, "allele_aware": True},
+    {"window": 38, "width": 5, "tower": 2, "dilated": 3, "crop": 1, "max_shift": 5, "allele_aware": True},
+])
+@pytest.mark.parametrize("block", [False, True])
+def test_shared_stem_over_neighbouring_windows_equals_the_reference_path(options, block, monkeypatch):
+    # with loci, the first layers are computed once per genome position over the stretch the
+    # overlapping windows cover and gathered per window, the window ends and the variant
+    # recomputed per window: the same function as the reference path, which reads each
+    # window alone.  Dense variants on two contigs (so that runs break, and windows reach
+    # past the contigs' ends: N), N bases, a repeated position, alleles; pieces of 10
+    # variants so that runs cross piece boundaries.  Tolerances as in the fast-path test
+    import varfx.nn.seqcnn as mod
+
+    _, m = build(**options)
+    _random_eval_state(m, seed=31)
+    monkeypatch.setattr(mod, "SHARE_MAX", math.inf)  # share even where the window is short
+    monkeypatch.setattr(mod, "FAST_PIECE", 10)
+    monkeypatch.setattr(mod, "SHARE_BLOCK", block)  # the first tower block shared too
+    calls = _spy_shared(monkeypatch, m)
+    batch = _genome_batch(m, 45, spacing=7, seed=32)
+    with torch.no_grad():
+        ref = m._eval_forward_reference(batch)
+        fast = m._eval_forward_fast(batch)
+        assert len(calls) == 5 and all(u is not None and u[1] == block for u in calls)
+        scale = float(ref.abs().max())
+        assert ref.std() > 0
+        assert float((fast - ref).abs().max()) <= 2e-5 * scale, (float((fast - ref).abs().max()), scale)
+        m.double()
+        fast, ref = m._eval_forward_fast(batch), m._eval_forward_reference(batch)
+        assert float((fast - ref).abs().max()) <= 1e-10 * float(ref.abs().max())
+
+
+def test_shared_stem_only_where_it_pays_and_the_loci_agree(monkeypatch):
+    # loci whose sequences disagree where they claim to overlap (not one genome) are not
+    # shared: the window-by-window path, the same values
+    import varfx.nn.seqcnn as mod
+
+    _, m = build(window=64, tower=2, crop=2, max_shift=2)
+    _random_eval_state(m, seed=33)
+    calls = _spy_shared(monkeypatch, m)
+    batch = _genome_batch(m, 20, spacing=5, seed=34, contigs=1, p_n=0.0)
+    S = m.sequence_length
+    batch["sequence"][5, S // 2 + 10] = (batch["sequence"][5, S // 2 + 10] + 1) % 4
+    with torch.no_grad():
+        monkeypatch.setattr(mod, "SHARE_MAX", math.inf)
+        fast, ref = m._eval_forward_fast(batch), m._eval_forward_reference(batch)
+        assert calls == [None]
+        assert float((fast - ref).abs().max()) <= 2e-5 * float(ref.abs().max())
+        monkeypatch.undo()
+        # the default network at the default SHARE_MAX: variants 20 bases apart share (the
+        # tape is ~1/20 of the positions window by window), 1,000 apart do not
+        _, m = build()
+        _random_eval_state(m, seed=35)
+        calls = _spy_shared(monkeypatch, m)
+        for spacing in (20, 1000):
+            m._eval_forward_fast(_genome_batch(m, mod.FAST_PIECE, spacing=spacing, seed=36, contigs=1))
+        assert [c is not None for c in calls] == [True, False]

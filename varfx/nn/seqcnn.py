@@ -64,6 +64,14 @@ FAST_EVAL = True
 FAST_PIECE = 128
 #: taps per look-up of the fast stem (a table of 5^STEM_GROUP rows per group of taps)
 STEM_GROUP = 4
+#: the fast path computes the first layers once per genome position over the stretch the
+#: windows of a piece cover (with ``batch["locus"]``) when that is at most this fraction of
+#: the positions window by window (SeqCNNModule._shared_block_input): measured, sharing
+#: paid up to ~150 bases between variants (1.19x at 100, 0.85x at 200); 0.25 shares up
+#: to ~100
+SHARE_MAX = 0.25
+#: share the first tower block too (else only the stem, its residual block and pool)
+SHARE_BLOCK = True
 
 
 def stored_length(window: int, max_shift: int) -> int:
@@ -298,13 +306,17 @@ class SeqCNNModule(nn.Module):
     #   pointwise convolution over 512 bases most of all), and max-pool 2 is then the
     #   maximum of the even and the odd rows;
     # - the stem, a convolution over one-hot bases, is a sum of weight columns: its taps
-    #   are grouped in threes, each group a table of the 125 sums of three columns (N is a
-    #   zero column), looked up per base triple (an embedding bag), with the bias and the
+    #   are grouped in fours (STEM_GROUP), each a table of the 625 sums of four columns (N is a
+    #   zero column), looked up per base quadruple (an embedding bag), with the bias and the
     #   variant token in one more table of per-position rows (in eval the variant is always
     #   at offset window // 2, so the token's contribution depends only on the position);
     # - BatchNorm in eval is a per-channel affine map, applied in one pass (addcmul), GELU
     #   in place, the residual sums in place;
-    # - both strands are one batch of 2M sequences.
+    # - both strands are one batch of 2M sequences;
+    # - with the variants' loci (score-vcf passes them), the stem and the first tower block
+    #   are computed once per genome position over the stretch that overlapping windows
+    #   cover, and only where a window's ends or its variant change them, window by window
+    #   (_shared_block_input).
     # Only without gradients (in place operations); the modules' weights are read on every
     # call, so a model in training that is evaluated between steps is never stale.
 
@@ -332,8 +344,30 @@ class SeqCNNModule(nn.Module):
                     rows[at - k + pad] += w[:, 4, k]
         return torch.cat([table.reshape(-1, C), rows])
 
-    def _stem_fast(self, codes: torch.Tensor) -> torch.Tensor:
-        """The stem's output ``(N, window, C)`` for ``(N, window)`` base codes (0-4)."""
+    def _stem_fast(self, codes: torch.Tensor, positions=None, tables=None) -> torch.Tensor:
+        """The stem's output ``(N, window, C)`` for ``(N, window)`` base codes (0-4); with
+        ``positions`` (a 1-D index of window offsets) only there: ``(N, len(positions), C)``.
+        ``tables``: :meth:`_stem_tables` (computed here when None)."""
+        N, W = codes.shape
+        g = STEM_GROUP
+        G = -(-self.stem.kernel_size[0] // g)
+        win = self._stem_tuples(codes)  # (N, W, G)
+        rows = torch.arange(G * 5 ** g, G * 5 ** g + W, dtype=torch.int32, device=codes.device)
+        if positions is not None:
+            win, rows = win[:, positions], rows[positions]
+        P = win.shape[1]
+        # output position l, group j: the tuple at l + g * j, in group j's part of the table
+        idx = torch.empty((N, P, G + 1), dtype=torch.int32, device=codes.device)
+        offs = torch.arange(G, dtype=torch.int32, device=codes.device) * 5 ** g
+        torch.add(win, offs, out=idx[:, :, :G])
+        idx[:, :, G] = rows
+        tables = self._stem_tables() if tables is None else tables
+        out = nn.functional.embedding_bag(idx.view(N * P, G + 1), tables, mode="sum")
+        return out.view(N, P, -1)
+
+    def _stem_tuples(self, codes: torch.Tensor) -> torch.Tensor:
+        """``(N, L, G)`` int32 view: at output position l, group j, the base-5 code of the
+        :data:`STEM_GROUP` bases that group's taps read (N beyond the ends: zero padding)."""
         N, W = codes.shape
         K, pad, g = self.stem.kernel_size[0], self.stem.padding[0], STEM_GROUP
         G = -(-K // g)
@@ -343,13 +377,7 @@ class SeqCNNModule(nn.Module):
         tup = c[:, :span]
         for t in range(1, g):
             tup = tup * 5 + c[:, t:t + span]
-        # output position l, group j: the tuple at l + g * j, in group j's part of the table
-        idx = torch.empty((N, W, G + 1), dtype=torch.int32, device=codes.device)
-        offs = torch.arange(G, dtype=torch.int32, device=codes.device) * 5 ** g
-        torch.add(tup.as_strided((N, W, G), (tup.stride(0), 1, g)), offs, out=idx[:, :, :G])
-        idx[:, :, G] = torch.arange(G * 5 ** g, G * 5 ** g + W, dtype=torch.int32, device=codes.device)
-        out = nn.functional.embedding_bag(idx.view(N * W, G + 1), self._stem_tables(), mode="sum")
-        return out.view(N, W, -1)
+        return tup.as_strided((N, W, G), (tup.stride(0), 1, g))
 
     @staticmethod
     def _affine_gelu(x: torch.Tensor, norm: nn.BatchNorm1d) -> torch.Tensor:
@@ -378,15 +406,184 @@ class SeqCNNModule(nn.Module):
             x = nn.functional.pad(x, (0, 0, 0, 1), value=-math.inf)
         return torch.maximum(x[:, 0::2], x[:, 1::2])
 
+    @staticmethod
+    def _conv_rows(x: torch.Tensor, conv: nn.Conv1d, stride: int) -> torch.Tensor:
+        """``conv`` over the rows of ``x`` (L, C) whose neighbours are ``stride`` rows apart
+        (zero beyond the ends), as one matrix product: a convolution of every tape length
+        would keep one oneDNN primitive each (memory growing with the VCF)."""
+        K, dil, pad = conv.kernel_size[0], conv.dilation[0], conv.padding[0]
+        L, C = x.shape
+        xp = nn.functional.pad(x, (0, 0, stride * pad, stride * pad))
+        cols = xp.as_strided((L, K, C), (C, stride * dil * C, 1)).reshape(L, K * C)
+        w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, K * C)
+        return torch.addmm(conv.bias, cols, w.t())
+
+    def _dirty_pooled(self) -> torch.Tensor:
+        """Offsets (after the stem's pool) where a window's first tower input is not the
+        function of the genome around it alone: those whose stem outputs read the window's
+        zero padding (within ``padding`` bases of either end) or the variant (the token and,
+        with ``allele_aware``, the allele: within ``padding`` bases of ``window // 2``)."""
+        W, K, pad = self.window, self.stem.kernel_size[0], self.stem.padding[0]
+        right = K - 1 - pad
+        spans = [(0, pad), (W - right, W)]
+        if self.variant_token or self.allele_aware:
+            spans.append((W // 2 - right, W // 2 + pad + 1))
+        dirty = torch.zeros(W // 2, dtype=torch.bool)
+        for a, b in spans:
+            a, b = max(a, 0), min(b, W)
+            if b > a:
+                dirty[a // 2:(b - 1) // 2 + 1] = True
+        return torch.nonzero(dirty).squeeze(1)
+
+    def _shared_block_input(self, seq, locus, fwd, tables):
+        """The first layers of the windows ``fwd`` (both strands) of the stored sequences
+        ``seq`` at genome coordinates ``locus`` (``(M,)`` integers, the variants': differences
+        of coordinates are base offsets, e.g. ``chrom << 32 | pos``), computed once per genome
+        position: ``(u, 0)``, the first tower block's input ``gelu(norm(pool(stem_residual(
+        stem(x)))))`` (``len(fwd), window // 2, C``), or with :data:`SHARE_BLOCK` ``(x, 1)``,
+        the first tower block's output after its pool; None when there is no ``locus``, no
+        tower, or too little overlap to pay (:data:`SHARE_MAX`).
+
+        Windows of nearby variants overlap (10^6 records over 5 Mb: ~100 windows cover each
+        base), and the stem, its residual block, the pool and the next BatchNorm + GELU are a
+        function of the ~15 bases around each position, except where the stem reads a
+        window's zero padding or the variant (:meth:`_dirty_pooled`).  So they are computed
+        once per genome position over the stretches the stored sequences cover (a "tape":
+        one stretch per run of overlapping sequences, both strands), every window's values
+        are gathered from it (a window at tape offset ``a`` pools the pairs at
+        ``a + 2q, a + 2q + 1``: the pairs at every offset are kept), and the dirty offsets are
+        recomputed window by window.  The tape is built from the sequences themselves and
+        checked against them: loci whose sequences disagree (not one genome) fall back to
+        window by window, with the same result."""
+        if locus is None or not len(self.tower) or not self.window >= 4:
+            return None
+        M, S = seq.shape
+        W, ms, dev = self.window, self.max_shift, seq.device
+        dirty = self._dirty_pooled().to(dev)
+        NS = len(fwd)
+        loc = torch.as_tensor(locus, device=dev).to(torch.int64).reshape(-1)
+        if len(loc) != M or M == 0:
+            return None
+        order = torch.argsort(loc, stable=True)
+        ls = loc[order]
+        new_run = torch.ones(M, dtype=torch.bool, device=dev)
+        new_run[1:] = (ls[1:] - ls[:-1]) >= S  # sequences that do not overlap
+        run = torch.cumsum(new_run, 0) - 1
+        first = torch.nonzero(new_run).squeeze(1)
+        last = torch.cat([first[1:] - 1, first.new_tensor([M - 1])])
+        length = ls[last] - ls[first] + S
+        T = int(length.sum())
+        strands = NS // M
+        # positions computed: the tape's (per strand) and the dirty ones, against a window
+        # each (a tape position costs more than a window's: every offset of the pooled
+        # layers is kept; SHARE_MAX is set from the measured crossover)
+        if strands * T + NS * 2 * len(dirty) > SHARE_MAX * NS * W:
+            return None
+        off_sorted = (torch.cumsum(length, 0) - length)[run] + (ls - ls[first][run])
+        off = torch.empty_like(off_sorted)
+        off[order] = off_sorted
+        idx = off[:, None] + torch.arange(S, device=dev)
+        # the tape's length rounded up to 2^k or 1.5 * 2^k (N after the last stretch): tensors
+        # of every length fragmented the heap, which grew with the VCF (~1.7 MB per 1024
+        # variants, measured); a few lengths keep it at its first peak
+        k = (T - 1).bit_length()  # 2^k >= T
+        T = 3 << (k - 2) if k >= 2 and T <= 3 << (k - 2) else 1 << k
+        tape = torch.full((T,), N_CODE, dtype=seq.dtype, device=dev)
+        tape[idx] = seq
+        if not torch.equal(tape[idx], seq):
+            return None  # two sequences disagree where their loci say they overlap
+        codes = tape.long()
+        starts = off + ms  # the forward window's first base on the tape
+        if self.rc:
+            # the reverse strand's tape after the forward's: tape offset t read backwards,
+            # complemented; the window of the rc strand (_fast_piece) starts at its offset
+            # T - 1 - (off + ms + W)
+            comp = torch.tensor(COMPLEMENT, dtype=torch.long, device=dev)
+            codes = torch.cat([codes, comp[codes].flip(0)])
+            starts = torch.cat([starts, 2 * T - 1 - (off + ms + W)])
+        # the stem over the tape (zero padding at its ends reaches only dirty offsets of the
+        # windows: each run's stretch holds max_shift more bases at either side than any of
+        # its windows), then its residual block as a matrix product (one oneDNN primitive
+        # per tape length would grow the memory, as pieces of every size did)
+        g = STEM_GROUP
+        G = -(-self.stem.kernel_size[0] // g)
+        L = len(codes)
+        bias_row = len(tables)
+        ix = torch.empty((L, G + 1), dtype=torch.int32, device=dev)
+        torch.add(self._stem_tuples(codes[None])[0], torch.arange(G, dtype=torch.int32, device=dev) * 5 ** g,
+                  out=ix[:, :G])
+        ix[:, G] = bias_row
+        x = nn.functional.embedding_bag(ix, torch.cat([tables, self.stem.bias[None]]), mode="sum")
+        block = self.stem_residual
+        x.add_(torch.addmm(block.conv.bias, self._affine_gelu(x, block.norm), block.conv.weight[:, :, 0].t()))
+        # the pool's pairs at every tape offset, then the first tower block's BatchNorm + GELU
+        pairs = self._affine_gelu(torch.maximum(x[:-1], x[1:]), self.tower[0].norm)
+        # the dirty offsets, window by window
+        pos = torch.stack([2 * dirty, 2 * dirty + 1], 1).reshape(-1)
+        d = self._residual_nlc(self._stem_fast(fwd, positions=pos, tables=tables), self.stem_residual)
+        du = self._affine_gelu(self._pool_nlc(d), self.tower[0].norm)
+        n1 = W // 2
+        if not SHARE_BLOCK:
+            u = pairs[starts[:, None] + 2 * torch.arange(n1, device=dev)]
+            u[:, dirty] = du
+            return u, 0
+        # the first tower block too (its convolution, residual block and pool), the same way
+        # one level down: a window's offset q after the stem's pool is tape offset a + 2q, so
+        # the block's convolution over the tape reads every other row, and its pool pairs
+        # the rows a + 4r, a + 4r + 2.  Dirty after it: the offsets whose convolution reads
+        # a dirty input or the window's zero padding, rounded out to the pool's pairs
+        blk = self.tower[0]
+        rho = blk.conv.padding[0]
+        mark = torch.ones(n1 + 2 * rho, dtype=torch.bool)
+        mark[rho:rho + n1] = False
+        mark[rho + dirty.cpu()] = True
+        hit = mark.unfold(0, 2 * rho + 1, 1).any(1)  # (n1,): the block's output is dirty
+        n2 = -(-n1 // 2)
+        hit2 = nn.functional.pad(hit, (0, 2 * n2 - n1)).view(n2, 2).any(1)
+        dirty2 = torch.nonzero(hit2).squeeze(1)
+        outs = torch.stack([2 * dirty2, 2 * dirty2 + 1], 1).reshape(-1)
+        outs = outs[outs < n1]
+        # each run of dirty outputs with the inputs it reads (clipped at the window's ends,
+        # where the convolution's own zero padding is the window's), one after the other: a
+        # run's outputs read only their own segment
+        brk = torch.nonzero(outs[1:] != outs[:-1] + 1).squeeze(1) + 1
+        bounds = torch.cat([brk.new_zeros(1), brk, brk.new_tensor([len(outs)])]).tolist()
+        ctx, keep, at = [], [], 0
+        for a0, b0 in zip(bounds[:-1], bounds[1:]):
+            s0, e0 = int(outs[a0]), int(outs[b0 - 1]) + 1
+            c0, c1 = max(0, s0 - rho), min(n1, e0 + rho)
+            ctx.append(torch.arange(c0, c1))
+            keep.append(torch.arange(at + s0 - c0, at + e0 - c0))
+            at += c1 - c0
+        ctx, keep = torch.cat(ctx).to(dev), torch.cat(keep).to(dev)
+        usub = pairs[starts[:, None] + 2 * ctx]
+        where = torch.full((n1,), -1, dtype=torch.long, device=dev)
+        where[dirty] = torch.arange(len(dirty), device=dev)
+        sel = where[ctx]
+        usub[:, sel >= 0] = du[:, sel[sel >= 0]]
+        y = self._residual_nlc(self._conv_nlc(usub, blk.conv), blk.residual)
+        d2 = self._pool_nlc(y[:, keep])
+        # over the tape
+        y = self._conv_rows(pairs, blk.conv, 2)
+        res = blk.residual
+        y.add_(torch.addmm(res.conv.bias, self._affine_gelu(y, res.norm), res.conv.weight[:, :, 0].t()))
+        x2 = torch.maximum(y[:-2], y[2:])
+        idx = (starts[:, None] + 4 * torch.arange(n2, device=dev)).clamp_(max=len(x2) - 1)
+        x2 = x2[idx]
+        x2[:, dirty2] = d2
+        return x2, 1
+
     def _eval_forward_fast(self, batch: dict) -> torch.Tensor:
         M = batch["sequence"].shape[0]
         pad = -M % FAST_PIECE
         if pad:
-            # every piece has FAST_PIECE rows (the padding rows are base A, dropped after):
-            # oneDNN keeps a primitive and its scratch memory per input shape, so pieces of
-            # every size from 1 to 127 (score-vcf's batches, one per VCF batch) grew its
-            # memory with the VCF: 1.7x the peak RSS at 10^6 records of that at 10^5
-            batch = {k: torch.cat([v, v.new_zeros((pad, *v.shape[1:]))]) for k, v in batch.items()}
+            # every piece has FAST_PIECE rows (the padding rows repeat the last variant, and
+            # are dropped after; a repeat shares all of its window with it, see
+            # _shared_block_input): oneDNN keeps a primitive and its scratch memory per
+            # input shape, so pieces of every size from 1 to 127 (score-vcf's batches, one
+            # per VCF batch) grew its memory with the VCF: 1.7x the peak RSS at 10^6
+            # records of that at 10^5
+            batch = {k: torch.cat([v, v[-1:].expand(pad, *v.shape[1:])]) for k, v in batch.items()}
         out = torch.cat([self._fast_piece({k: v[a:a + FAST_PIECE] for k, v in batch.items()})
                          for a in range(0, M + pad, FAST_PIECE)]) if M else self._fast_piece(batch)
         return out[:M]
@@ -418,10 +615,21 @@ class SeqCNNModule(nn.Module):
             # those at ms + 1 .. ms + W of the stored sequence, complemented, reversed
             comp = torch.tensor(COMPLEMENT, dtype=torch.long, device=seq.device)
             fwd = torch.cat([fwd, comp[codes[:, ms + 1:ms + W + 1]].flip(-1)])
-        x = self._residual_nlc(self._stem_fast(fwd), self.stem_residual)
-        x = self._pool_nlc(x)
-        for block in self.tower:
-            y = self._conv_nlc(self._affine_gelu(x, block.norm), block.conv)
+        tables = self._stem_tables()
+        # the first tower block's input, computed once per genome position when the
+        # batch's windows overlap (batch["locus"]; None: window by window)
+        shared = self._shared_block_input(seq, batch.get("locus"), fwd, tables)
+        u, done = None, 0
+        if shared is None:
+            x = self._pool_nlc(self._residual_nlc(self._stem_fast(fwd, tables=tables), self.stem_residual))
+        elif shared[1] == 0:
+            u = shared[0]  # the first block's input after its BatchNorm + GELU
+        else:
+            x, done = shared  # after the first `done` tower blocks
+        for i, block in enumerate(self.tower):
+            if i < done:
+                continue
+            y = self._conv_nlc(u if i == 0 and u is not None else self._affine_gelu(x, block.norm), block.conv)
             x = self._pool_nlc(self._residual_nlc(y, block.residual))
         for block in self.dilated:
             x = self._residual_nlc(x, block)

@@ -45,6 +45,29 @@ DNA_CHUNK = 1024
 BASE = {**ACGT, **{k.lower(): v for k, v in ACGT.items()}}
 
 
+def _reuse_freed_memory():
+    """Have glibc's malloc keep freed memory for the next allocations of this process.
+
+    A DNA network's forward allocates and frees tensors of a few MB per layer; by default
+    glibc maps each of them fresh from the kernel (over its mmap threshold) or returns the
+    top of the heap after the free (over its trim threshold), so every layer's output is
+    page-faulted in again: a third of seqcnn's CPU time was system time, 0 after this
+    (docs/score-vcf.md, "Performance").  The heap then stays at its peak, the forward's
+    working set of one piece (pieces of one shape), which does not grow with the VCF.
+    Not glibc (another C library, another OS): nothing to do."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    # 32 MB: glibc's largest mmap threshold on 64-bit systems; larger blocks are still mapped
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 256 << 20))
+
+
 def _open_vcf(path, threads=0):
     import pysam
 
@@ -169,6 +192,8 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
             fa_path = resolve_fasta(h5, fasta, notes=notes)["path"]
         elif "fasta_path" in h5.attrs and Path(str(h5.attrs["fasta_path"])).is_file():
             fa_path = str(h5.attrs["fasta_path"])  # for the REF check only
+    if seq_len > 0:
+        _reuse_freed_memory()
     prev_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -396,14 +421,17 @@ def _score_batch(recs, chroms, poss, vout, ctx):
             # a network whose output depends on the DNA alone (batch_inputs): the ALTs of
             # one position, and records at one position (sorted, so adjacent), are one
             # variant to it, scored once
+            key = (chrom << 32) | pos
             if set(getattr(module, "batch_inputs", ("sequence", "alt"))) <= {"sequence"}:
-                key = (chrom << 32) | pos
                 if len(key) > 1 and bool((key[1:] == key[:-1]).any()):
                     _, first_at, inverse = np.unique(key, return_index=True, return_inverse=True)
                     b = {k: v[torch.as_tensor(first_at)] for k, v in b.items()}
-                    chrom, pos = chrom[first_at], pos[first_at]
+                    chrom, pos, key = chrom[first_at], pos[first_at], key[first_at]
             b["sequence"] = torch.as_tensor(sequence_codes(fa, chrom, pos, window=int(seq_len)))
             b["alt"] = torch.as_tensor(ac if inverse is None else ac[first_at])
+            # where each sequence lies (one coordinate per base within a contig): a network
+            # may compute what overlapping windows share once (seqcnn's first layers)
+            b["locus"] = torch.as_tensor(key)
         with torch.inference_mode():
             if seq_len > 0:
                 # a DNA network in pieces: bounded activations (a network may split them
