@@ -48,35 +48,14 @@ def attention(qkv, bias, heads, dropout, training):
     return y.view(B, heads, L, dh).transpose(1, 2).reshape(B, L, D)
 
 
-_heap_kept = False
-
-
 def keep_freed_memory():
-    """Keep the memory a training step frees for the next step (glibc only; once a process).
+    """Keep the memory a training step frees for the next step (:mod:`varfx.nn.heap`).
 
-    A step allocates and frees its activations (a few hundred MB at the default chunk)
-    every time; glibc returned most of it to the system at each step's end (memory
-    above its trim threshold at the heap's top, and every block over its mmap threshold)
-    and so the next step faulted the same pages in anew, ~40,000 page faults a step, each
-    a few microseconds on a virtual machine, as much as an element-wise pass over a
-    tensor costs.  Fixing the mmap threshold at its largest (32 MiB: every activation of a
-    block of :data:`varfx.nn.transformer.CONV_BLOCK` variants comes from the heap) and
-    keeping up to 1 GiB free at the heap's top makes the steady state fault-free.  It is
-    the process's allocator setting, not the network's arithmetic: a process that trained
-    a network prior on a CPU keeps its peak heap until it exits."""
-    global _heap_kept
-    if _heap_kept:
-        return
-    _heap_kept = True
-    import ctypes
-    import sys
+    A step allocates and frees its activations (a few hundred MB at the default chunk);
+    without this glibc returned most of it at each step's end and the next step faulted
+    the same pages in anew (~40,000 faults a step).  With the mmap threshold at 32 MiB
+    every activation of a block of :data:`varfx.nn.transformer.CONV_BLOCK` variants comes
+    from the heap; up to 1 GiB is kept free at its top."""
+    from .heap import keep_freed_memory as keep
 
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # these mallopt parameter numbers are glibc's
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
+    keep(1 << 30)

@@ -45,27 +45,15 @@ DNA_CHUNK = 1024
 BASE = {**ACGT, **{k.lower(): v for k, v in ACGT.items()}}
 
 
-def _reuse_freed_memory():
-    """Have glibc's malloc keep freed memory for the next allocations of this process.
+def _reuse_freed_memory() -> bool:
+    """Have malloc keep what a DNA network's forward frees for the next piece
+    (:mod:`varfx.nn.heap`): the forward allocates and frees tensors of a few MB per layer,
+    and by default each was page-faulted in again (a third of seqcnn's CPU time was system
+    time, 0 after this; docs/score-vcf.md, "Performance").  The heap stays at the working
+    set of one piece (pieces of one shape), which does not grow with the VCF."""
+    from ..nn.heap import keep_freed_memory
 
-    A DNA network's forward allocates and frees tensors of a few MB per layer; by default
-    glibc maps each of them fresh from the kernel (over its mmap threshold) or returns the
-    top of the heap after the free (over its trim threshold), so every layer's output is
-    page-faulted in again: a third of seqcnn's CPU time was system time, 0 after this
-    (docs/score-vcf.md, "Performance").  The heap then stays at its peak, the forward's
-    working set of one piece (pieces of one shape), which does not grow with the VCF.
-    Not glibc (another C library, another OS): nothing to do."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    # 32 MB: glibc's largest mmap threshold on 64-bit systems; larger blocks are still mapped
-    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 256 << 20))
+    return keep_freed_memory(256 << 20)
 
 
 def _open_vcf(path, threads=0):
