@@ -88,28 +88,40 @@ def brute_force_h2(ds, prior, sigma2, drop, core, out, objective="full"):
     return float(np.exp(log_f[core]).sum())
 
 
+def _refit_inputs(glm_sim, name):
+    """What ``jk.refit_blocks`` takes for the fixture's model ``name``: its metadata and
+    module, the training windows, their core variants, the variant batch, z and n, N,
+    and the model's log f of every variant."""
+    from varfx.stages.evaluate import _Windows, training_windows
+    from varfx.store.dataset import open_dataset
+    from varfx.store.model import load_model
+    from varfx.store.variants import predict_log_f, variant_batch
+
+    ds = glm_sim["ds"]
+    meta, module = load_model(glm_sim["models"][name])
+    store = _Windows(ds)
+    train, why = training_windows(meta, store)
+    assert why is None
+    core = np.concatenate([w.core_idx for w in train])
+    with open_dataset(ds) as h5:
+        batch = variant_batch(h5, tracks=False)
+        z, n = h5["variants"]["z"][:], h5["variants"]["n"][:]
+        log_f = predict_log_f(module, h5)
+    return dict(meta=meta, module=module, train=train, core=core, batch=batch, z=z, n=n,
+                N=float(store.get([22])[1]["N"]), log_f=log_f)
+
+
 def test_a_refit_step_outside_the_likelihoods_domain_falls_back_to_lbfgs(glm_sim, monkeypatch):
     """A Newton step so long that C = sigma2 I + G^T F G stops being positive definite in
     floating point (F overflowing: a solver's FloatingPointError) is not a crash of
     evaluate (it was, with a traceback: benchmarks/ld_glm.py, 2026-12-01): that block's
     refit falls back to L-BFGS from the fit, and lands on the same optimum."""
     import varfx.api
-    from varfx.stages.evaluate import _Windows, training_windows
-    from varfx.store.dataset import open_dataset
-    from varfx.store.model import load_model
-    from varfx.store.variants import variant_batch
 
-    ds, model = glm_sim["ds"], glm_sim["models"]["glm"]
-    meta, module = load_model(model)
-    module = module.to(torch.float64)
-    store = _Windows(ds)
-    train, _ = training_windows(meta, store)
-    core = np.concatenate([w.core_idx for w in train])
-    with open_dataset(ds) as h5:
-        batch = variant_batch(h5, tracks=False)
-        z, n = h5["variants"]["z"][:], h5["variants"]["n"][:]
+    r = _refit_inputs(glm_sim, "glm")
+    meta, module, train, core, batch = r["meta"], r["module"].to(torch.float64), r["train"], r["core"], r["batch"]
     blocks = jk.contiguous_blocks(len(train), 4)
-    kw = dict(blocks=blocks, z_all=z, n_all=n, N=float(store.get([22])[1]["N"]))
+    kw = dict(blocks=blocks, z_all=r["z"], n_all=r["n"], N=r["N"])
     stats = lambda lf: [np.exp(lf).sum()]  # noqa: E731
     clean = jk.refit_blocks(module, meta, train, batch, core, stats, **kw)
     assert clean.lbfgs_fallbacks == 0
@@ -136,24 +148,16 @@ def test_a_refit_step_outside_the_likelihoods_domain_falls_back_to_lbfgs(glm_sim
     ("constant", "constant", 1.0, "full"), ("glm", "glm", 1.0, "full"), ("constant_ldsc", "constant", None, "full"),
     ("glm_ldsr", "glm", 1.0, "ldsr")])
 def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, prior, sigma2, objective, tmp_path):
-    from varfx.stages.evaluate import _Windows, run_evaluate, training_windows
-    from varfx.store.dataset import open_dataset
-    from varfx.store.model import load_model
-    from varfx.store.variants import predict_log_f, variant_batch
+    from varfx.stages.evaluate import run_evaluate
 
     ds, model = glm_sim["ds"], glm_sim["models"][name]
-    meta, module = load_model(model)
-    store = _Windows(ds)
-    train, why = training_windows(meta, store)
-    assert why is None and len(train) >= 6
-    core = np.concatenate([w.core_idx for w in train])
-    with open_dataset(ds) as h5:
-        batch = variant_batch(h5, tracks=False)
-        z, n = h5["variants"]["z"][:], h5["variants"]["n"][:]
-        h2_fit = float(np.exp(predict_log_f(module, h5)[core]).sum())
+    r = _refit_inputs(glm_sim, name)
+    meta, module, train, core, batch, z, n = (r[k] for k in ("meta", "module", "train", "core", "batch", "z", "n"))
+    assert len(train) >= 6
+    h2_fit = float(np.exp(r["log_f"][core]).sum())
     blocks = jk.contiguous_blocks(len(train), 4)
     refits = jk.refit_blocks(module.to(torch.float64), meta, train, batch, core, lambda lf: [np.exp(lf).sum()],
-                             blocks=blocks, z_all=z, n_all=n, N=float(store.get([22])[1]["N"]))
+                             blocks=blocks, z_all=z, n_all=n, N=r["N"])
     assert refits.method == jk.METHOD_EXACT and refits.lbfgs_fallbacks == 0
     assert refits.sigma2 == ("fixed" if sigma2 else "re-estimated")
     ours = refits.replicates[:, 0]
@@ -191,22 +195,10 @@ def test_a_refit_that_cannot_be_done_leaves_h2_se_null(glm_sim, monkeypatch):
 def test_scale_refit_of_a_constant_prior_is_its_exact_refit(glm_sim):
     """A network's refit moves only its scale, log f + c; the constant prior (fixed alpha)
     is exactly that family, so both paths must give the same replicates."""
-    from varfx.stages.evaluate import _Windows, training_windows
-    from varfx.store.dataset import open_dataset
-    from varfx.store.model import load_model
-    from varfx.store.variants import predict_log_f, variant_batch
-
-    ds, model = glm_sim["ds"], glm_sim["models"]["constant"]
-    meta, module = load_model(model)
-    store = _Windows(ds)
-    train, _ = training_windows(meta, store)
-    core = np.concatenate([w.core_idx for w in train])
-    with open_dataset(ds) as h5:
-        batch = variant_batch(h5, tracks=False)
-        z, n = h5["variants"]["z"][:], h5["variants"]["n"][:]
-        log_f = predict_log_f(module, h5)
+    r = _refit_inputs(glm_sim, "constant")
+    meta, module, train, core, batch, log_f = (r[k] for k in ("meta", "module", "train", "core", "batch", "log_f"))
     blocks = jk.contiguous_blocks(len(train), 5)
-    kw = dict(blocks=blocks, z_all=z, n_all=n, N=float(store.get([22])[1]["N"]))
+    kw = dict(blocks=blocks, z_all=r["z"], n_all=r["n"], N=r["N"])
     stats = lambda lf: [np.exp(lf).sum(), np.exp(lf[:50]).sum()]  # noqa: E731
     exact = jk.refit_blocks(module.to(torch.float64), meta, train, batch, core, stats, **kw)
     big = torch.nn.Linear(jk.EXACT_MAX_PARAMS, 1)  # stands in for a network (> 500 parameters)
@@ -219,6 +211,8 @@ def test_scale_refit_of_a_constant_prior_is_its_exact_refit(glm_sim):
     general = jk.refit_blocks(module, meta, train, batch, core, stats, closed_form=False, **kw)
     assert general.max_newton_iterations >= 2
     np.testing.assert_allclose(general.replicates, exact.replicates, rtol=1e-8)
+    from varfx.store.model import load_model
+
     ldsc = load_model(glm_sim["models"]["constant_ldsc"])
     a = jk.refit_blocks(ldsc[1].to(torch.float64), ldsc[0], train, batch, core, stats, **kw)
     b = jk.refit_blocks(ldsc[1], ldsc[0], train, batch, core, stats, closed_form=False, **kw)

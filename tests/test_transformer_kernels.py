@@ -14,9 +14,11 @@ from torch import nn
 from varfx.nn import transformer as tr
 
 
-def reference_embed(mod, window, scalar):
+def reference_embed(mod, window, scalar, dropout=False):
     """The network as plain torch modules compute it, channels-first (the layout before
-    the kernels; no dropout: compare in eval mode or with dropout 0)."""
+    the kernels).  ``dropout``: draw the attention's and the layers' dropout as the plain
+    modules do (``nn.Dropout``, SDPA's ``dropout_p``), in their order; else none (compare
+    in eval mode or with dropout 0)."""
     F = nn.functional
     x = F.conv1d(window.transpose(1, 2), mod.stem[0].weight, mod.stem[0].bias, padding=7)
     x = F.max_pool1d(x + mod.stem_pointwise(F.gelu(x)), 2, ceil_mode=True)
@@ -33,9 +35,10 @@ def reference_embed(mod, window, scalar):
         q, k, v = a.qkv(layer.norm1(x)).view(B, L, 3, a.heads, D // a.heads).permute(2, 0, 3, 1, 4)
         pos = torch.arange(L)
         bias = a.rel_bias[:, (pos[None, :] - pos[:, None]) + a.length - 1]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
-        x = x + a.out(y.transpose(1, 2).reshape(B, L, D))
-        x = x + layer.ffn(layer.norm2(x))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=a.dropout if dropout else 0.0)
+        drop = layer.drop if dropout else (lambda t: t)
+        x = x + drop(a.out(y.transpose(1, 2).reshape(B, L, D)))
+        x = x + drop(layer.ffn(layer.norm2(x)))
     x = mod.norm(x)
     parts = [x[:, x.shape[1] // 2], x.mean(1)] + ([scalar] if mod.n_scalar else [])
     return mod.head(torch.cat(parts, 1)).squeeze(-1)
@@ -222,31 +225,11 @@ def test_training_forward_keeps_dropout_stream_of_plain_modules():
     win = torch.randn(6, 32, 3, generator=g, dtype=torch.float64)
     sc = torch.randn(6, 2, generator=g, dtype=torch.float64)
 
-    def plain(x):
-        F = nn.functional
-        x = F.conv1d(win.transpose(1, 2), mod.stem[0].weight, mod.stem[0].bias, padding=7)
-        x = F.max_pool1d(x + mod.stem_pointwise(F.gelu(x)), 2, ceil_mode=True)
-        for block in mod.tower:
-            y = block.conv(F.gelu(block.norm(x)))
-            x = F.max_pool1d(y + block.pointwise(F.gelu(y)), 2, ceil_mode=True)
-        x = x.transpose(1, 2)
-        for layer in mod.layers:
-            a = layer.attn
-            B, L, D = x.shape
-            q, k, v = a.qkv(layer.norm1(x)).view(B, L, 3, a.heads, D // a.heads).permute(2, 0, 3, 1, 4)
-            pos = torch.arange(L)
-            bias = a.rel_bias[:, (pos[None, :] - pos[:, None]) + a.length - 1]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=a.dropout)
-            x = x + layer.drop(a.out(y.transpose(1, 2).reshape(B, L, D)))
-            x = x + layer.drop(layer.ffn(layer.norm2(x)))
-        x = mod.norm(x)
-        return mod.head(torch.cat([x[:, x.shape[1] // 2], x.mean(1), sc], 1)).squeeze(-1)
-
     torch.manual_seed(16)
     got = mod._embed(win, sc)
     state = torch.get_rng_state()
     torch.manual_seed(16)
-    want = plain(win)
+    want = reference_embed(mod, win, sc, dropout=True)
     assert torch.equal(state, torch.get_rng_state())
     assert torch.allclose(got, want, rtol=1e-10, atol=1e-10), (got - want).abs().max()
 
