@@ -206,6 +206,31 @@ def test_fit_dry_run_writes_nothing_and_has_the_plan(planned):
     assert got["seconds_per_pass"] > 0
 
 
+def test_evaluate_and_score_dry_runs_price_the_model_and_write_nothing(planned):
+    """``evaluate --dry-run`` and ``score --dry-run``: the model's prior as model.json
+    records it, the store's windows; nothing written (score's OUT not created)."""
+    from varfx.store.windows import load_windows
+
+    ds, model = planned["ds"], planned["dir"] / "dry-model"
+    ok(["fit", ds, "--prior", "constant", "--alpha", 0, "--sigma2", 1, "-o", model])
+    before = tree(planned["dir"])
+    ev = json.loads(ok(["evaluate", model, ds, "--chroms", "all", "--dry-run"]).stdout)
+    live = [w for w in load_windows(ds, meta_only=True)[0] if w.k > 0]
+    assert ev["dry_run"] and ev["stage"] == "evaluate" and len(ev["models"]) == 1
+    row = ev["models"][0]
+    assert row["prior"] == "constant" and row["objective"] == "full" and row["val_windows"] == len(live)
+    assert row["seconds"] > 0 and ev["window_kb"] == 2000 and ev["flank_kb"] == 500  # the store's own
+    # the model held nothing out (one chromosome): nothing to evaluate by default
+    assert json.loads(ok(["evaluate", model, ds, "--dry-run"]).stdout)["models"][0]["val_windows"] == 0
+    out = planned["dir"] / "scores.tsv"
+    sc = json.loads(ok(["score", model, ds, "-o", out, "--dry-run"]).stdout)
+    assert sc["stage"] == "score" and sc["models"][0]["variants"] == planned["before"]["dataset_variants"]
+    assert sc["models"][0]["disk_bytes"] > 0
+    assert tree(planned["dir"]) == before and not out.exists()
+    r = invoke(["evaluate", model, planned["bare"], "--dry-run"])
+    assert r.exit_code == 1 and "windows.h5" in r.output and "Traceback" not in r.output
+
+
 def test_calibration_from_benchmark_json(planned, tmp_path):
     """benchmarks/precompute.py --json records as the calibration: a window's seconds
     interpolated in log-log between the measured sizes, n^3 beyond the largest."""

@@ -405,12 +405,20 @@ def fit(dataset, prior, objective, solver, prior_options, solver_options, object
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--plots", type=click.Path(file_okay=False), default=None,
               help="Also draw the evaluation's figures into this directory (docs/plots.md).")
+@click.option("--dry-run", is_flag=True, help="Print the time evaluate would take (varfx plan's, as JSON) and stop.")
 @user_errors
-def evaluate(model_dirs, dataset, chroms, truth, truth_col, blocks, fasta, as_json, plots):
+def evaluate(model_dirs, dataset, chroms, truth, truth_col, blocks, fasta, as_json, plots, dry_run):
     """Held-out log-likelihood of a fitted model with block-jackknife standard errors, h2,
     enrichment; for a fine-mapping model (mil, distil) how it ranks the variants of
     held-out bags.  Several MODEL_DIRs: compare them on the same windows (docs/evaluate.md)."""
     from .stages.evaluate import HOLDOUT, print_comparison, print_evaluation, run_compare, run_evaluate
+
+    if dry_run:
+        from .stages.plan import model_dry_run
+
+        chosen = "holdout" if chroms is None else parse_chroms(chroms, "--chroms")
+        click.echo(json.dumps(model_dry_run("evaluate", model_dirs, dataset, chroms=chosen)))
+        return
 
     chrom_list = HOLDOUT if chroms is None else parse_chroms(chroms, "--chroms")
     if chrom_list == []:
@@ -449,12 +457,19 @@ def evaluate(model_dirs, dataset, chroms, truth, truth_col, blocks, fasta, as_js
                    ".gz) and PGS_FILE.prscs.tsv (PRS-CS columns); implies --posterior.")
 @click.option("--pgs-name", default=None, help="#pgs_id and #pgs_name of the scoring file  [default: the model directory's name]")
 @click.option("--trait", default=None, help="#trait_reported of the scoring file  [default: the model directory's name]")
+@click.option("--dry-run", is_flag=True, help="Print the time and disk score would take (varfx plan's, as JSON) and stop; OUT is not written.")
 @user_errors
-def score(model_dir, dataset, fasta, out, posterior, pgs_file, pgs_name, trait):
+def score(model_dir, dataset, fasta, out, posterior, pgs_file, pgs_name, trait, dry_run):
     """Write the fitted prior variance F (or, for a MIL model, the probability of being causal) of every
     variant of a dataset; with --posterior / --pgs-file, posterior effect sizes and polygenic-score weights
     (docs/pgs.md)."""
     from .stages.score import run_score
+
+    if dry_run:
+        from .stages.plan import model_dry_run
+
+        click.echo(json.dumps(model_dry_run("score", [model_dir], dataset)))
+        return
 
     n = run_score(model_dir, dataset, out, fasta=fasta, posterior=posterior, pgs_file=pgs_file,
                   pgs_name=pgs_name, trait=trait)

@@ -223,14 +223,20 @@ def check_fit_options(prior_text: str, objective: str):
     return prior_cls, opts, obj_cls
 
 
-def measured_step(cal: dict, prior_text: str, objective: str, wp: dict) -> tuple[dict, dict, object]:
+def measured_step(cal: dict, prior_text: str, objective: str, wp: dict,
+                  options: dict | None = None) -> tuple[dict, dict, object]:
     """The engine's and the prior's step costs of ``prior_text`` with ``objective``
-    (from the calibration, else timed now and added to it), and the prior class."""
+    (from the calibration, else timed now and added to it), and the prior class.
+    ``options``: the prior's options as already resolved (a fitted model's model.json),
+    instead of those in ``prior_text``."""
     from ..api import FitContext
     from ..plugins import lookup
     from ..train.setup import DEFAULT_SOLVER
 
-    prior_cls, opts, obj_cls = check_fit_options(prior_text, objective)
+    prior_cls, opts, obj_cls = check_fit_options(prior_text if options is None else _parse_prior(prior_text)[0],
+                                                 objective)
+    if options is not None:
+        opts = {**opts, **options}
     if objective not in cal["engines"]:
         solver = lookup("solvers", DEFAULT_SOLVER)() if obj_cls.uses_solver else None
         obj = obj_cls(solver=solver)
@@ -291,10 +297,10 @@ def fit_plan(wp: dict, cal: dict, prior_text: str, objective: str, *, gpus=0, pr
 
 
 def evaluate_plan(wp: dict, cal: dict, prior_text: str, objective: str, *, holdout_chroms=None, gpus=0,
-                  gpu_speedup=DEFAULT_GPU_SPEEDUP) -> dict:
+                  gpu_speedup=DEFAULT_GPU_SPEEDUP, options=None) -> dict:
     """evaluate: one loss pass over the held-out windows (priced as a training pass over
     them, forward and backward: an upper bound)."""
-    engine, prior, _ = measured_step(cal, prior_text, objective, wp)
+    engine, prior, _ = measured_step(cal, prior_text, objective, wp, options)
     _, val = fit_windows(wp, holdout_chroms)
     speed = float(gpu_speedup) if gpus else 1.0
     t = costs.fit_estimate(wp["n_plus"][val], wp["n"][val], wp["k"][val], objective=objective, engine=engine,
@@ -304,13 +310,57 @@ def evaluate_plan(wp: dict, cal: dict, prior_text: str, objective: str, *, holdo
             "seconds": t["seconds"]}
 
 
-def score_plan(wp: dict, cal: dict, prior_text: str, objective: str) -> dict:
+def score_plan(wp: dict, cal: dict, prior_text: str, objective: str, options=None) -> dict:
     """score: the prior over every variant (its forward and backward per variant: an
     upper bound for a forward alone)."""
-    _, prior, _ = measured_step(cal, prior_text, objective, wp)
+    _, prior, _ = measured_step(cal, prior_text, objective, wp, options)
     return {"prior": prior_text, "variants": wp["variants"],
             "seconds": float(prior.get("fixed_s", 0.0) + prior["seconds_per_variant"] * wp["variants"]),
             "disk_bytes": float(wp["variants"] * 40)}  # SNP CHR BP F: about 40 bytes a line
+
+
+def model_dry_run(stage: str, model_dirs, dataset, *, chroms="holdout", calibration=None) -> dict:
+    """``evaluate --dry-run`` / ``score --dry-run``: that stage's part of ``varfx plan``
+    for the fitted models (their prior and options as model.json records them, the
+    window store's own window options; evaluate on ``chroms``: a list, None for all, or
+    ``"holdout"`` for the chromosomes each model held out).
+    Reads model.json, dataset.h5 and windows.h5's parameters; writes nothing.  A model
+    trained on bags (``mil``, ``distil``) is not priced (one line, as ``varfx plan``)."""
+    from ..store.model import read_model_json
+    from ..store.windows import stored_params
+
+    stored = stored_params(dataset)
+    if stored is None and stage == "evaluate":
+        raise UserError("no readable windows.h5 (evaluate needs the window store; run `varfx precompute-ld` first)",
+                        path=dataset)
+    params = stored[1] if stored is not None else {}
+    correction = params.get("ld_correction") or {}
+    wp = window_plan(dataset, window_kb=params.get("window_kb", 1000), flank_kb=params.get("flank_kb", 1000),
+                     ld_correction=correction.get("requested", "auto"),
+                     max_rank_frac=correction.get("max_rank_frac"))
+    cal = load_calibration(calibration)
+    rows = []
+    for model_dir in model_dirs:
+        meta = read_model_json(model_dir)
+        name, options = meta["prior"]["name"], dict(meta["prior"].get("options") or {})
+        objective = (meta.get("objective") or {}).get("name", "full")
+        if objective in ("mil", "distil"):
+            raise UserError(f"a model trained on bags (objective {objective}): --dry-run prices window objectives "
+                            "(full, ldsr) only", path=model_dir)
+        if stage == "evaluate":
+            if chroms == "holdout":
+                held = [int(c) for c in meta.get("holdout_chroms") or []]
+            else:
+                held = sorted(set(wp["chrom"].tolist())) if chroms is None else [int(c) for c in chroms]
+            # "none" when the model held nothing out: evaluate itself then asks for --chroms
+            row = evaluate_plan(wp, cal, name, objective, holdout_chroms=held or "none", options=options)
+        else:
+            row = score_plan(wp, cal, name, objective, options=options)
+        rows.append({"model": str(model_dir), **row})
+    out = {"dry_run": True, "stage": stage, "dataset": str(dataset), "window_kb": wp["window_kb"],
+           "flank_kb": wp["flank_kb"], "models": rows, "seconds": float(sum(r["seconds"] for r in rows))}
+    _check_finite(out, calibration)
+    return out
 
 
 def run_plan(dataset, *, variants=None, window_kb=1000, flank_kb=1000, workers=1, gpus=0, processes=1,
