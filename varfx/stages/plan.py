@@ -326,6 +326,7 @@ def model_dry_run(stage: str, model_dirs, dataset, *, chroms="holdout", calibrat
     ``"holdout"`` for the chromosomes each model held out).
     Reads model.json, dataset.h5 and windows.h5's parameters; writes nothing.  A model
     trained on bags (``mil``, ``distil``) is not priced (one line, as ``varfx plan``)."""
+    from ..plugins import lookup
     from ..store.model import read_model_json
     from ..store.windows import stored_params
 
@@ -344,7 +345,7 @@ def model_dry_run(stage: str, model_dirs, dataset, *, chroms="holdout", calibrat
         meta = read_model_json(model_dir)
         name, options = meta["prior"]["name"], dict(meta["prior"].get("options") or {})
         objective = (meta.get("objective") or {}).get("name", "full")
-        if objective in ("mil", "distil"):
+        if lookup("objectives", objective).batch_unit != "window":
             raise UserError(f"a model trained on bags (objective {objective}): --dry-run prices window objectives "
                             "(full, ldsr) only", path=model_dir)
         if stage == "evaluate":
