@@ -229,6 +229,14 @@ def test_evaluate_and_score_dry_runs_price_the_model_and_write_nothing(planned):
     assert tree(planned["dir"]) == before and not out.exists()
     r = invoke(["evaluate", model, planned["bare"], "--dry-run"])
     assert r.exit_code == 1 and "windows.h5" in r.output and "Traceback" not in r.output
+    # a model trained on bags is not priced: one line naming it (its model.json alone is read)
+    bagged = planned["dir"] / "bag-model"
+    shutil.copytree(model, bagged)
+    meta = json.loads((bagged / "model.json").read_text())
+    meta["objective"] = {"name": "mil", "options": {}}
+    (bagged / "model.json").write_text(json.dumps(meta))
+    r = invoke(["score", bagged, ds, "-o", out, "--dry-run"])
+    assert r.exit_code == 1 and "trained on bags" in r.output and "bag-model" in r.output and not out.exists()
 
 
 def test_calibration_from_benchmark_json(planned, tmp_path):
