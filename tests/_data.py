@@ -45,6 +45,18 @@ def mixed_n_dataset(directory: Path) -> Path:
     return ds
 
 
+def without_windows(ds: Path, tmp_path: Path, name: str = "ds") -> Path:
+    """A copy of dataset ``ds`` (its dataset.h5 only) under ``tmp_path/name``: the
+    dataset without its windows.  copy2 keeps the mtime, which windows.h5 records
+    (``dataset_mtime_ns``), so a store computed there links to it as to the original."""
+    import shutil
+
+    d = Path(tmp_path) / name
+    d.mkdir()
+    shutil.copy2(Path(ds) / "dataset.h5", d / "dataset.h5")
+    return d
+
+
 def precomputed_subset(directory: Path, n_snps: int, precompute_options, start: int = 2000) -> tuple[Path, dict]:
     """Ingest ``n_snps`` chr22 SNPs (from row ``start``) into ``directory/ds`` and
     precompute its windows with ``precompute_options``; returns the dataset and the

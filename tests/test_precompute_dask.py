@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from click.testing import CliRunner
 from varfx.cli import cli
 from varfx.stages.precompute_dask import KILL_ENV
 
-from _data import precomputed_subset
+from _data import precomputed_subset, without_windows
 
 try:
     import distributed  # noqa: F401
@@ -47,13 +46,8 @@ def ref(tmp_path_factory):
     return ds
 
 
-def fresh(ref, tmp_path) -> Path:
-    """A copy of the dataset without its windows."""
-    d = tmp_path / "ds"
-    d.mkdir()
-    # copy2: the same mtime, which windows.h5 records (dataset_mtime_ns)
-    shutil.copy2(ref / "dataset.h5", d / "dataset.h5")
-    return d
+def fresh(ds, tmp_path) -> Path:
+    return without_windows(ds, tmp_path, "ds")
 
 
 def h5_contents(path) -> dict:

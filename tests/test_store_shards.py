@@ -21,7 +21,7 @@ from varfx.stages.precompute import KILL_AFTER_SHARDS_ENV
 from varfx.store.windows import load_windows
 
 from _cli import invoke, ok
-from _data import write_subset
+from _data import without_windows, write_subset
 
 OPTS = ["--window-kb", 100, "--flank-kb", 100]
 
@@ -63,11 +63,7 @@ def copy(ds, tmp_path, name="ds") -> Path:
 
 
 def fresh(ds, tmp_path) -> Path:
-    """The dataset without its windows."""
-    d = tmp_path / "fresh"
-    d.mkdir()
-    shutil.copy2(ds / "dataset.h5", d / "dataset.h5")
-    return d
+    return without_windows(ds, tmp_path, "fresh")
 
 
 def assert_same_windows(a, b):
