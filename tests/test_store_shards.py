@@ -374,3 +374,41 @@ def test_loader_opens_only_the_shards_it_reads_and_reopens_after_a_fork(pair, mo
     wb[1]
     assert sorted(wb._h5._shards) == [1]
     wb._h5.close()
+
+
+def test_stray_shard_files_are_warnings_not_problems(pair, tmp_path):
+    """A file in windows.shards/ that the index does not list (a copy made by hand, a
+    killed writer's temporary file) is named as a warning; alone it leaves the exit 0."""
+    ds = copy(pair["chrom"], tmp_path)
+    shards = ds / "windows.shards"
+    shutil.copy2(shards / "chr22.h5", shards / "chr5.h5")
+    (shards / ".chr21.h5.x1y2.tmp").write_bytes(b"\0" * 100)
+    r = invoke(["store", "check", ds, "--json"])
+    rep = json.loads(r.stdout)
+    assert r.exit_code == 0 and rep["ok"] and rep["problems"] == [], rep
+    assert rep["stray_shards"] == ["windows.shards/.chr21.h5.x1y2.tmp", "windows.shards/chr5.h5"]
+    assert rep["missing_shards"] == [] and [e["status"] for e in rep["shards"]] == ["ok", "ok"]
+    assert len(rep["warnings"]) == 2 and rep["warnings"][1].startswith(f"{shards / 'chr5.h5'}: stray file")
+    r = invoke(["store", "check", ds])
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and lines[0].startswith(f"{ds}: OK (") and lines[0].endswith("2 stray files in windows.shards/)")
+    assert lines[2].startswith(f"warning: {shards / 'chr5.h5'}: stray file") and len(lines) == 3
+
+
+def test_missing_and_stray_shards_together(pair, tmp_path):
+    """A missing shard is a problem (exit 1) whatever else is there; a stray one next to
+    it is still only a warning, and both are in the JSON."""
+    ds = copy(pair["chrom"], tmp_path)
+    shards = ds / "windows.shards"
+    (shards / "chr21.h5").rename(shards / "chr21.h5.bak")  # set aside by hand: not the indexed name
+    r = invoke(["store", "check", ds, "--json"])
+    rep = json.loads(r.stdout)
+    assert r.exit_code == 1 and not rep["ok"]
+    assert rep["missing_shards"] == ["windows.shards/chr21.h5"] and rep["stray_shards"] == ["windows.shards/chr21.h5.bak"]
+    assert len(rep["problems"]) == 1 and "missing shard" in rep["problems"][0] and len(rep["warnings"]) == 1
+    # an unsharded store with a windows.shards/ directory: all of it is stray
+    ds = copy(pair["none"], tmp_path, "flat")
+    (ds / "windows.shards").mkdir()
+    shutil.copy2(pair["chrom"] / "windows.shards" / "chr22.h5", ds / "windows.shards" / "chr22.h5")
+    rep = json.loads(invoke(["store", "check", ds, "--json"]).stdout)
+    assert rep["ok"] and rep["layout"] == "none" and rep["stray_shards"] == ["windows.shards/chr22.h5"]

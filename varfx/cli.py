@@ -698,14 +698,16 @@ def store():
 def store_check(dataset, strict, as_json):
     """Verify a dataset's stores: dataset.h5 valid, every window's checksum, the windows
     against the plan of the store's window_kb/flank_kb, and the link to the dataset.h5
-    they were computed from. Exit 0 when all is well, 1 with one line per problem."""
+    they were computed from. Exit 0 when all is well, 1 with one line per problem
+    (files in windows.shards/ that the index does not list are warnings: exit 0)."""
     from .stages.store_check import run_store_check, summary_line
 
     report = run_store_check(dataset, strict=strict)
     if as_json:
         click.echo(json.dumps(report))
     else:
-        for line in [summary_line(report), *report["problems"], *report["notes"]]:
+        warnings = [f"warning: {w}" for w in report["warnings"]]
+        for line in [summary_line(report), *report["problems"], *warnings, *report["notes"]]:
             click.echo(line.replace("\n", " "))
     if not report["ok"]:
         sys.exit(1)

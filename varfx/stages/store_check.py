@@ -19,6 +19,11 @@ Four checks, each reported as one line per problem (docs/scale.md, "Checking a s
 
 A missing directory or one that is not a dataset is a :class:`UserError` (exit 1);
 everything else is collected, so that one run lists every problem.
+
+Files in ``windows.shards/`` that the index does not list (a shard of a killed or
+older run, a writer's temporary file, a file copied in by hand) are no problem: no
+reader opens them.  They are listed as warnings (``stray_shards``), and the exit
+status stays 0 when they are all there is.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..store import (DATASET_FILE, SHARD_FORMAT, WINDOWS_FILE, WINDOWS_FORMAT, WINDOWS_SHARDED_VERSION,
-                     WINDOWS_VERSION, check_format)
+                     WINDOWS_SHARDS, WINDOWS_VERSION, check_format)
 from ..store.windows import VERIFY_FULL_MAX_BYTES, rebuild_command, shard_table, store_bytes
 
 
@@ -48,9 +53,10 @@ def run_store_check(dataset, strict: bool = False) -> dict:
     dataset_file(dataset)  # not a dataset directory: one UserError, nothing to report on
     problems: list[str] = []
     notes: list[str] = []
-    report = {"dataset": str(dataset), "ok": False, "problems": problems, "notes": notes,
+    report = {"dataset": str(dataset), "ok": False, "problems": problems, "warnings": [], "notes": notes,
               "dataset_h5": "ok", "windows": None, "plan_windows": None, "windows_checked": 0,
-              "checksums": None, "dataset_link": None, "layout": None, "shards": None}
+              "checksums": None, "dataset_link": None, "layout": None, "shards": None,
+              "missing_shards": [], "stray_shards": []}
 
     # 1. dataset.h5
     chrom = bp = fp = None
@@ -72,6 +78,8 @@ def run_store_check(dataset, strict: bool = False) -> dict:
     wpath = dataset / WINDOWS_FILE
     if not wpath.is_file():
         problems.append(f"{wpath}: missing (run `varfx precompute-ld {dataset}`)")
+        # no index lists them: every file there was left by a run that did not finish
+        _stray_shards(report, dataset, set())
         return _finish(report)
     from ..store.h5 import open_h5_read
 
@@ -92,7 +100,9 @@ def run_store_check(dataset, strict: bool = False) -> dict:
             if sharded:
                 table = shard_table(h5, wpath, dataset, n_windows)
                 shard_of = h5["index"]["shard"][:]
+                _stray_shards(report, dataset, {rec["file"] for rec in table})
             else:
+                _stray_shards(report, dataset, set())
                 groups = h5["windows"]
                 names = sorted(groups)
         except UserError as exc:
@@ -170,6 +180,8 @@ def run_store_check(dataset, strict: bool = False) -> dict:
                 status, text = _check_shard_file(spath, rec, h5.attrs["params"])
                 if status != "ok":
                     entry["status"] = status
+                    if status == "missing":
+                        report["missing_shards"].append(rec["file"])
                     problems.append(f"{spath}: {text} (chromosome {rec['chrom']}, {rec['n_windows']} windows); "
                                     f"re-run `{repair}` to recompute it")
                     if status in ("missing", "unreadable", "foreign"):
@@ -201,6 +213,23 @@ def run_store_check(dataset, strict: bool = False) -> dict:
         elif checked:
             report["checksums"] = "verified"
     return _finish(report)
+
+
+def _stray_shards(report: dict, dataset: Path, indexed) -> None:
+    """Name every entry of ``windows.shards/`` that is not one of the ``indexed`` files
+    (paths relative to the dataset, as the index records them) in ``stray_shards`` and
+    as a warning line."""
+    where = dataset / WINDOWS_SHARDS
+    if not where.is_dir():
+        return
+    for p in sorted(where.iterdir()):
+        rel = f"{WINDOWS_SHARDS}/{p.name}"
+        if rel in indexed:
+            continue
+        report["stray_shards"].append(rel)
+        what = "directory" if p.is_dir() else "file"
+        report["warnings"].append(f"{p}: stray {what} in {WINDOWS_SHARDS}/, not in the index of {WINDOWS_FILE} "
+                                  "(left by a killed or older run, or copied in): never read; delete it")
 
 
 def _check_shard_file(path: Path, rec: dict, params_attr) -> tuple[str, str]:
@@ -273,6 +302,8 @@ def summary_line(report: dict) -> str:
         if report.get("shards"):
             what += f" in {len(report['shards'])} shards"
         what += {"verified": ", checksums verified", "absent": ", no checksums"}.get(report["checksums"], "")
-        return f"{report['dataset']}: OK ({what}; plan complete; link to dataset.h5 intact)"
+        stray = len(report.get("stray_shards") or [])
+        tail = f"; {stray} stray file{'s' if stray != 1 else ''} in {WINDOWS_SHARDS}/" if stray else ""
+        return f"{report['dataset']}: OK ({what}; plan complete; link to dataset.h5 intact{tail})"
     n = len(report["problems"])
     return f"{report['dataset']}: {n} problem{'s' if n != 1 else ''}"
