@@ -141,11 +141,13 @@ def _sumstats_format_option(ctx, param, value):
 @click.option("--build", default="hg19", show_default=True, help="Genome build of the inputs (recorded; a --liftover chain sets it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset directory to write.")
+@click.option("--dry-run", is_flag=True, help="Read and match as the run does, time the writing on a sample, print "
+                                              "the plan (counts, time, memory, disk) and stop: nothing is written.")
 @user_errors
 def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, col_a2, col_z, col_beta, col_se,
            col_n, col_freq, col_info, info_min, maf_min, ld_people, keep_multi_allelic, liftover, liftover_move, ld_maf_min,
            exclude_lrld, ld_region, annotations, fasta, feature_window, feature_dtype, ambiguous_maf_max, build,
-           as_json, out):
+           as_json, out, dry_run):
     """Harmonise summary statistics with an LD reference into a dataset.
 
     Reads the summary statistics (format detected from the header), drops variants off
@@ -163,10 +165,14 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
         info_min=info_min, maf_min=maf_min, keep_multi_allelic=keep_multi_allelic,
         liftover=liftover, liftover_move=liftover_move, ld_maf_min=ld_maf_min, exclude_lrld=exclude_lrld,
         ld_region=ld_region, annotations=annotations, fasta=fasta, feature_window=feature_window,
-        feature_dtype=feature_dtype, ambiguous_maf_max=ambiguous_maf_max, ld_people=ld_people,
+        feature_dtype=feature_dtype, ambiguous_maf_max=ambiguous_maf_max, ld_people=ld_people, dry_run=dry_run,
     )
     if as_json:
         click.echo(json.dumps(summary))
+    elif dry_run:
+        from .ui import print_dry_run
+
+        print_dry_run(summary)
     else:
         print_ingest_summary(summary)
 
@@ -251,9 +257,12 @@ def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, ma
               help="Negatives: at least this far from every significant variant and positive bag member.")
 @click.option("--add-study", "add_study", multiple=True, type=click.Path(file_okay=False), metavar="DATASET",
               help="Also the bags of this dataset (same options, its own LD), mapped onto DATASET's variants (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Build the bags as the run does, print the plan (counts, time, memory, "
+                                              "the size of bags.h5: JSON on stdout, a table on stderr) and stop: "
+                                              "bags.h5 is not written.")
 @user_errors
 def bags(dataset, p_threshold, clump_kb, clump_r2, min_bag_size, max_bag_size, blocks, drop_unknown, neg_maf_min,
-         neg_p_min, neg_exclude_kb, add_study):
+         neg_p_min, neg_exclude_kb, add_study, dry_run):
     """Build the positive bags and negatives of multiple-instance fine-mapping.
 
     Writes DATASET/bags.h5 from DATASET/dataset.h5 (run after ingest; see docs/bags.md)
@@ -266,7 +275,11 @@ def bags(dataset, p_threshold, clump_kb, clump_r2, min_bag_size, max_bag_size, b
     summary = run_bags(dataset, add_study=add_study, p_threshold=p_threshold, clump_kb=clump_kb, clump_r2=clump_r2,
                        min_bag_size=min_bag_size, max_bag_size=max_bag_size, blocks=blocks,
                        drop_unknown=drop_unknown, neg_maf_min=neg_maf_min, neg_p_min=neg_p_min,
-                       neg_exclude_kb=neg_exclude_kb, progress=True)
+                       neg_exclude_kb=neg_exclude_kb, progress=True, dry_run=dry_run)
+    if dry_run:
+        from .ui import print_dry_run
+
+        print_dry_run(summary)
     click.echo(json.dumps(summary))
 
 
@@ -493,17 +506,24 @@ def score(model_dir, dataset, fasta, out, posterior, pgs_file, pgs_name, trait, 
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads for torch and for htslib's (de)compression (0: torch's default, none for htslib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (no progress bar).")
+@click.option("--dry-run", is_flag=True, help="Check the model and inputs, score the first 5,000 records into memory, "
+                                              "print the plan (records, time, memory, output size) and stop: OUT is "
+                                              "not written.")
 @user_errors
-def score_vcf(model_dir, vcf, out, fasta, annotations, batch, threads, as_json):
+def score_vcf(model_dir, vcf, out, fasta, annotations, batch, threads, as_json, dry_run):
     """Annotate a VCF/BCF with the model's F (VARFX_F, VARFX_ENRICH) or, for a MIL model, VARFX_PCAUSAL."""
     import sys
 
     from .stages.score_vcf import run_score_vcf
 
     summary = run_score_vcf(model_dir, vcf, out, fasta=fasta, annotations=annotations, batch=batch, threads=threads,
-                            progress=not as_json and sys.stderr.isatty())
+                            progress=not as_json and sys.stderr.isatty(), dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(summary))
+    elif dry_run:
+        from .ui import print_dry_run
+
+        print_dry_run(summary)
     else:
         from .ui import print_summary
 

@@ -92,3 +92,54 @@ def stage_progress(enabled: bool = True):
                 bar.live.stop()
                 bar.disable = True  # Progress.stop would print an empty line on a non-terminal
             raise
+
+
+def _size(b) -> str:
+    b = float(b)
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if b < 1000 or unit == "PB":
+            return f"{b:.3g} {unit}"
+        b /= 1000
+
+
+def _seconds(s) -> str:
+    s = float(s)
+    if s < 120:
+        return f"{s:.3g} s"
+    if s < 7200:
+        return f"{s / 60:.3g} min"
+    return f"{s / 3600:.3g} h"
+
+
+def print_dry_run(plan: dict) -> None:
+    """A dry run's plan (varfx.store.dry_run.plan) as a rich table on stderr: what it
+    would read and write, the counts, time, memory and disk; "unknown" where the dry run
+    cannot say."""
+    from rich.table import Table
+
+    def opt(v, fmt):
+        return "unknown" if v is None else fmt(v)
+
+    t = Table(title=f"varfx {plan['stage']} --dry-run (nothing written)", show_header=False, title_justify="left")
+    t.add_column("what", style="bold", no_wrap=True)
+    t.add_column("value", justify="right", no_wrap=True)
+    t.add_column("note", style="dim")
+    for r in plan["reads"]:
+        t.add_row(f"reads: {r['role']}", opt(r.get("bytes"), _size), str(r["path"]))
+    for w in plan["writes"]:
+        t.add_row("writes", opt(w.get("bytes"), _size), str(w["path"]) + (" (replaced)" if w.get("replaces") else ""))
+    t.add_section()
+    exact = "" if plan["counts_exact"] else " (estimated)"
+    for k, v in plan["counts"].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            t.add_row(k + exact, f"{v:,}" if isinstance(v, int) else f"{v:,.6g}", "")
+    t.add_section()
+    t.add_row("time", opt(plan["seconds"], _seconds),
+              f"{_seconds(plan['seconds_measured'])} measured (done by the dry run)")
+    t.add_row("peak memory", opt(plan["memory_bytes"], _size), "")
+    t.add_row("disk", opt(plan["disk_bytes"], _size),
+              "" if plan["disk_peak_bytes"] == plan["disk_bytes"] else f"{opt(plan['disk_peak_bytes'], _size)} at the peak")
+    out = console()
+    out.print(t)
+    for line in plan["basis"]:
+        out.print(line, soft_wrap=True, highlight=False)

@@ -474,8 +474,15 @@ def _quantiles(sizes) -> dict:
 # ------------------------------------------------------------------------------ the stage
 
 
-def run_bags(dataset, *, add_study=(), progress: bool = True, **options) -> dict:
-    """Build and write ``DATASET/bags.h5``; returns the summary (also stored in it)."""
+def run_bags(dataset, *, add_study=(), progress: bool = True, dry_run: bool = False, **options) -> dict:
+    """Build and write ``DATASET/bags.h5``; returns the summary (also stored in it).
+
+    ``dry_run``: build the bags as the run does (the clumping is the whole cost of the
+    stage, and what gives the counts and the errors) and size bags.h5 in memory instead
+    of writing it; returns the plan (:func:`varfx.store.dry_run.plan`)."""
+    import time
+
+    t_start = time.perf_counter()
     from ..store.bags import write_bags
     from ..store.dataset import dataset_file
     from ..ui import stage_progress
@@ -499,12 +506,48 @@ def run_bags(dataset, *, add_study=(), progress: bool = True, **options) -> dict
         bagset = combine_studies(studies, opts, dataset_file(dataset))
         for line in bagset.summary["notes"]:
             print(line, file=sys.stderr)
+        if dry_run:
+            return _dry_run_plan(dataset, add_study, bagset, studies[0].fingerprint, opts, t_start)
         try:
             write_bags(dataset, bagset, studies[0].fingerprint)
         except OSError as exc:
             # name bags.h5, not the temporary file the error was raised on
             raise UserError(f"cannot write the bag store: {_os_reason(exc)}", path=dataset / "bags.h5") from None
     return bagset.summary
+
+
+def _dry_run_plan(dataset: Path, add_study, bagset, fingerprint, opts: BagOptions, t_start: float) -> dict:
+    """bags' dry run once the bags are built (timed): bags.h5 written into memory for
+    its size, the time of that write added as the estimate of the real one."""
+    import time
+
+    from ..store import dry_run as dr
+    from ..store.bags import BAGS_FILE, fill_bags
+    from ..store.dataset import dataset_file
+
+    dest = dataset / BAGS_FILE
+    dr.check_writable(dest, "the bag store")
+    measured = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    with dr.memory_h5() as (f5, size):
+        fill_bags(f5, bagset, fingerprint)
+        f5.close()
+        nbytes = size()
+    t_write = time.perf_counter() - t0
+    reads = [{"role": "dataset", "path": str(dataset_file(d)), "bytes": dr.file_bytes(dataset_file(d))}
+             for d in [dataset, *add_study]]
+    if opts.blocks:
+        reads.append({"role": "blocks", "path": str(opts.blocks), "bytes": dr.file_bytes(opts.blocks)})
+    counts = {k: v for k, v in bagset.summary.items() if k != "notes"}
+    basis = [f"bags --dry-run: the bags built as the run builds them ({measured:.3g} s, measured: the clumping "
+             f"is the stage); bags.h5 written into memory ({t_write:.3g} s, {nbytes:,} bytes)",
+             "peak memory: this process's peak while it built them"]
+    return dr.plan("bags", reads=reads, writes=[{"path": str(dest), "bytes": float(nbytes),
+                                                 "replaces": dest.is_file()}],
+                   counts=counts, counts_exact=True, seconds_measured=measured, seconds_estimated=t_write,
+                   memory_bytes=dr.peak_rss_bytes(), basis=basis, dataset=str(dataset),
+                   # atomic_path writes the new file next to the old one, then renames it
+                   disk_peak_bytes=nbytes + (dr.file_bytes(dest) or 0))
 
 
 def _os_reason(exc: OSError) -> str:

@@ -73,7 +73,7 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
                sumstats_format=None, info_min=None, maf_min=None, keep_multi_allelic=False,
                liftover=None, liftover_move=False, ld_maf_min=0.0, exclude_lrld=None, ld_region=None,
                annotations=None, fasta=None, feature_window=256, feature_dtype="float16",
-               ambiguous_maf_max=0.0, ld_people=None) -> dict:
+               ambiguous_maf_max=0.0, ld_people=None, dry_run=False) -> dict:
     """Harmonise ``sumstats`` with the LD reference ``ld`` and write the dataset ``out``.
 
     ``columns`` maps sumstats fields to header names (``{"z": "ZSCORE"}``, the
@@ -101,7 +101,15 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
     precompute-ld's LD correction depends on it (docs/math.md, "LD from a small panel"):
     a matrix of unknown size gets no correction, and LD from the GWAS sample itself
     (declared as the GWAS N) gets none because it is the GWAS's own LD.
+
+    ``dry_run``: read, filter and match exactly as the run does (so the counts and the
+    errors are the run's), then write the first :data:`DRY_RUN_VARIANTS` variants into
+    memory instead of ``out`` to time and size the writing; returns the plan
+    (:func:`varfx.store.dry_run.plan`) and leaves the disk as it was.
     """
+    import time
+
+    t_start = time.perf_counter()
     from ..genome import parse_region
     from ..io.harmonise import harmonise
     from ..io.plink import acgt_mask
@@ -315,51 +323,121 @@ def run_ingest(sumstats, ld, out, *, n=None, build="hg19", progress=True, column
             "counts": summary,
         }
 
+        def write(f5, upto=None):
+            """Write the dataset into the open ``f5``: every variant, or (the dry run) the
+            first ``upto`` of them."""
+            variants_w = variants if upto is None else {k: v[:upto] for k, v in variants.items()}
+            rows = rj if upto is None else rj[:upto]
+            f5.attrs["format"] = DATASET_FORMAT
+            f5.attrs["format_version"] = DATASET_VERSION
+            f5.attrs["varfx_version"] = __version__
+            f5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            f5.attrs["provenance"] = json.dumps(provenance)
+            f5.attrs["N"] = median_n
+            f5.attrs["ld_kind"] = kind  # the format read; /ld/kind says how it is stored
+            f5.attrs["n_ref"] = int(n_ref)
+            f5.attrs["build"] = str(build)
+            _write_variants(f5, variants_w)
+            # the content hash the window store is linked by, computed once here
+            # (read back from the file: the bytes every later check hashes)
+            record_fingerprint(f5)
+            g = f5.create_group("ld")
+            # genotype panels of every format are stored as PLINK-style dosages, region
+            # formats as UKBB-style triangles: io/ld.open_ld reads these two
+            g.attrs["kind"] = "plink" if genotypes else "ukbb"
+            if genotypes:
+                _write_plink_ld(g, panel, rows, status, bar, task)
+            else:
+                used = _write_ukbb_ld(g, region_set, tables, region_rows, ref, rows, status, bar, task)
+                summary["ld_regions_used"] = used
+            if feature_entries:
+                from ..features.store import write_features
+
+                def feature_progress(message, done, total):
+                    if bar is not None:
+                        bar.update(task, status=message, total=total, completed=done)
+
+                summary["features"] = write_features(
+                    f5.create_group("features"), variants_w["chrom"], variants_w["bp"], feature_entries,
+                    window=int(feature_window), progress=feature_progress, dtype=feature_dtype,
+                    variants={k: variants_w[k] for k in ("snp", "a1", "a2", "freq")})
+                f5.attrs["provenance"] = json.dumps(provenance | {"features": summary["features"]},
+                                                    default=str)
+            if fasta is not None:
+                # what a prior that reads DNA (seqcnn) reads at fit and score time
+                from ..store.variants import write_fasta_attrs
+
+                write_fasta_attrs(f5, fasta)
+
+        if dry_run:
+            return _dry_run_plan(write, summary, records, out=out, M=M, t_start=t_start,
+                                 n_people=panel.n_people if genotypes else None, features=bool(feature_entries))
         with atomic_dir(out) as tmp:
-
             with guarded_h5(tmp / DATASET_FILE, out, "the dataset") as f5:
-                f5.attrs["format"] = DATASET_FORMAT
-                f5.attrs["format_version"] = DATASET_VERSION
-                f5.attrs["varfx_version"] = __version__
-                f5.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-                f5.attrs["provenance"] = json.dumps(provenance)
-                f5.attrs["N"] = median_n
-                f5.attrs["ld_kind"] = kind  # the format read; /ld/kind says how it is stored
-                f5.attrs["n_ref"] = int(n_ref)
-                f5.attrs["build"] = str(build)
-                _write_variants(f5, variants)
-                # the content hash the window store is linked by, computed once here
-                # (read back from the file: the bytes every later check hashes)
-                record_fingerprint(f5)
-                g = f5.create_group("ld")
-                # genotype panels of every format are stored as PLINK-style dosages, region
-                # formats as UKBB-style triangles: io/ld.open_ld reads these two
-                g.attrs["kind"] = "plink" if genotypes else "ukbb"
-                if genotypes:
-                    _write_plink_ld(g, panel, rj, status, bar, task)
-                else:
-                    used = _write_ukbb_ld(g, region_set, tables, region_rows, ref, rj, status, bar, task)
-                    summary["ld_regions_used"] = used
-                if feature_entries:
-                    from ..features.store import write_features
-
-                    def feature_progress(message, done, total):
-                        if bar is not None:
-                            bar.update(task, status=message, total=total, completed=done)
-
-                    summary["features"] = write_features(
-                        f5.create_group("features"), variants["chrom"], variants["bp"], feature_entries,
-                        window=int(feature_window), progress=feature_progress, dtype=feature_dtype,
-                        variants={k: variants[k] for k in ("snp", "a1", "a2", "freq")})
-                    f5.attrs["provenance"] = json.dumps(provenance | {"features": summary["features"]},
-                                                        default=str)
-                if fasta is not None:
-                    # what a prior that reads DNA (seqcnn) reads at fit and score time
-                    from ..store.variants import write_fasta_attrs
-
-                    write_fasta_attrs(f5, fasta)
+                write(f5)
             status("done")
     return summary
+
+
+#: variants the dry run writes (into memory) to time and size the writing
+DRY_RUN_VARIANTS = 4096
+
+
+def _dry_run_plan(write, summary: dict, records: list, *, out: Path, M: int, t_start: float, n_people,
+                  features: bool) -> dict:
+    """ingest's dry run after the reading and matching (done, timed): the first
+    :data:`DRY_RUN_VARIANTS` variants written into an in-memory HDF5 file, timed and
+    sized, and both scaled to the ``M`` matched variants."""
+    import time
+
+    from ..store import dry_run as dr
+
+    dr.check_writable(out / DATASET_FILE, "the dataset")
+    counts = dict(summary)
+    measured = time.perf_counter() - t_start
+    upto = min(M, DRY_RUN_VARIANTS)
+    t0 = time.perf_counter()
+    with dr.memory_h5() as (f5, size):
+        write(f5, upto)
+        tracks = tuple(f5["features"]["window"].shape) if "features" in f5 and "window" in f5["features"] else None
+        f5.close()  # HDF5 allocates the last of the file as it closes
+        sample_bytes = size()
+    t_sample = time.perf_counter() - t0
+    scale = M / upto
+    exact = upto == M
+    for key in ("ld_regions_used", "features"):
+        # the sample's, not the run's, unless the sample was every variant
+        if not exact:
+            counts.pop(key, None)
+    summary.pop("features", None)
+    old = out / DATASET_FILE
+    replaces = old.is_file()
+    # the run replaces the whole directory (atomic_dir): its other files go with it
+    existing = sorted(p for p in out.rglob("*") if p.is_file()) if out.is_dir() else []
+    old_bytes = sum(dr.file_bytes(p) or 0 for p in existing)
+    disk = float(sample_bytes * scale)
+    basis = [f"ingest --dry-run: read, filtered and matched as the run does ({measured:.3g} s, measured); "
+             f"the writing timed and sized on {upto:,} of the {M:,} matched variants written into memory "
+             f"({t_sample:.3g} s, {sample_bytes:,} bytes) and scaled by {scale:.4g}",
+             "peak memory: this process's peak while it read and matched (the writing holds one block of "
+             "variants at a time" + (", plus the per-base tracks while they are normalised" if features else "")
+             + ")"]
+    reads = [{"role": r["role"], "path": r["path"], "bytes": r["bytes"]} for r in records]
+    memory = dr.peak_rss_bytes()
+    if tracks is not None and memory is not None:
+        # write_features keeps the per-base tracks (float32) in memory between its two
+        # passes when they fit in its budget (1 GiB), else reads them again
+        memory += min(M * tracks[1] * tracks[2] * 4, 1 << 30)
+    return dr.plan("ingest", reads=reads,
+                   writes=[{"path": str(old), "bytes": disk, "replaces": replaces}],
+                   counts=counts, counts_exact=True, sample={"variants": upto, "seconds": t_sample,
+                                                              "bytes": sample_bytes},
+                   seconds_measured=measured, seconds_estimated=t_sample * scale, memory_bytes=memory,
+                   basis=basis,
+                   # atomic_dir builds the new dataset next to the old one, then swaps them
+                   disk_peak_bytes=disk + old_bytes,
+                   dataset=str(out), n_people=n_people,
+                   removes=[str(p) for p in existing if p != old])
 
 
 def _reference_filters(ref: dict, region, acgt_mask) -> dict:

@@ -142,15 +142,21 @@ def _output_header(vin, kind, model_dir, version, notes, vcf):
 
 
 def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10000, threads=0,
-                  progress=False) -> dict:
+                  progress=False, dry_run=False) -> dict:
     """Write ``vcf`` annotated with the model of ``model_dir`` to ``out`` (bgzipped, with
     its index); returns the summary (counts of records, alleles scored and skipped, REF
     checks, the output paths, notes, seconds).  Any error leaves no output and no index.
 
     ``threads`` > 0 sets torch's intra-op threads (restored afterwards) and htslib's
     (de)compression threads; ``progress`` shows a progress bar on stderr.  Notes (a
-    FASTA other than the recorded one, VARFX fields replaced) are printed on stderr."""
+    FASTA other than the recorded one, VARFX fields replaced) are printed on stderr.
+
+    ``dry_run``: everything the run checks before it reads the records, then the first
+    :data:`DRY_RUN_RECORDS` records scored as the run scores them, written into memory;
+    returns the plan (:func:`varfx.store.dry_run.plan`) and writes nothing."""
     import torch
+
+    t_start = time.perf_counter()
 
     from .. import __version__
     from ..features.sequence import open_fasta
@@ -205,6 +211,9 @@ def run_score_vcf(model_dir, vcf, out, *, fasta=None, annotations=None, batch=10
                    fa_len=dict(zip(fa.references, fa.lengths)) if fa is not None else {},
                    known=known, codes={}, has_af="AF" in vin.header.info, mean_f=mean_f, mean_freq=mean_freq,
                    counts=counts, outside_by={}, replaced=replaced, vcf=vcf)
+        if dry_run:
+            return _dry_write(vin, hdr, out, ctx, batch=int(batch), threads=threads, fa_path=fa_path,
+                              model_dir=model_dir, dataset=meta["dataset"], t_start=t_start, notes=notes)
         summary = _write(vin, hdr, out, ctx, batch=int(batch), threads=threads, progress=progress,
                          fa_path=fa_path)
         # why an input left variants outside its coverage, when its source can say (a table
@@ -277,6 +286,116 @@ def _write(vin, hdr, out, ctx, *, batch, threads, progress, fa_path):
             "mean_f": ctx["mean_f"] if ctx["kind"] == "log_f" else None,
             "replaced_fields": list(ctx["replaced"]), "seconds": round(time.perf_counter() - t0, 6),
             "cpu_seconds": round(time.process_time() - c0, 6)}
+
+
+#: records score-vcf --dry-run scores (into memory) to time the run and size its output
+DRY_RUN_RECORDS = 5000
+
+
+def _dry_write(vin, hdr, out, ctx, *, batch, threads, fa_path, model_dir, dataset, t_start, notes):
+    """score-vcf's dry run: the first :data:`DRY_RUN_RECORDS` records scored and written
+    (bgzipped) into an anonymous in-memory file; the records of the whole VCF counted
+    exactly when the sample reached its end, else estimated from the bytes the sample
+    took of the input file, and the time and output size scaled to them."""
+    import contextlib
+
+    import pysam
+
+    from ..store import dry_run as dr
+
+    counts, vcf = ctx["counts"], ctx["vcf"]
+    dr.check_writable(out, "the scored VCF")
+    size = Path(vcf).stat().st_size
+    with open(vcf, "rb") as fh:
+        bgzf = fh.read(2) == b"\x1f\x8b"  # a virtual offset (block << 16 | within) to tell()
+
+    def offset():
+        v = int(vin.tell())
+        return _bgzf_offset(vcf, v) if bgzf else float(v)
+
+    start = offset()
+    t_setup = time.perf_counter() - t_start
+    with contextlib.ExitStack() as stack:
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("varfx-score-vcf-dry-run")
+            stack.callback(os.close, fd)
+            target = f"/proc/self/fd/{fd}"
+        else:  # not Linux: a temporary directory outside the output's, removed at once
+            fd, target = None, str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "sample.vcf.gz")
+        t0 = time.perf_counter()
+        with pysam.VariantFile(target, "wz", header=hdr, threads=threads) as vout:
+            for recs, chroms, poss in _records(vin, vcf, min(batch, DRY_RUN_RECORDS)):
+                _score_batch(recs, chroms, poss, vout, ctx)
+                if counts["records"] >= DRY_RUN_RECORDS:
+                    break
+            end = offset()
+            complete = next(iter(vin), None) is None
+        t_sample = time.perf_counter() - t0
+        out_bytes = os.fstat(fd).st_size if fd is not None else os.path.getsize(target)
+    n = counts["records"]
+    if complete:
+        total = n
+    elif end > start:
+        total = max(n, int(round(n * (size - start) / (end - start))))
+    else:
+        total = None  # the sample took no measurable bytes: the records cannot be estimated
+    if counts["ref_checked"] and counts["ref_mismatch"] > REF_MISMATCH_MAX * counts["ref_checked"]:
+        what = "" if complete else f" (in the first {n} records)"
+        raise UserError(f"{counts['ref_mismatch']} of {counts['ref_checked']} records{what} have a REF that is not "
+                        f"the FASTA base ({fa_path}): another genome build? nothing written", path=vcf)
+    scale = None if total is None else (total / n if n else 0.0)
+    shown = dict(counts, outside_by=dict(ctx["outside_by"]))
+    if not complete and scale is not None:
+        shown = {k: int(round(v * scale)) for k, v in counts.items()}
+        shown["outside_by"] = {k: int(round(v * scale)) for k, v in ctx["outside_by"].items()}
+    elif scale is None:
+        shown = {"records": None}
+    csi = max([int(c.length or 0) for c in vin.header.contigs.values()] + [0]) > TABIX_MAX_CONTIG
+    index = str(out) + (".csi" if csi else ".tbi")
+    out_est = None if scale is None else float(out_bytes * scale)
+    basis = [f"score-vcf --dry-run: the model, its dataset and inputs and the VCF header checked and the model's "
+             f"mean F computed ({t_setup:.3g} s, measured); {n:,} records scored into memory ({t_sample:.3g} s, "
+             f"{out_bytes:,} bytes bgzipped)"
+             + (", the whole VCF" if complete else
+                (f", {end - start:,.0f} of the VCF's {size - start:,.0f} bytes of records: the rest scaled by "
+                 f"{scale:.4g}" if scale is not None else "; the records could not be estimated")),
+             f"the index ({Path(index).name}) is not priced: its time and size are left out",
+             f"peak memory: this process's peak, scoring batches of {min(batch, DRY_RUN_RECORDS):,} records"
+             + (f" (the run's --batch {batch:,} holds more at a time)" if batch > DRY_RUN_RECORDS else "")]
+    return dr.plan("score-vcf", reads=[{"role": "vcf", "path": str(vcf), "bytes": size},
+                                       {"role": "model", "path": str(model_dir), "bytes": None},
+                                       {"role": "dataset", "path": str(dataset), "bytes": None}],
+                   writes=[{"path": str(out), "bytes": out_est, "replaces": Path(out).exists()},
+                           {"path": index, "bytes": None, "replaces": Path(index).exists(), "unpriced": True}],
+                   counts=shown, counts_exact=complete,
+                   sample={"records": n, "seconds": t_sample, "bytes_read": end - start, "bytes_written": out_bytes},
+                   seconds_measured=t_setup + t_sample,
+                   seconds_estimated=None if scale is None else t_sample * max(scale - 1.0, 0.0),
+                   memory_bytes=dr.peak_rss_bytes(), basis=basis, output=ctx["kind"], notes=notes)
+
+
+def _bgzf_offset(path, voffset: int) -> float:
+    """The position in the compressed file of a BGZF virtual offset (the block's offset
+    << 16 | the offset within its uncompressed data), with the part within the block
+    counted at the block's own compression ratio: a sample of a few blocks is then
+    measured to a fraction of a block, not to whole blocks.  (A block: a gzip member
+    with the ``BC`` extra field holding its size minus 1, ending in its uncompressed
+    size ISIZE.)"""
+    import struct
+
+    block, within = voffset >> 16, voffset & 0xFFFF
+    if not within:
+        return float(block)
+    with open(path, "rb") as fh:
+        fh.seek(block)
+        head = fh.read(18)
+        if len(head) < 18 or head[:2] != b"\x1f\x8b" or head[12:14] != b"BC":
+            return float(block)  # not the usual BGZF header: to the block
+        csize = struct.unpack("<H", head[16:18])[0] + 1
+        fh.seek(block + csize - 4)
+        tail = fh.read(4)
+        usize = struct.unpack("<I", tail)[0] if len(tail) == 4 else 0
+    return float(block + csize * min(within / usize, 1.0)) if usize else float(block)
 
 
 def _contig_code(name, ctx, n):

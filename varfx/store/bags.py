@@ -101,13 +101,23 @@ def write_bags(dataset, bags: BagSet, fingerprint: dict) -> Path:
 
     ``fingerprint``: ``{"n_variants", "sha256"}`` of the dataset the bags index into
     (:func:`varfx.store.dataset.stored_fingerprint`)."""
-    import h5py
-
-    from .. import __version__
     from .h5 import guarded_h5
 
     dataset = Path(dataset)
     dest = dataset / BAGS_FILE
+    with atomic_path(dest) as tmp:
+        with guarded_h5(tmp, dest, "the bag store") as f5:
+            fill_bags(f5, bags, fingerprint)
+    return dest
+
+
+def fill_bags(f5, bags: BagSet, fingerprint: dict) -> None:
+    """The bag store's attributes and arrays, into the open HDF5 file ``f5`` (bags.h5,
+    or an in-memory file for ``varfx bags --dry-run``'s size)."""
+    import h5py
+
+    from .. import __version__
+
     pos = bags.positives
     sizes = np.array([b.n for b in pos], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -115,26 +125,23 @@ def write_bags(dataset, bags: BagSet, fingerprint: dict) -> Path:
     studies = list(bags.studies) or [""]
     study_code = {s: i for i, s in enumerate(studies)}
     text = h5py.string_dtype()
-    with atomic_path(dest) as tmp:
-        with guarded_h5(tmp, dest, "the bag store") as f5:
-            f5.attrs.update(format=BAGS_FORMAT, format_version=BAGS_VERSION, varfx_version=__version__,
-                            params=json.dumps(bags.params, default=str),
-                            summary=json.dumps(bags.summary, default=str), studies=json.dumps(studies),
-                            dataset_n_variants=int(fingerprint["n_variants"]),
-                            dataset_sha256=str(fingerprint["sha256"]))
-            g = f5.create_group("positives")
-            g.create_dataset("offsets", data=offsets)
-            g.create_dataset("variants", data=members)
-            g.create_dataset("chrom", data=np.array([b.chrom for b in pos], np.int16))
-            g.create_dataset("start", data=np.array([b.start for b in pos], np.int64))
-            g.create_dataset("end", data=np.array([b.end for b in pos], np.int64))
-            g.create_dataset("name", data=np.array([b.name for b in pos], dtype=object), dtype=text)
-            g.create_dataset("study", data=np.array([study_code[b.study] for b in pos], np.int16))
-            g.create_dataset("signal", data=np.array([b.signal for b in pos], dtype=object), dtype=text)
-            n = f5.create_group("negatives")
-            n.create_dataset("variants", data=np.asarray(bags.negatives, np.int64))
-            n.create_dataset("chrom", data=np.asarray(bags.negative_chrom, np.int16))
-    return dest
+    f5.attrs.update(format=BAGS_FORMAT, format_version=BAGS_VERSION, varfx_version=__version__,
+                    params=json.dumps(bags.params, default=str),
+                    summary=json.dumps(bags.summary, default=str), studies=json.dumps(studies),
+                    dataset_n_variants=int(fingerprint["n_variants"]),
+                    dataset_sha256=str(fingerprint["sha256"]))
+    g = f5.create_group("positives")
+    g.create_dataset("offsets", data=offsets)
+    g.create_dataset("variants", data=members)
+    g.create_dataset("chrom", data=np.array([b.chrom for b in pos], np.int16))
+    g.create_dataset("start", data=np.array([b.start for b in pos], np.int64))
+    g.create_dataset("end", data=np.array([b.end for b in pos], np.int64))
+    g.create_dataset("name", data=np.array([b.name for b in pos], dtype=object), dtype=text)
+    g.create_dataset("study", data=np.array([study_code[b.study] for b in pos], np.int16))
+    g.create_dataset("signal", data=np.array([b.signal for b in pos], dtype=object), dtype=text)
+    n = f5.create_group("negatives")
+    n.create_dataset("variants", data=np.asarray(bags.negatives, np.int64))
+    n.create_dataset("chrom", data=np.asarray(bags.negative_chrom, np.int16))
 
 
 def _damaged(path, dataset, what) -> UserError:
