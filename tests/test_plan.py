@@ -368,3 +368,25 @@ def test_ukbb_reference_windows_and_ranks(planned, tmp_path, write_region):
     after = json.loads(ok(args).stdout)["precompute_ld"]
     assert after["k_source"] == "windows.h5" and after["mean_k"] == pytest.approx(s["mean_k"])
     assert abs(after["disk_bytes"] / real - 1) < 0.3, (after["disk_bytes"], real)
+
+
+def test_commit_is_its_own_row_with_its_share(planned):
+    """The one writer's commit: its share of precompute-ld at the given workers, and the
+    worker count past which the windows are computed faster than it commits them."""
+    def plan(workers, table=False):
+        args = ["plan", planned["bare"], *OPTS, "--variants", 1e6, "--workers", workers,
+                "--calibration", planned["cal"]]
+        return ok(args) if table else json.loads(ok(args + ["--json"]).stdout)["precompute_ld"]
+
+    one = plan(1)
+    assert one["commit_share"] == pytest.approx(one["commit_seconds"] / one["seconds"], rel=1e-12)
+    bound = one["writer_bound_workers"]
+    assert bound == pytest.approx(one["cpu_seconds"] / one["commit_seconds"], rel=1e-12) and bound > 1
+    below, above = plan(max(1, int(bound / 2))), plan(int(2 * bound) + 1)
+    # below the bound the workers' compute outlasts the commit; above it, no longer (to
+    # the longest window, which one worker computes alone)
+    assert below["compute_seconds"] > below["commit_seconds"]
+    assert above["compute_seconds"] <= above["commit_seconds"] + above["largest_window"]["seconds"]
+    assert above["commit_share"] > below["commit_share"]
+    r = plan(int(2 * bound) + 1, table=True)
+    assert "of which: commit" in r.stderr and f"from {bound:,.0f} workers on" in r.stderr

@@ -174,6 +174,12 @@ def precompute_plan(wp: dict, cal: dict, workers: int = 1) -> dict:
         "disk_bytes": store, "disk_peak_bytes": float(store + scale * raw.sum()),
     }
     out["seconds"] = out["compute_seconds"] + out["commit_seconds"]
+    # the one writer: its share of the stage at these workers, and the worker count at
+    # which the windows' compute takes as long as its commit (more workers than that
+    # leave the run waiting on the writer)
+    out["commit_share"] = out["commit_seconds"] / out["seconds"] if out["seconds"] > 0 else 0.0
+    out["writer_bound_workers"] = (out["cpu_seconds"] / out["commit_seconds"] if out["commit_seconds"] > 0
+                                   else None)
     if scale == 1.0 and wp["k_source"] == "windows.h5":
         from ..store.windows import store_bytes
 
@@ -466,6 +472,13 @@ def print_plan(plan: dict) -> None:
         lw = p["largest_window"]
         table.add_row("precompute-ld", f"{p['workers']} worker(s)", _time(p["seconds"]),
                       f"{_size(p['memory_per_worker_bytes'])}/worker", _size(p["disk_bytes"]))
+        bound = p.get("writer_bound_workers")
+        table.add_row("  of which: commit", f"1 writer ({100 * p['commit_share']:.0f}%)", _time(p["commit_seconds"]),
+                      "", "")
+        if bound is not None:
+            notes.append(f"precompute-ld commit: one writer, {_time(p['commit_seconds'])}, {100 * p['commit_share']:.0f}% "
+                         f"of the stage on {p['workers']} worker(s); from {bound:,.0f} workers on the windows are "
+                         "computed faster than the writer commits them")
         notes.append(f"precompute-ld: {p['windows']:,} windows (n+ <= {p['max_n_plus']:,}, core <= {p['max_n']:,}, "
                      f"k <= {p['max_k']}, k {p['k_source']}); largest {_time(lw['seconds'])}; {_time(p['cpu_seconds'])} "
                      f"CPU in all; commit {_time(p['commit_seconds'])}; disk at the peak {_size(p['disk_peak_bytes'])}")
