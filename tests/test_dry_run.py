@@ -98,6 +98,39 @@ def test_ingest_dry_run_bad_inputs_fail_as_the_run(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_ingest_dry_run_ukbb_regions_and_features(tmp_path, write_region, monkeypatch):
+    """UKBB/PolyFun LD regions (ld_regions_used counted by the sample's write, which is
+    every variant here) and annotations with per-base tracks: the same counts as the
+    run, nothing written, the size close to the file."""
+    from varfx.testing.data import EXAMPLE_DATA
+
+    _, ss = write_subset(tmp_path / "in", 1000, 600)
+    write_region(tmp_path / "ukbb", range(1000, 1600))
+    args = ["ingest", "--sumstats", ss, "--ld", tmp_path / "ukbb", "--annotations",
+            EXAMPLE_DATA / "demo_annotations.tsv", "--feature-window", 64, "-o", tmp_path / "ds"]
+    before = tree(tmp_path)
+    import varfx.store.dry_run as dr
+
+    # the process's own peak left out: what remains is the tracks' memory, added
+    monkeypatch.setattr(dr, "peak_rss_bytes", lambda: 0)
+    dry = json.loads(ok(args + ["--dry-run", "--json"]).stdout)
+    assert tree(tmp_path) == before
+    real = json.loads(ok(args + ["--json"]).stdout)
+    assert dry["counts"]["ld_regions_used"] == real["ld_regions_used"] >= 1 and dry["n_people"] is None
+    # the features' summary is the run's but for the seconds it took
+    assert {k: v for k, v in dry["counts"].pop("features").items() if k != "seconds"} == \
+        {k: v for k, v in real.pop("features").items() if k != "seconds"}
+    assert dry["counts"] == real
+    size = (tmp_path / "ds" / "dataset.h5").stat().st_size
+    assert abs(dry["disk_bytes"] / size - 1) < 0.10, (dry["disk_bytes"], size)
+    # the per-base tracks write_features keeps in memory between its passes: M x 64 x T float32
+    import h5py
+
+    with h5py.File(tmp_path / "ds" / "dataset.h5", "r") as h5:
+        m, w, t = h5["features"]["window"].shape
+    assert w == 64 and t >= 1 and dry["memory_bytes"] == m * w * t * 4
+
+
 # ------------------------------------------------------------------------------ bags
 
 

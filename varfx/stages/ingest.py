@@ -393,7 +393,6 @@ def _dry_run_plan(write, summary: dict, records: list, *, out: Path, M: int, t_s
     from ..store import dry_run as dr
 
     dr.check_writable(out / DATASET_FILE, "the dataset")
-    counts = dict(summary)
     measured = time.perf_counter() - t_start
     upto = min(M, DRY_RUN_VARIANTS)
     t0 = time.perf_counter()
@@ -405,11 +404,11 @@ def _dry_run_plan(write, summary: dict, records: list, *, out: Path, M: int, t_s
     t_sample = time.perf_counter() - t0
     scale = M / upto
     exact = upto == M
+    counts = dict(summary)  # with what the sample's write added (ld_regions_used, features)
     for key in ("ld_regions_used", "features"):
         # the sample's, not the run's, unless the sample was every variant
         if not exact:
             counts.pop(key, None)
-    summary.pop("features", None)
     old = out / DATASET_FILE
     replaces = old.is_file()
     # the run replaces the whole directory (atomic_dir): its other files go with it

@@ -329,7 +329,11 @@ def _dry_write(vin, hdr, out, ctx, *, batch, threads, fa_path, model_dir, datase
                 if counts["records"] >= DRY_RUN_RECORDS:
                     break
             end = offset()
-            complete = next(iter(vin), None) is None
+            try:
+                complete = next(iter(vin), None) is None
+            except (OSError, ValueError) as exc:  # the run's message for a file cut short there
+                raise UserError(f"unreadable after record {counts['records']} (truncated or malformed: {exc})",
+                                path=vcf) from None
         t_sample = time.perf_counter() - t0
         out_bytes = os.fstat(fd).st_size if fd is not None else os.path.getsize(target)
     n = counts["records"]
