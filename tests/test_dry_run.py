@@ -131,6 +131,19 @@ def test_ingest_dry_run_ukbb_regions_and_features(tmp_path, write_region, monkey
     assert w == 64 and t >= 1 and dry["memory_bytes"] == m * w * t * 4
 
 
+def test_dry_runs_to_a_read_only_filesystem(readonly_dir, chr22, model, tmp_path):
+    """A destination the run could not write is the dry run's error too (exit 1, one
+    line naming it), after the inputs were found good."""
+    r = invoke(["ingest", "--sumstats", SUMSTATS, "--ld", PANEL, "-o", readonly_dir / "ds", "--dry-run"])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "read-only file system" in r.output and str(readonly_dir) in r.output
+    model_dir, rows = model
+    vcf = write_vcf(tmp_path / "in.vcf", rows[:20])
+    r = invoke(["score-vcf", model_dir, vcf, "-o", readonly_dir / "sub" / "o.vcf.gz", "--dry-run"])
+    assert r.exit_code == 1 and "read-only file system" in r.output and "Traceback" not in r.output, r.output
+    assert list(readonly_dir.iterdir()) == []
+
+
 # ------------------------------------------------------------------------------ bags
 
 

@@ -59,6 +59,14 @@ def check_writable(path, what: str) -> None:
         d = d.parent
     if not d.is_dir():
         raise UserError(f"cannot write {what}: {d} is not a directory", path=path)
+    try:
+        read_only = bool(os.statvfs(d).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): access() below decides
+        read_only = False
+    if read_only:
+        # what the run's first write there raises (EROFS); root passes access() anyway
+        raise UserError(f"cannot write {what}: {d}: read-only file system (choose a writable destination)",
+                        path=path)
     if not os.access(d, os.W_OK | os.X_OK):
         raise UserError(f"cannot write {what}: {d}: permission denied (choose a writable destination)", path=path)
 
