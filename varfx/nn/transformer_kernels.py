@@ -102,11 +102,12 @@ class _AttentionCore(torch.autograd.Function):
     """``softmax(q k^T / sqrt(d) + bias) * mask`` times ``v`` for ``qkv (B, L, 3, h, dh)``,
     ``bias (h, L, L)``, an optional 0/1 ``mask (B h, L, L)``; returns ``(B h, L, dh)``.
 
-    Forward and backward by hand so that: the scale rides on the copy that makes ``q``
-    contiguous (and back on the copy of its gradient into ``qkv``'s layout); the bias is
-    added to the scores in place (under autograd, an in-place add on a view of the
-    product cost three copies of the scores in the backward); and the gradients of
-    ``q``, ``k`` and ``v`` are written straight into ``qkv``'s layout."""
+    Forward and backward by hand so that: ``q``, ``k`` and ``v`` are made contiguous in
+    one copy, and their gradients come back in one buffer of the same layout (three
+    strided copies, or autograd's, cost more); the ``1/sqrt(d)`` rides on the products
+    (``baddbmm``'s ``alpha``, in the forward and in the backward); and the bias is added to
+    the scores in place (under autograd, an in-place add on a view of the product cost
+    three copies of the scores in the backward)."""
 
     @staticmethod
     def forward(ctx, qkv, bias, mask):
@@ -115,12 +116,10 @@ class _AttentionCore(torch.autograd.Function):
         # under --amp the products arrive in bfloat16: all of it in qkv's dtype, the
         # softmax in float32 (as autocast computes it), and the backward the same way
         with torch.autocast(qkv.device.type, enabled=False):
-            q = torch.empty(B, h, L, dh, dtype=qkv.dtype, device=qkv.device)
-            torch.mul(qkv[:, :, 0].transpose(1, 2), scale, out=q)
-            q = q.view(B * h, L, dh)
-            k = qkv[:, :, 1].transpose(1, 2).reshape(B * h, L, dh)
-            v = qkv[:, :, 2].transpose(1, 2).reshape(B * h, L, dh)
-            s = torch.bmm(q, k.transpose(1, 2))
+            t = qkv.permute(2, 0, 3, 1, 4).contiguous()  # (3, B, h, L, dh)
+            q, k, v = (t[i].view(B * h, L, dh) for i in range(3))
+            s = torch.empty(B * h, L, L, dtype=qkv.dtype, device=qkv.device)
+            torch.baddbmm(s, q, k.transpose(1, 2), beta=0, alpha=scale, out=s)
             s.view(B, h, L, L).add_(bias.to(s.dtype))
             if s.dtype in (torch.float16, torch.bfloat16):
                 p = torch.softmax(s, dim=-1, dtype=torch.float32).to(s.dtype)
@@ -128,31 +127,28 @@ class _AttentionCore(torch.autograd.Function):
                 p = torch.softmax(s, dim=-1)
             del s
             pd = p if mask is None else p * mask
-            ctx.save_for_backward(q, k, v, p, pd, mask)
-            ctx.scale, ctx.heads, ctx.bias_dtype = scale, h, bias.dtype
+            ctx.save_for_backward(t, p, pd, mask)
+            ctx.scale, ctx.bias_dtype = scale, bias.dtype
             return torch.bmm(pd, v)
 
     @staticmethod
     def backward(ctx, gy):
-        q, k, v, p, pd, mask = ctx.saved_tensors
-        BH, L, dh = q.shape
-        heads = ctx.heads
-        B = BH // heads
-        gy = gy.to(q.dtype).contiguous()
+        t, p, pd, mask = ctx.saved_tensors
+        _, B, h, L, dh = t.shape
+        q, k, v = (t[i].view(B * h, L, dh) for i in range(3))
+        gy = gy.to(t.dtype).contiguous()
+        g = torch.empty_like(t)  # the gradients of q, k, v in t's layout
+        gq, gk, gv = (g[i].view(B * h, L, dh) for i in range(3))
         g_pd = torch.bmm(gy, v.transpose(1, 2))
-        g_v = torch.bmm(pd.transpose(1, 2), gy)
+        torch.bmm(pd.transpose(1, 2), gy, out=gv)
         if mask is not None:
             g_pd.mul_(mask)
         g_s = torch._softmax_backward_data(g_pd, p, -1, p.dtype)
         del g_pd
-        g_q = torch.bmm(g_s, k)
-        g_k = torch.bmm(g_s.transpose(1, 2), q)
-        g_bias = g_s.view(B, heads, L, L).sum(0).to(ctx.bias_dtype)
-        g_qkv = torch.empty(B, L, 3, heads, dh, dtype=q.dtype, device=q.device)
-        torch.mul(g_q.view(B, heads, L, dh).transpose(1, 2), ctx.scale, out=g_qkv[:, :, 0])
-        g_qkv[:, :, 1].copy_(g_k.view(B, heads, L, dh).transpose(1, 2))
-        g_qkv[:, :, 2].copy_(g_v.view(B, heads, L, dh).transpose(1, 2))
-        return g_qkv, g_bias, None
+        torch.baddbmm(gq, g_s, k, beta=0, alpha=ctx.scale, out=gq)
+        torch.baddbmm(gk, g_s.transpose(1, 2), q, beta=0, alpha=ctx.scale, out=gk)
+        g_bias = g_s.view(B, h, L, L).sum(0).to(ctx.bias_dtype)
+        return g.permute(1, 3, 0, 2, 4), g_bias, None
 
 
 def attention(qkv, bias, heads, dropout, training, out, out_scale=1.0):
