@@ -3,7 +3,9 @@
 Each computes the same function as the plain torch composition it replaces (checked in
 tests/test_transformer_kernels.py, values and gradients in float64 and float32); they
 exist because, at the prior's shapes, a CPU step was bound by memory traffic rather
-than by its FLOPs (docs/benchmarks.md, "The transformer prior on a CPU").
+than by its FLOPs (docs/benchmarks.md, "The transformer prior on a CPU").  The dropout
+masks (:func:`keep_mask`) are this module's own random stream: the same distribution as
+``nn.Dropout`` with the rate rounded to a multiple of 2^-16, drawn from torch's generator.
 """
 
 from __future__ import annotations
