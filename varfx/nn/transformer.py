@@ -139,8 +139,8 @@ class _TransformerLayer(nn.Module):
         x = kern.residual_dropout(x, self.attn(self.norm1(x), s), p, self.training)
         lin1, _, _, lin2 = self.ffn
         h = nn.functional.gelu(lin1(self.norm2(x)))
-        if drop:
-            h = h * kern.keep_mask(h.shape, p, h)
+        if drop:  # in place: GELU's backward needs its input, not its output
+            h = h.mul_(kern.keep_mask(h.shape, p, h))
         return kern.residual_dropout(x, kern.scaled_linear(h, lin2, s * s, s), p, self.training)
 
 
