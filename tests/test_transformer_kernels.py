@@ -371,7 +371,7 @@ def test_dropout_rate_outside_zero_one_is_a_user_error():
     from varfx.errors import UserError
 
     ctx = {"init_f": 1e-6, "n_features": 2, "n_tracks": 3, "window": 32}
-    for p in (1.0, -0.1):
+    for p in (1.0, -0.1, 1 - 2 ** -18):  # the last rounds to a rate of 1
         with pytest.raises(UserError, match="dropout"):
             TransformerPrior(width=16, dropout=p).module(ctx)
 

@@ -152,8 +152,9 @@ class TransformerModule(_FreqFactor):
         super().__init__(alpha)
         if width % heads or width % 2:
             raise ValueError("width must be even and a multiple of heads")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout}: expected a rate in [0, 1)")
+        if not 0.0 <= dropout < 1.0 or kern.drop_rate(dropout) >= 1.0:
+            # the rate is applied rounded to a multiple of 2^-16 (kern.drop_rate)
+            raise ValueError(f"dropout={dropout}: expected a rate in [0, 1), below 1 - 2^-17")
         self.chunk = int(chunk)
         stem = width // 2
         self.stem = nn.Sequential(nn.Conv1d(n_tracks, stem, 15, padding=7))

@@ -52,8 +52,8 @@ def keep_mask(shape, p, like):
     Why not ``bernoulli_``: on a CPU it draws one 64-bit MT19937 word per element (53 bits
     of a double) and was a tenth of a transformer training step.  Here one 64-bit word
     (``random_`` over the full int64 range) gives four 16-bit lanes, each compared with
-    the rate's threshold: a quarter of the words, and the comparison writes the mask in
-    the tensor's dtype in the same pass (docs/benchmarks.md, "Round 6")."""
+    the rate's threshold: a quarter of the words, and the comparison writes the mask
+    straight in the tensor's dtype (docs/benchmarks.md, "Round 6")."""
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_(-2 ** 63, None)
     lanes = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
