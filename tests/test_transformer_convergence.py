@@ -9,7 +9,9 @@ by L-BFGS reaches 0.08, the constant prior 1.42):
 - lr 1e-4 (the paper's, the default until it was measured): 1.59 after 100 epochs, 1.57 after 200 (the
   held-out loss moves by 0.001-0.003 of the 0.11 that lr 1e-2 gains): nothing learnt.
 - lr 1e-2 without early stopping: 1.26 and 4.49 (it overfits the 1500 training variants).
-- lr 1e-2 with --patience 10 (the best validation epoch kept): 0.525 and 0.524.
+- lr 1e-2 with --patience 10 (the best validation epoch kept): 0.525 and 0.524 (torch's
+  former dropout stream); with the masks of transformer_kernels.keep_mask, over fit seeds
+  0-7, 0.48-1.10 after 100 epochs (SD 0.187) and a change of 0.017-0.134 after 200.
 
 So the early-stopped fit at 1e-2 is what this test holds to: the result must not depend
 on the length of the schedule.  1e-2 and patience 10 are now the transformer's defaults
@@ -50,6 +52,11 @@ def _held_out_rmse(tmp, sim, ds, name, args):
     return ev["rmse_log_f"], json.loads((model / "model.json").read_text())
 
 
+#: the standard deviation of the early-stopped held-out RMSE between fit seeds 0-7 (see
+#: the run-length test)
+SEED_SPREAD = 0.187
+
+
 def test_early_stopped_transformer_does_not_depend_on_the_run_length(two_chrom_sim):
     tmp, sim, ds = two_chrom_sim
     base, _ = _held_out_rmse(tmp, sim, ds, "const", ["--prior", "constant"])
@@ -62,12 +69,20 @@ def test_early_stopped_transformer_does_not_depend_on_the_run_length(two_chrom_s
     assert m1["weights"] == m2["weights"] == "best validation epoch"
     gain = base - e1
     # it learnt: most of the way from the constant prior's error (1.42 measured) towards
-    # the truth (0.52 measured), so the comparison below means something
+    # the truth (0.48 measured), so the comparison below means something
     assert gain > 0.5 * base, (base, e1)
-    # "materially": a change of more than a tenth of what the fit gains over the constant
-    # prior (measured: 4e-4 of it).  The two runs share the seed and the data and differ
-    # only in how slowly the cosine schedule decays.
-    assert abs(e2 - e1) < 0.1 * gain, (e1, e2, gain)
+    # "materially": by more than the fit's own sampling spread.  The two runs share the
+    # seed and the data and differ only in how slowly the cosine schedule decays, which
+    # changes the trajectory from the first epoch on, as another seed does.  Measured
+    # with the dropout masks of transformer_kernels.keep_mask (issue 11 item 5, round 6;
+    # docs/benchmarks.md), fit seeds 0-7 of this very setting: the held-out RMSE after 100
+    # epochs has a standard deviation of 0.187 between seeds (mean 0.66), and the change
+    # from 100 to 200 epochs was 0.017-0.134 (seed 0: 0.017; 0.049 with the final
+    # kernels, which round differently and so follow another trajectory).  So the bound is that
+    # standard deviation: a longer run moves the result by less than a new seed would.
+    # (The bound before, a tenth of the gain, was set on torch's former dropout stream,
+    # where seed 0 moved by 4e-4; it is below the spread: 5 of the 8 seeds above exceed it.)
+    assert abs(e2 - e1) < SEED_SPREAD, (e1, e2, gain)
 
 
 def test_transformer_with_default_training_options_beats_the_constant_prior(two_chrom_sim):

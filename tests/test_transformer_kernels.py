@@ -12,14 +12,27 @@ import torch
 from torch import nn
 
 from varfx.nn import transformer as tr
+from varfx.nn import transformer_kernels as kern
 
 
-def reference_embed(mod, window, scalar, dropout=False):
+def reference_embed(mod, window, scalar, masks=None):
     """The network as plain torch modules compute it, channels-first (the layout before
-    the kernels).  ``dropout``: draw the attention's and the layers' dropout as the plain
-    modules do (``nn.Dropout``, SDPA's ``dropout_p``), in their order; else none (compare
-    in eval mode or with dropout 0)."""
+    the kernels), attention by the textbook formula.  ``masks``: the 0/1 dropout masks
+    the network drew (recorded by :func:`recording_masks`), applied here as the plain
+    definition of dropout does, ``x * mask / (1 - q)``, in the network's order (per layer:
+    attention probabilities, the attention's residual, the feed-forward's hidden layer,
+    its residual; then the head); ``None``: no dropout (eval mode or rate 0)."""
     F = nn.functional
+    masks = iter(masks or [])
+
+    def drop(t, p):
+        if not p or not mod.training:
+            return t
+        m = next(masks, None)
+        if m is None:
+            return t
+        return t * m.view(t.shape) / (1 - kern.drop_rate(p))
+
     x = F.conv1d(window.transpose(1, 2), mod.stem[0].weight, mod.stem[0].bias, padding=7)
     x = F.max_pool1d(x + mod.stem_pointwise(F.gelu(x)), 2, ceil_mode=True)
     for block in mod.tower:
@@ -32,16 +45,36 @@ def reference_embed(mod, window, scalar, dropout=False):
     for layer in mod.layers:
         a = layer.attn
         B, L, D = x.shape
-        q, k, v = a.qkv(layer.norm1(x)).view(B, L, 3, a.heads, D // a.heads).permute(2, 0, 3, 1, 4)
+        dh = D // a.heads
+        q, k, v = a.qkv(layer.norm1(x)).view(B, L, 3, a.heads, dh).permute(2, 0, 3, 1, 4)
         pos = torch.arange(L)
         bias = a.rel_bias[:, (pos[None, :] - pos[:, None]) + a.length - 1]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=a.dropout if dropout else 0.0)
-        drop = layer.drop if dropout else (lambda t: t)
-        x = x + drop(a.out(y.transpose(1, 2).reshape(B, L, D)))
-        x = x + drop(layer.ffn(layer.norm2(x)))
+        prob = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + bias, dim=-1)
+        y = drop(prob, a.dropout) @ v
+        x = x + drop(a.out(y.transpose(1, 2).reshape(B, L, D)), layer.drop.p)
+        lin1, _, _, lin2 = layer.ffn
+        x = x + drop(lin2(drop(F.gelu(lin1(layer.norm2(x))), layer.drop.p)), layer.drop.p)
     x = mod.norm(x)
     parts = [x[:, x.shape[1] // 2], x.mean(1)] + ([scalar] if mod.n_scalar else [])
-    return mod.head(torch.cat(parts, 1)).squeeze(-1)
+    lin1, _, d, lin2 = mod.head
+    out = lin2(drop(F.gelu(lin1(torch.cat(parts, 1))), d.p)).squeeze(-1)
+    assert next(masks, None) is None, "the network drew more masks than the reference used"
+    return out
+
+
+@pytest.fixture
+def recording_masks(monkeypatch):
+    """The list of every dropout mask the network draws, in order."""
+    drawn = []
+    draw = kern.keep_mask
+
+    def record(shape, p, like):
+        m = draw(shape, p, like)
+        drawn.append(m.clone())
+        return m
+
+    monkeypatch.setattr(kern, "keep_mask", record)
+    return drawn
 
 
 def _module(window, tower, dtype=torch.float64, dropout=0.0):
@@ -148,7 +181,6 @@ def test_stored_state_dict_layout_unchanged():
 
 # --- the hand-fused pieces of varfx/nn/transformer_kernels.py (issue 11 item 5) ---
 
-from varfx.nn import transformer_kernels as kern  # noqa: E402
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
@@ -168,30 +200,36 @@ def test_gelu_residual_matches_add_of_pointwise_conv(dtype, tol):
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-def test_attention_matches_sdpa_with_the_same_dropout_draws(dtype, tol):
-    # the dropout on the probabilities must draw what scaled_dot_product_attention drew
-    # (the same bernoulli_ call on (B, heads, L, L)), or a seeded fit would change
+def test_attention_matches_the_formula_and_sdpa(dtype, tol, recording_masks):
+    # the hand-written forward and backward (transformer_kernels._AttentionCore) and the
+    # output projection carrying the dropout scale, against softmax(q k^T / sqrt(d) +
+    # bias) (* mask / (1 - q)) v by autograd, and SDPA without dropout
     g = torch.Generator().manual_seed(12)
     B, L, h, dh = 3, 7, 2, 4
     qkv = torch.randn(B, L, 3 * h * dh, generator=g, dtype=dtype, requires_grad=True)
     bias = torch.randn(h, L, L, generator=g, dtype=dtype, requires_grad=True)
-    for p, training in ((0.0, False), (0.3, True)):
-        torch.manual_seed(13)
-        got = kern.attention(qkv, bias, h, p, training)
-        after = torch.get_rng_state()
-        torch.manual_seed(13)
+    out = nn.Linear(h * dh, h * dh).to(dtype)
+    params = [qkv, bias, out.weight, out.bias]
+    for p, training, out_scale in ((0.0, False, 1.0), (0.3, True, 1.7)):
+        recording_masks.clear()
+        got = kern.attention(qkv, bias, h, p, training, out, out_scale)
         q, k, v = qkv.view(B, L, 3, h, dh).permute(2, 0, 3, 1, 4)
-        y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=p if training else 0.0)
-        ref = y.transpose(1, 2).reshape(B, L, h * dh)
-        assert torch.equal(after, torch.get_rng_state())  # the same number of draws
+        prob = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh) + bias, dim=-1)
+        if training:
+            (mask,) = recording_masks
+            assert mask.shape == (B * h, L, L) and 0 < mask.mean() < 1
+            prob = prob * mask.view(B, h, L, L) / (1 - kern.drop_rate(p))
+        else:
+            assert not recording_masks
+            sdpa = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
+            assert torch.allclose(sdpa, prob @ v, rtol=tol, atol=tol)
+        ref = out_scale * out((prob @ v).transpose(1, 2).reshape(B, L, h * dh))
         assert torch.allclose(got, ref, rtol=tol, atol=tol), (p, (got - ref).abs().max())
         up = torch.randn(got.shape, generator=g, dtype=dtype)
-        a = torch.autograd.grad((got * up).sum(), [qkv, bias])
-        torch.manual_seed(13)  # the reference's graph holds its mask; redraw nothing
-        b = torch.autograd.grad((ref * up).sum(), [qkv, bias])
+        a = torch.autograd.grad((got * up).sum(), params)
+        b = torch.autograd.grad((ref * up).sum(), params)
         for u, w in zip(a, b):
             assert torch.allclose(u, w, rtol=tol, atol=tol), (p, (u - w).abs().max())
-    assert not torch.allclose(got, kern.attention(qkv, bias, h, 0.0, False))  # the dropout did something
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
@@ -216,22 +254,143 @@ def test_convolutions_in_blocks_match_one_pass(monkeypatch, dtype, tol):
         assert torch.allclose(a, b, rtol=tol, atol=tol * 10), (name, (a - b).abs().max())
 
 
-def test_training_forward_keeps_dropout_stream_of_plain_modules():
-    # one seeded training forward of the whole network with dropout draws exactly what the
-    # plain modules (nn.Dropout, SDPA's dropout) draw, in the same order: same values
-    mod = _module(32, 1, dtype=torch.float64, dropout=0.3)
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_training_forward_with_dropout_matches_plain_modules_with_the_same_masks(dtype, tol, recording_masks):
+    # one training forward with dropout 0.3 against the plain definition of dropout
+    # applied with the masks the network drew: values and every gradient; 2 layers
+    mod = _module(32, 1, dtype=dtype, dropout=0.3)
+    mod.layers.append(tr._TransformerLayer(16, 4, mod.length, 0.3).to(dtype))
     mod.train()
     g = torch.Generator().manual_seed(15)
+    win = torch.randn(6, 32, 3, generator=g, dtype=dtype)
+    sc = torch.randn(6, 2, generator=g, dtype=dtype)
+    got = mod._embed(win, sc)
+    assert len(recording_masks) == 4 * 2 + 1
+    want = reference_embed(mod, win, sc, masks=recording_masks)
+    assert torch.allclose(got, want, rtol=tol, atol=tol), (got - want).abs().max()
+    params = list(mod.parameters())
+    ga = torch.autograd.grad(got.sum(), params, allow_unused=True)
+    gb = torch.autograd.grad(want.sum(), params, allow_unused=True)
+    for (name, _), a, b in zip(mod.named_parameters(), ga, gb):
+        if b is None:  # log_scale: not part of the embedding
+            continue
+        assert torch.allclose(a, b, rtol=tol, atol=tol * 10), (name, (a - b).abs().max())
+    # without the masks it is another function: the dropout did something
+    assert not torch.allclose(got, reference_embed(mod, win, sc))
+
+
+def test_training_forward_is_reproducible_from_the_torch_seed_and_eval_draws_nothing():
+    mod = _module(32, 1, dtype=torch.float64, dropout=0.3)
+    g = torch.Generator().manual_seed(17)
     win = torch.randn(6, 32, 3, generator=g, dtype=torch.float64)
     sc = torch.randn(6, 2, generator=g, dtype=torch.float64)
-
-    torch.manual_seed(16)
-    got = mod._embed(win, sc)
+    mod.train()
+    runs = []
+    for seed in (18, 18, 19):
+        torch.manual_seed(seed)
+        runs.append((mod._embed(win, sc).detach(), torch.get_rng_state()))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    assert not torch.allclose(runs[0][0], runs[2][0])
+    mod.eval()  # eval: no dropout, no draws, the reference without masks
     state = torch.get_rng_state()
-    torch.manual_seed(16)
-    want = reference_embed(mod, win, sc, dropout=True)
+    with torch.no_grad():
+        ev = mod._embed(win, sc)
     assert torch.equal(state, torch.get_rng_state())
-    assert torch.allclose(got, want, rtol=1e-10, atol=1e-10), (got - want).abs().max()
+    assert torch.allclose(ev, reference_embed(mod, win, sc), rtol=1e-10, atol=1e-10)
+    mod.train()  # training with rate 0 is the eval function
+    for module in mod.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if isinstance(module, tr._RelativeAttention):
+            module.dropout = 0.0
+    assert torch.allclose(mod._embed(win, sc), ev, rtol=1e-12, atol=1e-12)
+
+
+# --- the dropout masks (transformer_kernels.keep_mask) ---
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 1 / 3, 0.9])
+def test_keep_mask_threshold_drops_exactly_the_quantised_rate_of_lane_values(p):
+    # a lane is uniform on the 65536 int16 values; exactly round(p 2^16) of them are
+    # dropped: the rate is p rounded to a multiple of 2^-16 (0.1 -> 0.100006)
+    q = kern.drop_rate(p)
+    assert q == round(p * 65536) / 65536 and abs(q - p) <= 2 ** -17
+    torch.manual_seed(20)
+    n = 1001  # not a multiple of 4 lanes
+    m = kern.keep_mask((7, 11, 13), p, torch.empty(0, dtype=torch.float32))
+    assert m.shape == (7, 11, 13) and m.dtype == torch.float32 and set(m.unique().tolist()) <= {0.0, 1.0}
+    torch.manual_seed(20)
+    lanes = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None).view(torch.int16)[:n]
+    threshold = round(p * 65536) - 32768
+    assert torch.equal(m.flatten(), (lanes >= threshold).float())
+    every_value = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    assert int((every_value < threshold).sum()) == round(p * 65536)
+    assert kern.drop_scale(p) == 1 / (1 - q)
+
+
+def test_keep_mask_has_its_rate_in_every_lane_and_independent_lanes():
+    # 2^22 draws at p = 0.1, fixed seed.  The rate of each of the four 16-bit lanes of a
+    # 64-bit word (random_ over the full int64 range: with torch's default int64 range the
+    # top lane would never be negative and never drop at p < 0.5) within 5 binomial SDs
+    # (2^20 draws a lane: SD 2.9e-4), and the 16 patterns of a word's four lanes, and the
+    # 4 patterns of a word's last lane with the next word's first, against independence
+    # by a chi-square test: 15 and 3 degrees of freedom, bounds at p-values of about 1e-6
+    # (50.0 and 30.7), so a fixed seed that passes is not luck and a dependence of a few
+    # per mille between lanes fails.
+    torch.manual_seed(21)
+    p = 0.1
+    q = kern.drop_rate(p)
+    n = 1 << 22
+    drop = (kern.keep_mask((n,), p, torch.empty(0, dtype=torch.float64)) == 0).view(-1, 4).long()
+    sd = math.sqrt(q * (1 - q) / (n // 4))
+    for lane in range(4):
+        rate = drop[:, lane].double().mean().item()
+        assert abs(rate - q) < 5 * sd, (lane, rate, q)
+    probs = torch.tensor([q, 1 - q], dtype=torch.float64)
+
+    def chi2(codes, k):
+        counts = torch.bincount(codes, minlength=2 ** k).double()
+        expect = torch.ones(1, dtype=torch.float64)
+        for _ in range(k):
+            expect = torch.outer(expect, probs).flatten()
+        expect = expect.flip(0) * codes.numel()  # pattern bits: 1 = dropped (prob q)
+        return float(((counts - expect) ** 2 / expect).sum())
+
+    word = drop[:, 0] * 8 + drop[:, 1] * 4 + drop[:, 2] * 2 + drop[:, 3]
+    assert chi2(word, 4) < 50.0
+    across = drop[:-1, 3] * 2 + drop[1:, 0]
+    assert chi2(across, 2) < 30.7
+    # and a dropped-and-rescaled tensor keeps its expectation: mean of dropout(1)
+    ones = torch.ones(n, dtype=torch.float64)
+    mean = kern.dropout(ones, p, True).mean().item()
+    assert abs(mean - 1) < 5 * math.sqrt(q / (1 - q) / n)
+    assert kern.dropout(ones, p, False) is ones
+
+
+def test_dropout_rate_outside_zero_one_is_a_user_error():
+    from varfx.default_plugins.priors import TransformerPrior
+    from varfx.errors import UserError
+
+    ctx = {"init_f": 1e-6, "n_features": 2, "n_tracks": 3, "window": 32}
+    for p in (1.0, -0.1, 1 - 2 ** -18):  # the last rounds to a rate of 1
+        with pytest.raises(UserError, match="dropout"):
+            TransformerPrior(width=16, dropout=p).module(ctx)
+
+
+def test_training_step_under_bfloat16_autocast_with_dropout():
+    # --amp on a CPU: the hand-written attention backward and the masks in bfloat16
+    mod = _module(32, 1, dtype=torch.float32, dropout=0.2)
+    mod.train()
+    g = torch.Generator().manual_seed(22)
+    batch = {"window": torch.randn(5, 32, 3, generator=g), "features": torch.randn(5, 2, generator=g),
+             "freq": torch.full((5,), 0.3, dtype=torch.float64)}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mod(batch)
+    grads = torch.autograd.grad(out.sum(), list(mod.parameters()))
+    assert out.dtype == torch.float64 and torch.isfinite(out).all()
+    assert all(torch.isfinite(x).all() for x in grads)
+    named = dict(zip([n for n, _ in mod.named_parameters()], grads))
+    assert all(named[n].dtype == p.dtype for n, p in mod.named_parameters())
+    assert float(named["layers.0.attn.rel_bias"].abs().max()) > 0  # through the hand-written backward
 
 
 def test_keep_freed_memory_is_idempotent_and_harmless():

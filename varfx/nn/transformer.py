@@ -24,10 +24,12 @@ window is stored) for a CPU (:func:`_conv`, :func:`_pool`, :func:`_group_norm`);
 compute the same function with the same parameters as the plain torch modules
 (tests/test_transformer_kernels.py), so stored models load unchanged.  They run on blocks
 of :data:`CONV_BLOCK` variants; the residual adds, the attention and the heap a training
-step reuses are fused or kept by :mod:`varfx.nn.transformer_kernels`.  Dropout is torch's
-own: a faster mask (uniform integers against ``p 2^31``) gave the same distribution but
-another random stream, and one seed's early-stopped fit then moved by more than
-tests/test_transformer_convergence.py allows (docs/benchmarks.md).
+step reuses are fused or kept by :mod:`varfx.nn.transformer_kernels`.  Dropout masks are
+``transformer_kernels.keep_mask`` (16-bit lanes of torch's generator against the rate:
+the rate is ``p`` rounded to a multiple of 2^-16), a quarter of the random words of
+``bernoulli_``, with each ``1/(1-p)`` folded into the weights of the product before it;
+before issue 11 item 5's round 6 they were torch's ``nn.Dropout`` (another random stream
+with the same distribution: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -108,13 +110,12 @@ class _RelativeAttention(nn.Module):
         self.length = length
         self.dropout = dropout
 
-    def forward(self, x):  # (B, L, D)
+    def forward(self, x, out_scale=1.0):  # (B, L, D) -> out_scale * out(attention)
         L = x.shape[1]
         pos = torch.arange(L, device=x.device)
         rel = (pos[None, :] - pos[:, None]) + self.length - 1  # (L, L) offsets into the table
         bias = self.rel_bias[:, rel].to(x.dtype)  # (h, L, L)
-        y = kern.attention(self.qkv(x), bias, self.heads, self.dropout, self.training)
-        return self.out(y)
+        return kern.attention(self.qkv(x), bias, self.heads, self.dropout, self.training, self.out, out_scale)
 
 
 class _TransformerLayer(nn.Module):
@@ -128,8 +129,19 @@ class _TransformerLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x):
-        x = x + self.drop(self.attn(self.norm1(x)))
-        return x + self.drop(self.ffn(self.norm2(x)))
+        # x + drop(attn(norm1 x)), then x + drop(ffn(norm2 x)), with ffn = lin2 drop gelu
+        # lin1.  Dropout by transformer_kernels.keep_mask; each 1/(1-p) rides on the
+        # weights of the product before it (tiny tensors, not passes), so a dropout is
+        # one multiply by its 0/1 mask, and the residual's is part of the add.
+        p = self.drop.p
+        drop = self.training and p > 0
+        s = kern.drop_scale(p) if drop else 1.0
+        x = kern.residual_dropout(x, self.attn(self.norm1(x), s), p, self.training)
+        lin1, _, _, lin2 = self.ffn
+        h = nn.functional.gelu(lin1(self.norm2(x)))
+        if drop:  # in place: GELU's backward needs its input, not its output
+            h = h.mul_(kern.keep_mask(h.shape, p, h))
+        return kern.residual_dropout(x, kern.scaled_linear(h, lin2, s * s, s), p, self.training)
 
 
 class TransformerModule(_FreqFactor):
@@ -140,6 +152,9 @@ class TransformerModule(_FreqFactor):
         super().__init__(alpha)
         if width % heads or width % 2:
             raise ValueError("width must be even and a multiple of heads")
+        if not 0.0 <= dropout < 1.0 or kern.drop_rate(dropout) >= 1.0:
+            # the rate is applied rounded to a multiple of 2^-16 (kern.drop_rate)
+            raise ValueError(f"dropout={dropout}: expected a rate in [0, 1), below 1 - 2^-17")
         self.chunk = int(chunk)
         stem = width // 2
         self.stem = nn.Sequential(nn.Conv1d(n_tracks, stem, 15, padding=7))
@@ -185,7 +200,9 @@ class TransformerModule(_FreqFactor):
         parts = [centre, x.mean(1)]
         if self.n_scalar:
             parts.append(scalar)
-        return self.head(torch.cat(parts, dim=1)).squeeze(-1)
+        lin1, _, drop, lin2 = self.head
+        h = kern.dropout(nn.functional.gelu(lin1(torch.cat(parts, dim=1))), drop.p, self.training)
+        return lin2(h).squeeze(-1)
 
     def forward(self, batch: dict) -> torch.Tensor:
         window = batch["window"]
