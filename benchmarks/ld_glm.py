@@ -11,6 +11,10 @@ glm/ldsr and constant/full holding out ``22:40000000-``, and ``evaluate`` the th
 held-out windows with the truth (comparison mode: ranked by held-out log-likelihood,
 RMSE of log f against the truth).  Prints one JSON object.
 
+``--corrections`` also takes ``nls:F``: ``rank`` at ``--max-rank-frac F`` with each kept
+component's noise calibrated by nonlinear shrinkage (``benchmarks/_nls.py``, a candidate
+that lost).  ``--keep DIR`` keeps every replicate's files there.
+
 Run: OMP_NUM_THREADS=1 python benchmarks/ld_glm.py --reps 3 [--thin 1] [--h2 0.2] [--n 200000]
 """
 
@@ -36,6 +40,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=float, default=200_000)
     ap.add_argument("--thin", type=int, default=1)
     ap.add_argument("--corrections", default="none,auto")
+    ap.add_argument("--keep", default=None, help="write the replicates' files here (kept) instead of a temporary folder")
     args = ap.parse_args(argv)
 
     import torch
@@ -52,7 +57,8 @@ def main(argv=None) -> dict:
     panel = EXAMPLE_DATA / PANEL_NAME
     out = {"h2": args.h2, "N": args.n, "reps": args.reps, "thin": args.thin, "holdout": HOLDOUT, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+        tmp = Path(args.keep or tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
         panel, half_a, half_b = thinned_panel_halves(panel, tmp, args.thin)
         snps = [line.split()[1] for line in open(f"{panel}.bim")]
         for rep in range(args.first_rep, args.first_rep + args.reps):
@@ -72,7 +78,22 @@ def main(argv=None) -> dict:
                 ds = d / f"ds-{corr}"
                 ds.mkdir()
                 (ds / "dataset.h5").symlink_to(d / "ds" / "dataset.h5")
-                run_precompute(ds, window_kb=1000, flank_kb=1000, ld_correction=corr, progress=False)
+                if corr.startswith("nls:"):
+                    import varfx.linalg.window as window_mod
+                    from _nls import install
+
+                    plain = window_mod.factorise_window
+                    from varfx.store.dataset import open_dataset
+
+                    with open_dataset(d / "ds") as h5:
+                        install(int(h5["ld"].attrs["n_people"]))  # half B's people
+                    try:
+                        run_precompute(ds, window_kb=1000, flank_kb=1000, ld_correction="rank",
+                                       max_rank_frac=float(corr[4:]), progress=False)
+                    finally:
+                        window_mod.factorise_window = plain
+                else:
+                    run_precompute(ds, window_kb=1000, flank_kb=1000, ld_correction=corr, progress=False)
                 dirs = []
                 for name, prior, objective in MODELS:
                     run_fit(ds, d / f"m-{corr}-{name}", prior=prior, objective=objective, holdout_chroms=[],

@@ -4,7 +4,8 @@ by LD correction (issue 12).
 For each setting and replicate: ``run_simulate`` (constant truth, alpha 0.7) from a
 "population" panel, ``run_ingest`` with a reference panel, ``run_precompute`` with the
 given flank and each candidate LD correction, then the maximum-likelihood h2 of the
-constant prior (alpha 0.7, sigma2 = 1, both the truth's), found by a bounded 1-D search
+constant prior (alpha 0.7, sigma2 = 1, both the truth's; ``--sigma2 intercept``: the
+LD-score-regression intercept, `varfx fit`'s default), found by a bounded 1-D search
 of the exact likelihood (the optimum `varfx fit --prior constant --sigma2 1` converges
 to: tests/test_simulate.py checks it).  Every candidate is fitted to the same simulated
 replicates, so their differences are paired.
@@ -49,7 +50,10 @@ Candidates (``--candidates``, comma-separated; ``+`` combines):
 - ``delta``: an LD-mismatch variance ``delta`` in ``C = (sigma_N^2 + delta) I + G^T F G``
   fitted jointly with h2 by maximum likelihood (benchmark only);
 - ``lw`` / ``ss``: the panel correlation replaced by its Ledoit-Wolf / Schaefer-Strimmer
-  shrinkage towards the identity (intensity estimated from the genotypes; benchmark only).
+  shrinkage towards the identity (intensity estimated from the genotypes; benchmark only);
+- ``nls``: each kept component's noise calibrated by Ledoit-Wolf nonlinear shrinkage of
+  the core block's eigenvalues (``benchmarks/_nls.py``; benchmark only), e.g.
+  ``rank:0.5+flank:3+nls``.
 
 ``--default``: fit with ``run_precompute``'s defaults only (the must-show run).
 
@@ -80,7 +84,7 @@ def _shape(dataset, alpha):
     return shape / shape.sum()
 
 
-def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None, with_loglik: bool = False):
+def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None, with_loglik: bool = False, sigma2: float = 1.0):
     from scipy.optimize import minimize_scalar
 
     from varfx.stages.evaluate import window_logliks
@@ -89,7 +93,14 @@ def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None, with_loglik
     if windows is None:
         windows, _ = load_windows(dataset)
     shape = _shape(dataset, alpha)
-    res = minimize_scalar(lambda lh: -window_logliks(windows, math.exp(lh) * shape, 1.0 / n_gwas)[0],
+
+    def nll(lh):
+        try:
+            return -window_logliks(windows, math.exp(lh) * shape, sigma2 / n_gwas)[0]
+        except FloatingPointError:  # C not positive definite in floating point: outside the domain
+            return math.inf
+
+    res = minimize_scalar(nll,
                           bounds=(math.log(1e-4), math.log(1.0)), method="bounded", options={"xatol": 1e-4})
     return (math.exp(res.x), -float(res.fun)) if with_loglik else math.exp(res.x)
 
@@ -155,7 +166,7 @@ _SHRINK: list = []
 
 def parse_candidate(text: str) -> dict:
     c = {"name": text, "eig_threshold": 1e-3, "ld_correction": "none", "max_rank_frac": None, "var_share": None,
-         "wishart": False, "delta": False, "shrink": None, "flank_z": None}
+         "wishart": False, "delta": False, "shrink": None, "flank_z": None, "nls": False}
     if text == "default":
         c["ld_correction"] = None
         return c
@@ -171,7 +182,7 @@ def parse_candidate(text: str) -> dict:
             c.update(ld_correction="share", var_share=float(val))
         elif key == "flank":
             c["flank_z"] = float(val)
-        elif key in ("wishart", "delta"):
+        elif key in ("wishart", "delta", "nls"):
             c[key] = True
         elif key in ("lw", "ss"):
             c["shrink"] = key
@@ -180,7 +191,7 @@ def parse_candidate(text: str) -> dict:
     return c
 
 
-def _precompute(ds_base, tag, fl, cand):
+def _precompute(ds_base, tag, fl, cand, window_kb=1000.0):
     from varfx.io import ld as ld_mod
     from varfx.stages.precompute import run_precompute
 
@@ -190,33 +201,55 @@ def _precompute(ds_base, tag, fl, cand):
     kw = {} if cand["ld_correction"] is None else dict(
         eig_threshold=cand["eig_threshold"], ld_correction=cand["ld_correction"],
         max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"], flank_noise_z=cand["flank_z"] if cand["flank_z"] is not None else 0.0)
+    import varfx.linalg.window as window_mod
+
     original = ld_mod.PlinkLD.correlation
+    original_factorise = window_mod.factorise_window
     if cand["shrink"]:
         ld_mod.PlinkLD.correlation = _shrunk_correlation(cand["shrink"])
+    if cand["nls"]:
+        from _nls import install
+
+        from varfx.store.dataset import open_dataset
+
+        with open_dataset(ds) as h5:
+            install(int(h5["ld"].attrs["n_people"]))
     try:
-        return ds, run_precompute(ds, window_kb=1000, flank_kb=fl, progress=False, **kw)
+        return ds, run_precompute(ds, window_kb=window_kb, flank_kb=fl, progress=False, **kw)
     finally:
         ld_mod.PlinkLD.correlation = original
+        window_mod.factorise_window = original_factorise
 
 
-def fit_candidate(ds, cand, n_gwas) -> dict:
+def fit_candidate(ds, cand, n_gwas, sigma2="truth") -> dict:
+    """The candidate's maximum-likelihood h2, with sigma^2 the truth's (1) or, with
+    ``sigma2='intercept'``, the LD-score-regression intercept `varfx fit` starts from
+    by default (on the same windows)."""
     from varfx.store.windows import load_windows
 
     windows, attrs = load_windows(ds)
+    s2 = 1.0
+    if sigma2 == "intercept":
+        from varfx.store.dataset import open_dataset
+        from varfx.train.setup import ldsr_intercept
+
+        with open_dataset(ds) as h5:
+            s2, _ = ldsr_intercept([w for w in windows if w.k > 0], h5["variants"]["z"][:], h5["variants"]["n"][:],
+                                   n_gwas)
     n_ref = attrs["n_ref"]
     if cand["wishart"]:
         for w in windows:
             if w.k:
                 w.z = w.z * math.sqrt(max(n_ref - w.k - 1, 1) / n_ref)
-    out = {"mean_k": float(np.mean([w.k for w in windows]))}
+    out = {"mean_k": float(np.mean([w.k for w in windows])), "sigma2": float(s2)}
     if cand["delta"]:
         out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows)
     else:
-        out["h2"], out["loglik"] = mle_h2(ds, n_gwas, windows=windows, with_loglik=True)
+        out["h2"], out["loglik"] = mle_h2(ds, n_gwas, windows=windows, with_loglik=True, sigma2=s2)
     return out
 
 
-def window_truth_sumstats(sim_dir, dataset, out_path, fl_kb, n_gwas, sigma2, seed):
+def window_truth_sumstats(sim_dir, dataset, out_path, fl_kb, n_gwas, sigma2, seed, window_kb=1000.0):
     """z for ``--truth-ld window`` (see the module docstring), in the dataset's variant
     order and alleles, as a fastGWA file."""
     import h5py
@@ -240,7 +273,7 @@ def window_truth_sumstats(sim_dir, dataset, out_path, fl_kb, n_gwas, sigma2, see
         n = ld.n_people
         rng = np.random.default_rng(10_000 + seed)
         mean = np.zeros(len(beta))
-        for spec in plan_windows(v["chrom"], v["bp"], 1_000_000, int(fl_kb * 1000)):
+        for spec in plan_windows(v["chrom"], v["bp"], int(window_kb * 1000), int(fl_kb * 1000)):
             xc = ld.standardized(spec.core_idx)
             xp = ld.standardized(spec.plus_idx)
             mean[spec.core_idx] = math.sqrt(n_gwas) * (xc @ (xp.T @ beta[spec.plus_idx])) / n
@@ -270,12 +303,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--h2", type=float, default=0.05)
     ap.add_argument("--n", type=float, default=100_000)
     ap.add_argument("--flanks", default="0,1000")
+    ap.add_argument("--window-kb", type=float, default=1000.0,
+                    help="the fits' core windows (and the window truth's; the block truth stays in 1-Mb blocks)")
     ap.add_argument("--thin", type=int, default=1, help="keep every K-th variant of the panel")
     ap.add_argument("--setups", default="in-sample,out-of-sample")
     ap.add_argument("--candidates", default="none", help="comma-separated LD corrections (see the docstring)")
     ap.add_argument("--default", action="store_true", help="only run_precompute's defaults (candidate 'default')")
     ap.add_argument("--truth-ld", choices=("auto", "block", "window"), default="auto",
                     help="auto: window in-sample, block out-of-sample (see the docstring)")
+    ap.add_argument("--sigma2", choices=("truth", "intercept"), default="truth",
+                    help="sigma^2 of the fits: the truth's (1), or the LD-score-regression intercept (fit's default)")
     args = ap.parse_args(argv)
 
     import torch
@@ -290,7 +327,8 @@ def main(argv=None) -> dict:
     n_people = len(Path(f"{panel}.fam").read_text().splitlines())
     flanks = [float(x) for x in args.flanks.split(",")]
     out: dict = {"h2": args.h2, "N": args.n, "reps": args.reps, "panel": str(panel), "n_people": n_people,
-                 "thin": args.thin, "truth_ld": args.truth_ld, "candidates": [c["name"] for c in cands],
+                 "thin": args.thin, "truth_ld": args.truth_ld, "sigma2": args.sigma2, "window_kb": args.window_kb,
+                 "candidates": [c["name"] for c in cands],
                  "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -316,12 +354,13 @@ def main(argv=None) -> dict:
                     base = d / "ds"
                     if truth_ld == "window":
                         base = d / f"ds{fl:g}"
-                        window_truth_sumstats(d / "sim", d / "pop", d / f"win{fl:g}.fastGWA.gz", fl, args.n, 1.0, rep)
+                        window_truth_sumstats(d / "sim", d / "pop", d / f"win{fl:g}.fastGWA.gz", fl, args.n, 1.0, rep,
+                                              args.window_kb)
                         run_ingest(d / f"win{fl:g}.fastGWA.gz", ref, base, progress=False, ld_people=ld_people)
                     for ci, c in enumerate(cands):
                         _SHRINK.clear()
-                        ds, pre = _precompute(base, f"c{ci}", fl, c)
-                        r = fit_candidate(ds, c, args.n)
+                        ds, pre = _precompute(base, f"c{ci}", fl, c, args.window_kb)
+                        r = fit_candidate(ds, c, args.n, sigma2=args.sigma2)
                         if _SHRINK:
                             r["shrink_mean"] = float(np.mean(_SHRINK))
                         r["correction"] = pre.get("ld_correction")
@@ -332,6 +371,7 @@ def main(argv=None) -> dict:
                 entry = {"max_n_plus": meta[fl], "reference_people": n_people if name == "in-sample" else n_people // 2,
                          "truth_ld": truth_ld, "ld_people": ld_people,
                          "mean_k": float(np.mean([r["mean_k"] for r in rs])),
+                         "sigma2_mean": float(np.mean([r["sigma2"] for r in rs])),
                          **_stats([r["h2"] for r in rs], args.h2)}
                 if "delta_N" in rs[0]:
                     entry["delta_N_mean"] = float(np.mean([r["delta_N"] for r in rs]))
