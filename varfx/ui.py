@@ -94,7 +94,8 @@ def stage_progress(enabled: bool = True):
             raise
 
 
-def _size(b) -> str:
+def human_size(b) -> str:
+    """Bytes as three significant digits and a decimal unit (kB = 1000 B), for tables."""
     b = float(b)
     for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
         if b < 1000 or unit == "PB":
@@ -102,13 +103,16 @@ def _size(b) -> str:
         b /= 1000
 
 
-def _seconds(s) -> str:
+def human_seconds(s) -> str:
+    """Seconds as s, min, h or days (three significant digits), for tables."""
     s = float(s)
     if s < 120:
         return f"{s:.3g} s"
     if s < 7200:
         return f"{s / 60:.3g} min"
-    return f"{s / 3600:.3g} h"
+    if s < 3 * 86400:
+        return f"{s / 3600:.3g} h"
+    return f"{s / 86400:.3g} days"
 
 
 def print_dry_run(plan: dict) -> None:
@@ -125,20 +129,20 @@ def print_dry_run(plan: dict) -> None:
     t.add_column("value", justify="right", no_wrap=True)
     t.add_column("note", style="dim")
     for r in plan["reads"]:
-        t.add_row(f"reads: {r['role']}", opt(r.get("bytes"), _size), str(r["path"]))
+        t.add_row(f"reads: {r['role']}", opt(r.get("bytes"), human_size), str(r["path"]))
     for w in plan["writes"]:
-        t.add_row("writes", opt(w.get("bytes"), _size), str(w["path"]) + (" (replaced)" if w.get("replaces") else ""))
+        t.add_row("writes", opt(w.get("bytes"), human_size), str(w["path"]) + (" (replaced)" if w.get("replaces") else ""))
     t.add_section()
     exact = "" if plan["counts_exact"] else " (estimated)"
     for k, v in plan["counts"].items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             t.add_row(k + exact, f"{v:,}" if isinstance(v, int) else f"{v:,.6g}", "")
     t.add_section()
-    t.add_row("time", opt(plan["seconds"], _seconds),
-              f"{_seconds(plan['seconds_measured'])} measured (done by the dry run)")
-    t.add_row("peak memory", opt(plan["memory_bytes"], _size), "")
-    t.add_row("disk", opt(plan["disk_bytes"], _size),
-              "" if plan["disk_peak_bytes"] == plan["disk_bytes"] else f"{opt(plan['disk_peak_bytes'], _size)} at the peak")
+    t.add_row("time", opt(plan["seconds"], human_seconds),
+              f"{human_seconds(plan['seconds_measured'])} measured (done by the dry run)")
+    t.add_row("peak memory", opt(plan["memory_bytes"], human_size), "")
+    t.add_row("disk", opt(plan["disk_bytes"], human_size),
+              "" if plan["disk_peak_bytes"] == plan["disk_bytes"] else f"{opt(plan['disk_peak_bytes'], human_size)} at the peak")
     out = console()
     out.print(t)
     for line in plan["basis"]:

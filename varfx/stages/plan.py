@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..linalg import costs
+from ..ui import human_seconds, human_size
 
 #: ``--gpu-speedup`` when not given (not measured: see its comment in linalg/costs.py)
 DEFAULT_GPU_SPEEDUP = costs.DEFAULT_GPU_SPEEDUP
@@ -434,25 +435,6 @@ def _check_finite(obj, calibration, key="plan") -> None:
 # printing
 
 
-def _size(b) -> str:
-    b = float(b)
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if b < 1000 or unit == "PB":
-            return f"{b:.3g} {unit}"
-        b /= 1000
-
-
-def _time(s) -> str:
-    s = float(s)
-    if s < 120:
-        return f"{s:.3g} s"
-    if s < 7200:
-        return f"{s / 60:.3g} min"
-    if s < 3 * 86400:
-        return f"{s / 3600:.3g} h"
-    return f"{s / 86400:.3g} days"
-
-
 def print_plan(plan: dict) -> None:
     """The plan as a rich table on stderr (stdout is for --json), a line of detail per
     stage below it."""
@@ -470,34 +452,34 @@ def print_plan(plan: dict) -> None:
     p = plan.get("precompute_ld")
     if p:
         lw = p["largest_window"]
-        table.add_row("precompute-ld", f"{p['workers']} worker(s)", _time(p["seconds"]),
-                      f"{_size(p['memory_per_worker_bytes'])}/worker", _size(p["disk_bytes"]))
+        table.add_row("precompute-ld", f"{p['workers']} worker(s)", human_seconds(p["seconds"]),
+                      f"{human_size(p['memory_per_worker_bytes'])}/worker", human_size(p["disk_bytes"]))
         bound = p.get("writer_bound_workers")
-        table.add_row("  of which: commit", f"1 writer ({100 * p['commit_share']:.0f}%)", _time(p["commit_seconds"]),
+        table.add_row("  of which: commit", f"1 writer ({100 * p['commit_share']:.0f}%)", human_seconds(p["commit_seconds"]),
                       "", "")
         if bound is not None:
-            notes.append(f"precompute-ld commit: one writer, {_time(p['commit_seconds'])}, {100 * p['commit_share']:.0f}% "
+            notes.append(f"precompute-ld commit: one writer, {human_seconds(p['commit_seconds'])}, {100 * p['commit_share']:.0f}% "
                          f"of the stage on {p['workers']} worker(s); from {bound:,.0f} workers on the windows are "
                          "computed faster than the writer commits them")
         notes.append(f"precompute-ld: {p['windows']:,} windows (n+ <= {p['max_n_plus']:,}, core <= {p['max_n']:,}, "
-                     f"k <= {p['max_k']}, k {p['k_source']}); largest {_time(lw['seconds'])}; {_time(p['cpu_seconds'])} "
-                     f"CPU in all; commit {_time(p['commit_seconds'])}; disk at the peak {_size(p['disk_peak_bytes'])}")
+                     f"k <= {p['max_k']}, k {p['k_source']}); largest {human_seconds(lw['seconds'])}; {human_seconds(p['cpu_seconds'])} "
+                     f"CPU in all; commit {human_seconds(p['commit_seconds'])}; disk at the peak {human_size(p['disk_peak_bytes'])}")
     for f in plan.get("fit", []):
         on = f"{f['gpus']} GPU(s)" if f["gpus"] else f"{f['processes']} CPU proc."
-        table.add_row(f"fit {f['prior']}/{f['objective']}", on, _time(f["seconds"]),
-                      f"{_size(f['memory_bytes']['total'])}/proc.", _size(f["disk_bytes"]))
+        table.add_row(f"fit {f['prior']}/{f['objective']}", on, human_seconds(f["seconds"]),
+                      f"{human_size(f['memory_bytes']['total'])}/proc.", human_size(f["disk_bytes"]))
         notes.append(f"fit {f['prior']}/{f['objective']}: {f['train_windows']:,} windows, {f['optimizer']} x "
-                     f"{f['passes']} passes ({f['passes_basis']}) of {_time(f['seconds_per_pass'])}, "
+                     f"{f['passes']} passes ({f['passes_basis']}) of {human_seconds(f['seconds_per_pass'])}, "
                      f"{f['parameters']:,} prior parameter(s)"
                      + (f", GPU speed-up {plan['gpu_speedup']:g} (not measured)" if f["gpus"] else ""))
     for e in plan.get("evaluate", []):
         if not e["val_windows"]:
             continue  # nothing held out (--holdout-chroms): no evaluate row
         table.add_row(f"evaluate {e['prior']}/{e['objective']}", f"{e['val_windows']:,} windows",
-                      _time(e["seconds"]), "", "")
+                      human_seconds(e["seconds"]), "", "")
     for s in plan.get("score", []):
-        table.add_row(f"score {s['prior']}", f"{s['variants']:,} variants", _time(s["seconds"]), "",
-                      _size(s["disk_bytes"]))
+        table.add_row(f"score {s['prior']}", f"{s['variants']:,} variants", human_seconds(s["seconds"]), "",
+                      human_size(s["disk_bytes"]))
     out = console()
     out.print(table)
     for line in notes:
