@@ -528,12 +528,7 @@ def _dry_run_plan(dataset: Path, add_study, bagset, fingerprint, opts: BagOption
     dest = dataset / BAGS_FILE
     dr.check_writable(dest, "the bag store")
     measured = time.perf_counter() - t_start
-    t0 = time.perf_counter()
-    with dr.memory_h5() as (f5, size):
-        fill_bags(f5, bagset, fingerprint)
-        f5.close()
-        nbytes = size()
-    t_write = time.perf_counter() - t0
+    _, nbytes, t_write = dr.write_in_memory(lambda f5: fill_bags(f5, bagset, fingerprint))
     reads = [{"role": "dataset", "path": str(dataset_file(d)), "bytes": dr.file_bytes(dataset_file(d))}
              for d in [dataset, *add_study]]
     if opts.blocks:

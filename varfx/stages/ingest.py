@@ -395,13 +395,12 @@ def _dry_run_plan(write, summary: dict, records: list, *, out: Path, M: int, t_s
     dr.check_writable(out / DATASET_FILE, "the dataset")
     measured = time.perf_counter() - t_start
     upto = min(M, DRY_RUN_VARIANTS)
-    t0 = time.perf_counter()
-    with dr.memory_h5() as (f5, size):
+
+    def fill(f5):
         write(f5, upto)
-        tracks = tuple(f5["features"]["window"].shape) if "features" in f5 and "window" in f5["features"] else None
-        f5.close()  # HDF5 allocates the last of the file as it closes
-        sample_bytes = size()
-    t_sample = time.perf_counter() - t0
+        return tuple(f5["features"]["window"].shape) if "features" in f5 and "window" in f5["features"] else None
+
+    tracks, sample_bytes, t_sample = dr.write_in_memory(fill)
     scale = M / upto
     exact = upto == M
     counts = dict(summary)  # with what the sample's write added (ld_regions_used, features)

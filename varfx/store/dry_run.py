@@ -13,7 +13,6 @@ and ``basis`` (one line per estimate saying what it rests on).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
@@ -23,19 +22,22 @@ from pathlib import Path
 from ..errors import UserError
 
 
-@contextlib.contextmanager
-def memory_h5():
-    """An HDF5 file in memory: yields ``(file, size)`` where ``size()`` is the bytes the
-    file would take on disk once closed (call it after the ``with`` block's file is
-    closed, or any time for the bytes so far)."""
+def write_in_memory(fill):
+    """``fill(f5)`` run on an HDF5 file in memory: ``(what fill returned, the bytes the file
+    would take on disk, the seconds it took)``.  The size is read after closing, because
+    HDF5 allocates the last of the file as it closes."""
+    import time
+
     import h5py
 
+    t0 = time.perf_counter()
     buf = io.BytesIO()
-    f = h5py.File(buf, "w")
+    f5 = h5py.File(buf, "w")
     try:
-        yield f, lambda: buf.getbuffer().nbytes
+        result = fill(f5)
     finally:
-        f.close()
+        f5.close()
+    return result, buf.getbuffer().nbytes, time.perf_counter() - t0
 
 
 def peak_rss_bytes() -> int | None:
