@@ -9,9 +9,9 @@ matrices") estimate ``d`` from the sample spectrum alone (a kernel estimate of i
 density and of that density's Hilbert transform).  With ``c = d / lambda`` the projected
 noise ``sigma^2 diag(c)`` is made ``sigma^2 I`` again by rescaling ``P``, ``z`` and
 ``G`` by ``c^-1/2``, and the core rows of ``G`` use the shrunk block ``V D V'``; the
-window store's format and every solver are unchanged.  ``install(n)`` patches
+window store's format and every solver are unchanged.  ``with installed(n):`` patches
 ``varfx.linalg.window.factorise_window`` in this process (precompute-ld with one worker
-runs in-process).
+runs in-process) and restores it after.
 
 Measured (docs/benchmarks.md, "Nonlinear shrinkage"): h2 2.6-7.6x the truth out of
 sample with up to 0.5 n or n components; the noise term alone is not what inflates h2.
@@ -19,6 +19,7 @@ sample with up to 0.5 n or n components; the noise term alone is not what inflat
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -57,12 +58,13 @@ def shrunk_eigenvalues(lam_desc, n: int) -> np.ndarray:
     return out[::-1]
 
 
-def install(n: int) -> None:
-    """Make precompute-ld (one worker, this process) calibrate each window's kept
-    components for a panel of ``n`` people."""
+@contextlib.contextmanager
+def installed(n: int):
+    """Within the block, precompute-ld (one worker, this process) calibrates each window's
+    kept components for a panel of ``n`` people."""
     import varfx.linalg.window as window
 
-    original = getattr(window.factorise_window, "_nls_original", window.factorise_window)
+    original = window.factorise_window
 
     def factorise(R_plus, core_pos, beta_core, **kw):
         fac = original(R_plus, core_pos, beta_core, **kw)
@@ -81,5 +83,8 @@ def install(n: int) -> None:
                    logdet_lambda=float(np.sum(np.log(d))))
         return fac
 
-    factorise._nls_original = original
     window.factorise_window = factorise
+    try:
+        yield
+    finally:
+        window.factorise_window = original

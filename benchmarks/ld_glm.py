@@ -79,19 +79,15 @@ def main(argv=None) -> dict:
                 ds.mkdir()
                 (ds / "dataset.h5").symlink_to(d / "ds" / "dataset.h5")
                 if corr.startswith("nls:"):
-                    import varfx.linalg.window as window_mod
-                    from _nls import install
+                    from _nls import installed
 
-                    plain = window_mod.factorise_window
                     from varfx.store.dataset import open_dataset
 
                     with open_dataset(d / "ds") as h5:
-                        install(int(h5["ld"].attrs["n_people"]))  # half B's people
-                    try:
+                        n_people = int(h5["ld"].attrs["n_people"])  # half B's
+                    with installed(n_people):
                         run_precompute(ds, window_kb=1000, flank_kb=1000, ld_correction="rank",
                                        max_rank_frac=float(corr[4:]), progress=False)
-                    finally:
-                        window_mod.factorise_window = plain
                 else:
                     run_precompute(ds, window_kb=1000, flank_kb=1000, ld_correction=corr, progress=False)
                 dirs = []

@@ -66,6 +66,7 @@ Run: OMP_NUM_THREADS=1 python benchmarks/simulate.py --reps 10 [--thin 8] [--can
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -105,14 +106,14 @@ def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None, with_loglik
     return (math.exp(res.x), -float(res.fun)) if with_loglik else math.exp(res.x)
 
 
-def mle_h2_delta(dataset, n_gwas: float, windows, alpha: float = 0.7) -> tuple[float, float]:
+def mle_h2_delta(dataset, n_gwas: float, windows, alpha: float = 0.7, sigma2: float = 1.0) -> tuple[float, float]:
     """(h2, delta * N): the joint maximum over h2 and an extra noise variance delta."""
     from scipy.optimize import minimize
 
     from varfx.stages.evaluate import window_logliks
 
     shape = _shape(dataset, alpha)
-    s2 = 1.0 / n_gwas
+    s2 = sigma2 / n_gwas
 
     def nll(x):
         lh, ld = float(np.clip(x[0], math.log(1e-4), 0.0)), float(np.clip(x[1], -12.0, 3.0))
@@ -201,24 +202,21 @@ def _precompute(ds_base, tag, fl, cand, window_kb=1000.0):
     kw = {} if cand["ld_correction"] is None else dict(
         eig_threshold=cand["eig_threshold"], ld_correction=cand["ld_correction"],
         max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"], flank_noise_z=cand["flank_z"] if cand["flank_z"] is not None else 0.0)
-    import varfx.linalg.window as window_mod
-
     original = ld_mod.PlinkLD.correlation
-    original_factorise = window_mod.factorise_window
     if cand["shrink"]:
         ld_mod.PlinkLD.correlation = _shrunk_correlation(cand["shrink"])
-    if cand["nls"]:
-        from _nls import install
+    with contextlib.ExitStack() as stack:
+        if cand["nls"]:
+            from _nls import installed
 
-        from varfx.store.dataset import open_dataset
+            from varfx.store.dataset import open_dataset
 
-        with open_dataset(ds) as h5:
-            install(int(h5["ld"].attrs["n_people"]))
-    try:
-        return ds, run_precompute(ds, window_kb=window_kb, flank_kb=fl, progress=False, **kw)
-    finally:
-        ld_mod.PlinkLD.correlation = original
-        window_mod.factorise_window = original_factorise
+            with open_dataset(ds) as h5:
+                stack.enter_context(installed(int(h5["ld"].attrs["n_people"])))
+        try:
+            return ds, run_precompute(ds, window_kb=window_kb, flank_kb=fl, progress=False, **kw)
+        finally:
+            ld_mod.PlinkLD.correlation = original
 
 
 def fit_candidate(ds, cand, n_gwas, sigma2="truth") -> dict:
@@ -243,7 +241,7 @@ def fit_candidate(ds, cand, n_gwas, sigma2="truth") -> dict:
                 w.z = w.z * math.sqrt(max(n_ref - w.k - 1, 1) / n_ref)
     out = {"mean_k": float(np.mean([w.k for w in windows])), "sigma2": float(s2)}
     if cand["delta"]:
-        out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows)
+        out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows, sigma2=s2)
     else:
         out["h2"], out["loglik"] = mle_h2(ds, n_gwas, windows=windows, with_loglik=True, sigma2=s2)
     return out
