@@ -5,7 +5,8 @@ For each setting and replicate: ``run_simulate`` (constant truth, alpha 0.7) fro
 "population" panel, ``run_ingest`` with a reference panel, ``run_precompute`` with the
 given flank and each candidate LD correction, then the maximum-likelihood h2 of the
 constant prior (alpha 0.7, sigma2 = 1, both the truth's; ``--sigma2 intercept``: the
-LD-score-regression intercept, `varfx fit`'s default), found by a bounded 1-D search
+LD-score-regression intercept; ``--sigma2 fit``: `varfx fit`'s default, the intercept
+but at least 1), found by a bounded 1-D search
 of the exact likelihood (the optimum `varfx fit --prior constant --sigma2 1` converges
 to: tests/test_simulate.py checks it).  Every candidate is fitted to the same simulated
 replicates, so their differences are paired.
@@ -17,6 +18,14 @@ than a half has people and every LD block is full rank):
 - ``in-sample``: simulate from the whole panel, fit with the whole panel;
 - ``out-of-sample``: simulate from half A, fit with half B (an LD reference that is
   not the GWAS sample, as in real data);
+- ``mosaic``: a GWAS population whose LD decays with distance (``benchmarks/_population.py``:
+  people copying the whole panel's genotypes in segments of mean length ``--switch-kb``,
+  population LD ``R_panel o exp(-d / L)``), z drawn through that population LD (the GWAS
+  is large, so its LD is the population's), and a reference of ``--ref-people`` other
+  people of that population (default 189, as half B).  In ``out-of-sample`` z comes
+  through the 189 people of half A, whose spurious correlations act as population LD
+  and inflate every chi2 by about ``N h2 M_block / (M n_A)``; a real GWAS has no such
+  term.
 
 each with ``--flank-kb 0`` (windows = the simulation's 1-Mb LD blocks) and 1000 (the
 default).
@@ -74,6 +83,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _population, _nls: also when loaded by path (tests)
 
 
 def _shape(dataset, alpha):
@@ -225,26 +236,74 @@ def fit_candidate(ds, cand, n_gwas, sigma2="truth") -> dict:
     by default (on the same windows)."""
     from varfx.store.windows import load_windows
 
-    windows, attrs = load_windows(ds)
-    s2 = 1.0
-    if sigma2 == "intercept":
-        from varfx.store.dataset import open_dataset
-        from varfx.train.setup import ldsr_intercept
+    from varfx.store.dataset import open_dataset
+    from varfx.train.setup import default_sigma2
 
-        with open_dataset(ds) as h5:
-            s2, _ = ldsr_intercept([w for w in windows if w.k > 0], h5["variants"]["z"][:], h5["variants"]["n"][:],
-                                   n_gwas)
+    windows, attrs = load_windows(ds)
+    with open_dataset(ds) as h5:  # recorded with either choice: what fit's default would use
+        fit_s2, _, intercept, _ = default_sigma2([w for w in windows if w.k > 0], h5["variants"]["z"][:],
+                                                 h5["variants"]["n"][:], n_gwas)
+    s2 = {"intercept": intercept, "fit": fit_s2, "truth": 1.0}[sigma2]
     n_ref = attrs["n_ref"]
     if cand["wishart"]:
         for w in windows:
             if w.k:
                 w.z = w.z * math.sqrt(max(n_ref - w.k - 1, 1) / n_ref)
-    out = {"mean_k": float(np.mean([w.k for w in windows])), "sigma2": float(s2)}
+    out = {"mean_k": float(np.mean([w.k for w in windows])), "sigma2": float(s2), "intercept": float(intercept)}
     if cand["delta"]:
         out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows, sigma2=s2)
     else:
         out["h2"], out["loglik"] = mle_h2(ds, n_gwas, windows=windows, with_loglik=True, sigma2=s2)
     return out
+
+
+def _truth_beta(sim_dir, snps) -> np.ndarray:
+    from varfx.stages.simulate import TRUTH_FILE
+
+    truth = {}
+    with open(Path(sim_dir) / TRUTH_FILE) as fh:
+        next(fh)
+        for line in fh:
+            snp, _, _, _, beta = line.split("\t")
+            truth[snp] = float(beta)
+    return np.array([truth[s] for s in snps])
+
+
+def mosaic_sumstats(sim_dir, dataset, out_path, n_gwas, sigma2, seed, switch_bp):
+    """z of a GWAS of the mosaic population (``--setups mosaic``): ``sqrt(N) R_pop beta
+    + sqrt(sigma2) e``, ``e ~ N(0, R_pop)``, in the dataset's (the whole panel's) variant
+    order and alleles, as a fastGWA file."""
+    import h5py
+
+    from _population import population_ld_times, population_noise
+    from varfx.io.ld import PlinkLD
+    from varfx.stages.simulate import write_fastgwa
+
+    with h5py.File(Path(dataset) / "dataset.h5", "r") as h5:
+        var = h5["variants"]
+        v = {k: var[k].asstr()[:] for k in ("snp", "a1", "a2")}
+        v.update({k: var[k][:] for k in ("chrom", "bp", "freq")})
+        x = PlinkLD(h5).standardized(np.arange(len(v["snp"])))  # M x S
+    beta = _truth_beta(sim_dir, v["snp"])
+    rng = np.random.default_rng(20_000 + seed)
+    z = (math.sqrt(n_gwas) * population_ld_times(x, v["chrom"], v["bp"], switch_bp, beta)
+         + math.sqrt(sigma2) * population_noise(x, v["chrom"], v["bp"], switch_bp, rng))
+    write_fastgwa(out_path, v, z, n_gwas)
+
+
+def mosaic_reference(panel, out_prefix, n_people, switch_bp, seed):
+    """A PLINK reference of ``n_people`` new people of the mosaic population."""
+    from _population import mosaic_dosages
+    from varfx.testing.data import read_bed_dosages, write_bed
+
+    bim = Path(f"{panel}.bim").read_text()
+    rows = [line.split() for line in bim.splitlines()]
+    chrom = np.array([r[0] for r in rows])
+    bp = np.array([int(r[3]) for r in rows], dtype=np.int64)
+    S = len(Path(f"{panel}.fam").read_text().splitlines())
+    dos = read_bed_dosages(panel, S, range(len(rows)))
+    new = mosaic_dosages(dos, chrom, bp, n_people, switch_bp, np.random.default_rng(30_000 + seed))
+    return write_bed(out_prefix, new, bim, [f"m{i} m{i} 0 0 0 -9" for i in range(n_people)])
 
 
 def window_truth_sumstats(sim_dir, dataset, out_path, fl_kb, n_gwas, sigma2, seed, window_kb=1000.0):
@@ -253,20 +312,14 @@ def window_truth_sumstats(sim_dir, dataset, out_path, fl_kb, n_gwas, sigma2, see
     import h5py
 
     from varfx.io.ld import PlinkLD
-    from varfx.stages.simulate import TRUTH_FILE, write_fastgwa
+    from varfx.stages.simulate import write_fastgwa
     from varfx.store.windows import plan_windows
 
-    truth = {}
-    with open(Path(sim_dir) / TRUTH_FILE) as fh:
-        next(fh)
-        for line in fh:
-            snp, _, _, _, beta = line.split("\t")
-            truth[snp] = float(beta)
     with h5py.File(Path(dataset) / "dataset.h5", "r") as h5:
         var = h5["variants"]
         v = {k: var[k].asstr()[:] for k in ("snp", "a1", "a2")}
         v.update({k: var[k][:] for k in ("chrom", "bp", "freq")})
-        beta = np.array([truth[s] for s in v["snp"]])
+        beta = _truth_beta(sim_dir, v["snp"])
         ld = PlinkLD(h5)
         n = ld.n_people
         rng = np.random.default_rng(10_000 + seed)
@@ -309,8 +362,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--default", action="store_true", help="only run_precompute's defaults (candidate 'default')")
     ap.add_argument("--truth-ld", choices=("auto", "block", "window"), default="auto",
                     help="auto: window in-sample, block out-of-sample (see the docstring)")
-    ap.add_argument("--sigma2", choices=("truth", "intercept"), default="truth",
-                    help="sigma^2 of the fits: the truth's (1), or the LD-score-regression intercept (fit's default)")
+    ap.add_argument("--switch-kb", type=float, default=200.0,
+                    help="--setups mosaic: mean segment length of the population's copying (its LD decays as exp(-d/L))")
+    ap.add_argument("--ref-people", type=int, default=None,
+                    help="--setups mosaic: people in the reference panel (default: half the panel, 189)")
+    ap.add_argument("--sigma2", choices=("truth", "intercept", "fit"), default="truth",
+                    help="sigma^2 of the fits: the truth's (1), the LD-score-regression intercept, or fit's "
+                         "default (the intercept, at least 1)")
     args = ap.parse_args(argv)
 
     import torch
@@ -325,18 +383,24 @@ def main(argv=None) -> dict:
     n_people = len(Path(f"{panel}.fam").read_text().splitlines())
     flanks = [float(x) for x in args.flanks.split(",")]
     out: dict = {"h2": args.h2, "N": args.n, "reps": args.reps, "panel": str(panel), "n_people": n_people,
-                 "thin": args.thin, "truth_ld": args.truth_ld, "sigma2": args.sigma2, "window_kb": args.window_kb,
+                 "thin": args.thin, "truth_ld": args.truth_ld, "switch_kb": args.switch_kb, "sigma2": args.sigma2, "window_kb": args.window_kb,
                  "candidates": [c["name"] for c in cands],
                  "settings": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         panel, half_a, half_b = thinned_panel_halves(panel, tmp, args.thin)
-        setups = {"in-sample": (panel, panel), "out-of-sample": (half_a, half_b)}
+        setups = {"in-sample": (panel, panel), "out-of-sample": (half_a, half_b), "mosaic": (panel, None)}
+        ref_people = {"in-sample": n_people, "out-of-sample": n_people // 2,
+                      "mosaic": args.ref_people or n_people // 2}
         for name in args.setups.split(","):
+            if name not in setups:
+                raise SystemExit(f"--setups: unknown setting {name!r} (choose from {', '.join(setups)})")
             pop, ref = setups[name]
             res = {(fl, c["name"]): [] for fl in flanks for c in cands}
             meta = {}
             truth_ld = args.truth_ld if args.truth_ld != "auto" else ("window" if name == "in-sample" else "block")
+            if name == "mosaic":
+                truth_ld = "population"
             # in-sample the reference is the GWAS's own LD, so it stands for the GWAS's N
             # people (as LD computed from the GWAS genotypes would): `ingest --ld-people`
             ld_people = int(args.n) if name == "in-sample" else None
@@ -345,6 +409,12 @@ def main(argv=None) -> dict:
                 run_simulate(pop, d / "sim", truth="constant", h2=args.h2, n_gwas=args.n, seed=rep, progress=False)
                 if truth_ld == "block":
                     run_ingest(d / "sim" / SUMSTATS_FILE, ref, d / "ds", progress=False, ld_people=ld_people)
+                elif truth_ld == "population":
+                    run_ingest(d / "sim" / SUMSTATS_FILE, pop, d / "pop", progress=False)
+                    mosaic_sumstats(d / "sim", d / "pop", d / "mosaic.fastGWA.gz", args.n, 1.0, rep,
+                                    args.switch_kb * 1000)
+                    ref = mosaic_reference(pop, d / "ref", ref_people[name], args.switch_kb * 1000, rep)
+                    run_ingest(d / "mosaic.fastGWA.gz", ref, d / "ds", progress=False)
                 else:
                     # the population's own dataset (its genotypes, the dataset's alleles)
                     run_ingest(d / "sim" / SUMSTATS_FILE, pop, d / "pop", progress=False)
@@ -366,10 +436,11 @@ def main(argv=None) -> dict:
                         meta[fl] = pre["max_n_plus"]
                         print(name, rep, fl, c["name"], json.dumps(r), file=sys.stderr, flush=True)
             for (fl, cname), rs in res.items():
-                entry = {"max_n_plus": meta[fl], "reference_people": n_people if name == "in-sample" else n_people // 2,
+                entry = {"max_n_plus": meta[fl], "reference_people": ref_people[name],
                          "truth_ld": truth_ld, "ld_people": ld_people,
                          "mean_k": float(np.mean([r["mean_k"] for r in rs])),
                          "sigma2_mean": float(np.mean([r["sigma2"] for r in rs])),
+                         "intercept_mean": float(np.mean([r["intercept"] for r in rs])),
                          **_stats([r["h2"] for r in rs], args.h2)}
                 if "delta_N" in rs[0]:
                     entry["delta_N_mean"] = float(np.mean([r["delta_N"] for r in rs]))

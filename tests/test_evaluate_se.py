@@ -181,14 +181,18 @@ def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, pr
 
 
 def test_a_refit_that_cannot_be_done_leaves_h2_se_null(glm_sim, monkeypatch):
-    """sigma^2 re-estimated without a block can come out non-positive (a small data set):
-    the likelihood measures stand, h2_se is null and h2_se_method says why."""
+    """sigma^2 re-estimated without a block can fail (LD score regression on too few
+    variants): the likelihood measures stand, h2_se is null and h2_se_method says why."""
     import varfx.train.setup as setup_mod
+    from varfx.errors import UserError
     from varfx.stages.evaluate import run_evaluate
 
-    monkeypatch.setattr(setup_mod, "ldsr_intercept", lambda *a, **k: (-0.5, 0.1))
+    def fails(*a, **k):
+        raise UserError("too few variants (7) to estimate --sigma2 by LD score regression; pass --sigma2")
+
+    monkeypatch.setattr(setup_mod, "ldsr_intercept", fails)
     ev = run_evaluate(glm_sim["models"]["constant_ldsc"], glm_sim["ds"], chroms=None, blocks=4)
-    assert ev["h2_se"] is None and "non-positive sigma^2" in ev["h2_se_method"]
+    assert ev["h2_se"] is None and "too few variants" in ev["h2_se_method"]
     assert ev["h2_se_method"].startswith("none: ") and ev["delta_loglik_se"] > 0
 
 

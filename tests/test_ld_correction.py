@@ -25,9 +25,10 @@ def _panel_R(rng, n_plus=30, n_people=60):
     return np.corrcoef(g, rowvar=False)
 
 
-@pytest.mark.parametrize("max_rank,var_share,r_min", [(5, None, None), (None, 0.9, None), (8, 0.99, 0.2),
-                                                      (5, None, 0.35)])
-def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_share, r_min):
+@pytest.mark.parametrize("max_rank,var_share,r_min,core_frac", [(5, None, None, None), (None, 0.9, None, None),
+                                                                (8, 0.99, 0.2, None), (5, None, 0.35, None),
+                                                                (8, None, 0.2, 0.25), (2, None, None, 0.5)])
+def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_share, r_min, core_frac):
     """With V_k the top k eigenvectors of R_(i),(i), the model is V_k^T beta ~ N(0, V_k^T A V_k),
     A = R~_(i),+ F R~_+,(i) + sigma2 R_(i),(i) with R~ the correlations whose core-flank entries
     below ``r_min`` are 0: the reduced loss plus log|Lambda| must equal its dense loss, and
@@ -38,11 +39,14 @@ def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_sh
     beta = rng.standard_normal(len(core)) * 0.01
     f = rng.uniform(0.5, 2.0, R.shape[0]) * 1e-4
     s2 = 1e-4
-    w = factorise_window(R, core, beta, max_rank=max_rank, var_share=var_share, flank_r_min=r_min)
+    w = factorise_window(R, core, beta, max_rank=max_rank, var_share=var_share, flank_r_min=r_min,
+                         core_rank_frac=core_frac)
     lam, V = np.linalg.eigh(R[np.ix_(core, core)])
     lam, V = lam[::-1], V[:, ::-1]
     k_thr = int(np.sum(lam > 1e-3 * lam[0]))
     k = k_thr if max_rank is None else min(k_thr, max_rank)
+    if core_frac is not None:  # 14 core variants: 0.25 keeps 3 (under max_rank 8), 0.5 keeps 7 (over 2)
+        k = min(k, int(core_frac * len(core)))
     if var_share is not None:
         k = min(k, int(np.argmax(np.cumsum(lam) / lam.sum() >= var_share)) + 1)
     assert w["k"] == k < k_thr and w["k_threshold"] == k_thr
@@ -109,7 +113,7 @@ def test_auto_switches_by_panel_size():
     assert resolve_correction("auto", 337_000, 20_000)["method"] == "none"  # a biobank-size panel
     r = resolve_correction("auto", 378, cap + 1)
     assert r == {"requested": "auto", "method": "rank", "max_rank_frac": DEFAULT_MAX_RANK_FRAC, "n_ref": 378,
-                 "max_rank": cap, "flank_noise_z": DEFAULT_FLANK_NOISE_Z,
+                 "max_rank": cap, "core_rank_frac": DEFAULT_MAX_RANK_FRAC, "flank_noise_z": DEFAULT_FLANK_NOISE_Z,
                  "flank_r_min": DEFAULT_FLANK_NOISE_Z / 378 ** 0.5}
     assert "flank_r_min" not in resolve_correction("share", 0, 786)  # no panel size: no noise level
     assert resolve_correction("auto", 378, 786, max_rank_frac=0.5)["max_rank"] == 189
@@ -159,6 +163,11 @@ def _ks(ds):
             np.array([h["windows"][k].attrs["k_threshold"] for k in sorted(h["windows"])]), json.loads(h.attrs["params"])
 
 
+def _n_core(ds):
+    with h5py.File(ds / "windows.h5", "r") as h:
+        return np.array([len(h["windows"][k]["core_pos"]) for k in sorted(h["windows"])])
+
+
 def test_precompute_default_caps_the_rank_and_options_recompute(small):
     from varfx.stages.precompute import DEFAULT_MAX_RANK_FRAC
 
@@ -170,7 +179,11 @@ def test_precompute_default_caps_the_rank_and_options_recompute(small):
     cap = int(DEFAULT_MAX_RANK_FRAC * 378)
     assert rep["requested"] == "auto" and rep["method"] == "rank" and rep["max_rank"] == cap and rep["n_ref"] == 378
     k, k_thr, params = _ks(ds)
-    assert k.max() == cap and np.all(k == np.minimum(k_thr, cap))
+    n_core = _n_core(ds)
+    # at most frac x min(n_ref, n_core) components (the share of the rank the panel's
+    # sample LD can have), and what the eigen-threshold keeps
+    want = np.minimum(k_thr, np.minimum(cap, np.maximum(1, np.floor(DEFAULT_MAX_RANK_FRAC * n_core)).astype(int)))
+    assert k.max() <= cap and np.all(k == want) and np.any(want < np.minimum(k_thr, cap))
     assert rep["windows_truncated"] == int(np.sum(k < k_thr)) > 0
     assert params["ld_correction"] == {key: rep[key] for key in rep if key != "windows_truncated"}
     assert "warning" not in summary
@@ -184,7 +197,7 @@ def test_precompute_default_caps_the_rank_and_options_recompute(small):
                 "--max-rank-frac", 0.05, "--json"])
     summary = json.loads(r.stdout)
     assert summary["up_to_date"] is False and summary["ld_correction"]["max_rank"] == 18
-    assert _ks(ds)[0].max() == 18
+    assert _ks(ds)[0].max() == min(18, int(0.05 * n_core.max()))
     r = invoke(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--ld-correction", "rank",
                 "--max-rank-frac", 0.05, "--json"])
     assert json.loads(r.stdout)["up_to_date"] is True
@@ -214,8 +227,12 @@ def test_declared_panel_size_drives_the_default(tmp_path):
             assert rep["reason"] == "panel_not_smaller_than_gwas"
             assert "at least as many people as the GWAS" in r.stderr
         else:
-            assert rep["n_ref"] == 200 and rep["max_rank"] == int(0.1 * 200)
-            assert max(_ks(ds)[1]) > int(0.1 * 400)  # the second case's cap would bind too
+            from varfx.stages.precompute import DEFAULT_MAX_RANK_FRAC as frac
+
+            assert rep["n_ref"] == 200 and rep["max_rank"] == int(frac * 200)
+            # the second case's cap would bind too: frac x min(400, n_core) below k_threshold
+            n_core = _n_core(ds)
+            assert np.any(_ks(ds)[1] > np.minimum(int(frac * 400), np.floor(frac * n_core)))
     r = invoke(["ingest", "--sumstats", ss, "--ld", prefix, "-o", tmp_path / "bad", "--ld-people", "2"])
     assert r.exit_code == 2 and "--ld-people" in r.output and not (tmp_path / "bad").exists()
     from varfx.stages.ingest import run_ingest

@@ -96,7 +96,8 @@ def test_posterior_column_is_the_dense_conditional_mean(fitted):
         plus, core = np.asarray(w.plus_idx), np.asarray(w.core_idx)
         want[core] = dense_posterior_mean(R[np.ix_(plus, plus)], np.asarray(w.core_pos), z[core] / np.sqrt(N),
                                           f[plus], sigma2 / N, n_scale=n_scale[core], max_rank=corr.get("max_rank"),
-                                          flank_r_min=corr.get("flank_r_min"))
+                                          flank_r_min=corr.get("flank_r_min"),
+                                          core_rank_frac=corr.get("core_rank_frac"))
     # F and the posterior are printed to 7 significant digits
     assert np.max(np.abs(got - want)) < 1e-5 * np.max(np.abs(want))
     assert np.corrcoef(got, z)[0, 1] > 0.5  # shrunk towards 0, not flipped

@@ -52,8 +52,12 @@ def test_plan_windows_are_precompute_lds(planned):
     h5.close()
     assert np.array_equal(wp["n_plus"], attrs["index"]["n_plus"])
     assert np.array_equal(wp["n"], attrs["index"]["n"])
-    # the estimated rank: the LD correction's cap (37 of 378 people) or the core size
-    assert np.array_equal(wp["k"], np.minimum(attrs["index"]["n"], 37)), (wp["k"], attrs["index"]["k"])
+    # the estimated rank: the LD correction's cap (frac x min(378 people, the core size))
+    from varfx.linalg.correction import DEFAULT_MAX_RANK_FRAC as frac
+
+    n = attrs["index"]["n"]
+    want = np.minimum(n, np.minimum(int(frac * 378), np.maximum(1, np.floor(frac * n).astype(int))))
+    assert np.array_equal(wp["k"], want), (wp["k"], attrs["index"]["k"])
     assert np.all(wp["k"] >= attrs["index"]["k"])
     # with the store present, its ranks are used
     after = json.loads(ok(["plan", planned["ds"], *OPTS, "--calibration", planned["cal"], "--json"]).stdout)
@@ -91,7 +95,7 @@ def test_largest_window_time_within_factor_3(planned, tmp_path):
 
     spec, n_ref = _largest_spec(planned["bare"])
     corr = pc.resolve_correction("auto", n_ref, len(spec.plus_idx))
-    trunc = {k: corr[k] for k in ("max_rank", "var_share", "flank_r_min") if k in corr}
+    trunc = {k: corr[k] for k in ("max_rank", "core_rank_frac", "var_share", "flank_r_min") if k in corr}
     pc._worker_init(str(planned["bare"]))
     try:
         pc._compute_window(spec, 1e-3, str(tmp_path), n_ref, trunc)  # warm-up

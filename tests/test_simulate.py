@@ -367,10 +367,12 @@ def test_default_ld_correction_recovers_h2_out_of_sample_and_in_sample():
     spec = importlib.util.spec_from_file_location("bench_simulate", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    from varfx.linalg.correction import DEFAULT_MAX_RANK_FRAC
+
     out = bench.main(["--reps", "3", "--thin", "8", "--default"])["settings"]
     for flank in (0, 1000):
         s = out[f"out-of-sample, flank {flank} kb, default"]
-        assert s["ld_correction"]["method"] == "rank" and s["ld_correction"]["max_rank"] == 18
+        assert s["ld_correction"]["method"] == "rank" and s["ld_correction"]["max_rank"] == int(DEFAULT_MAX_RANK_FRAC * 189)
         assert 0.75 < s["ratio"] < 1.33, (flank, s)
         s = out[f"in-sample, flank {flank} kb, default"]
         assert s["ld_correction"]["method"] == "none" and s["truth_ld"] == "window", s

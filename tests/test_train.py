@@ -18,7 +18,7 @@ from varfx.testing.solvers import ar1_ld, simulate_beta
 from varfx.train.distributed import Distributed
 from varfx.train.lbfgs import STOP_GTOL, run_lbfgs
 from varfx.train.schedule import lr_factor, warmup_updates
-from varfx.train.setup import FitSetup, ldsr_intercept
+from varfx.train.setup import SIGMA2_FLOOR, SIGMA2_INTERCEPT, FitSetup, default_sigma2, ldsr_intercept
 
 from test_ldsr import make_window
 
@@ -157,6 +157,27 @@ def test_ldsr_uses_each_variants_sample_size():
     # the intercept fixed (--sigma2): only the slope is fitted, the intercept is kept
     a_fix, h2_fix = ldsr_intercept([w], np.sqrt(chi2), n, N=float(np.median(n)), intercept=a)
     assert a_fix == a and abs(h2_fix - h2) < 0.08
+
+
+def test_default_sigma2_is_the_intercept_but_at_least_one():
+    from types import SimpleNamespace
+
+    """fit's default rule: an intercept above 1 is kept (confounding inflates the noise),
+    one below 1 gives sigma^2 = 1, with the slope refitted at 1 (noise-free chi2 on the
+    regression line, so the intercept and slope are recovered to rounding)."""
+    M, N = 400, 1000.0
+    l = np.linspace(1.0, 60.0, M)
+    w = SimpleNamespace(core_idx=np.arange(M), ld_score=l)
+    n = np.full(M, N)
+    for a, h2 in ((1.3, 0.4), (0.6, 0.4)):
+        z = np.sqrt(N * h2 * l / M + a)
+        s2, h2_hat, intercept, source = default_sigma2([w], z, n, N)
+        assert abs(intercept - a) < 1e-8
+        if a >= 1:
+            assert source == SIGMA2_INTERCEPT and s2 == intercept and abs(h2_hat - h2) < 1e-8
+        else:
+            assert source == SIGMA2_FLOOR and s2 == 1.0
+            assert h2_hat == ldsr_intercept([w], z, n, N, intercept=1.0)[1] and h2_hat < h2
 
 
 def test_probe_solver_state_round_trips():

@@ -184,11 +184,12 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
 @click.option("--eig-threshold", type=FRACTION_OPEN, default=1e-3, show_default=True, help="Drop eigenvalues below this fraction of the largest.")
 @click.option("--ld-correction", type=click.Choice(["auto", "none", "rank", "share"]), default="auto",
               show_default=True,
-              help="Guard against a small LD panel's sampling noise: rank keeps at most --max-rank-frac x panel "
-                   "size eigen-components per window; auto applies it when the panel size is known and a window "
-                   "is larger; share keeps the components reaching --var-share of the variance; none turns it off.")
+              help="Guard against a small LD panel's sampling noise: rank keeps at most --max-rank-frac x "
+                   "min(panel size, core variants) eigen-components per window; auto applies it when the panel "
+                   "size is known and a window has more variants than --max-rank-frac x panel size; share keeps the components reaching --var-share of the variance; none turns it off.")
 @click.option("--max-rank-frac", type=FiniteFloat(0, 1, min_open=True), default=None,
-              help="The rank cap of --ld-correction rank/auto as a fraction of the panel size [default: 0.1].")
+              help="The rank cap of --ld-correction rank/auto as a fraction of min(panel size, the window's core "
+                   "variants) [default: 0.35].")
 @click.option("--var-share", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="The variance share of --ld-correction share [default: 0.995].")
 @click.option("--flank-noise-z", type=NON_NEGATIVE, default=None,
@@ -650,7 +651,7 @@ def plugins(as_json):
 @click.option("--ld-correction", type=click.Choice(["auto", "none", "rank", "share"]), default="auto",
               show_default=True, help="precompute-ld's --ld-correction (it bounds each window's kept rank k).")
 @click.option("--max-rank-frac", type=FiniteFloat(0, 1, min_open=True), default=None,
-              help="precompute-ld's --max-rank-frac  [default: 0.1]")
+              help="precompute-ld's --max-rank-frac  [default: 0.35]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Dask workers (or local processes) of precompute-ld.")
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True,

@@ -15,9 +15,10 @@ from ..errors import UserError
 #: the dataset records its LD panel size and a window has more variants than the rank
 #: cap, else ``none``.
 LD_CORRECTIONS = ("auto", "none", "rank", "share")
-#: ``--max-rank-frac``: the rank cap of ``rank`` as a fraction of the panel size
-#: (chosen by measurement: docs/benchmarks.md, "Simulation: recovery of h2 by LD set-up").
-DEFAULT_MAX_RANK_FRAC = 0.1
+#: ``--max-rank-frac``: the rank cap of ``rank`` as a fraction of ``min(n_ref, n_core)``,
+#: the rank a window's sample LD can have (chosen by measurement: docs/benchmarks.md,
+#: "Simulation: recovery of h2 by LD set-up", a GWAS population with decaying LD).
+DEFAULT_MAX_RANK_FRAC = 0.35
 #: ``--var-share``: the cumulative share of a block's variance ``share`` keeps.
 DEFAULT_VAR_SHARE = 0.995
 #: ``--flank-noise-z``: with ``rank`` or ``share``, core-flank correlations below this many
@@ -72,7 +73,9 @@ def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac
         if n_ref <= 0:
             raise UserError("option --ld-correction rank: the dataset records no LD panel size (n_ref), so there is "
                             "no rank to cap; use --ld-correction share or none", path=path)
-        out.update(max_rank_frac=frac, n_ref=int(n_ref), max_rank=cap)
+        # a window of n_core variants keeps at most frac * min(n_core, n_ref): the same
+        # fraction of the rank its sample LD can have (core_rank_cap)
+        out.update(max_rank_frac=frac, n_ref=int(n_ref), max_rank=cap, core_rank_frac=frac)
     elif method == "share":
         out.update(var_share=DEFAULT_VAR_SHARE if var_share is None else float(var_share))
     if method != "none" and n_ref > 0:

@@ -22,6 +22,8 @@ eigen-decomposition is the numerically delicate step.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.linalg
 
@@ -111,9 +113,19 @@ def kept_rank(lam_desc: np.ndarray, eig_threshold: float = EIG_THRESHOLD, max_ra
     return max(k, 0)
 
 
+def core_rank_cap(n_core: int, core_rank_frac: float, max_rank: int | None = None) -> int:
+    """The rank cap of a window with ``n_core`` core variants: at most ``core_rank_frac``
+    of them (at least 1), and at most ``max_rank`` (the panel's cap, ``frac * n_ref``).
+    Together: a fraction of the rank ``min(n_core, n_ref)`` the panel's sample LD of the
+    core block can have (docs/math.md, "LD from a small panel")."""
+    cap = max(1, math.floor(core_rank_frac * n_core))
+    return cap if max_rank is None else min(cap, int(max_rank))
+
+
 def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THRESHOLD,
                      flush: float = FLUSH_RELATIVE, n_scale=None, max_rank: int | None = None,
-                     var_share: float | None = None, flank_r_min: float | None = None) -> dict:
+                     var_share: float | None = None, flank_r_min: float | None = None,
+                     core_rank_frac: float | None = None) -> dict:
     """Reduce one LD window to its k-space factors.
 
     Parameters
@@ -230,6 +242,8 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
         return _empty()
     lam, V = lam[::-1], V[:, ::-1]
     k_threshold = kept_rank(lam, eig_threshold)
+    if core_rank_frac:
+        max_rank = core_rank_cap(n, core_rank_frac, max_rank)
     k = kept_rank(lam, eig_threshold, max_rank, var_share)
     if k == 0:
         return _empty()

@@ -237,7 +237,8 @@ def _run(dist, dataset, out, *, prior, objective, solver, prior_options, solver_
         # after setup: the options the objective actually used (ldsr's h2_per_snp)
         "objective": {"name": objective, "options": dict(setup.objective.config)},
         "solver": {"name": setup.solver_name, "options": setup.solver_opts} if setup.solver is not None else None,
-        "sigma2": setup.sigma2, "sigma2_source": setup.sigma2_source, "N": setup.N,
+        "sigma2": setup.sigma2, "sigma2_source": setup.sigma2_source, "ldsr_intercept": setup.ldsr_intercept,
+        "N": setup.N,
         "holdout_chroms": holdout, "holdout_regions": setup.holdout_regions,
         "optimizer": opt_name, "seed": seed, "dtype": dtype,
         "inputs": setup.context.inputs(), "amp": bool(amp), "alpha_source": setup.alpha_source,
@@ -358,7 +359,8 @@ def _run(dist, dataset, out, *, prior, objective, solver, prior_options, solver_
         "resumed_from": result["resumed_from"] or "-",
         "train_windows": len(train), "val_windows": len(val),
         **({"buffer_windows": setup.n_buffer_windows} if setup.holdout_regions else {}),
-        "sigma2": setup.sigma2, "sigma2_source": setup.sigma2_source, "final_train_loss": curve[-1]["train_loss"],
+        "sigma2": setup.sigma2, "sigma2_source": setup.sigma2_source, "ldsr_intercept": setup.ldsr_intercept,
+        "final_train_loss": curve[-1]["train_loss"],
         **({"final_val_loss": curve[-1]["val_loss"]} if val else {}),
         "h2_train": float(np.exp(log_f[core]).sum()), "seconds": round(time.perf_counter() - t0, 3),
         "loader_wait_fraction": round(result["waited"] / max(time.perf_counter() - t0, 1e-9), 4)

@@ -202,7 +202,10 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     theta0 = par.theta0
     p = int(theta0.numel())
     sigma2 = float(meta["sigma2"])
-    reestimate = meta.get("sigma2_source") == "ldsr-intercept"
+    from ..train.setup import DEFAULT_SIGMA2_SOURCES
+
+    # fit's default rule was applied: each replicate re-applies it without its block
+    reestimate = meta.get("sigma2_source") in DEFAULT_SIGMA2_SOURCES
     s2_full = torch.tensor(sigma2 / N, dtype=torch.float64)
     if p == 0:  # nothing to re-estimate: every replicate is the fit
         same = np.asarray(stats(par.log_f_of(theta0)(np.asarray(eval_idx)).detach().cpu().numpy()))
@@ -301,17 +304,15 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
 
 
 def _sigma2_without(rest, z_all, n_all, N, bi) -> float:
-    """sigma^2 by LD score regression on the windows ``rest`` (training block ``bi`` deleted)."""
-    from ..train.setup import ldsr_intercept
+    """fit's default sigma^2 (:func:`varfx.train.setup.default_sigma2`) on the windows
+    ``rest`` (training block ``bi`` deleted)."""
+    from ..train.setup import default_sigma2
 
     try:
-        s2v, _ = ldsr_intercept(rest, z_all, n_all, N)
+        s2v, _, _, _ = default_sigma2(rest, z_all, n_all, N)
     except UserError as exc:
         raise RefitFailed(f"sigma^2 without training block {bi + 1}: {exc}") from None
-    if not s2v > 0:
-        raise RefitFailed(f"LD score regression without training block {bi + 1} gave a non-positive sigma^2 "
-                          f"({s2v:.3g}); try fewer --blocks")
-    return float(s2v)
+    return float(s2v)  # at least 1 by the rule, so always a usable noise variance
 
 
 def _lbfgs(objective, par, theta0, units, s2):

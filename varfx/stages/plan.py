@@ -80,6 +80,8 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
         cap = n.copy()
         if correction.get("max_rank"):
             cap = np.minimum(cap, int(correction["max_rank"]))
+        if correction.get("core_rank_frac"):  # and a fraction of the core size (core_rank_cap)
+            cap = np.minimum(cap, np.maximum(1, np.floor(correction["core_rank_frac"] * n).astype(np.int64)))
         if n_ref > 1:
             cap = np.minimum(cap, n_ref - 1)
         k, k_source = cap, "estimated"

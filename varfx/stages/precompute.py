@@ -432,7 +432,8 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
                                         gwas_n=N)
         params = _params(window_kb, flank_kb, eig_threshold, h5, correction)
         fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
-    truncation = {k: correction[k] for k in ("max_rank", "var_share", "flank_r_min") if k in correction}
+    truncation = {k: correction[k] for k in ("max_rank", "core_rank_frac", "var_share", "flank_r_min")
+                  if k in correction}
     layout = resolve_layout(shards, specs)
     dask_info: dict = {}
     summary, written, repaired = _commit_store(dataset, specs, params, N, n_ref, fingerprint, layout, verify,
@@ -601,7 +602,9 @@ def correction_text(report: dict, n_windows: int) -> str:
         return f"no LD correction{why}: every eigen-component above the eigen-threshold kept"
     if report["method"] == "rank":
         what = (f"LD correction rank: at most {report['max_rank']} eigen-components per window "
-                f"({report['max_rank_frac']:g} x {report['n_ref']} panel people)")
+                f"({report['max_rank_frac']:g} x {report['n_ref']} panel people"
+                + (f"; and {report['core_rank_frac']:g} x its core variants" if report.get("core_rank_frac") else "")
+                + ")")
     else:
         what = f"LD correction share: the components reaching {report['var_share']:g} of each window's LD variance"
     if report.get("flank_r_min"):

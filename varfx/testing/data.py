@@ -91,23 +91,31 @@ def write_people_subset(panel, out_prefix, people) -> Path:
     :func:`read_bed_dosages` and packed again, so the new .bed is independent of
     :mod:`varfx.io.plink`.  Used to simulate from one half of a panel and fit with the
     other (an LD reference that is not the GWAS sample)."""
-    panel, out_prefix = Path(panel), Path(out_prefix)
-    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    panel = Path(panel)
     fam = Path(f"{panel}.fam").read_text().splitlines()
     bim = Path(f"{panel}.bim").read_text()
     people = np.asarray(people, dtype=np.int64)
     dos = read_bed_dosages(panel, len(fam), range(len(bim.splitlines())))[people]  # people x snps
+    return write_bed(out_prefix, dos, bim, [fam[i] for i in people])
+
+
+def write_bed(out_prefix, dosages, bim_text: str, fam_lines) -> Path:
+    """Write a PLINK .bed/.bim/.fam set from ``dosages`` (people x snps, dosage of the
+    .bim A1 allele, NaN missing), packed by hand (independent of :mod:`varfx.io.plink`)."""
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    dos = np.asarray(dosages)
     code = np.full(dos.shape, 1, dtype=np.uint8)  # 01 missing
     code[dos == 2] = 0
     code[dos == 1] = 2
     code[dos == 0] = 3
-    n = len(people)
+    n = dos.shape[0]
     pad = np.full(((4 - n % 4) % 4, dos.shape[1]), 0, dtype=np.uint8)
     code = np.concatenate([code, pad]).reshape(-1, 4, dos.shape[1])  # bytes x 4 x snps
     packed = (code[:, 0] | code[:, 1] << 2 | code[:, 2] << 4 | code[:, 3] << 6).astype(np.uint8)
     Path(f"{out_prefix}.bed").write_bytes(bytes([0x6C, 0x1B, 0x01]) + packed.T.tobytes())
-    Path(f"{out_prefix}.bim").write_text(bim)
-    Path(f"{out_prefix}.fam").write_text("\n".join(fam[i] for i in people) + "\n")
+    Path(f"{out_prefix}.bim").write_text(bim_text)
+    Path(f"{out_prefix}.fam").write_text("\n".join(fam_lines) + "\n")
     return out_prefix
 
 

@@ -59,6 +59,35 @@ def ldsr_intercept(windows, z_all, n_all, N=None, n_iter=3, intercept=None):
     return float(a), float(h2)
 
 
+#: model.json's ``sigma2_source`` for fit's default rule (see :func:`default_sigma2`):
+#: the intercept itself, or 1 where the intercept was below 1
+SIGMA2_INTERCEPT = "ldsr-intercept"
+SIGMA2_FLOOR = "ldsr-intercept below 1: 1"
+DEFAULT_SIGMA2_SOURCES = (SIGMA2_INTERCEPT, SIGMA2_FLOOR)
+
+
+def default_sigma2(windows, z_all, n_all, N=None):
+    """fit's default sigma^2: the LD-score-regression intercept, but at least 1.
+
+    The intercept estimates the z-scores' noise variance, inflated by confounding
+    (ldsc's reading).  A value below 1 would make every z less noisy than a calibrated
+    test's; it comes from the regression's own error or misfit (genomic control aside),
+    and the full likelihood's h2 moves strongly with sigma^2: in simulations with the
+    GWAS's own LD (small regions, high power per variant) the intercept was 0.3-0.7
+    where the truth is 1, and h2 came out 1.1-3.8x the truth at it, 0.83-1.03x at 1
+    (docs/benchmarks.md, "The current default, with fit's own sigma2").  So 1 is used
+    then (PRS-CS, LDpred2 and SuSiE-RSS assume 1 throughout), and an intercept above 1
+    is kept.
+
+    Returns ``(sigma2, h2, intercept, source)``; ``h2`` is LD score regression's with the
+    intercept fixed at the returned sigma^2 (the fit's starting point)."""
+    intercept, h2 = ldsr_intercept(windows, z_all, n_all, N)
+    if intercept >= 1.0:
+        return intercept, h2, intercept, SIGMA2_INTERCEPT
+    _, h2 = ldsr_intercept(windows, z_all, n_all, N, intercept=1.0)
+    return 1.0, h2, intercept, SIGMA2_FLOOR
+
+
 def select(windows, holdout, regions=()):
     """(training, validation) windows: held-out chromosomes validate, and so do the
     windows whose core starts inside a held-out region; empty windows (k = 0: every
@@ -159,6 +188,7 @@ class FitSetup:
     windows_mb: float
     notes: list = field(default_factory=list)
     alpha_source: str = "option"
+    ldsr_intercept: float | None = None  # the LD-score-regression intercept (fit's default rule read it)
     bag_counts: dict = field(default_factory=dict)  # bag objectives: bags and pools, training and held out
     fasta: dict | None = None  # the FASTA a prior that reads DNA reads (store.variants.fasta_record)
     context_dtype: str = "float64"  # the training dtype (of the factors read per batch)
@@ -335,11 +365,12 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
             f"{int((~np.isfinite(freq)).sum())} variants have no allele frequency in the dataset; "
             "the frequency factor needs them (use --alpha 0, or --alpha auto)", path=dataset)
 
+    intercept = None
     if sigma2 is None:
-        sigma2_value, h2_ldsr = ldsr_intercept(train, z_all, n_all, N)
-        sigma2_source = "ldsr-intercept"
-        if not sigma2_value > 0:
-            raise UserError(f"LD score regression gave a non-positive intercept ({sigma2_value:.3g}); pass --sigma2")
+        sigma2_value, h2_ldsr, intercept, sigma2_source = default_sigma2(train, z_all, n_all, N)
+        if sigma2_source == SIGMA2_FLOOR:
+            notes.append(f"LD score regression's intercept is {intercept:.3g}, below 1: sigma^2 = 1 "
+                         "(a calibrated test's noise; --sigma2 X sets it)")
     else:
         # only the starting point needs h2: fit the slope with the intercept fixed at
         # the given sigma^2, and start from a small h2 when even that is impossible
@@ -375,6 +406,7 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
         train=train, val=val, holdout=sorted(holdout), holdout_regions=[r.text for r in regions],
         n_buffer_windows=n_buffer, batch=batch, track_shape=track_shape, sigma2=sigma2_value,
         sigma2_source=sigma2_source, s2=s2, N=N, h2_ldsr=h2_ldsr, notes=notes, alpha_source=alpha_source,
+        ldsr_intercept=intercept,
         fasta=fasta_rec, windows_mb=round(sum(itemsize * (w.n_plus * w.k + w.k * w.n) for w in windows) / 2**20, 2),
         streamed=streamed, context_dtype=dtype,
     )
