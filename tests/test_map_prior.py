@@ -223,3 +223,25 @@ def test_coef_sd_must_be_a_finite_non_negative_number(small_glm, value):
     text = r.output.strip()
     assert "\n" not in text and "coef_sd" in text and "Traceback" not in text, text
     assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adamw"])
+def test_two_processes_count_the_penalty_once(small_glm, optimizer, tmp_path):
+    """torchrun with 2 CPU processes: rank 0 alone adds the penalty (or its batch's share),
+    so the trajectory and the parameters are the one-process fit's (a penalty added on
+    every rank would double it: the loss would differ by ~penalty / n_train, far above
+    the 1e-10 of reordered sums; tests/test_distributed.py explains that tolerance)."""
+    from _train import one_and_two_processes
+
+    extra = (["--optimizer", "adamw", "--lr", "0.1", "--batch-windows", "3", "--epochs", "4", "--seed", "2"]
+             if optimizer == "adamw" else ["--optimizer", "lbfgs", "--max-iter", "8", "--checkpoint-every", "4"])
+    args = ["fit", str(small_glm["ds"]), "--prior", "glm", "-p", "coef_sd=0.3", "--alpha", "0", "--sigma2", "1",
+            "--holdout-chroms", "none", *extra]
+    one, two = one_and_two_processes(invoke, args, tmp_path)
+    ma, mb = (json.loads((d / "model.json").read_text()) for d in (one, two))
+    assert mb["world_size"] == 2 and ma["prior_penalty"]["applied"] and mb["prior_penalty"]["applied"]
+    assert [x["train_loss"] for x in ma["curve"]] == pytest.approx([x["train_loss"] for x in mb["curve"]], rel=1e-10)
+    np.testing.assert_allclose(_theta(one), _theta(two), rtol=1e-9, atol=1e-10)
+    pen = ma["prior_penalty"]["neg_log_prior"]
+    assert pen / ma["n_train_variants"] > 1e-8 * abs(ma["curve"][-1]["train_loss"])  # the penalty is visible
