@@ -197,6 +197,17 @@ def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, pr
     assert ev["h2_se_method"] == "jackknife-exact" and ev["h2_se_blocks"] == 4
 
 
+def test_a_recorded_prior_that_the_rebuilt_module_lacks_stops_the_refits(glm_sim):
+    """model.json's prior_penalty must describe the prior of the module rebuilt from its
+    options (else the refits would minimise another objective than the fit did)."""
+    r = _refit_inputs(glm_sim, "glm")
+    meta = {**r["meta"], "prior_penalty": {**r["meta"]["prior_penalty"], "coef_sd": 2.0}}
+    with pytest.raises(jk.RefitFailed, match="coef_sd"):
+        jk.refit_blocks(r["module"].to(torch.float64), meta, r["train"], r["batch"], r["core"],
+                        lambda lf: [np.exp(lf).sum()], blocks=jk.contiguous_blocks(len(r["train"]), 4),
+                        z_all=r["z"], n_all=r["n"], N=r["N"])
+
+
 def test_a_refit_that_cannot_be_done_leaves_h2_se_null(glm_sim, monkeypatch):
     """sigma^2 re-estimated without a block can come out non-positive (a small data set):
     the likelihood measures stand, h2_se is null and h2_se_method says why."""
