@@ -150,8 +150,8 @@ def test_penalty_units_follow_the_objective():
     m = GLMModule(2, coef_sd=1.0)
     with torch.no_grad():
         m.linear.weight.copy_(torch.tensor([[1.0, -2.0]], dtype=torch.float64))
-    assert float(penalty_term(m, FullLikelihood(solver=CholeskySolver()))) == pytest.approx(2.5)
-    assert float(penalty_term(m, LDScoreRegression())) == pytest.approx(5.0)
+    assert float(penalty_term(m, FullLikelihood(solver=CholeskySolver())).detach()) == pytest.approx(2.5)
+    assert float(penalty_term(m, LDScoreRegression()).detach()) == pytest.approx(5.0)
     mil = MultipleInstance()
     assert penalty_term(m, mil) is None
     rec = penalty_record(m, mil)
