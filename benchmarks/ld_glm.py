@@ -13,7 +13,9 @@ RMSE of log f against the truth).  Prints one JSON object.
 
 ``--corrections`` also takes ``nls:F``: ``rank`` at ``--max-rank-frac F`` with each kept
 component's noise calibrated by nonlinear shrinkage (``benchmarks/_nls.py``, a candidate
-that lost).  ``--keep DIR`` keeps every replicate's files there.
+that lost).  ``--keep DIR`` keeps every replicate's files there.  ``--coef-sd TAU``
+passes ``-p coef_sd=TAU`` to both GLM fits (the prior SD of each standardised
+coefficient; ``none``: the maximum likelihood; not given: fit's default, 1).
 
 Run: OMP_NUM_THREADS=1 python benchmarks/ld_glm.py --reps 3 [--thin 1] [--h2 0.2] [--n 200000]
 """
@@ -41,7 +43,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--thin", type=int, default=1)
     ap.add_argument("--corrections", default="none,auto")
     ap.add_argument("--keep", default=None, help="write the replicates' files here (kept) instead of a temporary folder")
+    ap.add_argument("--coef-sd", default=None,
+                    help="the GLM fits' -p coef_sd (a number >= 0, or none); default: fit's own (1)")
     args = ap.parse_args(argv)
+    glm_opts = () if args.coef_sd is None else (f"coef_sd={args.coef_sd}",)
 
     import torch
 
@@ -55,7 +60,8 @@ def main(argv=None) -> dict:
     from varfx.testing.features import write_random_annotations
 
     panel = EXAMPLE_DATA / PANEL_NAME
-    out = {"h2": args.h2, "N": args.n, "reps": args.reps, "thin": args.thin, "holdout": HOLDOUT, "runs": []}
+    out = {"h2": args.h2, "N": args.n, "reps": args.reps, "thin": args.thin, "holdout": HOLDOUT,
+           "coef_sd": args.coef_sd or "default", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(args.keep or tmp)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -93,7 +99,8 @@ def main(argv=None) -> dict:
                 dirs = []
                 for name, prior, objective in MODELS:
                     run_fit(ds, d / f"m-{corr}-{name}", prior=prior, objective=objective, holdout_chroms=[],
-                            holdout_regions=[HOLDOUT], progress=False)
+                            holdout_regions=[HOLDOUT], prior_options=glm_opts if prior == "glm" else (),
+                            progress=False)
                     dirs.append(d / f"m-{corr}-{name}")
                 comp = run_compare(dirs, ds, truth=str(d / "sim" / TRUTH_FILE))
                 row = {"rep": rep, "ld_correction": corr, "models": {

@@ -23,12 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 
+#: the fixture's models fitted with prior options (-p), which the brute-force refits repeat
+PRIOR_OPTS = {"glm_ml": ("-p", "coef_sd=none")}
+
+
 @pytest.fixture(scope="module")
 def glm_sim(tmp_path_factory):
     """A GLM simulation on ~1500 chr22 variants with a continuous and a binary
     annotation, 250-kb windows without flanks (= the LD blocks), and three in-sample
-    fits: glm and constant with sigma^2 = 1, constant with sigma^2 from LD score
-    regression."""
+    fits: glm (the MAP fit of the default coef_sd=1) and constant with sigma^2 = 1,
+    constant with sigma^2 from LD score regression, the GLM under LDSR, and the GLM's
+    maximum likelihood (coef_sd=none)."""
     tmp = tmp_path_factory.mktemp("jk")
     prefix, _ = write_subset(tmp / "in", 2000, 1500)
     rng = np.random.default_rng(11)
@@ -44,7 +49,8 @@ def glm_sim(tmp_path_factory):
     models = {}
     for name, args in {"glm": ["--prior", "glm", "--sigma2", 1], "constant": ["--prior", "constant", "--sigma2", 1],
                        "constant_ldsc": ["--prior", "constant"],
-                       "glm_ldsr": ["--prior", "glm", "--sigma2", 1, "--objective", "ldsr"]}.items():
+                       "glm_ldsr": ["--prior", "glm", "--sigma2", 1, "--objective", "ldsr"],
+                       "glm_ml": ["--prior", "glm", *PRIOR_OPTS["glm_ml"], "--sigma2", 1]}.items():
         models[name] = tmp / name
         objective = [] if "--objective" in args else ["--objective", "full"]
         ok(["fit", ds, *args, *objective, "--holdout-chroms", "none", "-o", models[name]])
@@ -59,7 +65,7 @@ class _Bar:
         pass
 
 
-def brute_force_h2(ds, prior, sigma2, drop, core, out, objective="full"):
+def brute_force_h2(ds, prior, sigma2, drop, core, out, objective="full", prior_options=()):
     """h2 on ``core`` of a fit from scratch (the trainer's own L-BFGS, run far past fit's
     default tolerance) on the dataset's windows less those whose index is in ``drop``;
     sigma^2 re-estimated on them when ``sigma2`` is None, as `varfx fit` does."""
@@ -71,7 +77,7 @@ def brute_force_h2(ds, prior, sigma2, drop, core, out, objective="full"):
 
     # (ldsr: its regression weights come from the LD score regression of all training
     # windows, before the block is removed, as the jackknife keeps the recorded weights)
-    setup = prepare(ds, prior=prior, objective=objective, solver=None, prior_options=(), solver_options=(),
+    setup = prepare(ds, prior=prior, objective=objective, solver=None, prior_options=prior_options, solver_options=(),
                     objective_options=(), alpha="auto", sigma2=sigma2, holdout_chroms=[], device="cpu",
                     dtype="float64", threads=1, loader_workers=0)
     setup.train = [w for w in setup.train if w.index not in drop]
@@ -146,7 +152,7 @@ def test_a_refit_step_outside_the_likelihoods_domain_falls_back_to_lbfgs(glm_sim
 
 @pytest.mark.parametrize("name,prior,sigma2,objective", [
     ("constant", "constant", 1.0, "full"), ("glm", "glm", 1.0, "full"), ("constant_ldsc", "constant", None, "full"),
-    ("glm_ldsr", "glm", 1.0, "ldsr")])
+    ("glm_ldsr", "glm", 1.0, "ldsr"), ("glm_ml", "glm", 1.0, "full")])
 def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, prior, sigma2, objective, tmp_path):
     from varfx.stages.evaluate import run_evaluate
 
@@ -161,8 +167,9 @@ def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, pr
     assert refits.method == jk.METHOD_EXACT and refits.lbfgs_fallbacks == 0
     assert refits.sigma2 == ("fixed" if sigma2 else "re-estimated")
     ours = refits.replicates[:, 0]
+    opts = tuple(PRIOR_OPTS.get(name, ())[1::2])  # the values of the -p pairs
     brute = np.array([brute_force_h2(ds, prior, sigma2, {train[i].index for i in b}, core, tmp_path / str(k),
-                                     objective) for k, b in enumerate(blocks)])
+                                     objective, opts) for k, b in enumerate(blocks)])
     # The brute-force L-BFGS stops when its per-variant loss changes by < 1e-14, i.e. a
     # parameter error of ~sqrt(1e-14 / curvature) ~ 1e-7 in log f (the refits are stable
     # to 1e-12 under a tighter step tolerance).  LDSR with a GLM has a nearly flat
@@ -172,12 +179,33 @@ def test_exact_refits_equal_brute_force_fits_without_the_block(glm_sim, name, pr
     # deleting a block moves h2 by far more than that
     assert np.abs(brute - h2_fit).min() > 10 * tol * h2_fit
     np.testing.assert_allclose(ours, brute, rtol=tol)
+    pen = meta.get("prior_penalty")
+    assert (pen is not None) is (prior == "glm")
+    if pen is not None:
+        assert pen["applied"] is (name != "glm_ml") and pen["coef_sd"] == (0.0 if name == "glm_ml" else 1.0)
+    if pen and pen["applied"]:
+        # the refits keep the fit's prior: refitting the MAP fit by maximum likelihood
+        # (model.json without the record) misses the brute-force MAP refits
+        ml = jk.refit_blocks(module, {**meta, "prior_penalty": None}, train, batch, core,
+                             lambda lf: [np.exp(lf).sum()], blocks=blocks, z_all=z, n_all=n, N=r["N"])
+        assert np.abs(ml.replicates[:, 0] - brute).max() > 5 * tol * h2_fit
     # and evaluate's h2_se is the delete-a-block formula over these refits
     ev = run_evaluate(model, ds, chroms=None, blocks=4)
     B = len(brute)
     se = math.sqrt((B - 1) / B * ((brute - brute.mean()) ** 2).sum())
     assert ev["h2_se"] == pytest.approx(se, rel=10 * tol)  # replicates' error over their spread
     assert ev["h2_se_method"] == "jackknife-exact" and ev["h2_se_blocks"] == 4
+
+
+def test_a_recorded_prior_that_the_rebuilt_module_lacks_stops_the_refits(glm_sim):
+    """model.json's prior_penalty must describe the prior of the module rebuilt from its
+    options (else the refits would minimise another objective than the fit did)."""
+    r = _refit_inputs(glm_sim, "glm")
+    meta = {**r["meta"], "prior_penalty": {**r["meta"]["prior_penalty"], "coef_sd": 2.0}}
+    with pytest.raises(jk.RefitFailed, match="coef_sd"):
+        jk.refit_blocks(r["module"].to(torch.float64), meta, r["train"], r["batch"], r["core"],
+                        lambda lf: [np.exp(lf).sum()], blocks=jk.contiguous_blocks(len(r["train"]), 4),
+                        z_all=r["z"], n_all=r["n"], N=r["N"])
 
 
 def test_a_refit_that_cannot_be_done_leaves_h2_se_null(glm_sim, monkeypatch):

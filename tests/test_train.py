@@ -88,10 +88,12 @@ def test_lbfgs_constant_prior_reaches_the_dense_grid_maximum(tmp_path):
     assert abs(float(module.log_c.detach()) - best) < 1e-3  # in fact far tighter than the grid step
 
 
-def test_lbfgs_glm_matches_scipy_on_the_dense_likelihood(tmp_path):
+@pytest.mark.parametrize("coef_sd", ["none", 1.0])
+def test_lbfgs_glm_matches_scipy_on_the_dense_likelihood(tmp_path, coef_sd):
     """GLM prior on 12 windows: the trainer's coefficients equal scipy's optimum of the
     dense likelihood (an independent formula and optimiser), to a small fraction of a
-    standard error."""
+    standard error: the maximum likelihood with ``coef_sd=none``, the MAP estimate (the
+    dense loss plus ``|w|^2 / (2 tau^2)``, not on the intercept) with ``coef_sd=1``."""
     from scipy.optimize import minimize
 
     rng = np.random.default_rng(3)
@@ -112,14 +114,25 @@ def test_lbfgs_glm_matches_scipy_on_the_dense_likelihood(tmp_path):
     X = np.concatenate(feats)
     batch = {"freq": torch.full((len(X),), 0.3, dtype=torch.float64), "index": torch.arange(len(X)),
              "features": torch.tensor(X)}
-    module, rec = lbfgs_fit(tmp_path, windows, batch, GLMPrior, {"alpha": 0.0}, s2,
+    module, rec = lbfgs_fit(tmp_path, windows, batch, GLMPrior, {"alpha": 0.0, "coef_sd": coef_sd}, s2,
                             FitContext(init_f=1e-4, n_features=d))
     assert rec["stop_reason"] == STOP_GTOL, rec
     est = np.concatenate([module.linear.bias.detach().numpy(), module.linear.weight.detach().numpy()[0]])
+    tau = 0.0 if coef_sd == "none" else float(coef_sd)
+    pen = rec["prior_penalty"]
+    assert pen["coef_sd"] == tau and pen["applied"] is (tau > 0) and pen["nll_scale"] == 1.0
+    if tau:
+        assert pen["neg_log_prior"] == pytest.approx(0.5 * float((est[1:] ** 2).sum()) / tau ** 2, rel=1e-12)
 
-    def total(theta):
+    def penalty(theta):
+        return 0.5 * float(np.sum(theta[1:] ** 2)) / tau ** 2 if tau else 0.0
+
+    def data(theta):
         return sum(dense_nll(R, core_pos, b, np.exp(theta[0] + x @ theta[1:]), s2)
                    for R, b, x in zip(Rs, betas, feats))
+
+    def total(theta):
+        return data(theta) + penalty(theta)
 
     ref = minimize(total, np.array([math.log(1e-4), 0.0, 0.0]), method="Nelder-Mead",
                    options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 20000, "maxfev": 40000})
@@ -135,6 +148,11 @@ def test_lbfgs_glm_matches_scipy_on_the_dense_likelihood(tmp_path):
     se = np.sqrt(np.diag(np.linalg.inv(H)))
     assert np.all(se < 0.3), se  # informative enough to mean something
     assert np.all(np.abs(est - ref.x) < 0.01 * se), (est, ref.x, se)
+    if tau:
+        # the prior moves the optimum by far more than the tolerance (a fit that ignored
+        # it would fail): the Newton step of the data's loss alone from the MAP optimum
+        g_pen = np.concatenate([[0.0], ref.x[1:] / tau ** 2])
+        assert np.max(np.abs(np.linalg.solve(H, g_pen)) / se) > 0.03
 
 
 def test_ldsr_uses_each_variants_sample_size():

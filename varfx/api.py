@@ -296,6 +296,14 @@ class Objective(Plugin):
     #: ``"logit"`` (an instance logit: ``mil``, ``distil``; ``varfx score`` writes
     #: P_CAUSAL = sigmoid(logit) and LOGIT).
     prior_output: ClassVar[str] = "log_f"
+    #: Units of negative log-likelihood (natural log) in one unit of the loss summed over
+    #: the training units: 1 for an exact ``-log p`` (``full``), 1/2 for LD score
+    #: regression's weighted least squares read as a quasi-likelihood (docs/math.md).
+    #: A prior module's ``penalty()`` (``-log p(theta)``, :mod:`varfx.train.penalty`)
+    #: enters the training loss as ``penalty / nll_scale``.  None: the loss is not a
+    #: log-likelihood sum, and a prior on the parameters is not applied (model.json's
+    #: ``prior_penalty`` says so).
+    nll_scale: ClassVar[float | None] = 1.0
 
     def __init__(self, solver: Solver | None = None, **options):
         super().__init__(**options)
@@ -418,6 +426,9 @@ class BagObjective(Objective):
     uses_solver = False
     batch_unit = "bag"
     prior_output = "logit"
+    # means over positive and over negative bags (BagUnit.weight), not a sum of
+    # -log p over independent observations: no scale puts a parameter prior in its units
+    nll_scale = None
     # a fixed number of bags per step: the noise of a step does not depend on how many
     # bags there are, and thousands of bags (MIFM's) give thousands of updates per fit
     # rather than one per epoch (docs/mil_objective.md, "Training")

@@ -59,6 +59,10 @@ class LDScoreRegression(Objective):
     name = "ldsr"
     description = "LD score regression with a flexible prior (weighted least squares on chi2)"
     uses_solver = False
+    # the loss is twice a Gaussian quasi -log-likelihood of the chi2 under the weights'
+    # own model (var chi2 = 2 E[chi2]^2 at intercept 1, 1/l independent observations per
+    # variant): docs/math.md, "A prior on the GLM's coefficients"
+    nll_scale = 0.5
     options = {"h2_per_snp": Option(float, 0.0, "h2/M in the regression weights (0: set by fit)")}
 
     def setup(self, context):

@@ -133,6 +133,28 @@ class _ExactParams:
 
         return evaluate
 
+    def penalty_of(self, theta):
+        """The module's ``penalty()`` (``-log p(theta)``) at ``theta``, with a graph."""
+        import torch
+        from torch.func import functional_call
+
+        class _Penalty(torch.nn.Module):
+            # functional_call substitutes parameters by name and calls forward: a
+            # wrapper whose forward is the inner module's penalty
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self):
+                return self.inner.penalty()
+
+        params, at = {f"inner.{n}": v for n, v in self.others.items()}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = int(np.prod(shape)) if shape else 1
+            params[f"inner.{name}"] = theta[at:at + size].reshape(shape)
+            at += size
+        return functional_call(_Penalty(self.module), params, ())
+
 
 class _ScaleParams:
     """``log f + c`` with the network fixed: one parameter, ``c`` (0 at the fit)."""
@@ -173,6 +195,33 @@ def fitted_objective(meta):
     return cls(solver=solver, **(obj.get("options") or {}))
 
 
+def fitted_penalty(module, meta, objective, par):
+    """``theta -> penalty(theta) / nll_scale`` (the fit's prior on the parameters, in the
+    objective's loss units) when model.json's ``prior_penalty`` says the fit applied one,
+    else None (a maximum-likelihood fit, or a model fitted before the hook existed).  The
+    module rebuilt from model.json must describe the same prior as the record."""
+    from ..train.penalty import config_of, has_penalty, loss_factor
+
+    rec = meta.get("prior_penalty")
+    if not (isinstance(rec, dict) and rec.get("applied")):
+        return None
+    if not isinstance(par, _ExactParams):
+        return None  # a network's scale refit leaves its weights, so their prior, fixed
+    config = getattr(module, "penalty_config", None)
+    if not has_penalty(module) or (callable(config) and dict(config()) != config_of(rec)):
+        raise RefitFailed(f"model.json records the prior on the parameters {config_of(rec)}, but the prior "
+                          f"rebuilt from it has {dict(config()) if callable(config) else 'none'}")
+    factor = loss_factor(objective)
+    if factor is None:
+        return None
+
+    def penalty(theta):
+        value = par.penalty_of(theta)
+        return None if value is None else value * factor
+
+    return penalty
+
+
 def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, n_all, N, base_log_f=None,
                  progress=None, closed_form=True) -> Refits:
     """Re-estimate the prior with each block of ``train`` deleted and return ``stats``
@@ -188,6 +237,11 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     f on every dataset variant), which leaves out the uncertainty of the network's
     shape.  When model.json says sigma^2 came from the LD score regression intercept,
     it is re-estimated on the other blocks too, as the fit would.
+
+    A MAP fit (model.json's ``prior_penalty`` applied: the GLM's ``coef_sd``) is refitted
+    to the same MAP objective on the other blocks, ``loss_rest + penalty / nll_scale``
+    (:func:`fitted_penalty`): the penalty's gradient and Hessian (by autograd) enter
+    every Newton step and the L-BFGS fallback.
 
     A one-parameter scale family on the full likelihood (the constant prior, a network's
     scale) is refitted in closed form (:func:`_scale_refits`) unless ``closed_form`` is
@@ -210,17 +264,22 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     if p == 0:  # nothing to re-estimate: every replicate is the fit
         same = np.asarray(stats(par.log_f_of(theta0)(np.asarray(eval_idx)).detach().cpu().numpy()))
         return Refits(METHOD_EXACT, np.stack([same] * len(blocks)), len(blocks), "fixed", 0, 0, 0.0)
-    if closed_form and p == 1 and getattr(objective, "name", None) == "full":
+    penalty = fitted_penalty(module, meta, objective, par)
+    if closed_form and p == 1 and getattr(objective, "name", None) == "full" and penalty is None:
         fast = _scale_refits(objective, par, theta0, train, blocks, eval_idx, stats, reestimate, z_all, n_all, N,
                              s2_full, METHOD_EXACT if exact else METHOD_SCALE, t0)
         if fast is not None:
             return fast
     sizes = np.array([objective.batch_size([train[i] for i in b]) for b in blocks], dtype=np.float64)
 
-    def loss_grad(theta, units, s2):
+    def loss_grad(theta, units, s2, with_penalty=True):
         th = theta.detach().clone().requires_grad_(True)
         try:
             loss = objective.batch_loss(units, par.log_f_of(th), s2)
+            if with_penalty and penalty is not None:
+                pen = penalty(th)
+                if pen is not None:
+                    loss = loss + pen
         except FloatingPointError:
             # a Newton step so long that F overflows (C no longer positive definite in
             # floating point): not a loss; the caller falls back to L-BFGS from the fit
@@ -233,7 +292,8 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
     unit_blocks = [[train[i] for i in b] for b in blocks]
 
     def block_grads(theta):
-        return torch.stack([loss_grad(theta, u, s2_full)[1] for u in unit_blocks])  # (B, p)
+        # the data's part only: the penalty is not the blocks', it is added once below
+        return torch.stack([loss_grad(theta, u, s2_full, with_penalty=False)[1] for u in unit_blocks])  # (B, p)
 
     keep_blocks = len(blocks) * p * p <= MAX_BLOCK_HESSIANS
     H_blocks = torch.zeros((len(blocks) if keep_blocks else 1, p, p), dtype=torch.float64)
@@ -247,6 +307,18 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
             progress(f"Hessian {j + 1}/{p}")
     H_blocks = 0.5 * (H_blocks + H_blocks.transpose(1, 2))
     H_total = H_blocks.sum(0)
+    # the penalty's gradient and Hessian at the fit (exact, by autograd): every refit
+    # keeps the whole penalty, whichever block it leaves out
+    g_pen, H_pen = torch.zeros(p, dtype=torch.float64), torch.zeros((p, p), dtype=torch.float64)
+    if penalty is not None:
+        def pen_value(th):
+            value = penalty(th)
+            return th.sum() * 0.0 if value is None else value
+
+        th0 = theta0.detach().clone().requires_grad_(True)
+        (g_pen,) = torch.autograd.grad(pen_value(th0), th0)
+        H_pen = torch.autograd.functional.hessian(pen_value, theta0.detach().clone())
+        H_pen = 0.5 * (H_pen + H_pen.T)
     # the gradient of every block at the fit: with sigma^2 fixed, the first Newton step of
     # each refit needs no pass over the windows (the other blocks' gradients sum to it)
     G0 = None if reestimate else block_grads(theta0)
@@ -261,11 +333,11 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
             s2 = torch.tensor(s2v / N, dtype=torch.float64)
         else:
             s2 = s2_full
-        H = H_total - H_blocks[bi] if keep_blocks else H_total * (1.0 - sizes[bi] / sizes.sum())
+        H = (H_total - H_blocks[bi] if keep_blocks else H_total * (1.0 - sizes[bi] / sizes.sum())) + H_pen
         theta, converged, prev = theta0.clone(), False, None
         for it in range(1, MAX_NEWTON + 1):
             if it == 1 and G0 is not None:
-                loss, g = 0.0, G0.sum(0) - G0[bi]
+                loss, g = 0.0, G0.sum(0) - G0[bi] + g_pen
             else:
                 loss, g = loss_grad(theta, rest, s2)
             if not (math.isfinite(loss) and bool(torch.isfinite(g).all())):
@@ -291,7 +363,7 @@ def refit_blocks(module, meta, train, batch, eval_idx, stats, *, blocks, z_all, 
         max_it = max(max_it, it)
         if not converged:
             fallbacks += 1
-            theta = _lbfgs(objective, par, theta0, rest, s2)
+            theta = _lbfgs(objective, par, theta0, rest, s2, penalty)
         lf = par.log_f_of(theta.detach())(eval_idx).detach().cpu().numpy()
         if not np.all(np.isfinite(lf)):
             raise RefitFailed(f"the refit without training block {bi + 1} of {len(blocks)} gives a non-finite F")
@@ -315,8 +387,9 @@ def _sigma2_without(rest, z_all, n_all, N, bi) -> float:
     return float(s2v)  # at least 1 by the rule, so always a usable noise variance
 
 
-def _lbfgs(objective, par, theta0, units, s2):
-    """L-BFGS from the fit on the per-variant loss (when Newton does not converge)."""
+def _lbfgs(objective, par, theta0, units, s2, penalty=None):
+    """L-BFGS from the fit on the per-variant loss (when Newton does not converge),
+    with the fit's penalty (in loss units) when it had one."""
     import torch
 
     n = objective.batch_size(units)
@@ -326,7 +399,9 @@ def _lbfgs(objective, par, theta0, units, s2):
 
     def closure():
         opt.zero_grad()
-        loss = objective.batch_loss(units, par.log_f_of(th), s2) / n
+        loss = objective.batch_loss(units, par.log_f_of(th), s2)
+        pen = penalty(th) if penalty is not None else None
+        loss = (loss if pen is None else loss + pen) / n
         loss.backward()
         return loss
 

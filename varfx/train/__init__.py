@@ -6,7 +6,8 @@
 - :mod:`.checkpoint`: save, load and validate checkpoints (tensors only), best weights;
 - :mod:`.distributed`: data parallelism over ``torchrun`` processes;
 - :mod:`.loop`: the mini-batch AdamW loop (networks);
-- :mod:`.lbfgs`: the full-batch L-BFGS fit to the maximum (priors with few parameters).
+- :mod:`.lbfgs`: the full-batch L-BFGS fit to the maximum (priors with few parameters);
+- :mod:`.penalty`: a prior module's ``-log p(theta)`` added to the loss (MAP fits).
 
 The loops never look inside a batch: the objective says what one unit of a batch is
 (:attr:`varfx.api.Objective.batch_unit`), how many variants a batch holds and what its

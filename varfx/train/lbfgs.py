@@ -13,6 +13,12 @@ gradient norm and the iteration count go to model.json.
 Checkpoints are written every ``checkpoint_every`` iterations (a *round*); a killed fit
 restarts from the last checkpointed parameters with a fresh L-BFGS memory and reaches
 the same optimum (the iterates differ, the maximum does not).
+
+A prior module with a prior on its parameters (``penalty()``, :mod:`.penalty`) makes
+the minimised loss ``(sum of the objective + penalty / nll_scale) / n_train``: a MAP
+fit.  The penalty is added once per evaluation, on rank 0 only (the losses and
+gradients of the ranks are summed, so the sum holds it once whatever the world size);
+``train_loss`` in the curve includes it, ``prior_penalty`` in model.json records it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import math
 
 from ..errors import UserError
 from . import checkpoint as ck
-from .loop import fail_non_finite, guarded_loss, note_world_change, scalar, validation_loss
+from .loop import fail_non_finite, guarded_loss, note_penalty, note_world_change, scalar, validation_loss
+from .penalty import penalty_record, penalty_term
 
 CHECKPOINT_KEYS = ("prior", "state", "curve", "config")
 ROUND = 20  # iterations between checkpoints when --checkpoint-every is 0
@@ -70,6 +77,10 @@ def run_lbfgs(setup, out, config, dist, ckpt, *, gtol, max_iter, checkpoint_ever
         error, local = None, 0.0
         try:
             local = guarded_loss(setup, mine, log_f_of, where) / n_train
+            # once in the sum over ranks: rank 0 adds it (the others' windows only)
+            pen = penalty_term(module, objective) if dist.is_main else None
+            if pen is not None:
+                local = local + pen / n_train
             if torch.is_tensor(local) and local.requires_grad:
                 local.backward()
             # checked on the rank whose windows they are, so that the message names them
@@ -94,6 +105,7 @@ def run_lbfgs(setup, out, config, dist, ckpt, *, gtol, max_iter, checkpoint_ever
             ck.save_checkpoint(out, {"prior": module.state_dict(), "state": json.dumps(state),
                                      "curve": json.dumps(curve), "config": json.dumps(config)})
 
+    note_penalty(module, objective, dist)
     per_round = checkpoint_every if checkpoint_every > 0 else ROUND
     task = bar.add_task("fit", total=max_iter, completed=state["iterations"], status="")
     # one optimiser for the whole run: its curvature memory carries across rounds
@@ -125,20 +137,21 @@ def run_lbfgs(setup, out, config, dist, ckpt, *, gtol, max_iter, checkpoint_ever
         log({"iteration": state["iterations"], "loss": loss, "grad_norm": g, "evaluations": state["evaluations"]})
         bar.update(task, completed=state["iterations"], status=f"L-BFGS loss {loss:.7f} |grad| {g:.2e}")
         checkpoint()
-        write_meta(False, curve, _record(state))
+        write_meta(False, curve, _record(state, module, objective))
     if setup.val and curve and "val_loss" not in curve[-1]:
         curve[-1]["val_loss"] = validation_loss(setup, dist, amp, setup.n_val_variants, track_rows, open_dataset)
         if not math.isfinite(curve[-1]["val_loss"]):
             raise UserError(f"the validation loss is {curve[-1]['val_loss']} at the fitted parameters")
         checkpoint()
-    return {"curve": curve, "resumed_from": resumed_from, "waited": 0.0, "record": _record(state)}
+    return {"curve": curve, "resumed_from": resumed_from, "waited": 0.0,
+            "record": _record(state, module, objective)}
 
 
 def _n_iter(opt, params) -> int:
     return int(opt.state[params[0]].get("n_iter", 0)) if params[0] in opt.state else 0
 
 
-def _record(state) -> dict:
+def _record(state, module, objective) -> dict:
     return {"stop_reason": state["stop_reason"], "grad_norm": state["grad_norm"],
             "iterations": state["iterations"], "evaluations": state["evaluations"], "stopped_early": False,
-            "resumes": list(state.get("resumes", []))}
+            "resumes": list(state.get("resumes", [])), "prior_penalty": penalty_record(module, objective)}

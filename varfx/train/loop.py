@@ -15,6 +15,12 @@ the windows; for a bag objective the positive bags plus negatives drawn from
 ``(seed, epoch)``), and :meth:`~varfx.api.Objective.start_epoch` sets the objective's
 phase (a warm-up, an annealed pooling) from ``(epoch, epochs)``, so both replay on
 resume.  Validation uses :meth:`~varfx.api.Objective.eval_loss`.
+
+A prior on the module's parameters (``penalty()``, :mod:`.penalty`) enters each step
+with the batch's share of it, ``penalty / nll_scale * batch / epoch`` (``batch`` and
+``epoch``: :meth:`~varfx.api.Objective.batch_size` of the step's and of the epoch's
+units), added on rank 0 only; an epoch's steps sum to one penalty, so the epoch's
+``train_loss`` is the MAP objective per variant.  Validation losses leave it out.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 
 from ..errors import UserError
 from . import checkpoint as ck
+from .penalty import penalty_record, penalty_term
 from .schedule import make_scheduler, warmup_updates
 
 CHECKPOINT_KEYS = ("prior", "optimizer", "scheduler", "state", "curve", "config")
@@ -81,6 +88,7 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
     # an epoch's units come from the objective (bag objectives add negatives drawn from
     # (seed, epoch)); their number is the same every epoch
     n_units = len(objective.epoch_units(train, 0, seed))
+    note_penalty(module, objective, dist)
     bw, steps_per_epoch, total_updates, warm = plan(n_units, epochs, batch_windows, accumulate, warmup)
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     sched = make_scheduler(opt, total_updates, warm)
@@ -129,6 +137,7 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
         objective.start_epoch(epoch, epochs)
         units = objective.epoch_units(train, epoch, seed)
         order = torch.randperm(len(units), generator=gen).tolist()
+        n_epoch = objective.batch_size(units)  # the penalty's share of a step is its batch / this
         module.train()
         if setup.streamed:
             # each rank reads the factors of its own share of every batch, batch by batch
@@ -160,6 +169,11 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
                 # process taking the whole batch
                 log_f_of = setup.log_f_of(amp, rows)
                 local = guarded_loss(setup, mine, log_f_of, where) / n_core
+                # the batch's share n_core / n_epoch of the penalty, divided by n_core as
+                # the data's loss is; on rank 0 only, so the sum over ranks holds it once
+                pen = penalty_term(module, objective) if dist.is_main else None
+                if pen is not None:
+                    local = local + pen / n_epoch
                 if torch.is_tensor(local) and local.requires_grad:
                     (local / accumulate).backward()
                 # checked here, on the rank whose units it is, so that the message names them
@@ -216,18 +230,18 @@ def run_adamw(setup, out, config, dist, ckpt, *, epochs, lr, batch_windows, accu
              "read_seconds": round(waited, 4)})
         state.update(epoch=epoch + 1, step=0, ep_loss=0.0, ep_n=0)
         checkpoint()
-        write_meta(False, curve, _summary(state, patience, best))
+        write_meta(False, curve, _summary(state, patience, best, module, objective))
     if patience and best is not None:
         # early stopping keeps the weights of the best validation epoch, not the last
         module.load_state_dict(best)
         checkpoint()
     return {"curve": curve, "resumed_from": resumed_from, "waited": waited,
-            "record": _summary(state, patience, best)}
+            "record": _summary(state, patience, best, module, objective)}
 
 
-def _summary(state, patience, best):
+def _summary(state, patience, best, module, objective):
     out = {"stopped_early": state["stopped_early"], "optimizer_updates": state["updates"],
-           "resumes": list(state.get("resumes", []))}
+           "resumes": list(state.get("resumes", [])), "prior_penalty": penalty_record(module, objective)}
     if patience and best is not None:
         out.update(best_epoch=state["best_epoch"], weights="best validation epoch")
     return out
@@ -248,6 +262,16 @@ def validation_loss(setup, dist, amp, n_val, track_rows, open_dataset) -> float:
         value = dist.sum_value(local, error=error) / n_val
     module.train()
     return value
+
+
+def note_penalty(module, objective, dist) -> None:
+    """Say so when the module has a prior on its parameters that the objective's loss
+    cannot take (``nll_scale`` None): the fit is then the maximum of the loss alone."""
+    rec = penalty_record(module, objective)
+    if dist.is_main and rec is not None and rec.get("why"):
+        from .setup import note
+
+        note(rec["why"])
 
 
 def note_world_change(state, dist) -> None:
