@@ -15,7 +15,7 @@ RMSE of log f against the truth).  Prints one JSON object.
 component's noise calibrated by nonlinear shrinkage (``benchmarks/_nls.py``, a candidate
 that lost).  ``--keep DIR`` keeps every replicate's files there.  ``--coef-sd TAU``
 passes ``-p coef_sd=TAU`` to both GLM fits (the prior SD of each standardised
-coefficient; ``none``: the maximum likelihood; not given: fit's default, 1).
+coefficient; ``none``: the maximum likelihood; not given: fit's default, 2).
 
 Run: OMP_NUM_THREADS=1 python benchmarks/ld_glm.py --reps 3 [--thin 1] [--h2 0.2] [--n 200000]
 """
@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--corrections", default="none,auto")
     ap.add_argument("--keep", default=None, help="write the replicates' files here (kept) instead of a temporary folder")
     ap.add_argument("--coef-sd", default=None,
-                    help="the GLM fits' -p coef_sd (a number >= 0, or none); default: fit's own (1)")
+                    help="the GLM fits' -p coef_sd (a number >= 0, or none); default: fit's own (2)")
     args = ap.parse_args(argv)
     glm_opts = () if args.coef_sd is None else (f"coef_sd={args.coef_sd}",)
 

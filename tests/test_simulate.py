@@ -349,31 +349,37 @@ def test_simulate_ld_region_without_panel_variants_is_one_line(tmp_path, region_
 
 @pytest.mark.slow
 def test_default_ld_correction_recovers_h2_out_of_sample_and_in_sample():
-    """A reduced ``benchmarks/simulate.py --thin 8 --default`` (3 replicates instead of 10).
+    """A reduced ``benchmarks/simulate.py --thin 8 --default --sigma2 fit`` (3 replicates
+    instead of 10), with `varfx fit`'s own sigma^2 (the intercept, at least 1).
 
-    Out-of-sample (simulated from 189 people, LD from 189 others) the plain model gives
-    5.4x and 2.2x the true h2 at flanks 0 and 1000 kb (docs/benchmarks.md); with the
-    default correction the 10-replicate means are 1.07x and 0.98x with a replicate SD of
-    ~0.1 (SE ~0.06 for 3), so 0.75-1.33 is ~4 SE of room and fails the uncorrected model
-    by far.  In-sample the reference is the GWAS's own LD (declared with ``ingest
-    --ld-people N``, so the default applies no correction) and the truth is drawn
-    through each window's own LD (``--truth-ld`` auto), so the model is exact: the mean
-    must be within 3 of its replicate SEs of the truth at both flanks (10 replicates:
-    0.99 +- 0.010 and 1.00 +- 0.016)."""
+    Out of sample, in both designs (z through half A's LD, reference half B; and z
+    through the LD of a mosaic population that decays with distance, reference 189 of its
+    people), the plain model gives 5.4x / 2.2x and 3.7x / 1.6x the true h2 at flanks 0 and
+    1000 kb (docs/benchmarks.md); with the default the 10-replicate means are 0.97 / 0.84
+    and 0.86 / 0.83 with a replicate SD of 0.10-0.15 (SE ~0.07 for 3), so 0.7-1.33 is at
+    least 2 SE of room and fails the uncorrected model by far.  In-sample the reference is
+    the GWAS's own LD (declared with ``ingest --ld-people N``: no correction), the truth
+    is drawn through each window's own LD, and the intercept comes out below 1 (so
+    sigma^2 = 1): the mean must be within 3 of its replicate SEs of the truth at both
+    flanks (10 replicates: 0.99 +- 0.010 and 1.00 +- 0.016)."""
     import importlib.util
     from pathlib import Path
+
+    from varfx.linalg.correction import DEFAULT_MAX_RANK_FRAC
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "simulate.py"
     spec = importlib.util.spec_from_file_location("bench_simulate", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    from varfx.linalg.correction import DEFAULT_MAX_RANK_FRAC
-
-    out = bench.main(["--reps", "3", "--thin", "8", "--default"])["settings"]
+    out = bench.main(["--reps", "3", "--thin", "8", "--default", "--sigma2", "fit",
+                      "--setups", "in-sample,out-of-sample,mosaic"])["settings"]
     for flank in (0, 1000):
-        s = out[f"out-of-sample, flank {flank} kb, default"]
-        assert s["ld_correction"]["method"] == "rank" and s["ld_correction"]["max_rank"] == int(DEFAULT_MAX_RANK_FRAC * 189)
-        assert 0.75 < s["ratio"] < 1.33, (flank, s)
+        for setup in ("out-of-sample", "mosaic"):
+            s = out[f"{setup}, flank {flank} kb, default"]
+            assert s["ld_correction"]["method"] == "rank"
+            assert s["ld_correction"]["max_rank"] == int(DEFAULT_MAX_RANK_FRAC * 189)
+            assert 0.7 < s["ratio"] < 1.33, (setup, flank, s)
         s = out[f"in-sample, flank {flank} kb, default"]
         assert s["ld_correction"]["method"] == "none" and s["truth_ld"] == "window", s
+        assert s["sigma2_mean"] == 1.0 and s["intercept_mean"] < 1.0, s
         assert abs(s["ratio"] - 1.0) < 3 * s["ratio_se"], s

@@ -102,8 +102,10 @@ def stamp(path):
 
 
 def one_line_error(r):
-    """The error line of a failed command (after at most a progress bar line)."""
-    lines = [line for line in r.output.strip().splitlines() if not line.startswith("fit ")]
+    """The error line of a failed command (after at most a progress bar line and fit's
+    set-up notes, which come before the failure)."""
+    lines = [line for line in r.output.strip().splitlines()
+             if not line.startswith(("fit ", "Note: "))]
     assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: "), r.output
     assert "Traceback" not in r.output
     return lines[0]

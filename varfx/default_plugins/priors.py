@@ -82,7 +82,7 @@ class GLMPrior(Prior):
     options = {
         "alpha": Option(alpha_option, 0.7, "frequency exponent, or 'learn'"),
         "init": Option(float, 0.0, "initial per-SNP variance exp(b) (0: from the data)"),
-        "coef_sd": Option(coef_sd_option, 1.0, "prior SD of each standardised coefficient (log f per SD of "
+        "coef_sd": Option(coef_sd_option, 2.0, "prior SD of each standardised coefficient (log f per SD of "
                                                "the feature); none or 0: maximum likelihood"),
     }
 
