@@ -69,3 +69,40 @@ def precomputed_subset(directory: Path, n_snps: int, precompute_options, start: 
     ds = Path(directory) / "ds"
     ok(["ingest", "--sumstats", ss, "--ld", prefix, "-o", ds, "--json"])
     return ds, json.loads(ok(["precompute-ld", ds, *precompute_options, "--json"]).stdout)
+
+
+def in_sample_glm_store(tmp: Path, n_snps: int, *, annot_seed: int, h2: float, n: float, sim_seed: int) -> dict:
+    """A GLM simulation on ``n_snps`` real chr22 variants with random annotations, its
+    summary statistics ingested with the same panel (in-sample LD) and precomputed in
+    250-kb windows without flanks (= the simulation's LD blocks, no LD correction).
+    Returns ``{"sim", "ds", "annotations"}`` (the CLI's ``--annotations`` arguments)."""
+    import numpy as np
+
+    from varfx.testing.features import write_random_annotations
+
+    from _cli import ok
+
+    prefix, _ = write_subset(tmp / "in", 2000, n_snps)
+    snps = [line.split()[1] for line in open(f"{prefix}.bim")]
+    write_random_annotations(tmp / "annot.tsv", snps, np.random.default_rng(annot_seed))
+    (tmp / "m.tsv").write_text("name\tpath\tkind\nannot\tannot.tsv\ttable\n")
+    ann = ["--annotations", tmp / "m.tsv"]
+    sim, ds = tmp / "sim", tmp / "ds"
+    ok(["simulate", "--ld", prefix, "--truth", "glm", *ann, "--h2", h2, "--n", n, "--seed", sim_seed,
+        "--block-kb", 250, "-o", sim, "--json"])
+    ok(["ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", prefix, *ann, "-o", ds, "--json"])
+    ok(["precompute-ld", ds, "--window-kb", 250, "--flank-kb", 0, "--ld-correction", "none", "--json"])  # in-sample
+    return {"sim": sim, "ds": ds, "annotations": ann}
+
+
+def central_hessian(f, x, eps: float = 1e-3):
+    """The Hessian of ``f`` at ``x`` by central differences (a dense reference)."""
+    import numpy as np
+
+    k = len(x)
+    H = np.zeros((k, k))
+    for i in range(k):
+        for j in range(k):
+            ei, ej = np.eye(k)[i] * eps, np.eye(k)[j] * eps
+            H[i, j] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * eps * eps)
+    return H

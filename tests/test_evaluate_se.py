@@ -14,10 +14,9 @@ import pytest
 import torch
 
 from varfx.stages import jackknife as jk
-from varfx.testing.features import write_random_annotations
 
 from _cli import invoke, ok
-from _data import write_subset
+from _data import in_sample_glm_store, write_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,17 +36,8 @@ def glm_sim(tmp_path_factory):
     constant with sigma^2 from LD score regression, the GLM under LDSR, and the GLM's
     maximum likelihood (coef_sd=none)."""
     tmp = tmp_path_factory.mktemp("jk")
-    prefix, _ = write_subset(tmp / "in", 2000, 1500)
-    rng = np.random.default_rng(11)
-    snps = [line.split()[1] for line in open(f"{prefix}.bim")]
-    write_random_annotations(tmp / "annot.tsv", snps, rng)
-    (tmp / "m.tsv").write_text("name\tpath\tkind\nannot\tannot.tsv\ttable\n")
-    ann = ["--annotations", tmp / "m.tsv"]
-    sim, ds = tmp / "sim", tmp / "ds"
-    ok(["simulate", "--ld", prefix, "--truth", "glm", *ann, "--h2", 0.3, "--n", 100000, "--seed", 5,
-        "--block-kb", 250, "-o", sim, "--json"])
-    ok(["ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", prefix, *ann, "-o", ds, "--json"])
-    ok(["precompute-ld", ds, "--window-kb", 250, "--flank-kb", 0, "--ld-correction", "none", "--json"])  # in-sample
+    store = in_sample_glm_store(tmp, 1500, annot_seed=11, h2=0.3, n=100000, sim_seed=5)
+    sim, ds = store["sim"], store["ds"]
     models = {}
     for name, args in {"glm": ["--prior", "glm", "--sigma2", 1], "constant": ["--prior", "constant", "--sigma2", 1],
                        "constant_ldsc": ["--prior", "constant"],

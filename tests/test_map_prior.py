@@ -16,11 +16,10 @@ import torch
 from varfx.default_plugins.objectives import FullLikelihood, LDScoreRegression, MultipleInstance
 from varfx.default_plugins.solvers import CholeskySolver
 from varfx.nn.priors import GLMModule
-from varfx.testing.features import write_random_annotations
 from varfx.train.penalty import penalty_record, penalty_term
 
 from _cli import invoke, ok
-from _data import write_subset
+from _data import central_hessian, in_sample_glm_store
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +28,8 @@ def small_glm(tmp_path_factory):
     windows: a window store small enough for an independent optimiser over evaluate's
     exact likelihood."""
     tmp = tmp_path_factory.mktemp("map")
-    prefix, _ = write_subset(tmp / "in", 2000, 800)
-    rng = np.random.default_rng(21)
-    snps = [line.split()[1] for line in open(f"{prefix}.bim")]
-    write_random_annotations(tmp / "annot.tsv", snps, rng)
-    (tmp / "m.tsv").write_text("name\tpath\tkind\nannot\tannot.tsv\ttable\n")
-    ann = ["--annotations", tmp / "m.tsv"]
-    sim, ds = tmp / "sim", tmp / "ds"
-    ok(["simulate", "--ld", prefix, "--truth", "glm", *ann, "--h2", 0.2, "--n", 50000, "--seed", 3,
-        "--block-kb", 250, "-o", sim, "--json"])
-    ok(["ingest", "--sumstats", sim / "sumstats.fastGWA.gz", "--ld", prefix, *ann, "-o", ds, "--json"])
-    ok(["precompute-ld", ds, "--window-kb", 250, "--flank-kb", 0, "--ld-correction", "none", "--json"])
-    return {"tmp": tmp, "ds": ds}
+    store = in_sample_glm_store(tmp, 800, annot_seed=21, h2=0.2, n=50000, sim_seed=3)
+    return {"tmp": tmp, "ds": store["ds"]}
 
 
 def _fit(small_glm, name, *extra):
@@ -77,14 +66,7 @@ def _map_reference(ds, tau):
     ref = minimize(objective, x0, method="Nelder-Mead",
                    options={"xatol": 1e-7, "fatol": 1e-9, "maxiter": 20000, "maxfev": 40000})
     assert ref.success, ref
-    eps, k = 1e-3, len(x0)
-    H = np.zeros((k, k))
-    for i in range(k):
-        for j in range(k):
-            ei, ej = np.eye(k)[i] * eps, np.eye(k)[j] * eps
-            H[i, j] = (objective(ref.x + ei + ej) - objective(ref.x + ei - ej) - objective(ref.x - ei + ej)
-                       + objective(ref.x - ei - ej)) / (4 * eps * eps)
-    return ref.x, H, n_train
+    return ref.x, central_hessian(objective, ref.x), n_train
 
 
 def _theta(model):

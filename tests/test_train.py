@@ -20,6 +20,7 @@ from varfx.train.lbfgs import STOP_GTOL, run_lbfgs
 from varfx.train.schedule import lr_factor, warmup_updates
 from varfx.train.setup import SIGMA2_FLOOR, SIGMA2_INTERCEPT, FitSetup, default_sigma2, ldsr_intercept
 
+from _data import central_hessian
 from test_ldsr import make_window
 
 
@@ -138,13 +139,7 @@ def test_lbfgs_glm_matches_scipy_on_the_dense_likelihood(tmp_path, coef_sd):
                    options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 20000, "maxfev": 40000})
     assert ref.success
     # standard errors from the dense Hessian (central differences of the dense loss)
-    eps, k = 1e-3, len(est)
-    H = np.zeros((k, k))
-    for i in range(k):
-        for j in range(k):
-            ei, ej = np.eye(k)[i] * eps, np.eye(k)[j] * eps
-            H[i, j] = (total(ref.x + ei + ej) - total(ref.x + ei - ej) - total(ref.x - ei + ej)
-                       + total(ref.x - ei - ej)) / (4 * eps * eps)
+    H = central_hessian(total, ref.x)
     se = np.sqrt(np.diag(np.linalg.inv(H)))
     assert np.all(se < 0.3), se  # informative enough to mean something
     assert np.all(np.abs(est - ref.x) < 0.01 * se), (est, ref.x, se)
