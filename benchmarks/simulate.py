@@ -231,12 +231,11 @@ def _precompute(ds_base, tag, fl, cand, window_kb=1000.0):
 
 
 def fit_candidate(ds, cand, n_gwas, sigma2="truth") -> dict:
-    """The candidate's maximum-likelihood h2, with sigma^2 the truth's (1) or, with
-    ``sigma2='intercept'``, the LD-score-regression intercept `varfx fit` starts from
-    by default (on the same windows)."""
-    from varfx.store.windows import load_windows
-
+    """The candidate's maximum-likelihood h2, with sigma^2 the truth's (1), the
+    LD-score-regression intercept (``sigma2='intercept'``) or `varfx fit`'s default
+    (``'fit'``: the intercept, at least 1), on the same windows."""
     from varfx.store.dataset import open_dataset
+    from varfx.store.windows import load_windows
     from varfx.train.setup import default_sigma2
 
     windows, attrs = load_windows(ds)

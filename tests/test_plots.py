@@ -403,9 +403,9 @@ def test_plot_ldsr_bins_and_regression(sim, tmp_path):
     assert all(h <= nxt for h, nxt in zip(hi[:-1], lo[1:]))
     # the regression is the one `varfx fit` estimated sigma^2 with, on its training windows
     meta = json.loads((sim["glm"] / "model.json").read_text())
-    from varfx.train.setup import SIGMA2_INTERCEPT
+    from varfx.train.setup import DEFAULT_SIGMA2_SOURCES, SIGMA2_INTERCEPT
 
-    assert meta["sigma2_source"] in ("ldsr-intercept", "ldsr-intercept below 1: 1")
+    assert meta["sigma2_source"] in DEFAULT_SIGMA2_SOURCES
     d21 = plot_ldsr(sim["ds"], tmp_path, chroms=[21]).data
     # the plot shows the regression itself; fit's sigma^2 is its intercept, at least 1
     assert d21["intercept"] == pytest.approx(meta["ldsr_intercept"], rel=1e-9)

@@ -567,6 +567,10 @@ class Prior(Plugin):
     small: ClassVar[bool] = False
     #: The peak AdamW learning rate when ``--lr`` is not given.
     default_lr: ClassVar[float] = 1e-3
+    #: Options whose value defines the fitted model beyond its weights (a prior on the
+    #: parameters): ``fit`` records their resolved values in model.json even when they
+    #: were not given, so that ``evaluate`` rebuilds the same model if a default changes.
+    recorded_options: ClassVar[tuple[str, ...]] = ()
 
     def module(self, context: FitContext):  # pragma: no cover - interface
         raise NotImplementedError

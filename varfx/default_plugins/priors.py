@@ -79,6 +79,7 @@ class GLMPrior(Prior):
     description = "log f = b + w.x + alpha log(p(1-p)) over the stored per-variant features"
     small = True  # one coefficient per feature: fitted to the maximum by L-BFGS
     default_lr = 0.05  # as the constant prior's (150 AdamW epochs reached L-BFGS's loss to 1e-8)
+    recorded_options = ("coef_sd",)  # the MAP objective depends on it
     options = {
         "alpha": Option(alpha_option, 0.7, "frequency exponent, or 'learn'"),
         "init": Option(float, 0.0, "initial per-SNP variance exp(b) (0: from the data)"),

@@ -398,10 +398,8 @@ def prepare(dataset, *, prior, objective, solver, prior_options, solver_options,
                          window=int(shape[1]) if shape is not None else 0,
                          N=float(N), h2=float(h2_ldsr), n_train_variants=M_train)
     objective_obj.setup(context)
-    # the prior on the parameters is part of the model: record its resolved value, so
-    # that evaluate rebuilds the same MAP model even if the default changes later
-    if "coef_sd" in prior_cls.options:
-        prior_opts.setdefault("coef_sd", prior_cls.options["coef_sd"].default)
+    for name in prior_cls.recorded_options:  # part of the model: recorded resolved (Prior)
+        prior_opts.setdefault(name, prior_cls.options[name].default)
     module = prior_cls(**prior_opts).module(context).to(device)
     itemsize = 8 if dtype == "float64" else 4
     return FitSetup(
