@@ -31,9 +31,16 @@ LD is kept; its spurious long-range correlations are damped by ``exp(-d / L)``.
 
 The GWAS's z are then ``sqrt(N) R_pop beta + sigma e``: the GWAS sample is large, so its
 LD is the population's.
+
+:func:`mosaic_sumstats` and :func:`mosaic_reference` put these together with varfx's
+stages for benchmarks/simulate.py and benchmarks/ld_glm.py: the sumstats of a GWAS of
+the population for a `varfx simulate` truth, and a PLINK reference of its people.
 """
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import numpy as np
 
@@ -100,3 +107,52 @@ def population_noise(x, chrom, bp, switch_bp: float, rng) -> np.ndarray:
     for m in range(1, M):  # stationary unit-variance AR(1) along the variants
         u[m] = a[m] * u[m - 1] + np.sqrt(1.0 - a[m] ** 2) * eps[m]
     return (x * u).sum(axis=1) / np.sqrt(S)
+
+
+def truth_beta(sim_dir, snps) -> np.ndarray:
+    """The true effects (truth.tsv of `varfx simulate`) of ``snps``, in their order."""
+    from varfx.stages.simulate import TRUTH_FILE
+
+    truth = {}
+    with open(Path(sim_dir) / TRUTH_FILE) as fh:
+        next(fh)
+        for line in fh:
+            snp, _, _, _, beta = line.split("\t")
+            truth[snp] = float(beta)
+    return np.array([truth[s] for s in snps])
+
+
+def mosaic_sumstats(sim_dir, dataset, out_path, n_gwas, sigma2, seed, switch_bp):
+    """z of a GWAS of the mosaic population (``--setups mosaic``): ``sqrt(N) R_pop beta
+    + sqrt(sigma2) e``, ``e ~ N(0, R_pop)``, in the variant order and alleles of
+    ``dataset`` (ingested from the founders' panel), as a fastGWA file."""
+    import h5py
+
+    from varfx.io.ld import PlinkLD
+    from varfx.stages.simulate import write_fastgwa
+
+    with h5py.File(Path(dataset) / "dataset.h5", "r") as h5:
+        var = h5["variants"]
+        v = {k: var[k].asstr()[:] for k in ("snp", "a1", "a2")}
+        v.update({k: var[k][:] for k in ("chrom", "bp", "freq")})
+        x = PlinkLD(h5).standardized(np.arange(len(v["snp"])))  # M x S
+    beta = truth_beta(sim_dir, v["snp"])
+    rng = np.random.default_rng(20_000 + seed)
+    z = (math.sqrt(n_gwas) * population_ld_times(x, v["chrom"], v["bp"], switch_bp, beta)
+         + math.sqrt(sigma2) * population_noise(x, v["chrom"], v["bp"], switch_bp, rng))
+    write_fastgwa(out_path, v, z, n_gwas)
+
+
+def mosaic_reference(panel, out_prefix, n_people, switch_bp, seed):
+    """A PLINK reference of ``n_people`` new people copying ``panel``'s people (their
+    founders) in segments of mean length ``switch_bp``."""
+    from varfx.testing.data import read_bed_dosages, write_bed
+
+    bim = Path(f"{panel}.bim").read_text()
+    rows = [line.split() for line in bim.splitlines()]
+    chrom = np.array([r[0] for r in rows])
+    bp = np.array([int(r[3]) for r in rows], dtype=np.int64)
+    S = len(Path(f"{panel}.fam").read_text().splitlines())
+    dos = read_bed_dosages(panel, S, range(len(rows)))
+    new = mosaic_dosages(dos, chrom, bp, n_people, switch_bp, np.random.default_rng(30_000 + seed))
+    return write_bed(out_prefix, new, bim, [f"m{i} m{i} 0 0 0 -9" for i in range(n_people)])

@@ -4,8 +4,18 @@ log-likelihood still rank the GLM above the constant prior, with and without
 precompute-ld's LD correction?
 
 Per replicate: ``run_simulate --truth glm`` (two random annotations and a BED track, as
-tests/test_simulate.py) from half A of the bundled chr22 panel (189 people), ingest with
-half B (189 others) and the same annotations, ``precompute-ld`` (1-Mb windows, 1-Mb
+tests/test_simulate.py) for the GWAS population, and an LD reference of 189 other people
+(``--design``, the set-ups of benchmarks/simulate.py):
+
+- ``mosaic`` (default): the population copies the whole bundled chr22 panel (378 people)
+  in segments (``--switch-kb``), z is drawn through its LD ``R_panel o exp(-d/L)``, and the
+  reference is 189 new people of it (``benchmarks/_population.py``);
+- ``mosaic-mismatch``: the population copies half A of the panel, the reference's people
+  copy half B (two populations whose LD differs, as a public panel's does);
+- ``half``: z through half A's own 189 people (the design of the runs recorded before
+  2026-12-03, whose spurious long-range LD inflates every chi2), reference half B;
+
+then ingest with the same annotations, ``precompute-ld`` (1-Mb windows, 1-Mb
 flanks) with ``--ld-correction none`` and with the default, then ``fit`` glm/full,
 glm/ldsr and constant/full holding out ``22:40000000-``, and ``evaluate`` the three on the
 held-out windows with the truth (comparison mode: ranked by held-out log-likelihood,
@@ -30,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _population, _nls
+
 HOLDOUT = "22:40000000-"
 MODELS = (("glm-full", "glm", "full"), ("glm-ldsr", "glm", "ldsr"), ("constant-full", "constant", "full"))
 
@@ -43,6 +55,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--thin", type=int, default=1)
     ap.add_argument("--corrections", default="none,auto")
     ap.add_argument("--keep", default=None, help="write the replicates' files here (kept) instead of a temporary folder")
+    ap.add_argument("--design", choices=("mosaic", "mosaic-mismatch", "half"), default="mosaic")
+    ap.add_argument("--switch-kb", type=float, default=200.0, help="the mosaic designs' mean segment length")
     ap.add_argument("--coef-sd", default=None,
                     help="the GLM fits' -p coef_sd (a number >= 0, or none); default: fit's own (2)")
     args = ap.parse_args(argv)
@@ -60,12 +74,17 @@ def main(argv=None) -> dict:
     from varfx.testing.features import write_random_annotations
 
     panel = EXAMPLE_DATA / PANEL_NAME
+    from _population import mosaic_reference, mosaic_sumstats
+
     out = {"h2": args.h2, "N": args.n, "reps": args.reps, "thin": args.thin, "holdout": HOLDOUT,
+           "design": args.design, "switch_kb": args.switch_kb if args.design != "half" else None,
            "coef_sd": args.coef_sd or "default", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(args.keep or tmp)
         tmp.mkdir(parents=True, exist_ok=True)
         panel, half_a, half_b = thinned_panel_halves(panel, tmp, args.thin)
+        # the population's panel (its people, or its founders) and the reference's
+        pop, ref_src = {"mosaic": (panel, panel), "mosaic-mismatch": (half_a, half_b), "half": (half_a, half_b)}[args.design]
         snps = [line.split()[1] for line in open(f"{panel}.bim")]
         for rep in range(args.first_rep, args.first_rep + args.reps):
             d = tmp / f"rep{rep}"
@@ -76,10 +95,15 @@ def main(argv=None) -> dict:
                     fh.write(f"chr22\t{s}\t{s + 8000}\n")
             (d / "manifest.tsv").write_text("name\tpath\tkind\twindow\toptions\nannot\tannot.tsv\ttable\t\t\n"
                                             "dhs\tdhs.bed\tbed\t2000\toverlap=false\n")
-            run_simulate(half_a, d / "sim", truth="glm", h2=args.h2, n_gwas=args.n, seed=rep,
+            run_simulate(pop, d / "sim", truth="glm", h2=args.h2, n_gwas=args.n, seed=rep,
                          annotations=str(d / "manifest.tsv"), progress=False)
-            run_ingest(d / "sim" / SUMSTATS_FILE, half_b, d / "ds", annotations=str(d / "manifest.tsv"),
-                       progress=False)
+            sumstats, ref = d / "sim" / SUMSTATS_FILE, ref_src
+            if args.design != "half":  # z of a large GWAS of the mosaic population, a reference of its people
+                run_ingest(sumstats, pop, d / "pop", progress=False)
+                sumstats = d / "mosaic.fastGWA.gz"
+                mosaic_sumstats(d / "sim", d / "pop", sumstats, args.n, 1.0, rep, args.switch_kb * 1000)
+                ref = mosaic_reference(ref_src, d / "ref", 189, args.switch_kb * 1000, rep)
+            run_ingest(sumstats, ref, d / "ds", annotations=str(d / "manifest.tsv"), progress=False)
             for corr in args.corrections.split(","):
                 ds = d / f"ds-{corr}"
                 ds.mkdir()

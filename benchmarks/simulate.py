@@ -25,7 +25,14 @@ than a half has people and every LD block is full rank):
   people of that population (default 189, as half B).  In ``out-of-sample`` z comes
   through the 189 people of half A, whose spurious correlations act as population LD
   and inflate every chi2 by about ``N h2 M_block / (M n_A)``; a real GWAS has no such
-  term.
+  term;
+- ``mosaic-mismatch``: as ``mosaic``, but the GWAS population copies half A's people and
+  the reference's people copy half B's: two populations whose LD differs by the
+  sampling noise of 189 founders (``R_A o K`` against ``R_B o K``), on top of the
+  reference's own sampling noise.  A stand-in for a public panel of another population
+  than the GWAS's (1000 Genomes Europeans for a UK Biobank GWAS): 378 founder
+  haplotypes on each side drift the allele frequencies by about ``F_ST = 1/756``
+  each, of the order of the differences between European populations.
 
 each with ``--flank-kb 0`` (windows = the simulation's 1-Mb LD blocks) and 1000 (the
 default).
@@ -52,6 +59,9 @@ Candidates (``--candidates``, comma-separated; ``+`` combines):
   (``precompute-ld --ld-correction rank --max-rank-frac F``);
 - ``share:S``: the fewest components reaching the share S of the block's variance
   (``--ld-correction share --var-share S``);
+- ``floor:F``: with ``rank``/``share``, only eigen-components of at least F times the
+  block's mean eigenvalue (``precompute-ld --eig-floor F``; F = 1: the Kaiser-Guttman
+  rule; without it the candidates run with 0, off);
 - ``flank:Z``: with ``rank``/``share``, core-flank correlations ``|r| < Z / sqrt(n_ref)``
   set to 0 in ``G`` (``--flank-noise-z Z``; without it the candidates run with 0, off);
 - ``wishart``: the quadratic term of a window with k kept components scaled by
@@ -67,7 +77,10 @@ Candidates (``--candidates``, comma-separated; ``+`` combines):
 ``--default``: fit with ``run_precompute``'s defaults only (the must-show run).
 
 Prints one JSON object: per setting and candidate, the mean, SD and SE over replicates
-of ``h2_hat``, their ratio to the truth and the mean/SD of ``log(h2_hat / h2)``.
+of ``h2_hat``, their ratio to the truth and the mean/SD of ``log(h2_hat / h2)``; and
+``ldsr_ratio`` (``_se``): the same ratio for the constant prior fitted by varfx's LDSR
+objective on the same windows and sigma^2 (:func:`ldsr_h2`), the estimate the real-data
+check compares with.
 
 Run: OMP_NUM_THREADS=1 python benchmarks/simulate.py --reps 10 [--thin 8] [--candidates ...]
 """
@@ -85,6 +98,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _population, _nls: also when loaded by path (tests)
+
+from _population import mosaic_reference, mosaic_sumstats, truth_beta  # noqa: E402
 
 
 def _shape(dataset, alpha):
@@ -115,6 +130,34 @@ def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None, with_loglik
     res = minimize_scalar(nll,
                           bounds=(math.log(1e-4), math.log(1.0)), method="bounded", options={"xatol": 1e-4})
     return (math.exp(res.x), -float(res.fun)) if with_loglik else math.exp(res.x)
+
+
+def ldsr_h2(windows, shape, sigma2: float, h2_start: float) -> float:
+    """The constant prior's h2 under varfx's LDSR objective (``fit --objective ldsr``) on
+    the same windows and sigma^2: its loss is quadratic in the prior's scale ``c``
+    (``f = c shape``), so the minimum is the weighted least-squares slope
+    ``sum w (chi2 - sigma2) x / sum w x^2`` with ``x = E[chi2 | c = 1] - sigma2``.
+    The regression weights use ``h2_start`` as fit's do (the starting LD score regression)."""
+    import torch
+
+    from varfx.plugins import lookup
+
+    obj = lookup("objectives", "ldsr")()
+    m = sum(w.n for w in windows)
+    obj.config["h2_per_snp"] = max(h2_start, 1e-3) / m
+    num = den = 0.0
+    for w in windows:
+        if not w.k:
+            continue
+        f_plus = torch.as_tensor(shape[w.plus_idx], dtype=w.G.dtype)
+        noise = sigma2  # N sigma_N^2: E[chi2] at c = 0
+        x = obj.expected_chi2(w, f_plus, sigma2 / w.N) - noise
+        chi2 = w.N * w.beta ** 2
+        ld = torch.as_tensor(w.ld_score, dtype=x.dtype).clamp_min(1.0)
+        wt = 1.0 / (ld * (w.N * obj.config["h2_per_snp"] * ld + 1.0) ** 2)
+        num += float((wt * (chi2 - noise) * x).sum())
+        den += float((wt * x * x).sum())
+    return max(num / den, 0.0)
 
 
 def mle_h2_delta(dataset, n_gwas: float, windows, alpha: float = 0.7, sigma2: float = 1.0) -> tuple[float, float]:
@@ -178,7 +221,7 @@ _SHRINK: list = []
 
 def parse_candidate(text: str) -> dict:
     c = {"name": text, "eig_threshold": 1e-3, "ld_correction": "none", "max_rank_frac": None, "var_share": None,
-         "wishart": False, "delta": False, "shrink": None, "flank_z": None, "nls": False}
+         "wishart": False, "delta": False, "shrink": None, "flank_z": None, "nls": False, "eig_floor": 0.0}
     if text == "default":
         c["ld_correction"] = None
         return c
@@ -194,6 +237,8 @@ def parse_candidate(text: str) -> dict:
             c.update(ld_correction="share", var_share=float(val))
         elif key == "flank":
             c["flank_z"] = float(val)
+        elif key == "floor":
+            c["eig_floor"] = float(val)
         elif key in ("wishart", "delta", "nls"):
             c[key] = True
         elif key in ("lw", "ss"):
@@ -212,7 +257,8 @@ def _precompute(ds_base, tag, fl, cand, window_kb=1000.0):
     (ds / "dataset.h5").symlink_to(ds_base / "dataset.h5")
     kw = {} if cand["ld_correction"] is None else dict(
         eig_threshold=cand["eig_threshold"], ld_correction=cand["ld_correction"],
-        max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"], flank_noise_z=cand["flank_z"] if cand["flank_z"] is not None else 0.0)
+        max_rank_frac=cand["max_rank_frac"], var_share=cand["var_share"], eig_floor=cand["eig_floor"],
+        flank_noise_z=cand["flank_z"] if cand["flank_z"] is not None else 0.0)
     original = ld_mod.PlinkLD.correlation
     if cand["shrink"]:
         ld_mod.PlinkLD.correlation = _shrunk_correlation(cand["shrink"])
@@ -236,13 +282,16 @@ def fit_candidate(ds, cand, n_gwas, sigma2="truth") -> dict:
     (``'fit'``: the intercept, at least 1), on the same windows."""
     from varfx.store.dataset import open_dataset
     from varfx.store.windows import load_windows
-    from varfx.train.setup import default_sigma2
+    from varfx.train.setup import default_sigma2, ldsr_intercept
 
     windows, attrs = load_windows(ds)
     with open_dataset(ds) as h5:  # recorded with either choice: what fit's default would use
-        fit_s2, _, intercept, _ = default_sigma2([w for w in windows if w.k > 0], h5["variants"]["z"][:],
-                                                 h5["variants"]["n"][:], n_gwas)
+        kept = [w for w in windows if w.k > 0]
+        z_all, n_all = h5["variants"]["z"][:], h5["variants"]["n"][:]
+        fit_s2, fit_h2, intercept, _ = default_sigma2(kept, z_all, n_all, n_gwas)
     s2 = {"intercept": intercept, "fit": fit_s2, "truth": 1.0}[sigma2]
+    if sigma2 != "fit":  # the LD score regression's h2 at this sigma^2: the LDSR objective's start
+        fit_h2 = ldsr_intercept(kept, z_all, n_all, n_gwas, intercept=s2)[1]
     n_ref = attrs["n_ref"]
     if cand["wishart"]:
         for w in windows:
@@ -253,56 +302,8 @@ def fit_candidate(ds, cand, n_gwas, sigma2="truth") -> dict:
         out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows, sigma2=s2)
     else:
         out["h2"], out["loglik"] = mle_h2(ds, n_gwas, windows=windows, with_loglik=True, sigma2=s2)
+    out["h2_ldsr"] = ldsr_h2(windows, _shape(ds, 0.7), s2, fit_h2)
     return out
-
-
-def _truth_beta(sim_dir, snps) -> np.ndarray:
-    from varfx.stages.simulate import TRUTH_FILE
-
-    truth = {}
-    with open(Path(sim_dir) / TRUTH_FILE) as fh:
-        next(fh)
-        for line in fh:
-            snp, _, _, _, beta = line.split("\t")
-            truth[snp] = float(beta)
-    return np.array([truth[s] for s in snps])
-
-
-def mosaic_sumstats(sim_dir, dataset, out_path, n_gwas, sigma2, seed, switch_bp):
-    """z of a GWAS of the mosaic population (``--setups mosaic``): ``sqrt(N) R_pop beta
-    + sqrt(sigma2) e``, ``e ~ N(0, R_pop)``, in the dataset's (the whole panel's) variant
-    order and alleles, as a fastGWA file."""
-    import h5py
-
-    from _population import population_ld_times, population_noise
-    from varfx.io.ld import PlinkLD
-    from varfx.stages.simulate import write_fastgwa
-
-    with h5py.File(Path(dataset) / "dataset.h5", "r") as h5:
-        var = h5["variants"]
-        v = {k: var[k].asstr()[:] for k in ("snp", "a1", "a2")}
-        v.update({k: var[k][:] for k in ("chrom", "bp", "freq")})
-        x = PlinkLD(h5).standardized(np.arange(len(v["snp"])))  # M x S
-    beta = _truth_beta(sim_dir, v["snp"])
-    rng = np.random.default_rng(20_000 + seed)
-    z = (math.sqrt(n_gwas) * population_ld_times(x, v["chrom"], v["bp"], switch_bp, beta)
-         + math.sqrt(sigma2) * population_noise(x, v["chrom"], v["bp"], switch_bp, rng))
-    write_fastgwa(out_path, v, z, n_gwas)
-
-
-def mosaic_reference(panel, out_prefix, n_people, switch_bp, seed):
-    """A PLINK reference of ``n_people`` new people of the mosaic population."""
-    from _population import mosaic_dosages
-    from varfx.testing.data import read_bed_dosages, write_bed
-
-    bim = Path(f"{panel}.bim").read_text()
-    rows = [line.split() for line in bim.splitlines()]
-    chrom = np.array([r[0] for r in rows])
-    bp = np.array([int(r[3]) for r in rows], dtype=np.int64)
-    S = len(Path(f"{panel}.fam").read_text().splitlines())
-    dos = read_bed_dosages(panel, S, range(len(rows)))
-    new = mosaic_dosages(dos, chrom, bp, n_people, switch_bp, np.random.default_rng(30_000 + seed))
-    return write_bed(out_prefix, new, bim, [f"m{i} m{i} 0 0 0 -9" for i in range(n_people)])
 
 
 def window_truth_sumstats(sim_dir, dataset, out_path, fl_kb, n_gwas, sigma2, seed, window_kb=1000.0):
@@ -318,7 +319,7 @@ def window_truth_sumstats(sim_dir, dataset, out_path, fl_kb, n_gwas, sigma2, see
         var = h5["variants"]
         v = {k: var[k].asstr()[:] for k in ("snp", "a1", "a2")}
         v.update({k: var[k][:] for k in ("chrom", "bp", "freq")})
-        beta = _truth_beta(sim_dir, v["snp"])
+        beta = truth_beta(sim_dir, v["snp"])
         ld = PlinkLD(h5)
         n = ld.n_people
         rng = np.random.default_rng(10_000 + seed)
@@ -388,9 +389,11 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         panel, half_a, half_b = thinned_panel_halves(panel, tmp, args.thin)
-        setups = {"in-sample": (panel, panel), "out-of-sample": (half_a, half_b), "mosaic": (panel, None)}
+        # (the population, the reference: its people, or for the mosaics their founders)
+        setups = {"in-sample": (panel, panel), "out-of-sample": (half_a, half_b), "mosaic": (panel, panel),
+                  "mosaic-mismatch": (half_a, half_b)}
         ref_people = {"in-sample": n_people, "out-of-sample": n_people // 2,
-                      "mosaic": args.ref_people or n_people // 2}
+                      "mosaic": args.ref_people or n_people // 2, "mosaic-mismatch": args.ref_people or n_people // 2}
         for name in args.setups.split(","):
             if name not in setups:
                 raise SystemExit(f"--setups: unknown setting {name!r} (choose from {', '.join(setups)})")
@@ -398,7 +401,7 @@ def main(argv=None) -> dict:
             res = {(fl, c["name"]): [] for fl in flanks for c in cands}
             meta = {}
             truth_ld = args.truth_ld if args.truth_ld != "auto" else ("window" if name == "in-sample" else "block")
-            if name == "mosaic":
+            if name.startswith("mosaic"):
                 truth_ld = "population"
             # in-sample the reference is the GWAS's own LD, so it stands for the GWAS's N
             # people (as LD computed from the GWAS genotypes would): `ingest --ld-people`
@@ -412,7 +415,8 @@ def main(argv=None) -> dict:
                     run_ingest(d / "sim" / SUMSTATS_FILE, pop, d / "pop", progress=False)
                     mosaic_sumstats(d / "sim", d / "pop", d / "mosaic.fastGWA.gz", args.n, 1.0, rep,
                                     args.switch_kb * 1000)
-                    ref = mosaic_reference(pop, d / "ref", ref_people[name], args.switch_kb * 1000, rep)
+                    founders = setups[name][1]
+                    ref = mosaic_reference(founders, d / "ref", ref_people[name], args.switch_kb * 1000, rep)
                     run_ingest(d / "mosaic.fastGWA.gz", ref, d / "ds", progress=False)
                 else:
                     # the population's own dataset (its genotypes, the dataset's alleles)
@@ -441,6 +445,8 @@ def main(argv=None) -> dict:
                          "sigma2_mean": float(np.mean([r["sigma2"] for r in rs])),
                          "intercept_mean": float(np.mean([r["intercept"] for r in rs])),
                          **_stats([r["h2"] for r in rs], args.h2)}
+                ldsr = _stats([r["h2_ldsr"] for r in rs], args.h2)
+                entry.update(ldsr_ratio=ldsr["ratio"], ldsr_ratio_se=ldsr["ratio_se"])
                 if "delta_N" in rs[0]:
                     entry["delta_N_mean"] = float(np.mean([r["delta_N"] for r in rs]))
                 if "shrink_mean" in rs[0]:

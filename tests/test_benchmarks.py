@@ -121,3 +121,43 @@ def test_population_noise_and_mosaic_people_have_the_population_ld():
     assert np.abs(np.corrcoef(people.T) - truth).max() < 6 / np.sqrt(n)
     # the long-range spurious LD of the panel is damped: far variants are nearly independent
     assert abs(truth[0, 5]) < 0.01
+
+
+def _load_simulate_benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_simulate", ROOT / "benchmarks" / "simulate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_simulate_benchmarks_ldsr_h2_is_the_ldsr_objectives_minimum(tmp_path):
+    """benchmarks/simulate.py's closed-form LDSR h2 (the weighted least-squares slope)
+    equals the minimum of the LDSR objective's own summed window_loss over the prior's
+    scale, found numerically, on real chr22 windows of a capped (small-panel) store."""
+    import torch
+    from scipy.optimize import minimize_scalar
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _data import precomputed_subset
+
+    from varfx.plugins import lookup
+    from varfx.store.windows import load_windows
+
+    bench = _load_simulate_benchmark()
+    ds, _ = precomputed_subset(tmp_path, 800, ["--window-kb", "300", "--flank-kb", "100"])
+    windows, _ = load_windows(ds)
+    shape = bench._shape(ds, 0.7)
+    sigma2, h2_start = 1.1, 0.02
+    got = bench.ldsr_h2(windows, shape, sigma2, h2_start)
+
+    obj = lookup("objectives", "ldsr")()
+    obj.config["h2_per_snp"] = h2_start / sum(w.n for w in windows)
+
+    def loss(c):
+        return sum(float(obj.window_loss(w, torch.as_tensor(c * shape[w.plus_idx]), sigma2 / w.N))
+                   for w in windows if w.k)
+
+    ref = minimize_scalar(loss, bounds=(0.0, 10.0), method="bounded", options={"xatol": 1e-10}).x
+    assert got > 0 and abs(got - ref) < 1e-6 * max(ref, 1e-3), (got, ref)

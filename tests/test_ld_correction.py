@@ -25,10 +25,11 @@ def _panel_R(rng, n_plus=30, n_people=60):
     return np.corrcoef(g, rowvar=False)
 
 
-@pytest.mark.parametrize("max_rank,var_share,r_min,core_frac", [(5, None, None, None), (None, 0.9, None, None),
-                                                                (8, 0.99, 0.2, None), (5, None, 0.35, None),
-                                                                (8, None, 0.2, 0.25), (2, None, None, 0.5)])
-def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_share, r_min, core_frac):
+@pytest.mark.parametrize("max_rank,var_share,r_min,core_frac,floor", [
+    (5, None, None, None, None), (None, 0.9, None, None, None), (8, 0.99, 0.2, None, None),
+    (5, None, 0.35, None, None), (8, None, 0.2, 0.25, None), (2, None, None, 0.5, None),
+    (None, None, None, None, 1.0), (12, None, 0.2, 0.9, 1.0), (None, None, None, None, 0.3)])
+def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_share, r_min, core_frac, floor):
     """With V_k the top k eigenvectors of R_(i),(i), the model is V_k^T beta ~ N(0, V_k^T A V_k),
     A = R~_(i),+ F R~_+,(i) + sigma2 R_(i),(i) with R~ the correlations whose core-flank entries
     below ``r_min`` are 0: the reduced loss plus log|Lambda| must equal its dense loss, and
@@ -40,7 +41,7 @@ def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_sh
     f = rng.uniform(0.5, 2.0, R.shape[0]) * 1e-4
     s2 = 1e-4
     w = factorise_window(R, core, beta, max_rank=max_rank, var_share=var_share, flank_r_min=r_min,
-                         core_rank_frac=core_frac)
+                         core_rank_frac=core_frac, eig_floor=floor)
     lam, V = np.linalg.eigh(R[np.ix_(core, core)])
     lam, V = lam[::-1], V[:, ::-1]
     k_thr = int(np.sum(lam > 1e-3 * lam[0]))
@@ -49,6 +50,8 @@ def test_truncated_factors_match_the_dense_projected_likelihood(max_rank, var_sh
         k = min(k, int(core_frac * len(core)))
     if var_share is not None:
         k = min(k, int(np.argmax(np.cumsum(lam) / lam.sum() >= var_share)) + 1)
+    if floor is not None:  # the eigenvalues of at least floor x the mean (1: a correlation block's)
+        k = min(k, int(np.sum(lam >= floor * np.trace(R[np.ix_(core, core)]) / len(core))))
     assert w["k"] == k < k_thr and w["k_threshold"] == k_thr
     Vk = V[:, :k]
     Rpc = R[:, core].copy()  # R~_+,(i)
@@ -80,6 +83,13 @@ def test_kept_rank_rules():
     assert kept_rank(lam, var_share=0.8) == 3
     assert kept_rank(lam, var_share=1.0) == 6
     assert kept_rank(np.zeros(3)) == 0 and kept_rank(np.zeros(0)) == 0
+    # the floor: eigenvalues of at least F x the mean (9.502 / 7 = 1.357); the first always
+    assert kept_rank(lam, eig_floor=1.0) == 2
+    assert kept_rank(lam, eig_floor=0.5) == 3  # 1.0 >= 0.679
+    assert kept_rank(lam, eig_floor=10.0) == 1
+    assert kept_rank(lam, max_rank=1, eig_floor=0.1) == 1
+    # unlinked variants (R = I, every eigenvalue the mean): all kept despite rounding
+    assert kept_rank(np.full(5, 1.0 - 1e-15), eig_floor=1.0) == 5
 
 
 def test_in_sample_projection_is_exact_in_distribution():
@@ -105,7 +115,8 @@ def test_in_sample_projection_is_exact_in_distribution():
 
 
 def test_auto_switches_by_panel_size():
-    from varfx.stages.precompute import DEFAULT_FLANK_NOISE_Z, DEFAULT_MAX_RANK_FRAC, resolve_correction
+    from varfx.stages.precompute import (DEFAULT_EIG_FLOOR, DEFAULT_FLANK_NOISE_Z, DEFAULT_MAX_RANK_FRAC,
+                                         resolve_correction)
 
     cap = int(DEFAULT_MAX_RANK_FRAC * 378)
     assert resolve_correction("auto", 0, 5000)["method"] == "none"  # UKBB: panel size unknown
@@ -114,7 +125,10 @@ def test_auto_switches_by_panel_size():
     r = resolve_correction("auto", 378, cap + 1)
     assert r == {"requested": "auto", "method": "rank", "max_rank_frac": DEFAULT_MAX_RANK_FRAC, "n_ref": 378,
                  "max_rank": cap, "core_rank_frac": DEFAULT_MAX_RANK_FRAC, "flank_noise_z": DEFAULT_FLANK_NOISE_Z,
-                 "flank_r_min": DEFAULT_FLANK_NOISE_Z / 378 ** 0.5}
+                 "flank_r_min": DEFAULT_FLANK_NOISE_Z / 378 ** 0.5, "eig_floor": DEFAULT_EIG_FLOOR}
+    assert "eig_floor" not in resolve_correction("auto", 378, cap + 1, eig_floor=0.0)  # 0: off
+    assert resolve_correction("share", 0, 786, eig_floor=0.5)["eig_floor"] == 0.5
+    assert "eig_floor" not in resolve_correction("auto", 378, cap)  # no correction: no floor
     assert "flank_r_min" not in resolve_correction("share", 0, 786)  # no panel size: no noise level
     assert resolve_correction("auto", 378, 786, max_rank_frac=0.5)["max_rank"] == 189
     assert resolve_correction("none", 378, 786) == {"requested": "none", "method": "none"}
@@ -135,7 +149,9 @@ def test_auto_switches_by_panel_size():
                                        ({"max_rank_frac": 0.0}, "--max-rank-frac"),
                                        ({"max_rank_frac": float("nan")}, "--max-rank-frac"),
                                        ({"var_share": 1.5}, "--var-share"),
-                                       ({"flank_noise_z": -1.0}, "--flank-noise-z")])
+                                       ({"flank_noise_z": -1.0}, "--flank-noise-z"),
+                                       ({"eig_floor": -0.5}, "--eig-floor"),
+                                       ({"eig_floor": float("inf")}, "--eig-floor")])
 def test_bad_options_are_one_line_errors(kw, needle):
     from varfx.stages.precompute import check_correction_options
 
@@ -163,19 +179,26 @@ def _ks(ds):
             np.array([h["windows"][k].attrs["k_threshold"] for k in sorted(h["windows"])]), json.loads(h.attrs["params"])
 
 
+def _eigvals(ds):
+    with h5py.File(ds / "windows.h5", "r") as h:
+        return [h["windows"][k]["eigvals"][:] for k in sorted(h["windows"])]
+
+
 def _n_core(ds):
     with h5py.File(ds / "windows.h5", "r") as h:
         return np.array([len(h["windows"][k]["core_pos"]) for k in sorted(h["windows"])])
 
 
 def test_precompute_default_caps_the_rank_and_options_recompute(small):
-    from varfx.stages.precompute import DEFAULT_MAX_RANK_FRAC
+    from varfx.stages.precompute import DEFAULT_EIG_FLOOR, DEFAULT_MAX_RANK_FRAC
 
     ds = small
-    r = invoke(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--json"])
+    # the rank cap alone (the eigenvalue floor off), then the default (with the floor)
+    r = invoke(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--eig-floor", 0, "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     rep = summary["ld_correction"]
+    assert "eig_floor" not in rep
     cap = int(DEFAULT_MAX_RANK_FRAC * 378)
     assert rep["requested"] == "auto" and rep["method"] == "rank" and rep["max_rank"] == cap and rep["n_ref"] == 378
     k, k_thr, params = _ks(ds)
@@ -187,6 +210,19 @@ def test_precompute_default_caps_the_rank_and_options_recompute(small):
     assert rep["windows_truncated"] == int(np.sum(k < k_thr)) > 0
     assert params["ld_correction"] == {key: rep[key] for key in rep if key != "windows_truncated"}
     assert "warning" not in summary
+    capped = _eigvals(ds)
+    r = invoke(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--json"])
+    summary = json.loads(r.stdout)
+    rep = summary["ld_correction"]
+    assert summary["up_to_date"] is False and rep["eig_floor"] == DEFAULT_EIG_FLOOR == 1.0
+    # the floor keeps the components of at least the mean eigenvalue (1 for a correlation
+    # block), the first always: below the cap's k where it binds, the same top ones
+    k1, _, params = _ks(ds)
+    want1 = np.array([min(len(lam), max(1, int(np.sum(lam >= 1.0 - 1e-9)))) for lam in capped])
+    np.testing.assert_array_equal(k1, want1)
+    assert np.any(k1 < k) and params["ld_correction"]["eig_floor"] == 1.0
+    for lam, lam1 in zip(capped, _eigvals(ds)):
+        np.testing.assert_allclose(lam1, lam[:len(lam1)], rtol=1e-12)
     # another option is another store: recomputed, not "up to date"
     r = invoke(["precompute-ld", ds, "--window-kb", 1000, "--flank-kb", 0, "--ld-correction", "none", "--json"])
     summary = json.loads(r.stdout)
@@ -252,7 +288,9 @@ def test_plain_panel_count_is_recorded_as_such(small):
                                          (["--max-rank-frac", "0"], "--max-rank-frac"),
                                          (["--max-rank-frac", "nan"], "--max-rank-frac"),
                                          (["--var-share", "2"], "--var-share"),
-                                         (["--flank-noise-z", "-1"], "--flank-noise-z")])
+                                         (["--flank-noise-z", "-1"], "--flank-noise-z"),
+                                         (["--eig-floor", "-1"], "--eig-floor"),
+                                         (["--eig-floor", "inf"], "--eig-floor")])
 def test_cli_rejects_bad_values(small, args, needle):
     r = invoke(["precompute-ld", small, *args])
     assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output

@@ -97,7 +97,7 @@ def test_posterior_column_is_the_dense_conditional_mean(fitted):
         want[core] = dense_posterior_mean(R[np.ix_(plus, plus)], np.asarray(w.core_pos), z[core] / np.sqrt(N),
                                           f[plus], sigma2 / N, n_scale=n_scale[core], max_rank=corr.get("max_rank"),
                                           flank_r_min=corr.get("flank_r_min"),
-                                          core_rank_frac=corr.get("core_rank_frac"))
+                                          core_rank_frac=corr.get("core_rank_frac"), eig_floor=corr.get("eig_floor"))
     # F and the posterior are printed to 7 significant digits
     assert np.max(np.abs(got - want)) < 1e-5 * np.max(np.abs(want))
     assert np.corrcoef(got, z)[0, 1] > 0.5  # shrunk towards 0, not flipped

@@ -355,8 +355,9 @@ def test_default_ld_correction_recovers_h2_out_of_sample_and_in_sample():
     Out of sample, in both designs (z through half A's LD, reference half B; and z
     through the LD of a mosaic population that decays with distance, reference 189 of its
     people), the plain model gives 5.4x / 2.2x and 3.7x / 1.6x the true h2 at flanks 0 and
-    1000 kb (docs/benchmarks.md); with the default the 10-replicate means are 0.97 / 0.84
-    and 0.86 / 0.83 with a replicate SD of 0.10-0.15 (SE ~0.07 for 3), so 0.7-1.33 is at
+    1000 kb (docs/benchmarks.md); with the default (the rank cap and the eigenvalue
+    floor) the 10-replicate means are 0.94 / 0.83 and 0.85 / 0.82 with a replicate SD of
+    0.10-0.15 (SE ~0.07 for 3), so 0.7-1.33 is at
     least 2 SE of room and fails the uncorrected model by far.  In-sample the reference is
     the GWAS's own LD (declared with ``ingest --ld-people N``: no correction), the truth
     is drawn through each window's own LD, and the intercept comes out below 1 (so

@@ -185,8 +185,9 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
 @click.option("--ld-correction", type=click.Choice(["auto", "none", "rank", "share"]), default="auto",
               show_default=True,
               help="Guard against a small LD panel's sampling noise: rank keeps at most --max-rank-frac x "
-                   "min(panel size, core variants) eigen-components per window; auto applies it when the panel "
-                   "size is known and a window has more variants than --max-rank-frac x panel size; share keeps the components reaching --var-share of the variance; none turns it off.")
+                   "min(panel size, core variants) eigen-components per window, those above --eig-floor; auto "
+                   "applies it when the panel size is known and a window has more variants than --max-rank-frac x "
+                   "panel size; share keeps the components reaching --var-share of the variance; none turns it off.")
 @click.option("--max-rank-frac", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="The rank cap of --ld-correction rank/auto as a fraction of min(panel size, the window's core "
                    "variants) [default: 0.35].")
@@ -195,6 +196,9 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
 @click.option("--flank-noise-z", type=NON_NEGATIVE, default=None,
               help="With a correction: core-flank correlations below this many noise SDs of the panel "
                    "(Z / sqrt(panel size)) are set to 0; 0 keeps them [default: 3].")
+@click.option("--eig-floor", type=NON_NEGATIVE, default=None,
+              help="With a correction: keep only eigen-components of at least this many times the window's mean "
+                   "eigenvalue (1: the Kaiser-Guttman rule); 0 turns the floor off [default: 1].")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @click.option("--dask-scheduler", metavar="ADDRESS", default=None,
               help="Compute the windows as tasks on this Dask scheduler (tcp://HOST:PORT), or local:N for a local "
@@ -211,7 +215,7 @@ def ingest(sumstats, ld, n, sumstats_format, col_snp, col_chr, col_bp, col_a1, c
 @click.option("--dry-run", is_flag=True, help="Print the plan (windows, time, memory, disk: varfx plan's) and stop.")
 @user_errors
 def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, max_rank_frac, var_share, flank_noise_z,
-                  workers, dask_scheduler, shards, verify, as_json, dry_run):
+                  eig_floor, workers, dask_scheduler, shards, verify, as_json, dry_run):
     """Factorise the LD of every window once (eigendecomposition, G, z, LD scores)."""
     if dry_run:
         from .stages.plan import precompute_dry_run
@@ -225,7 +229,8 @@ def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, ma
     summary = run_precompute(
         dataset, window_kb=window_kb, flank_kb=flank_kb, eig_threshold=eig_threshold,
         ld_correction=ld_correction, max_rank_frac=max_rank_frac, var_share=var_share, flank_noise_z=flank_noise_z,
-        workers=workers, progress=True, dask_scheduler=dask_scheduler, shards=shards, verify=verify,
+        eig_floor=eig_floor, workers=workers, progress=True, dask_scheduler=dask_scheduler, shards=shards,
+        verify=verify,
     )
     if as_json:
         click.echo(json.dumps(summary))

@@ -21,26 +21,44 @@ LD_CORRECTIONS = ("auto", "none", "rank", "share")
 DEFAULT_MAX_RANK_FRAC = 0.35
 #: ``--var-share``: the cumulative share of a block's variance ``share`` keeps.
 DEFAULT_VAR_SHARE = 0.995
+#: ``--eig-floor``: with ``rank`` or ``share``, only eigen-components of at least this many
+#: times the window's mean eigenvalue (1 for a correlation block: the Kaiser-Guttman
+#: rule).  The count of such components follows the LD's structure, not the panel size,
+#: and with a 378-person panel the cap alone kept too many (h2 1.4-1.5x the truth;
+#: docs/benchmarks.md, "The eigenvalue floor").
+DEFAULT_EIG_FLOOR = 1.0
 #: ``--flank-noise-z``: with ``rank`` or ``share``, core-flank correlations below this many
 #: noise SDs of a panel of n people (``Z / sqrt(n)``) are set to 0 in ``G``.
 DEFAULT_FLANK_NOISE_Z = 3.0
 
 
-def check_correction_options(ld_correction, max_rank_frac=None, var_share=None, flank_noise_z=None) -> None:
+#: the keys of a resolved correction that are :func:`varfx.linalg.window.factorise_window`'s
+#: truncation arguments
+TRUNCATION_KEYS = ("max_rank", "core_rank_frac", "var_share", "flank_r_min", "eig_floor")
+
+
+def truncation_of(correction: dict) -> dict:
+    """``factorise_window``'s keyword arguments for a :func:`resolve_correction` result."""
+    return {k: correction[k] for k in TRUNCATION_KEYS if k in correction}
+
+
+def check_correction_options(ld_correction, max_rank_frac=None, var_share=None, flank_noise_z=None,
+                             eig_floor=None) -> None:
     """One-line UserErrors for bad ``--ld-correction`` / ``--max-rank-frac`` / ``--var-share`` /
-    ``--flank-noise-z`` values (the CLI checks them too; this is the API's check)."""
+    ``--flank-noise-z`` / ``--eig-floor`` values (the CLI checks them too; this is the API's
+    check)."""
     if ld_correction not in LD_CORRECTIONS:
         raise UserError(f"option --ld-correction: expected one of {', '.join(LD_CORRECTIONS)}, got {ld_correction!r}")
     for name, val in (("--max-rank-frac", max_rank_frac), ("--var-share", var_share)):
         if val is not None and not (isinstance(val, (int, float)) and math.isfinite(val) and 0 < val <= 1):
             raise UserError(f"option {name}: expected a number in (0, 1], got {val}")
-    if flank_noise_z is not None and not (isinstance(flank_noise_z, (int, float)) and math.isfinite(flank_noise_z)
-                                          and flank_noise_z >= 0):
-        raise UserError(f"option --flank-noise-z: expected a number >= 0, got {flank_noise_z}")
+    for name, val in (("--flank-noise-z", flank_noise_z), ("--eig-floor", eig_floor)):
+        if val is not None and not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
+            raise UserError(f"option {name}: expected a number >= 0, got {val}")
 
 
 def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac=None, var_share=None,
-                       flank_noise_z=None, path=None, gwas_n: float | None = None) -> dict:
+                       flank_noise_z=None, path=None, gwas_n: float | None = None, eig_floor=None) -> dict:
     """What ``--ld-correction`` means for this dataset: a dict recorded in the store's
     params and reported by precompute-ld (docs/usage.md lists its keys).
 
@@ -48,7 +66,9 @@ def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac
     eigen-components per window) or ``share`` (the fewest components reaching
     ``var_share`` of the block's variance); with either, ``flank_r_min =
     flank_noise_z / sqrt(n_ref)`` when the panel size is known (core-flank correlations
-    below it are taken as the panel's noise).  ``requested`` is the option given.
+    below it are taken as the panel's noise); and with either, ``eig_floor`` (default
+    :data:`DEFAULT_EIG_FLOOR`; absent when 0): only components of at least that many
+    times the window's mean eigenvalue are kept.  ``requested`` is the option given.
 
     ``auto`` is ``rank`` when the panel size is known, some window is larger than the
     cap, and the panel has fewer people than the GWAS (``n_ref < gwas_n``, the dataset's
@@ -81,4 +101,8 @@ def resolve_correction(ld_correction, n_ref: int, max_n_plus: int, max_rank_frac
     if method != "none" and n_ref > 0:
         z = DEFAULT_FLANK_NOISE_Z if flank_noise_z is None else float(flank_noise_z)
         out.update(flank_noise_z=z, flank_r_min=z / math.sqrt(n_ref))
+    if method != "none":
+        floor = DEFAULT_EIG_FLOOR if eig_floor is None else float(eig_floor)
+        if floor > 0:  # 0: no floor
+            out.update(eig_floor=floor)
     return out

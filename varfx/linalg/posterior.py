@@ -122,7 +122,7 @@ def posterior_effects(windows, f, sigma2, n_variants: int, variance: bool = True
 
 
 def dense_posterior_mean(R_plus, core_pos, beta_core, f_plus, sigma2, eig_threshold=None, n_scale=None,
-                         max_rank=None, flank_r_min=None, core_rank_frac=None):
+                         max_rank=None, flank_r_min=None, core_rank_frac=None, eig_floor=None):
     """The Gaussian conditional mean computed from the dense matrices (a reference).
 
     ``beta_+ ~ N(0, F)``, ``beta_hat = D^1/2 R_(i),+ beta_+ + e``,
@@ -134,10 +134,11 @@ def dense_posterior_mean(R_plus, core_pos, beta_core, f_plus, sigma2, eig_thresh
                       = F R_+,(i) D^1/2 V (V^T A V)^-1 V^T beta_hat,
         A = D^1/2 R_(i),+ F R_+,(i) D^1/2 + sigma2 R_(i),(i).
 
-    ``max_rank`` / ``core_rank_frac`` / ``flank_r_min``: the model of precompute-ld's LD
-    correction (the top ``max_rank`` eigenvectors at most, and at most ``core_rank_frac``
-    of the core's variants; core-flank ``|r| < flank_r_min`` set to 0 in
-    ``R_+,(i)``; docs/math.md, "LD from a small panel").
+    ``max_rank`` / ``core_rank_frac`` / ``eig_floor`` / ``flank_r_min``: the model of
+    precompute-ld's LD correction (the top ``max_rank`` eigenvectors at most, at most
+    ``core_rank_frac`` of the core's variants, only those of eigenvalue at least
+    ``eig_floor`` times the mean (the first always); core-flank ``|r| < flank_r_min``
+    set to 0 in ``R_+,(i)``; docs/math.md, "LD from a small panel").
 
     Returns the core variants' means.  Written with explicit inverses: a yardstick,
     not fast code.
@@ -163,7 +164,11 @@ def dense_posterior_mean(R_plus, core_pos, beta_core, f_plus, sigma2, eig_thresh
     if core_rank_frac:  # at most this share of the core's variants (at least one)
         max_rank = min(max(1, int(np.floor(core_rank_frac * len(core_pos)))),
                        len(core_pos) if max_rank is None else int(max_rank))
-    V = V[:, :k if max_rank is None else min(k, int(max_rank))]
+    if max_rank is not None:
+        k = min(k, int(max_rank))
+    if eig_floor:  # the mean eigenvalue is trace / n
+        k = min(k, max(1, int(np.sum(lam >= eig_floor * np.trace(R_core) / len(core_pos) * (1 - 1e-9)))))
+    V = V[:, :k]
     A = Rc.T @ (f[:, None] * Rc) + float(sigma2) * R_core
     cov_by = (f[:, None] * Rc) @ V
     mean_plus = cov_by @ np.linalg.solve(V.T @ A @ V, V.T @ beta)

@@ -89,15 +89,18 @@ def flush_loss_bound(G_removed_fro: float, k: int, quad: float, f_max: float, si
 
 
 def kept_rank(lam_desc: np.ndarray, eig_threshold: float = EIG_THRESHOLD, max_rank: int | None = None,
-              var_share: float | None = None) -> int:
+              var_share: float | None = None, eig_floor: float | None = None) -> int:
     """How many of the descending eigenvalues ``lam_desc`` the factorisation keeps.
 
     Every rule applies at once: ``lambda > eig_threshold * lambda_max``; at most
     ``max_rank`` (the panel-size cap of ``precompute-ld --ld-correction``); and the fewest
     leading components whose cumulative share of the positive eigenvalues' sum reaches
-    ``var_share`` (SBayesRC-style truncation, a measured candidate).  Keeping the *top*
-    components is a projection of the summary statistics, so with the true LD the
-    reduced likelihood stays exact (docs/math.md, "LD from a small panel")."""
+    ``var_share`` (SBayesRC-style truncation, a measured candidate); and only components
+    whose eigenvalue is at least ``eig_floor`` times the mean eigenvalue (the mean is 1
+    for a correlation block: the Kaiser-Guttman rule at ``eig_floor = 1``), always the
+    first.  Keeping the *top* components is a projection of the summary statistics, so
+    with the true LD the reduced likelihood stays exact (docs/math.md, "LD from a small
+    panel")."""
     lam_desc = np.asarray(lam_desc, dtype=np.float64)
     if lam_desc.size == 0 or not np.isfinite(lam_desc[0]) or lam_desc[0] <= 0.0:
         return 0
@@ -110,6 +113,10 @@ def kept_rank(lam_desc: np.ndarray, eig_threshold: float = EIG_THRESHOLD, max_ra
         # the first index where the share reaches var_share, plus one (rounding slack
         # so that var_share = 1 keeps every positive component)
         k = min(k, int(np.searchsorted(share, var_share - 1e-12, side="left")) + 1)
+    if eig_floor is not None and k > 0:
+        # relative rounding slack: a block of unlinked variants (R = I) keeps them all
+        floor = eig_floor * float(np.mean(lam_desc)) * (1.0 - 1e-9)
+        k = min(k, max(1, int(np.sum(lam_desc >= floor))))
     return max(k, 0)
 
 
@@ -125,7 +132,7 @@ def core_rank_cap(n_core: int, core_rank_frac: float, max_rank: int | None = Non
 def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THRESHOLD,
                      flush: float = FLUSH_RELATIVE, n_scale=None, max_rank: int | None = None,
                      var_share: float | None = None, flank_r_min: float | None = None,
-                     core_rank_frac: float | None = None) -> dict:
+                     core_rank_frac: float | None = None, eig_floor: float | None = None) -> dict:
     """Reduce one LD window to its k-space factors.
 
     Parameters
@@ -152,10 +159,11 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
         ``D^1/2 R_(i),+ F R_+,(i) D^1/2 + (sigma^2/N) R_(i),(i)`` with
         ``D = diag(n_scale)``, so ``G = R_+,(i) D^1/2 V Lambda^-1/2`` and nothing else
         changes (docs/math.md).  None: all ones (one sample size), today's model.
-    max_rank, var_share : int or None, float or None
+    max_rank, var_share, eig_floor : int or None, float or None, float or None
         Further truncation to the top components (:func:`kept_rank`): at most
-        ``max_rank`` of them, and only as many as reach the share ``var_share`` of the
-        block's variance.  None: no such limit.
+        ``max_rank`` of them, only as many as reach the share ``var_share`` of the
+        block's variance, and only those with an eigenvalue of at least ``eig_floor``
+        times the block's mean.  None: no such limit.
     flank_r_min : float or None
         Correlations between a core variant and a flank variant (one of ``(i)+`` outside
         ``(i)``) with ``|r| < flank_r_min`` are set to zero in ``G``'s ``R_+,(i)``: in a
@@ -244,7 +252,7 @@ def factorise_window(R_plus, core_pos, beta_core, eig_threshold: float = EIG_THR
     k_threshold = kept_rank(lam, eig_threshold)
     if core_rank_frac:
         max_rank = core_rank_cap(n, core_rank_frac, max_rank)
-    k = kept_rank(lam, eig_threshold, max_rank, var_share)
+    k = kept_rank(lam, eig_threshold, max_rank, var_share, eig_floor)
     if k == 0:
         return _empty()
     lam = lam[:k].copy()

@@ -75,7 +75,8 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
     k, k_source = _stored_k(dataset, window_kb, flank_kb, correction, specs)
     if k is None:
         # the rank a window keeps: at most the rank cap of the LD correction, at most the
-        # panel's rank (n_ref - 1 after centring), at most its core size; the
+        # panel's rank (n_ref - 1 after centring), at most its core size, scaled by the
+        # share of it the eigenvalue floor keeps on a few sampled windows; the
         # eigen-threshold may keep fewer (an over-estimate, on the safe side)
         cap = n.copy()
         if correction.get("max_rank"):
@@ -84,6 +85,9 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
             cap = np.minimum(cap, np.maximum(1, np.floor(correction["core_rank_frac"] * n).astype(np.int64)))
         if n_ref > 1:
             cap = np.minimum(cap, n_ref - 1)
+        if correction.get("eig_floor"):
+            share = floor_share(dataset, specs, cap, correction["eig_floor"])
+            cap = np.maximum(1, np.round(share * cap)).astype(np.int64)
         k, k_source = cap, "estimated"
     scale = 1.0 if variants is None else float(variants) / M
     return {
@@ -93,6 +97,34 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
         "chrom": np.array([s.chrom for s in specs], np.int64), "n_plus": n_plus, "n": n, "k": np.asarray(k),
         "n_features": n_features, "n_tracks": int(track[2]) if track else 0, "window": int(track[1]) if track else 0,
     }
+
+
+#: windows whose spectrum ``varfx plan`` computes to estimate the eigenvalue floor's ranks
+FLOOR_SAMPLE_WINDOWS = 5
+
+
+def floor_share(dataset, specs, cap, eig_floor: float, samples: int = FLOOR_SAMPLE_WINDOWS) -> float:
+    """The mean share of the rank cap ``cap`` that the eigenvalue floor keeps, over
+    ``samples`` windows spread evenly along the genome: their core blocks' eigenvalues
+    (the LD precompute-ld reads, without factorising) against the floor.  The floor's
+    count follows the LD's structure, so a few windows of the same data predict the rest
+    (the disk estimate's tests check it against the store)."""
+    from ..io.ld import open_ld
+    from ..linalg.window import kept_rank
+    from ..store.dataset import open_dataset
+
+    picks = np.unique(np.linspace(0, len(specs) - 1, min(samples, len(specs))).round().astype(np.int64))
+    shares = []
+    with open_dataset(dataset) as h5:
+        ld = open_ld(h5)
+        for i in picks:
+            s = specs[i]
+            if len(s.core_idx) == 0:
+                continue
+            R = np.asarray(ld.correlation(s.core_idx, s.chrom, (s.start + s.end) // 2), dtype=np.float64)
+            lam = np.linalg.eigvalsh(0.5 * (R + R.T))[::-1]
+            shares.append(min(kept_rank(lam, eig_floor=eig_floor), int(cap[i])) / max(int(cap[i]), 1))
+    return float(np.mean(shares)) if shares else 1.0
 
 
 def _stored_k(dataset, window_kb, flank_kb, correction, specs):

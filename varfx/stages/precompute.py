@@ -40,8 +40,9 @@ import numpy as np
 
 from ..errors import UserError
 # the --ld-correction rules live in linalg/ (varfx plan resolves them too); re-exported here
-from ..linalg.correction import (DEFAULT_FLANK_NOISE_Z, DEFAULT_MAX_RANK_FRAC, DEFAULT_VAR_SHARE,  # noqa: F401
-                                 LD_CORRECTIONS, check_correction_options, resolve_correction)
+from ..linalg.correction import (DEFAULT_EIG_FLOOR, DEFAULT_FLANK_NOISE_Z, DEFAULT_MAX_RANK_FRAC,  # noqa: F401
+                                 DEFAULT_VAR_SHARE, LD_CORRECTIONS, check_correction_options,
+                                 resolve_correction, truncation_of)
 from ..store import (DATASET_FILE, WINDOWS_FILE, WINDOWS_PARTS, WINDOWS_SHARDED_VERSION, WINDOWS_SHARDS,
                      WINDOWS_VERSION, atomic_path, hdf5_os_error)
 from ..store.dataset import dataset_file, dataset_fingerprint, file_stamp, open_dataset
@@ -380,7 +381,7 @@ def _remove_stale_shards(dataset: Path, keep) -> None:
 
 def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3, workers=1,
                    progress=True, ld_correction="auto", max_rank_frac=None, var_share=None,
-                   flank_noise_z=None, dask_scheduler=None, shards="auto", verify=False) -> dict:
+                   flank_noise_z=None, dask_scheduler=None, shards="auto", verify=False, eig_floor=None) -> dict:
     """Compute (or resume, or reuse) the window store of a dataset; returns a summary dict.
 
     A store computed with the same options from the same dataset content is reused as
@@ -410,7 +411,7 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
             # two ways of saying how many processes: refuse rather than pick one
             raise UserError(f"option --workers {workers}: not with --dask-scheduler (the cluster's workers compute "
                             "the windows; local:N starts N local worker processes)")
-    check_correction_options(ld_correction, max_rank_frac, var_share, flank_noise_z)
+    check_correction_options(ld_correction, max_rank_frac, var_share, flank_noise_z, eig_floor)
     if shards not in SHARD_LAYOUTS:
         raise UserError(f"option --shards: expected one of {', '.join(SHARD_LAYOUTS)}, got {shards!r}")
     dataset = Path(dataset)
@@ -429,11 +430,10 @@ def run_precompute(dataset, *, window_kb=1000, flank_kb=1000, eig_threshold=1e-3
             raise UserError("no window has any variant", path=dataset / DATASET_FILE)
         correction = resolve_correction(ld_correction, n_ref, max(len(s.plus_idx) for s in specs),
                                         max_rank_frac, var_share, flank_noise_z, path=dataset / DATASET_FILE,
-                                        gwas_n=N)
+                                        gwas_n=N, eig_floor=eig_floor)
         params = _params(window_kb, flank_kb, eig_threshold, h5, correction)
         fingerprint = {"n_variants": params["n_variants"], "sha256": params["dataset_sha256"], **stamp}
-    truncation = {k: correction[k] for k in ("max_rank", "core_rank_frac", "var_share", "flank_r_min")
-                  if k in correction}
+    truncation = truncation_of(correction)
     layout = resolve_layout(shards, specs)
     dask_info: dict = {}
     summary, written, repaired = _commit_store(dataset, specs, params, N, n_ref, fingerprint, layout, verify,
@@ -605,8 +605,12 @@ def correction_text(report: dict, n_windows: int) -> str:
                 f"({report['max_rank_frac']:g} x {report['n_ref']} panel people"
                 + (f"; and {report['core_rank_frac']:g} x its core variants" if report.get("core_rank_frac") else "")
                 + ")")
+        if report.get("eig_floor"):
+            what += f", eigenvalues at least {report['eig_floor']:g} x the window's mean"
     else:
         what = f"LD correction share: the components reaching {report['var_share']:g} of each window's LD variance"
+        if report.get("eig_floor"):
+            what += f" and at least {report['eig_floor']:g} x its mean eigenvalue"
     if report.get("flank_r_min"):
         what += f", core-flank |r| < {report['flank_r_min']:.3g} set to 0"
     return f"{what}; {report['windows_truncated']} of {n_windows} windows truncated (docs/math.md)"

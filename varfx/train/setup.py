@@ -75,7 +75,7 @@ def default_sigma2(windows, z_all, n_all, N=None):
     and the full likelihood's h2 moves strongly with sigma^2: in simulations with the
     GWAS's own LD (small regions, high power per variant) the intercept was 0.3-0.7
     where the truth is 1, and h2 came out 1.1-3.8x the truth at it, 0.83-1.03x at 1
-    (docs/benchmarks.md, "The current default, with fit's own sigma2").  So 1 is used
+    (docs/benchmarks.md, "The default of 2026-12-02: fit's own sigma2").  So 1 is used
     then (PRS-CS, LDpred2 and SuSiE-RSS assume 1 throughout), and an intercept above 1
     is kept.
 
