@@ -61,6 +61,9 @@ def _conv(x, conv):
     k = conv.kernel_size[0]
     if k == 1:
         return nn.functional.linear(x, conv.weight[:, :, 0], conv.bias)
+    if x.requires_grad and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
+        # a tower convolution in training: its weight gradient by one GEMM
+        return kern.conv_channels_last(x, conv.weight, conv.bias)
     # (B, C, 1, L) with strides (L C, 1, -, C): a channels-last view, no copy
     y = nn.functional.conv2d(x.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
                              padding=(0, k // 2))
@@ -138,10 +141,8 @@ class _TransformerLayer(nn.Module):
         s = kern.drop_scale(p) if drop else 1.0
         x = kern.residual_dropout(x, self.attn(self.norm1(x), s), p, self.training)
         lin1, _, _, lin2 = self.ffn
-        h = nn.functional.gelu(lin1(self.norm2(x)))
-        if drop:  # in place: GELU's backward needs its input, not its output
-            h = h.mul_(kern.keep_mask(h.shape, p, h))
-        return kern.residual_dropout(x, kern.scaled_linear(h, lin2, s * s, s), p, self.training)
+        return kern.residual_dropout(x, kern.feed_forward(self.norm2(x), lin1, lin2, p, self.training, s), p,
+                                     self.training)
 
 
 class TransformerModule(_FreqFactor):
@@ -196,8 +197,7 @@ class TransformerModule(_FreqFactor):
         for layer in self.layers:
             x = layer(x)
         x = self.norm(x)
-        centre = x[:, x.shape[1] // 2]
-        parts = [centre, x.mean(1)]
+        parts = [kern.centre_and_mean(x)]  # the token at the variant and the mean over the window
         if self.n_scalar:
             parts.append(scalar)
         lin1, _, drop, lin2 = self.head
