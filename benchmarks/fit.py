@@ -64,6 +64,9 @@ def _sync(device):
 def _flops(fn) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
+    from varfx.nn.transformer_kernels import register_flop_counts
+
+    register_flop_counts()  # the oneDNN products the transformer calls on a CPU
     counter = FlopCounterMode(display=False)
     with counter:
         fn()

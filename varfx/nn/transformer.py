@@ -118,7 +118,8 @@ class _RelativeAttention(nn.Module):
         pos = torch.arange(L, device=x.device)
         rel = (pos[None, :] - pos[:, None]) + self.length - 1  # (L, L) offsets into the table
         bias = self.rel_bias[:, rel].to(x.dtype)  # (h, L, L)
-        return kern.attention(self.qkv(x), bias, self.heads, self.dropout, self.training, self.out, out_scale)
+        qkv = kern.linear(x, self.qkv.weight, self.qkv.bias)
+        return kern.attention(qkv, bias, self.heads, self.dropout, self.training, self.out, out_scale)
 
 
 class _TransformerLayer(nn.Module):

@@ -16,6 +16,99 @@ import torch
 from torch import nn
 
 
+def _onednn_linear():
+    """oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, the kernel torch's CPU
+    compiler calls), or None where this torch build has none."""
+    global _ONEDNN_LINEAR
+    if _ONEDNN_LINEAR is False:
+        _ONEDNN_LINEAR = None
+        try:
+            if torch.backends.mkldnn.is_available():
+                _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise
+        except (AttributeError, RuntimeError):
+            pass
+    return _ONEDNN_LINEAR
+
+
+_ONEDNN_LINEAR = False  # not looked up yet
+
+
+def register_flop_counts():
+    """Teach ``torch.utils.flop_counter`` the oneDNN products :func:`rows_times` calls
+    (``2 N K M``, as ``mm``'s), which it does not count by itself; benchmarks/fit.py calls
+    this before counting a step's FLOPs.  Idempotent."""
+    global _FLOPS_REGISTERED
+    if _onednn_linear() is None or _FLOPS_REGISTERED:
+        return
+    from torch.utils.flop_counter import register_flop_formula
+
+    # one formula for both overloads: (x, w, b, attr, scalars, algorithm) and the
+    # post-op add's (x, other, w, b, attr)
+    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
+    def _linear_flops(x_shape, *args, **kwargs):
+        w_shape = args[1] if len(args) == 4 else args[0]
+        return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
+    _FLOPS_REGISTERED = True
+
+
+_FLOPS_REGISTERED = False
+
+
+def _by_onednn(x, w):
+    """Whether ``x w^T`` goes to oneDNN: float32 on a CPU, both of ``w``'s dimensions
+    multiples of 8 (AVX2's width; at 45 channels oneDNN ran 1.1-2x slower than MKL)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
+            and w.shape[0] % 8 == 0 and w.shape[1] % 8 == 0 and _onednn_linear() is not None)
+
+
+def rows_times(x, w, b=None):
+    """``x w^T + b`` for rows ``x (N, K)``, ``w (M, K)``: the network's skinny products
+    (N of 16,000-65,000 rows, K and M of 32-192).
+
+    For these, MKL's GEMM (what ``torch.mm`` and ``F.linear`` call on a CPU) ran at
+    20-35 GFLOP/s, a third to a half of its 2048 x 2048 rate, and oneDNN's matrix product
+    1.3-1.7x faster (docs/benchmarks.md, "Round 7"), so float32 products on a CPU go to
+    oneDNN; float64 ones (oneDNN has none), other devices and dimensions go to torch's."""
+    if _by_onednn(x, w):
+        return _onednn_linear()(x.contiguous(), w.contiguous(), b, "none", [], "")
+    return x @ w.t() if b is None else torch.addmm(b, x, w.t())
+
+
+class _Linear(torch.autograd.Function):
+    """``x w^T + b`` on rows ``x (N, K)`` by :func:`rows_times`, forward and input
+    gradient; the weight gradient (a reduction over the N rows, where MKL was the faster)
+    by ``torch.mm``."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return rows_times(x, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        g = g.contiguous()
+        gx = rows_times(g, w.t()) if ctx.needs_input_grad[0] else None
+        gw = g.t() @ x if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(x, w, b=None):
+    """``nn.functional.linear(x, w, b)`` over the last dimension of ``x``, its products by
+    :func:`rows_times` (under autocast, torch's own, which casts them)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return nn.functional.linear(x, w, b)
+    x2 = x.reshape(-1, x.shape[-1])
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+        y = _Linear.apply(x2, w, b)
+    else:
+        y = rows_times(x2, w, b)
+    return y.view(*x.shape[:-1], w.shape[0])
+
+
 def gelu_residual(x, pointwise):
     """``x + pointwise(gelu(x))`` without its bias, on channels-last ``(B, L, C)``: the add
     is the GEMM's accumulate (``addmm`` with ``x`` as the matrix it adds to), so the sum
@@ -39,13 +132,17 @@ class _GeluResidual(torch.autograd.Function):
     def forward(ctx, x, w):
         a = nn.functional.gelu(x)
         ctx.save_for_backward(x, w, a)
+        if _by_onednn(a, w) and w.shape[0] <= 32:
+            # oneDNN's product with the add as its post-op: 1.3-1.4x faster than addmm
+            # at 32 channels, 7% slower at 64 (docs/benchmarks.md, "Round 7")
+            return _onednn_linear().binary(a, x.contiguous(), w.contiguous(), None, "add")
         return torch.addmm(x, a, w.t())
 
     @staticmethod
     def backward(ctx, g):
         x, w, a = ctx.saved_tensors
         g = g.contiguous()
-        ga = g @ w
+        ga = rows_times(g, w.t())
         torch.ops.aten.gelu_backward.grad_input(ga, x, grad_input=ga)  # in place
         return ga.add_(g), g.t() @ a
 
@@ -130,12 +227,13 @@ def residual_dropout(x, z, p, training):
     return _MaskedResidual.apply(x, z, keep_mask(z.shape, p, z))
 
 
-def scaled_linear(x, linear, weight_scale=1.0, bias_scale=1.0):
-    """``bias_scale * b + x (weight_scale * W)^T`` over the last dimension of ``x``: the
-    dropout scales of the input and of the output ride on the (small) parameters."""
+def scaled_linear(x, layer, weight_scale=1.0, bias_scale=1.0):
+    """``bias_scale * b + x (weight_scale * W)^T`` over the last dimension of ``x`` for the
+    ``nn.Linear`` ``layer``: the dropout scales of the input and of the output ride on the
+    (small) parameters."""
     if weight_scale == 1.0 and bias_scale == 1.0:
-        return nn.functional.linear(x, linear.weight, linear.bias)
-    return nn.functional.linear(x, linear.weight * weight_scale, linear.bias * bias_scale)
+        return linear(x, layer.weight, layer.bias)
+    return linear(x, layer.weight * weight_scale, layer.bias * bias_scale)
 
 
 class _AttentionCore(torch.autograd.Function):
@@ -299,22 +397,22 @@ class _FeedForward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, w1, b1, w2, b2, mask):
-        a = torch.addmm(b1, z, w1.t())
+        a = rows_times(z, w1, b1)
         h = nn.functional.gelu(a)
         if mask is not None:
             h.mul_(mask)
         ctx.save_for_backward(z, w1, w2, a, h, mask)
-        return torch.addmm(b2, h, w2.t())
+        return rows_times(h, w2, b2)
 
     @staticmethod
     def backward(ctx, g):
         z, w1, w2, a, h, mask = ctx.saved_tensors
         g = g.contiguous()
-        gh = g @ w2
+        gh = rows_times(g, w2.t())
         if mask is not None:
             gh.mul_(mask)
         torch.ops.aten.gelu_backward.grad_input(gh, a, grad_input=gh)  # in place
-        return gh @ w1, gh.t() @ z, gh.sum(0), g.t() @ h, g.sum(0), None
+        return rows_times(gh, w1.t()), gh.t() @ z, gh.sum(0), g.t() @ h, g.sum(0), None
 
 
 def feed_forward(z, lin1, lin2, p, training, out_scale=1.0):
@@ -329,10 +427,10 @@ def feed_forward(z, lin1, lin2, p, training, out_scale=1.0):
     if s * out_scale != 1.0 or out_scale != 1.0:
         w2, b2 = w2 * (s * out_scale), b2 * out_scale
     if torch.is_autocast_enabled(z.device.type) or not torch.is_grad_enabled():
-        h = nn.functional.gelu(nn.functional.linear(z2, lin1.weight, lin1.bias))
+        h = nn.functional.gelu(linear(z2, lin1.weight, lin1.bias))
         if mask is not None:
             h = h * mask
-        y = nn.functional.linear(h, w2, b2)
+        y = linear(h, w2, b2)
     else:
         y = _FeedForward.apply(z2, lin1.weight, lin1.bias, w2, b2, mask)
     return y.view(*shape[:-1], y.shape[-1])
