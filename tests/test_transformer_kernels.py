@@ -479,3 +479,55 @@ def test_keep_mask_in_pieces_draws_the_stream_of_one_draw(monkeypatch):
         assert m.dtype == torch.float64 and m.shape == shape
         assert torch.equal(m.flatten(), (lanes >= round(p * 65536) - 32768).double()), shape
         assert torch.equal(after, torch.get_rng_state()), shape
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("d_in, d_out", [(16, 48), (24, 8), (45, 45)])  # 45: not oneDNN's (not a multiple of 8)
+def test_linear_by_rows_times_matches_nn_linear(dtype, tol, d_in, d_out):
+    # float32 on a CPU goes to oneDNN's product (forward and input gradient), float64 and
+    # other shapes to torch's; both against nn.functional.linear, values and gradients
+    g = torch.Generator().manual_seed(34)
+    lin = nn.Linear(d_in, d_out).to(dtype)
+    x = torch.randn(3, 70, d_in, generator=g, dtype=dtype, requires_grad=True)
+    got = kern.linear(x, lin.weight, lin.bias)
+    ref = nn.functional.linear(x, lin.weight, lin.bias)
+    assert torch.allclose(got, ref, rtol=tol, atol=tol), (got - ref).abs().max()
+    up = torch.randn(got.shape, generator=g, dtype=dtype)
+    params = [x, lin.weight, lin.bias]
+    for u, v in zip(torch.autograd.grad((got * up).sum(), params), torch.autograd.grad((ref * up).sum(), params)):
+        assert torch.allclose(u, v, rtol=tol, atol=tol), (u - v).abs().max()
+    with torch.no_grad():
+        assert torch.allclose(kern.linear(x, lin.weight, None), ref - lin.bias, rtol=tol, atol=tol)
+    assert kern._by_onednn(x, lin.weight) == (dtype == torch.float32 and d_out % 8 == 0 and d_in % 8 == 0
+                                              and kern._onednn_linear() is not None)
+
+
+def test_products_fall_back_to_torch_without_onednn(monkeypatch):
+    # a torch build without oneDNN's linear: the same values from torch's products
+    mod = _module(64, 2, dtype=torch.float32)
+    mod.train()
+    g = torch.Generator().manual_seed(35)
+    win = torch.randn(5, 64, 3, generator=g)
+    sc = torch.randn(5, 2, generator=g)
+    with_onednn = mod._embed(win, sc)
+    monkeypatch.setattr(kern, "_ONEDNN_LINEAR", None)
+    assert not kern._by_onednn(win, torch.empty(8, 8))
+    assert torch.allclose(mod._embed(win, sc), with_onednn, rtol=1e-4, atol=1e-4)
+
+
+def test_flop_counter_counts_the_onednn_products():
+    # benchmarks/fit.py's FLOP count of a step must not change with the kernel that does
+    # a product: 2 N K M for oneDNN's, as for mm
+    from torch.utils.flop_counter import FlopCounterMode
+
+    kern.register_flop_counts()
+    kern.register_flop_counts()  # idempotent
+    lin = nn.Linear(16, 32)
+    pw = nn.Conv1d(16, 16, 1)
+    x = torch.randn(40, 16, requires_grad=True)
+    for f, want in ((lambda: kern.linear(x, lin.weight, lin.bias), 2 * 40 * 16 * 32),
+                    (lambda: kern.gelu_residual(x.view(4, 10, 16), pw), 2 * 40 * 16 * 16)):
+        counter = FlopCounterMode(display=False)
+        with counter:  # the forward in grad mode: the autograd Functions' oneDNN calls
+            f()
+        assert counter.get_total_flops() == want
