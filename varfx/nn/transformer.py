@@ -29,7 +29,11 @@ step reuses are fused or kept by :mod:`varfx.nn.transformer_kernels`.  Dropout m
 the rate is ``p`` rounded to a multiple of 2^-16), a quarter of the random words of
 ``bernoulli_``, with each ``1/(1-p)`` folded into the weights of the product before it;
 before issue 11 item 5's round 6 they were torch's ``nn.Dropout`` (another random stream
-with the same distribution: docs/benchmarks.md).
+with the same distribution: docs/benchmarks.md).  Since round 7 the float32 products of
+rows (the linear layers, the pointwise convolutions and their input gradients) go to
+oneDNN's matrix product on a CPU (``transformer_kernels.rows_times``), the tower
+convolutions' weight gradient is one GEMM, and the feed-forward, the GELU residuals and
+the head's inputs have backward passes written by hand.
 """
 
 from __future__ import annotations

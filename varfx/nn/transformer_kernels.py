@@ -6,6 +6,9 @@ exist because, at the prior's shapes, a CPU step was bound by memory traffic rat
 than by its FLOPs (docs/benchmarks.md, "The transformer prior on a CPU").  The dropout
 masks (:func:`keep_mask`) are this module's own random stream: the same distribution as
 ``nn.Dropout`` with the rate rounded to a multiple of 2^-16, drawn from torch's generator.
+The float32 products of rows go to oneDNN's matrix product where this torch build has it
+(:func:`rows_times`; torch's otherwise), which ``torch.utils.flop_counter`` learns to
+count from :func:`register_flop_counts`.
 """
 
 from __future__ import annotations
