@@ -65,8 +65,10 @@ def _conv(x, conv):
     k = conv.kernel_size[0]
     if k == 1:
         return nn.functional.linear(x, conv.weight[:, :, 0], conv.bias)
-    if x.requires_grad and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
-        # a tower convolution in training: its weight gradient by one GEMM
+    if (x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")):
+        # a tower convolution in training on a CPU: its weight gradient by one GEMM (oneDNN's
+        # backward-weights kernel ran at a third of the GEMM rate; docs/benchmarks.md)
         return kern.conv_channels_last(x, conv.weight, conv.bias)
     # (B, C, 1, L) with strides (L C, 1, -, C): a channels-last view, no copy
     y = nn.functional.conv2d(x.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
