@@ -30,7 +30,8 @@ each step is timed between two 2048 x 2048 float32 GEMMs timed in the same proce
 the record gives the achieved GFLOP/s (FLOPs counted by ``FlopCounterMode``) beside the
 machine's GEMM rate of that moment, and their ratio ``gemm_share`` (per repeat, and the
 median; the counter is taught the oneDNN products the transformer calls on a CPU,
-``transformer_kernels.register_flop_counts``, so the count does not depend on the kernel), which a shared machine's load changes much less than either rate.  Each repeat
+``transformer_kernels.register_flop_counts``, so the count does not depend on the
+kernel), which a shared machine's load changes much less than either rate.  Each repeat
 also records ``minor_faults``, the page faults of the step (``getrusage``): a step that
 allocates fresh pages pays for each (varfx/nn/transformer_kernels.keep_freed_memory).
 """
