@@ -29,7 +29,9 @@ their re-forward included, as a fit runs it) on ``--throughput-variants`` varian
 each step is timed between two 2048 x 2048 float32 GEMMs timed in the same process, so
 the record gives the achieved GFLOP/s (FLOPs counted by ``FlopCounterMode``) beside the
 machine's GEMM rate of that moment, and their ratio ``gemm_share`` (per repeat, and the
-median), which a shared machine's load changes much less than either rate.  Each repeat
+median; the counter is taught the oneDNN products the transformer calls on a CPU,
+``transformer_kernels.register_flop_counts``, so the count does not depend on the
+kernel), which a shared machine's load changes much less than either rate.  Each repeat
 also records ``minor_faults``, the page faults of the step (``getrusage``): a step that
 allocates fresh pages pays for each (varfx/nn/transformer_kernels.keep_freed_memory).
 """
@@ -64,6 +66,9 @@ def _sync(device):
 def _flops(fn) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
+    from varfx.nn.transformer_kernels import register_flop_counts
+
+    register_flop_counts()  # the oneDNN products the transformer calls on a CPU
     counter = FlopCounterMode(display=False)
     with counter:
         fn()

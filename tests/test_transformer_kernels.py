@@ -398,3 +398,136 @@ def test_keep_freed_memory_is_idempotent_and_harmless():
     kern.keep_freed_memory()  # once a process: a second call does nothing
     x = torch.randn(1 << 20)
     assert torch.isfinite(x * 2).all()
+
+
+# --- round 7: the tower convolutions' weight gradient by one GEMM, the feed-forward and
+# the head's inputs by hand, the masks drawn in pieces (docs/benchmarks.md, "Round 7") ---
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("k, L", [(5, 9), (3, 1), (15, 4), (5, 2)])  # kernels past both ends, L < k
+def test_tower_convolution_with_gemm_weight_gradient_matches_conv1d(dtype, tol, k, L):
+    g = torch.Generator().manual_seed(30)
+    conv = nn.Conv1d(4, 6, k, padding=k // 2).to(dtype)
+    x = torch.randn(3, L, 4, generator=g, dtype=dtype, requires_grad=True)  # channels-last
+    got = kern.conv_channels_last(x, conv.weight, conv.bias)
+    ref = conv(x.transpose(1, 2)).transpose(1, 2)
+    assert got.shape == ref.shape and torch.allclose(got, ref, rtol=tol, atol=tol), (got - ref).abs().max()
+    up = torch.randn(got.shape, generator=g, dtype=dtype)
+    params = [x, conv.weight, conv.bias]
+    for u, v in zip(torch.autograd.grad((got * up).sum(), params), torch.autograd.grad((ref * up).sum(), params)):
+        assert torch.allclose(u, v, rtol=tol, atol=tol), (u - v).abs().max()
+    # the unfolded rows: position-major windows of k, zeros past the variant's ends
+    u = kern._unfold_positions(x.detach(), k).view(3, L, k, 4)
+    xp = nn.functional.pad(x.detach(), (0, 0, k // 2, k // 2))
+    for j in range(k):
+        assert torch.equal(u[:, :, j], xp[:, j:j + L])
+    # the input gradient is skipped when the input needs none (the weight's still comes)
+    x2 = x.detach()
+    gw = torch.autograd.grad(kern.conv_channels_last(x2, conv.weight, conv.bias).sum(), conv.weight)[0]
+    assert torch.allclose(gw, torch.autograd.grad(conv(x2.transpose(1, 2)).sum(), conv.weight)[0],
+                          rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_feed_forward_matches_linear_gelu_dropout_linear(dtype, tol, recording_masks):
+    g = torch.Generator().manual_seed(31)
+    lin1, lin2 = nn.Linear(6, 12).to(dtype), nn.Linear(12, 6).to(dtype)
+    z = torch.randn(4, 5, 6, generator=g, dtype=dtype, requires_grad=True)
+    params = [z, lin1.weight, lin1.bias, lin2.weight, lin2.bias]
+    for p, training, out_scale in ((0.0, True, 1.0), (0.3, True, 1.4), (0.3, False, 1.0)):
+        recording_masks.clear()
+        got = kern.feed_forward(z, lin1, lin2, p, training, out_scale)
+        h = nn.functional.gelu(lin1(z))
+        if training and p:
+            (mask,) = recording_masks
+            assert mask.shape == (20, 12) and 0 < mask.mean() < 1
+            h = h * mask.view(h.shape) / (1 - kern.drop_rate(p))
+        else:
+            assert not recording_masks
+        ref = out_scale * lin2(h)
+        assert torch.allclose(got, ref, rtol=tol, atol=tol), (p, (got - ref).abs().max())
+        up = torch.randn(got.shape, generator=g, dtype=dtype)
+        for u, v in zip(torch.autograd.grad((got * up).sum(), params), torch.autograd.grad((ref * up).sum(), params)):
+            assert torch.allclose(u, v, rtol=tol, atol=tol), (p, (u - v).abs().max())
+
+
+@pytest.mark.parametrize("L", [5, 6, 1])
+def test_centre_and_mean_matches_select_and_mean(L):
+    g = torch.Generator().manual_seed(32)
+    x = torch.randn(3, L, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    got = kern.centre_and_mean(x)
+    ref = torch.cat([x[:, L // 2], x.mean(1)], 1)
+    assert torch.allclose(got, ref, rtol=1e-14, atol=1e-14)
+    up = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    a, = torch.autograd.grad((got * up).sum(), x)
+    b, = torch.autograd.grad((ref * up).sum(), x)
+    assert torch.allclose(a, b, rtol=1e-14, atol=1e-14)
+
+
+def test_keep_mask_in_pieces_draws_the_stream_of_one_draw(monkeypatch):
+    # a mask drawn in pieces (transformer_kernels.MASK_PIECE) is, bit for bit, the mask of
+    # one random_ call over all its words, and leaves the generator where that call
+    # does: the pieces change the memory traffic, not the random stream
+    monkeypatch.setattr(kern, "MASK_PIECE", 8)
+    for shape, p in (((5, 7), 0.1), ((8,), 0.5), ((3, 3, 3), 0.3), ((1,), 0.2)):
+        n = math.prod(shape)
+        torch.manual_seed(33)
+        m = kern.keep_mask(shape, p, torch.empty(0, dtype=torch.float64))
+        after = torch.get_rng_state()
+        torch.manual_seed(33)
+        lanes = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None).view(torch.int16)[:n]
+        assert m.dtype == torch.float64 and m.shape == shape
+        assert torch.equal(m.flatten(), (lanes >= round(p * 65536) - 32768).double()), shape
+        assert torch.equal(after, torch.get_rng_state()), shape
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("d_in, d_out", [(16, 48), (24, 8), (45, 45)])  # 45: not oneDNN's (not a multiple of 8)
+def test_linear_by_rows_times_matches_nn_linear(dtype, tol, d_in, d_out):
+    # float32 on a CPU goes to oneDNN's product (forward and input gradient), float64 and
+    # other shapes to torch's; both against nn.functional.linear, values and gradients
+    g = torch.Generator().manual_seed(34)
+    lin = nn.Linear(d_in, d_out).to(dtype)
+    x = torch.randn(3, 70, d_in, generator=g, dtype=dtype, requires_grad=True)
+    got = kern.linear(x, lin.weight, lin.bias)
+    ref = nn.functional.linear(x, lin.weight, lin.bias)
+    assert torch.allclose(got, ref, rtol=tol, atol=tol), (got - ref).abs().max()
+    up = torch.randn(got.shape, generator=g, dtype=dtype)
+    params = [x, lin.weight, lin.bias]
+    for u, v in zip(torch.autograd.grad((got * up).sum(), params), torch.autograd.grad((ref * up).sum(), params)):
+        assert torch.allclose(u, v, rtol=tol, atol=tol), (u - v).abs().max()
+    with torch.no_grad():
+        assert torch.allclose(kern.linear(x, lin.weight, None), ref - lin.bias, rtol=tol, atol=tol)
+    assert kern._by_onednn(x, lin.weight) == (dtype == torch.float32 and d_out % 8 == 0 and d_in % 8 == 0
+                                              and kern._onednn_linear() is not None)
+
+
+def test_products_fall_back_to_torch_without_onednn(monkeypatch):
+    # a torch build without oneDNN's linear: the same values from torch's products
+    mod = _module(64, 2, dtype=torch.float32)
+    mod.train()
+    g = torch.Generator().manual_seed(35)
+    win = torch.randn(5, 64, 3, generator=g)
+    sc = torch.randn(5, 2, generator=g)
+    with_onednn = mod._embed(win, sc)
+    monkeypatch.setattr(kern, "_ONEDNN_LINEAR", None)
+    assert not kern._by_onednn(win, torch.empty(8, 8))
+    assert torch.allclose(mod._embed(win, sc), with_onednn, rtol=1e-4, atol=1e-4)
+
+
+def test_flop_counter_counts_the_onednn_products():
+    # benchmarks/fit.py's FLOP count of a step must not change with the kernel that does
+    # a product: 2 N K M for oneDNN's, as for mm
+    from torch.utils.flop_counter import FlopCounterMode
+
+    kern.register_flop_counts()
+    kern.register_flop_counts()  # idempotent
+    lin = nn.Linear(16, 32)
+    pw = nn.Conv1d(16, 16, 1)
+    x = torch.randn(40, 16, requires_grad=True)
+    for f, want in ((lambda: kern.linear(x, lin.weight, lin.bias), 2 * 40 * 16 * 32),
+                    (lambda: kern.gelu_residual(x.view(4, 10, 16), pw), 2 * 40 * 16 * 16)):
+        counter = FlopCounterMode(display=False)
+        with counter:  # the forward in grad mode: the autograd Functions' oneDNN calls
+            f()
+        assert counter.get_total_flops() == want

@@ -29,7 +29,11 @@ step reuses are fused or kept by :mod:`varfx.nn.transformer_kernels`.  Dropout m
 the rate is ``p`` rounded to a multiple of 2^-16), a quarter of the random words of
 ``bernoulli_``, with each ``1/(1-p)`` folded into the weights of the product before it;
 before issue 11 item 5's round 6 they were torch's ``nn.Dropout`` (another random stream
-with the same distribution: docs/benchmarks.md).
+with the same distribution: docs/benchmarks.md).  Since round 7 the float32 products of
+rows (the linear layers, the pointwise convolutions and their input gradients) go to
+oneDNN's matrix product on a CPU (``transformer_kernels.rows_times``), the tower
+convolutions' weight gradient is one GEMM, and the feed-forward, the GELU residuals and
+the head's inputs have backward passes written by hand.
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ def _conv(x, conv):
     k = conv.kernel_size[0]
     if k == 1:
         return nn.functional.linear(x, conv.weight[:, :, 0], conv.bias)
+    if (x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")):
+        # a tower convolution in training on a CPU: its weight gradient by one GEMM (oneDNN's
+        # backward-weights kernel ran at a third of the GEMM rate; docs/benchmarks.md)
+        return kern.conv_channels_last(x, conv.weight, conv.bias)
     # (B, C, 1, L) with strides (L C, 1, -, C): a channels-last view, no copy
     y = nn.functional.conv2d(x.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), conv.bias,
                              padding=(0, k // 2))
@@ -115,7 +124,8 @@ class _RelativeAttention(nn.Module):
         pos = torch.arange(L, device=x.device)
         rel = (pos[None, :] - pos[:, None]) + self.length - 1  # (L, L) offsets into the table
         bias = self.rel_bias[:, rel].to(x.dtype)  # (h, L, L)
-        return kern.attention(self.qkv(x), bias, self.heads, self.dropout, self.training, self.out, out_scale)
+        qkv = kern.linear(x, self.qkv.weight, self.qkv.bias)
+        return kern.attention(qkv, bias, self.heads, self.dropout, self.training, self.out, out_scale)
 
 
 class _TransformerLayer(nn.Module):
@@ -138,10 +148,8 @@ class _TransformerLayer(nn.Module):
         s = kern.drop_scale(p) if drop else 1.0
         x = kern.residual_dropout(x, self.attn(self.norm1(x), s), p, self.training)
         lin1, _, _, lin2 = self.ffn
-        h = nn.functional.gelu(lin1(self.norm2(x)))
-        if drop:  # in place: GELU's backward needs its input, not its output
-            h = h.mul_(kern.keep_mask(h.shape, p, h))
-        return kern.residual_dropout(x, kern.scaled_linear(h, lin2, s * s, s), p, self.training)
+        return kern.residual_dropout(x, kern.feed_forward(self.norm2(x), lin1, lin2, p, self.training, s), p,
+                                     self.training)
 
 
 class TransformerModule(_FreqFactor):
@@ -196,8 +204,7 @@ class TransformerModule(_FreqFactor):
         for layer in self.layers:
             x = layer(x)
         x = self.norm(x)
-        centre = x[:, x.shape[1] // 2]
-        parts = [centre, x.mean(1)]
+        parts = [kern.centre_and_mean(x)]  # the token at the variant and the mean over the window
         if self.n_scalar:
             parts.append(scalar)
         lin1, _, drop, lin2 = self.head

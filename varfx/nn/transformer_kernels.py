@@ -6,6 +6,9 @@ exist because, at the prior's shapes, a CPU step was bound by memory traffic rat
 than by its FLOPs (docs/benchmarks.md, "The transformer prior on a CPU").  The dropout
 masks (:func:`keep_mask`) are this module's own random stream: the same distribution as
 ``nn.Dropout`` with the rate rounded to a multiple of 2^-16, drawn from torch's generator.
+The float32 products of rows go to oneDNN's matrix product where this torch build has it
+(:func:`rows_times`; torch's otherwise), which ``torch.utils.flop_counter`` learns to
+count from :func:`register_flop_counts`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,99 @@ import torch
 from torch import nn
 
 
+def _onednn_linear():
+    """oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, the kernel torch's CPU
+    compiler calls), or None where this torch build has none."""
+    global _ONEDNN_LINEAR
+    if _ONEDNN_LINEAR is False:
+        _ONEDNN_LINEAR = None
+        try:
+            if torch.backends.mkldnn.is_available():
+                _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise
+        except (AttributeError, RuntimeError):
+            pass
+    return _ONEDNN_LINEAR
+
+
+_ONEDNN_LINEAR = False  # not looked up yet
+
+
+def register_flop_counts():
+    """Teach ``torch.utils.flop_counter`` the oneDNN products :func:`rows_times` calls
+    (``2 N K M``, as ``mm``'s), which it does not count by itself; benchmarks/fit.py calls
+    this before counting a step's FLOPs.  Idempotent."""
+    global _FLOPS_REGISTERED
+    if _onednn_linear() is None or _FLOPS_REGISTERED:
+        return
+    from torch.utils.flop_counter import register_flop_formula
+
+    # one formula for both overloads: (x, w, b, attr, scalars, algorithm) and the
+    # post-op add's (x, other, w, b, attr)
+    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
+    def _linear_flops(x_shape, *args, **kwargs):
+        w_shape = args[1] if len(args) == 4 else args[0]
+        return 2 * math.prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
+
+    _FLOPS_REGISTERED = True
+
+
+_FLOPS_REGISTERED = False
+
+
+def _by_onednn(x, w):
+    """Whether ``x w^T`` goes to oneDNN: float32 on a CPU, both of ``w``'s dimensions
+    multiples of 8 (AVX2's width; at 45 channels oneDNN ran 1.1-2x slower than MKL)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
+            and w.shape[0] % 8 == 0 and w.shape[1] % 8 == 0 and _onednn_linear() is not None)
+
+
+def rows_times(x, w, b=None):
+    """``x w^T + b`` for rows ``x (N, K)``, ``w (M, K)``: the network's skinny products
+    (N of 16,000-65,000 rows, K and M of 32-192).
+
+    For these, MKL's GEMM (what ``torch.mm`` and ``F.linear`` call on a CPU) ran at
+    20-35 GFLOP/s, a third to a half of its 2048 x 2048 rate, and oneDNN's matrix product
+    1.3-1.7x faster (docs/benchmarks.md, "Round 7"), so float32 products on a CPU go to
+    oneDNN; float64 ones (oneDNN has none), other devices and dimensions go to torch's."""
+    if _by_onednn(x, w):
+        return _onednn_linear()(x.contiguous(), w.contiguous(), b, "none", [], "")
+    return x @ w.t() if b is None else torch.addmm(b, x, w.t())
+
+
+class _Linear(torch.autograd.Function):
+    """``x w^T + b`` on rows ``x (N, K)`` by :func:`rows_times`, forward and input
+    gradient; the weight gradient (a reduction over the N rows, where MKL was the faster)
+    by ``torch.mm``."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return rows_times(x, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        g = g.contiguous()
+        gx = rows_times(g, w.t()) if ctx.needs_input_grad[0] else None
+        gw = g.t() @ x if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(x, w, b=None):
+    """``nn.functional.linear(x, w, b)`` over the last dimension of ``x``, its products by
+    :func:`rows_times` (under autocast, torch's own, which casts them)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return nn.functional.linear(x, w, b)
+    x2 = x.reshape(-1, x.shape[-1])
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+        y = _Linear.apply(x2, w, b)
+    else:
+        y = rows_times(x2, w, b)
+    return y.view(*x.shape[:-1], w.shape[0])
+
+
 def gelu_residual(x, pointwise):
     """``x + pointwise(gelu(x))`` without its bias, on channels-last ``(B, L, C)``: the add
     is the GEMM's accumulate (``addmm`` with ``x`` as the matrix it adds to), so the sum
@@ -24,7 +120,34 @@ def gelu_residual(x, pointwise):
     B, L, C = x.shape
     x2 = x.reshape(B * L, C)
     w = pointwise.weight[:, :, 0]
+    if torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type):
+        return _GeluResidual.apply(x2, w).view(B, L, w.shape[0])
     return torch.addmm(x2, nn.functional.gelu(x2), w.t()).view(B, L, w.shape[0])
+
+
+class _GeluResidual(torch.autograd.Function):
+    """``x + gelu(x) w^T`` on rows ``x (N, C)``.  Its backward writes ``x``'s gradient in
+    the buffer of ``gelu(x)``'s: GELU's derivative applied in place and the residual's
+    gradient added in place, where autograd wrote a new tensor for each and a third for
+    their sum (``x`` is used twice)."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        a = nn.functional.gelu(x)
+        ctx.save_for_backward(x, w, a)
+        if _by_onednn(a, w) and w.shape[0] <= 32:
+            # oneDNN's product with the add as its post-op: 1.3-1.4x faster than addmm
+            # at 32 channels, 7% slower at 64 (docs/benchmarks.md, "Round 7")
+            return _onednn_linear().binary(a, x.contiguous(), w.contiguous(), None, "add")
+        return torch.addmm(x, a, w.t())
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, a = ctx.saved_tensors
+        g = g.contiguous()
+        ga = rows_times(g, w.t())
+        torch.ops.aten.gelu_backward.grad_input(ga, x, grad_input=ga)  # in place
+        return ga.add_(g), g.t() @ a
 
 
 #: dropout rates are drawn on 16-bit lanes: the rate applied is ``p`` rounded to a
@@ -55,10 +178,25 @@ def keep_mask(shape, p, like):
     the rate's threshold: a quarter of the words, and the comparison writes the mask
     straight in the tensor's dtype (docs/benchmarks.md, "Round 6")."""
     n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_(-2 ** 63, None)
-    lanes = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
-    threshold = drop_rate(p) * DROP_LANES - DROP_LANES // 2  # lanes below it are dropped
-    return torch.ge(lanes, int(threshold), out=torch.empty(shape, dtype=like.dtype, device=like.device))
+    threshold = int(drop_rate(p) * DROP_LANES - DROP_LANES // 2)  # lanes below it are dropped
+    mask = torch.empty(n, dtype=like.dtype, device=like.device)
+    if like.device.type != "cpu":
+        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_(-2 ** 63, None)
+        return torch.ge(words.view(torch.int16)[:n], threshold, out=mask).view(shape)
+    # On a CPU in pieces of MASK_PIECE lanes: the words of a piece and the comparison's
+    # boolean temporary (``ge`` into a float tensor converts one) stay in cache, where a
+    # whole mask's were each a pass through memory.  The generator draws the same words
+    # in the same order as one call for the whole mask would (one 64-bit draw per word).
+    words = torch.empty(MASK_PIECE // 4, dtype=torch.int64)
+    for s in range(0, n, MASK_PIECE):
+        m = min(MASK_PIECE, n - s)
+        w = words[:(m + 3) // 4].random_(-2 ** 63, None)
+        torch.ge(w.view(torch.int16)[:m], threshold, out=mask[s:s + m])
+    return mask.view(shape)
+
+
+#: :func:`keep_mask` compares its lanes in pieces of this many on a CPU (1 MiB of float32)
+MASK_PIECE = 1 << 18
 
 
 def dropout(x, p, training):
@@ -92,12 +230,13 @@ def residual_dropout(x, z, p, training):
     return _MaskedResidual.apply(x, z, keep_mask(z.shape, p, z))
 
 
-def scaled_linear(x, linear, weight_scale=1.0, bias_scale=1.0):
-    """``bias_scale * b + x (weight_scale * W)^T`` over the last dimension of ``x``: the
-    dropout scales of the input and of the output ride on the (small) parameters."""
+def scaled_linear(x, layer, weight_scale=1.0, bias_scale=1.0):
+    """``bias_scale * b + x (weight_scale * W)^T`` over the last dimension of ``x`` for the
+    ``nn.Linear`` ``layer``: the dropout scales of the input and of the output ride on the
+    (small) parameters."""
     if weight_scale == 1.0 and bias_scale == 1.0:
-        return nn.functional.linear(x, linear.weight, linear.bias)
-    return nn.functional.linear(x, linear.weight * weight_scale, linear.bias * bias_scale)
+        return linear(x, layer.weight, layer.bias)
+    return linear(x, layer.weight * weight_scale, layer.bias * bias_scale)
 
 
 class _AttentionCore(torch.autograd.Function):
@@ -184,3 +323,142 @@ def keep_freed_memory():
     from .heap import keep_freed_memory as keep
 
     keep(1 << 30)
+
+
+def _unfold_positions(x, k):
+    """``(B, L, C) -> (B L, k C)``: row ``(b, l)`` holds the ``k`` positions ``l - k//2 ..
+    l + k//2`` of variant ``b`` (zeros past its ends), position-major, channels inside.
+
+    One zero-padded copy, then one copy of an overlapping view: in the padded
+    ``(B, L + k - 1, C)`` tensor a row's ``k C`` values are contiguous, so the unfolded
+    matrix is a strided view whose rows overlap, gathered in runs of ``k C`` values
+    (``Tensor.unfold`` puts the positions innermost and gathered them element by element,
+    2-3x slower)."""
+    B, L, C = x.shape
+    p = k // 2
+    xp = x.new_empty((B, L + 2 * p, C))
+    xp[:, :p].zero_()
+    xp[:, L + p:].zero_()
+    xp[:, p:L + p].copy_(x)
+    u = x.new_empty((B, L, k * C))
+    u.copy_(xp.as_strided((B, L, k * C), ((L + 2 * p) * C, C, 1)))
+    return u.view(B * L, k * C)
+
+
+class _ConvChannelsLast(torch.autograd.Function):
+    """A ``Conv1d`` (odd kernel ``k > 1``, padding ``k // 2``) on channels-last ``(B, L,
+    C_in) -> (B, L, C_out)``, with its weight gradient by one GEMM.
+
+    The forward and the input gradient are oneDNN's channels-last kernels (within ~20% of
+    the GEMM rate at these shapes).  oneDNN's weight gradient (its ``jit:avx2``
+    backward-weights kernel) ran at ~20 GFLOP/s, a third of the GEMM rate, and was the
+    largest part of a CPU training step's convolutions; here it is ``gy^T (C_out, B L)``
+    times the unfolded input ``(B L, k C_in)`` (:func:`_unfold_positions`), and the bias
+    gradient the column sums of ``gy`` (docs/benchmarks.md, "Round 7")."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        k = weight.shape[-1]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = nn.functional.conv2d(x.transpose(1, 2).unsqueeze(2), weight.unsqueeze(2), bias, padding=(0, k // 2))
+        return y.squeeze(2).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        C_out, C_in, k = weight.shape
+        B, L, _ = x.shape
+        gx = gw = gb = None
+        g2 = gy.reshape(B * L, C_out)
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.convolution_backward(
+                gy.transpose(1, 2).unsqueeze(2), x.transpose(1, 2).unsqueeze(2), weight.unsqueeze(2), None,
+                [1, 1], [0, k // 2], [1, 1], False, [0, 0], 1, [True, False, False])[0]
+            gx = gx.squeeze(2).transpose(1, 2)
+        if ctx.needs_input_grad[1]:
+            gw = (g2.t() @ _unfold_positions(x, k)).view(C_out, k, C_in).transpose(1, 2).contiguous()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g2.sum(0)
+        return gx, gw, gb
+
+
+def conv_channels_last(x, weight, bias):
+    """``Conv1d(weight, bias, padding=k//2)`` on channels-last ``(B, L, C_in)``; the
+    weight gradient by one GEMM (:class:`_ConvChannelsLast`)."""
+    return _ConvChannelsLast.apply(x, weight, bias)
+
+
+class _FeedForward(torch.autograd.Function):
+    """``lin2(mask * gelu(lin1(z)))`` on rows ``z (N, D)``, weights and biases as given
+    (the caller folds the dropout scales into ``w2`` and ``b2``); ``mask`` an optional 0/1
+    keep-mask of the hidden layer's shape.
+
+    By hand for its backward: the hidden layer's gradient is one buffer, masked and passed
+    through GELU's derivative in place, where autograd wrote a new 4-million-element
+    tensor for each (the mask's product, GELU's backward)."""
+
+    @staticmethod
+    def forward(ctx, z, w1, b1, w2, b2, mask):
+        a = rows_times(z, w1, b1)
+        h = nn.functional.gelu(a)
+        if mask is not None:
+            h.mul_(mask)
+        ctx.save_for_backward(z, w1, w2, a, h, mask)
+        return rows_times(h, w2, b2)
+
+    @staticmethod
+    def backward(ctx, g):
+        z, w1, w2, a, h, mask = ctx.saved_tensors
+        g = g.contiguous()
+        gh = rows_times(g, w2.t())
+        if mask is not None:
+            gh.mul_(mask)
+        torch.ops.aten.gelu_backward.grad_input(gh, a, grad_input=gh)  # in place
+        return rows_times(gh, w1.t()), gh.t() @ z, gh.sum(0), g.t() @ h, g.sum(0), None
+
+
+def feed_forward(z, lin1, lin2, p, training, out_scale=1.0):
+    """``out_scale * lin2(dropout(gelu(lin1(z))))`` over the last dimension of ``z``: the
+    dropout's scale and ``out_scale`` ride on ``lin2``'s weights (:class:`_FeedForward`)."""
+    drop = training and p > 0
+    s = drop_scale(p) if drop else 1.0
+    shape = z.shape
+    z2 = z.reshape(-1, shape[-1])
+    mask = keep_mask((z2.shape[0], lin1.weight.shape[0]), p, z2) if drop else None
+    w2, b2 = lin2.weight, lin2.bias
+    if s * out_scale != 1.0 or out_scale != 1.0:
+        w2, b2 = w2 * (s * out_scale), b2 * out_scale
+    if torch.is_autocast_enabled(z.device.type) or not torch.is_grad_enabled():
+        h = nn.functional.gelu(linear(z2, lin1.weight, lin1.bias))
+        if mask is not None:
+            h = h * mask
+        y = linear(h, w2, b2)
+    else:
+        y = _FeedForward.apply(z2, lin1.weight, lin1.bias, w2, b2, mask)
+    return y.view(*shape[:-1], y.shape[-1])
+
+
+class _CentreAndMean(torch.autograd.Function):
+    """``cat([x[:, c], x.mean(1)], 1)`` for ``x (B, L, D)``: the head's inputs.  Its
+    backward writes ``x``'s gradient in one pass (the mean's share, the centre's added on
+    its row), where autograd zero-filled a tensor for the select, expanded the mean's and
+    added the two."""
+
+    @staticmethod
+    def forward(ctx, x, c):
+        ctx.c, ctx.L, ctx.D = c, x.shape[1], x.shape[2]
+        return torch.cat([x[:, c], x.mean(1)], 1)
+
+    @staticmethod
+    def backward(ctx, g):
+        D, L, c = ctx.D, ctx.L, ctx.c
+        gx = (g[:, D:] / L).unsqueeze(1).expand(g.shape[0], L, D).contiguous()
+        gx[:, c].add_(g[:, :D])
+        return gx, None
+
+
+def centre_and_mean(x):
+    """The token at the centre of ``x (B, L, D)`` and the mean over its ``L`` tokens,
+    side by side: ``(B, 2 D)``."""
+    return _CentreAndMean.apply(x, x.shape[1] // 2)
