@@ -515,6 +515,26 @@ def test_products_fall_back_to_torch_without_onednn(monkeypatch):
     assert torch.allclose(mod._embed(win, sc), with_onednn, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("behaviour", ["wrong", "raises"])
+def test_onednn_probe_rejects_a_kernel_that_misbehaves(monkeypatch, behaviour):
+    # the private op is used only after it agrees with torch.mm on a probe: one that
+    # gives other numbers, or fails, leaves the products on torch's kernels
+    import types
+
+    def fake(x, w, b, *args):
+        if behaviour == "raises":
+            raise RuntimeError("no kernel for this CPU")
+        return torch.zeros(x.shape[0], w.shape[0])
+
+    monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace(_linear_pointwise=fake))
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    monkeypatch.setattr(kern, "_ONEDNN_LINEAR", False)  # not looked up yet
+    assert kern._onednn_linear() is None
+    x, w = torch.randn(16, 8), torch.randn(8, 8)
+    assert not kern._by_onednn(x, w)
+    assert torch.allclose(kern.linear(x, w), x @ w.t())
+
+
 def test_flop_counter_counts_the_onednn_products():
     # benchmarks/fit.py's FLOP count of a step must not change with the kernel that does
     # a product: 2 N K M for oneDNN's, as for mm

@@ -21,14 +21,22 @@ from torch import nn
 
 def _onednn_linear():
     """oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, the kernel torch's CPU
-    compiler calls), or None where this torch build has none."""
+    compiler calls), or None where this torch build has none, or where it fails or
+    disagrees with ``torch.mm`` on a small probe (a private op: a CPU or build where it
+    misbehaves falls back to torch's products instead of failing a fit)."""
     global _ONEDNN_LINEAR
     if _ONEDNN_LINEAR is False:
         _ONEDNN_LINEAR = None
         try:
             if torch.backends.mkldnn.is_available():
-                _ONEDNN_LINEAR = torch.ops.mkldnn._linear_pointwise
-        except (AttributeError, RuntimeError):
+                op = torch.ops.mkldnn._linear_pointwise
+                g = torch.Generator().manual_seed(0)
+                x = torch.randn(24, 16, generator=g)
+                w = torch.randn(8, 16, generator=g)
+                b = torch.randn(8, generator=g)
+                if torch.allclose(op(x, w, b, "none", [], ""), torch.addmm(b, x, w.t()), rtol=1e-4, atol=1e-4):
+                    _ONEDNN_LINEAR = op
+        except (AttributeError, RuntimeError, TypeError):
             pass
     return _ONEDNN_LINEAR
 
