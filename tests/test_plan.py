@@ -65,6 +65,10 @@ def test_plan_windows_are_precompute_lds(planned):
     # every window is sampled here (4 of at most 5): the estimate's total is the store's
     # up to the rounding of one mean share (measured 332 against 341)
     assert np.all(k <= cap) and abs(wp["k"].sum() / k.sum() - 1) < 0.1, (wp["k"], k)
+    # a core represented by its middle part (large windows): the count scaled to the
+    # core's size keeps the share within a quarter of the whole core's (measured 0.728 against 0.733)
+    part = floor_share(planned["bare"], _specs(planned["bare"]), cap, 1.0, max_core=int(n.max()) // 3)
+    assert abs(part / share - 1) < 0.25, (part, share)
     # with the store present, its ranks are used
     after = json.loads(ok(["plan", planned["ds"], *OPTS, "--calibration", planned["cal"], "--json"]).stdout)
     assert after["precompute_ld"]["k_source"] == "windows.h5"

@@ -101,14 +101,21 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
 
 #: windows whose spectrum ``varfx plan`` computes to estimate the eigenvalue floor's ranks
 FLOOR_SAMPLE_WINDOWS = 5
+#: at most this many core variants of a sampled window enter its eigenvalues (the
+#: middle ones; the count is scaled to the whole core): the plan stays seconds long
+#: with cores of thousands of variants, whose eigenvalues would take minutes
+FLOOR_SAMPLE_MAX_CORE = 1500
 
 
-def floor_share(dataset, specs, cap, eig_floor: float, samples: int = FLOOR_SAMPLE_WINDOWS) -> float:
+def floor_share(dataset, specs, cap, eig_floor: float, samples: int = FLOOR_SAMPLE_WINDOWS,
+                max_core: int = FLOOR_SAMPLE_MAX_CORE) -> float:
     """The mean share of the rank cap ``cap`` that the eigenvalue floor keeps, over
     ``samples`` windows spread evenly along the genome: their core blocks' eigenvalues
     (the LD precompute-ld reads, without factorising) against the floor.  The floor's
-    count follows the LD's structure, so a few windows of the same data predict the rest
-    (the disk estimate's tests check it against the store)."""
+    count follows the LD's structure (components per stretch of genome), so a few
+    windows of the same data predict the rest, and a core of more than ``max_core``
+    variants is represented by its middle ``max_core``, the count scaled by the core's
+    size (the disk estimate's tests check it against the store)."""
     from ..io.ld import open_ld
     from ..linalg.window import kept_rank
     from ..store.dataset import open_dataset
@@ -119,11 +126,15 @@ def floor_share(dataset, specs, cap, eig_floor: float, samples: int = FLOOR_SAMP
         ld = open_ld(h5)
         for i in picks:
             s = specs[i]
-            if len(s.core_idx) == 0:
+            n = len(s.core_idx)
+            if n == 0:
                 continue
-            R = np.asarray(ld.correlation(s.core_idx, s.chrom, (s.start + s.end) // 2), dtype=np.float64)
+            lo = max(0, (n - max_core) // 2)
+            idx = s.core_idx[lo:lo + max_core]
+            R = np.asarray(ld.correlation(idx, s.chrom, (s.start + s.end) // 2), dtype=np.float64)
             lam = np.linalg.eigvalsh(0.5 * (R + R.T))[::-1]
-            shares.append(min(kept_rank(lam, eig_floor=eig_floor), int(cap[i])) / max(int(cap[i]), 1))
+            count = kept_rank(lam, eig_floor=eig_floor) * n / len(idx)
+            shares.append(min(count, int(cap[i])) / max(int(cap[i]), 1))
     return float(np.mean(shares)) if shares else 1.0
 
 
