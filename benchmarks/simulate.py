@@ -134,30 +134,25 @@ def mle_h2(dataset, n_gwas: float, alpha: float = 0.7, windows=None, with_loglik
 
 def ldsr_h2(windows, shape, sigma2: float, h2_start: float) -> float:
     """The constant prior's h2 under varfx's LDSR objective (``fit --objective ldsr``) on
-    the same windows and sigma^2: its loss is quadratic in the prior's scale ``c``
-    (``f = c shape``), so the minimum is the weighted least-squares slope
-    ``sum w (chi2 - sigma2) x / sum w x^2`` with ``x = E[chi2 | c = 1] - sigma2``.
-    The regression weights use ``h2_start`` as fit's do (the starting LD score regression)."""
+    the same windows and sigma^2.  The objective's loss is quadratic in the prior's scale
+    ``c`` (``f = c shape``: E[chi2] is linear in f, the weights fixed), so three of its
+    values give the parabola and its minimum, without restating the objective.  The
+    regression weights use ``h2_start`` as fit's do (the starting LD score regression)."""
     import torch
 
     from varfx.plugins import lookup
 
     obj = lookup("objectives", "ldsr")()
-    m = sum(w.n for w in windows)
-    obj.config["h2_per_snp"] = max(h2_start, 1e-3) / m
-    num = den = 0.0
-    for w in windows:
-        if not w.k:
-            continue
-        f_plus = torch.as_tensor(shape[w.plus_idx], dtype=w.G.dtype)
-        noise = sigma2  # N sigma_N^2: E[chi2] at c = 0
-        x = obj.expected_chi2(w, f_plus, sigma2 / w.N) - noise
-        chi2 = w.N * w.beta ** 2
-        ld = torch.as_tensor(w.ld_score, dtype=x.dtype).clamp_min(1.0)
-        wt = 1.0 / (ld * (w.N * obj.config["h2_per_snp"] * ld + 1.0) ** 2)
-        num += float((wt * (chi2 - noise) * x).sum())
-        den += float((wt * x * x).sum())
-    return max(num / den, 0.0)
+    obj.config["h2_per_snp"] = max(h2_start, 1e-3) / sum(w.n for w in windows)
+
+    def loss(c):
+        return sum(float(obj.window_loss(w, torch.as_tensor(c * shape[w.plus_idx], dtype=w.G.dtype),
+                                         sigma2 / w.N)) for w in windows if w.k)
+
+    l0, l1, l2 = loss(0.0), loss(1.0), loss(2.0)
+    a = 0.5 * (l2 - 2.0 * l1 + l0)
+    b = l1 - l0 - a
+    return max(-b / (2.0 * a), 0.0)
 
 
 def mle_h2_delta(dataset, n_gwas: float, windows, alpha: float = 0.7, sigma2: float = 1.0) -> tuple[float, float]:

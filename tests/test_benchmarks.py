@@ -133,7 +133,7 @@ def _load_simulate_benchmark():
 
 
 def test_simulate_benchmarks_ldsr_h2_is_the_ldsr_objectives_minimum(tmp_path):
-    """benchmarks/simulate.py's closed-form LDSR h2 (the weighted least-squares slope)
+    """benchmarks/simulate.py's LDSR h2 (the parabola through three values of the loss)
     equals the minimum of the LDSR objective's own summed window_loss over the prior's
     scale, found numerically, on real chr22 windows of a capped (small-panel) store."""
     import torch
