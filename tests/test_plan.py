@@ -203,6 +203,27 @@ def test_fit_plan_counts(planned):
     assert set(planned["before"]) >= {"precompute_ld", "fit", "evaluate", "score", "calibration"}
 
 
+def test_plan_follows_eig_floor(planned):
+    """``--eig-floor 0`` (the cap alone) is priced as such by ``varfx plan`` and by
+    ``precompute-ld --dry-run``: the cap's larger k; a bad value is a usage error (and a
+    UserError from the API)."""
+    ds = planned["bare"]
+    default = json.loads(ok(["plan", ds, *OPTS, "--calibration", planned["cal"], "--json"]).stdout)["precompute_ld"]
+    off = json.loads(ok(["plan", ds, *OPTS, "--eig-floor", 0, "--calibration", planned["cal"], "--json"]).stdout)
+    off = off["precompute_ld"]
+    assert off["ld_correction"] == default["ld_correction"] == "rank"
+    assert off["mean_k"] > default["mean_k"]  # the cap alone keeps more
+    dry = json.loads(ok(["precompute-ld", ds, *OPTS, "--eig-floor", 0, "--dry-run"]).stdout)
+    assert dry["mean_k"] == off["mean_k"]
+    r = invoke(["plan", ds, "--eig-floor", "-1"])
+    assert r.exit_code == 2 and "--eig-floor" in r.output
+    from varfx.errors import UserError
+    from varfx.stages.plan import run_plan
+
+    with pytest.raises(UserError, match="--eig-floor"):
+        run_plan(ds, eig_floor=float("nan"), stages=("precompute-ld",))
+
+
 def test_precompute_dry_run_writes_nothing(planned):
     ds = planned["bare"]
     before = tree(ds)

@@ -222,7 +222,7 @@ def precompute_ld(dataset, window_kb, flank_kb, eig_threshold, ld_correction, ma
 
         click.echo(json.dumps(precompute_dry_run(dataset, window_kb=window_kb, flank_kb=flank_kb, workers=workers,
                                                  ld_correction=ld_correction, max_rank_frac=max_rank_frac,
-                                                 dask_scheduler=dask_scheduler)))
+                                                 dask_scheduler=dask_scheduler, eig_floor=eig_floor)))
         return
     from .stages.precompute import run_precompute
 
@@ -657,6 +657,7 @@ def plugins(as_json):
               show_default=True, help="precompute-ld's --ld-correction (it bounds each window's kept rank k).")
 @click.option("--max-rank-frac", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="precompute-ld's --max-rank-frac  [default: 0.35]")
+@click.option("--eig-floor", type=NON_NEGATIVE, default=None, help="precompute-ld's --eig-floor  [default: 1]")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Dask workers (or local processes) of precompute-ld.")
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True,
@@ -676,7 +677,8 @@ def plugins(as_json):
               help="Write the costs measured (and the steps timed) to this JSON file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @user_errors
-def plan(dataset, variants, window_kb, flank_kb, ld_correction, max_rank_frac, workers, gpus, processes, gpu_speedup, priors, objectives, epochs,
+def plan(dataset, variants, window_kb, flank_kb, ld_correction, max_rank_frac, eig_floor, workers, gpus, processes,
+         gpu_speedup, priors, objectives, epochs,
          holdout_chroms, calibration, save_calibration, as_json):
     """Time, memory and disk of each stage before starting (docs/scale.md)."""
     from .stages.plan import DEFAULT_GPU_SPEEDUP, print_plan, run_plan
@@ -685,7 +687,7 @@ def plan(dataset, variants, window_kb, flank_kb, ld_correction, max_rank_frac, w
                       processes=processes, gpu_speedup=DEFAULT_GPU_SPEEDUP if gpu_speedup is None else gpu_speedup,
                       priors=priors or ("constant",), objectives=objectives or ("full",), epochs=epochs,
                       holdout_chroms=holdout_chroms, calibration=calibration, save_calibration=save_calibration,
-                      ld_correction=ld_correction, max_rank_frac=max_rank_frac)
+                      ld_correction=ld_correction, max_rank_frac=max_rank_frac, eig_floor=eig_floor)
     if as_json:
         click.echo(json.dumps(result))
     else:

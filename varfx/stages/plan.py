@@ -38,10 +38,10 @@ STAGES = ("precompute-ld", "fit", "evaluate", "score")
 
 
 def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_correction="auto",
-                max_rank_frac=None) -> dict:
+                max_rank_frac=None, eig_floor=None) -> dict:
     """The windows precompute-ld would compute (sizes ``n_plus``, ``n``, ``k`` and
     chromosome as arrays), with what the cost models need to know about the dataset."""
-    from ..linalg.correction import resolve_correction
+    from ..linalg.correction import check_correction_options, resolve_correction
     from ..store import DATASET_FILE
     from ..store.dataset import open_dataset
     from ..store.windows import plan_windows
@@ -53,6 +53,7 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
     if variants is not None and not (isinstance(variants, (int, float)) and math.isfinite(variants)
                                      and variants >= 1):
         raise UserError(f"option --variants: expected a number of variants >= 1, got {variants}")
+    check_correction_options(ld_correction, max_rank_frac, eig_floor=eig_floor)
     dataset = Path(dataset)
     with open_dataset(dataset) as h5:
         chrom = h5["variants"]["chrom"][:].astype(np.int64)
@@ -71,7 +72,7 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
     n_plus = np.array([len(s.plus_idx) for s in specs], np.int64)
     n = np.array([len(s.core_idx) for s in specs], np.int64)
     correction = resolve_correction(ld_correction, n_ref, int(n_plus.max()), max_rank_frac,
-                                    path=dataset / DATASET_FILE, gwas_n=gwas_n)
+                                    path=dataset / DATASET_FILE, gwas_n=gwas_n, eig_floor=eig_floor)
     k, k_source = _stored_k(dataset, window_kb, flank_kb, correction, specs)
     if k is None:
         # the rank a window keeps: at most the rank cap of the LD correction, at most the
@@ -235,7 +236,7 @@ def precompute_plan(wp: dict, cal: dict, workers: int = 1) -> dict:
 
 
 def precompute_dry_run(dataset, *, window_kb=1000, flank_kb=1000, workers=1, ld_correction="auto",
-                       max_rank_frac=None, dask_scheduler=None, calibration=None) -> dict:
+                       max_rank_frac=None, dask_scheduler=None, calibration=None, eig_floor=None) -> dict:
     """``precompute-ld --dry-run``: the precompute-ld part of ``varfx plan`` for these
     options (``local:N`` prices N workers; a remote scheduler's worker count is not
     known without connecting, so it is priced for ``--workers``)."""
@@ -245,7 +246,7 @@ def precompute_dry_run(dataset, *, window_kb=1000, flank_kb=1000, workers=1, ld_
             raise UserError(f"option --dask-scheduler {dask_scheduler}: expected local:N with N >= 1")
         workers = int(text)
     wp = window_plan(dataset, window_kb=window_kb, flank_kb=flank_kb, ld_correction=ld_correction,
-                     max_rank_frac=max_rank_frac)
+                     max_rank_frac=max_rank_frac, eig_floor=eig_floor)
     out = {"dry_run": True, "stage": "precompute-ld", **precompute_plan(wp, load_calibration(calibration), workers),
            # a windows.h5 computed with these options from this dataset exists (its k are used)
            "existing_store": wp["k_source"] == "windows.h5"}
@@ -390,7 +391,9 @@ def model_dry_run(stage: str, model_dirs, dataset, *, chroms="holdout", calibrat
     correction = params.get("ld_correction") or {}
     wp = window_plan(dataset, window_kb=params.get("window_kb", 1000), flank_kb=params.get("flank_kb", 1000),
                      ld_correction=correction.get("requested", "auto"),
-                     max_rank_frac=correction.get("max_rank_frac"))
+                     max_rank_frac=correction.get("max_rank_frac"),
+                     # a stored correction without the key had no floor (before --eig-floor, or 0)
+                     eig_floor=correction.get("eig_floor", 0.0) if correction else None)
     cal = load_calibration(calibration)
     rows = []
     for model_dir in model_dirs:
@@ -419,7 +422,7 @@ def model_dry_run(stage: str, model_dirs, dataset, *, chroms="holdout", calibrat
 def run_plan(dataset, *, variants=None, window_kb=1000, flank_kb=1000, workers=1, gpus=0, processes=1,
              priors=("constant",), objectives=("full",), gpu_speedup=DEFAULT_GPU_SPEEDUP, calibration=None,
              save_calibration=None, epochs=None, holdout_chroms=None, stages=STAGES, ld_correction="auto",
-             max_rank_frac=None) -> dict:
+             max_rank_frac=None, eig_floor=None) -> dict:
     """The plan of a run as one dict (the keys are documented in docs/scale.md)."""
     for name, val, lo in (("--workers", workers, 1), ("--gpus", gpus, 0), ("--processes", processes, 1)):
         if not (isinstance(val, int) and val >= lo):
@@ -434,7 +437,7 @@ def run_plan(dataset, *, variants=None, window_kb=1000, flank_kb=1000, workers=1
             for o in objectives:
                 check_fit_options(p, o)
     wp = window_plan(dataset, window_kb=window_kb, flank_kb=flank_kb, variants=variants,
-                     ld_correction=ld_correction, max_rank_frac=max_rank_frac)
+                     ld_correction=ld_correction, max_rank_frac=max_rank_frac, eig_floor=eig_floor)
     cal = load_calibration(calibration)
     out = {"dataset": wp["dataset"], "variants": wp["variants"], "dataset_variants": wp["dataset_variants"],
            "scale": wp["scale"], "window_kb": wp["window_kb"], "flank_kb": wp["flank_kb"],
