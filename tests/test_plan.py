@@ -59,7 +59,7 @@ def test_plan_windows_are_precompute_lds(planned):
 
     n, k = attrs["index"]["n"], attrs["index"]["k"]
     cap = np.minimum(n, np.minimum(int(frac * 378), np.maximum(1, np.floor(frac * n).astype(int))))
-    share = floor_share(planned["bare"], [s for s in _specs(planned["bare"])], cap, 1.0)
+    share = floor_share(planned["bare"], _specs(planned["bare"]), cap, 1.0)
     assert 0 < share < 1
     np.testing.assert_array_equal(wp["k"], np.maximum(1, np.round(share * cap)).astype(int))
     # every window is sampled here (4 of at most 5): the estimate's total is the store's
@@ -98,14 +98,9 @@ def _specs(ds):
 def _largest_spec(ds):
     import h5py
 
-    from varfx.store.windows import plan_windows
-
     with h5py.File(ds / "dataset.h5", "r") as h5:
-        chrom = h5["variants"]["chrom"][:].astype(np.int64)
-        bp = h5["variants"]["bp"][:].astype(np.int64)
         n_ref = int(h5.attrs["n_ref"])
-    specs = plan_windows(chrom, bp, 2_000_000, 500_000)
-    return max(specs, key=lambda s: len(s.plus_idx)), n_ref
+    return max(_specs(ds), key=lambda s: len(s.plus_idx)), n_ref
 
 
 @pytest.mark.slow

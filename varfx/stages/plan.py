@@ -42,6 +42,7 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
     """The windows precompute-ld would compute (sizes ``n_plus``, ``n``, ``k`` and
     chromosome as arrays), with what the cost models need to know about the dataset."""
     from ..linalg.correction import check_correction_options, resolve_correction
+    from ..linalg.window import core_rank_cap
     from ..store import DATASET_FILE
     from ..store.dataset import open_dataset
     from ..store.windows import plan_windows
@@ -82,8 +83,9 @@ def window_plan(dataset, *, window_kb=1000, flank_kb=1000, variants=None, ld_cor
         cap = n.copy()
         if correction.get("max_rank"):
             cap = np.minimum(cap, int(correction["max_rank"]))
-        if correction.get("core_rank_frac"):  # and a fraction of the core size (core_rank_cap)
-            cap = np.minimum(cap, np.maximum(1, np.floor(correction["core_rank_frac"] * n).astype(np.int64)))
+        if correction.get("core_rank_frac"):  # and a fraction of the core size: precompute-ld's rule
+            frac, top = correction["core_rank_frac"], correction.get("max_rank")
+            cap = np.minimum(cap, [core_rank_cap(int(m), frac, top) for m in n])
         if n_ref > 1:
             cap = np.minimum(cap, n_ref - 1)
         if correction.get("eig_floor"):
