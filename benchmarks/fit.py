@@ -34,14 +34,18 @@ median; the counter is taught the oneDNN products the transformer calls on a CPU
 kernel), which a shared machine's load changes much less than either rate.  Each repeat
 also records ``minor_faults``, the page faults of the step (``getrusage``): a step that
 allocates fresh pages pays for each (varfx/nn/transformer_kernels.keep_freed_memory).
+On a CPU the record names the host (``cpu``: the model, its data caches): the share
+differs between hosts of one kind (docs/benchmarks.md, round 8).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -156,6 +160,33 @@ def gemm_gflops(device="cpu", n=2048, repeats=4) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
 
 
+def cpu_description() -> dict:
+    """The CPU model and its last-level cache (Linux; empty fields elsewhere): the share of
+    the GEMM rate a step reaches differs between hosts of one kind (0.39 on the hosts of
+    round 7, 0.47-0.50 on an AMD EPYC with 32 MiB of L3: docs/benchmarks.md, round 8), so
+    a record says which host it comes from."""
+    import platform
+
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            if kind != "Instruction":
+                caches[f"L{level}"] = (index / "size").read_text().strip()
+        except OSError:
+            continue
+    return {"model": model, "caches": caches, "logical_cpus": os.cpu_count()}
+
+
 def throughput(name, cls, opts, device, variants, repeats, amp=False):
     """The network's training step (forward + backward) in GFLOP/s beside the GEMM rate."""
     rng = np.random.default_rng(0)
@@ -189,6 +220,7 @@ def throughput(name, cls, opts, device, variants, repeats, amp=False):
                      "gemm_share": gflop / seconds / gemm, "minor_faults": faults})
     shares = sorted(r["gemm_share"] for r in runs)
     return {"task": "network-throughput", "prior": name, "device": str(device), "amp": amp,
+            "cpu": cpu_description() if str(device) == "cpu" else None,
             "threads": torch.get_num_threads(), "variants": variants, "chunk": getattr(module, "chunk", None),
             "network_gflop": gflop, "repeats": runs, "gemm_share_median": shares[len(shares) // 2],
             "gflop_per_s_best": max(r["gflop_per_s"] for r in runs)}

@@ -28,6 +28,8 @@ def test_fit_benchmark_runs_and_counts_the_work():
     # the network's GFLOP/s beside a GEMM timed in the same run (the speed goal of issue 11)
     (tp,) = [rec for rec in out if rec.get("task") == "network-throughput"]
     assert tp["prior"] == "transformer-default" and tp["variants"] == 8 and len(tp["repeats"]) == 2
+    # the host the share was measured on (it differs between hosts of one kind)
+    assert set(tp["cpu"]) == {"model", "caches", "logical_cpus"} and tp["cpu"]["logical_cpus"] >= 1
     for rep in tp["repeats"]:
         assert rep["gemm_gflop_per_s"] > 0 and abs(rep["gflop_per_s"] - tp["network_gflop"] / rep["step_s"]) < 1e-9
     # the same network work per variant as the step record (90 variants, scaled from 8)
