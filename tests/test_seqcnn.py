@@ -208,16 +208,14 @@ def planted(n, L, motif, rng):
     return torch.tensor(codes), torch.tensor(y)
 
 
-@pytest.mark.slow
-def test_planted_motif_is_learnt_from_labels():
-    # instance-level BCE on 400 sequences, the default network (512 bases) at the prior's
-    # default learning rate: a 10-bp motif 3-39 bases from the variant separates
-    # held-out sequences (chance: 0.5; benchmarks/seqcnn_lr.py measured 0.999 after 5
-    # epochs at this seed with lr 1e-2, and 0.49 with MIFM's 1e-4 after 10: docs/seqcnn.md)
+def _planted_motif_auroc(seed, epochs):
+    """Held-out AUROC of the default seqcnn network trained at the prior's default rate
+    with instance-level BCE on 400 sequences, half with a 10-bp motif 3-39 bases from the
+    variant (benchmarks/seqcnn_lr.py's task)."""
     from varfx.plugins import lookup
 
-    rng = np.random.default_rng(0)
-    torch.manual_seed(0)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
     cls = lookup("priors", "seqcnn")
     prior = cls()
     m = prior.module({"init_f": 1.0})
@@ -226,7 +224,7 @@ def test_planted_motif_is_learnt_from_labels():
     x, y = planted(400, L, motif, rng)
     xt, yt = planted(200, L, motif, rng)
     opt = torch.optim.AdamW(m.parameters(), lr=cls.default_lr, weight_decay=0.0)
-    for _ in range(8):
+    for _ in range(epochs):
         m.train()
         perm = torch.randperm(400)
         for b in range(0, 400, 64):
@@ -238,7 +236,20 @@ def test_planted_motif_is_learnt_from_labels():
     m.eval()
     with torch.no_grad():
         score = m({"sequence": xt}).numpy()
-    assert auroc(score, yt.numpy()) > 0.95
+    return auroc(score, yt.numpy())
+
+
+@pytest.mark.slow
+def test_planted_motif_is_learnt_from_labels():
+    # The learning curve is a plateau at chance, then a jump to ~1; when a seed escapes
+    # depends on the float rounding of the host's kernels (seed 0 reached 0.999 after 5
+    # epochs on one host and was still at 0.62 after 15 on another: docs/seqcnn.md), so
+    # one seed is a coin, not a test.  Six seeds, 16 epochs: on the two hosts measured 4
+    # and 5 of 6 escaped; with a per-seed chance of 0.7, two or more of six escape with
+    # probability 0.99, while a network or rate that learns nothing stays near 0.5 in all.
+    aurocs = [_planted_motif_auroc(seed, 16) for seed in range(6)]
+    assert sum(a > 0.95 for a in aurocs) >= 2, aurocs
+    assert max(aurocs) > 0.99, aurocs
 
 
 # ------------------------------------------------------------------ DNA inputs from a dataset
