@@ -161,7 +161,7 @@ def gemm_gflops(device="cpu", n=2048, repeats=4) -> float:
 
 
 def cpu_description() -> dict:
-    """The CPU model and its last-level cache (Linux; empty fields elsewhere): the share of
+    """The CPU model and its data caches (Linux; empty fields elsewhere): the share of
     the GEMM rate a step reaches differs between hosts of one kind (0.39 on the hosts of
     round 7, 0.47-0.50 on an AMD EPYC with 32 MiB of L3: docs/benchmarks.md, round 8), so
     a record says which host it comes from."""
