@@ -129,7 +129,9 @@ def main(argv=None) -> dict:
                 comp = run_compare(dirs, ds, truth=str(d / "sim" / TRUTH_FILE))
                 row = {"rep": rep, "ld_correction": corr, "models": {
                     Path(m["model"]).name.split("-", 2)[2]: {k: m.get(k) for k in ("rank", "loglik", "delta_loglik", "h2",
-                                                                                   "h2_se", "rmse_log_f")}
+                                                                                   "h2_se", "rmse_log_f",
+                                                                                   "bias_log_f", "slope_log_f",
+                                                                                   "h2_true")}
                     for m in comp["models"]}}
                 out["runs"].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)

@@ -74,6 +74,11 @@ def test_glm_ranks_above_constant_with_a_paired_se_that_excludes_zero(two_chrom,
     assert best["diff_vs_best"] == 0.0 and best["diff_vs_best_se"] == 0.0
     assert other["diff_vs_best"] < -3 * other["diff_vs_best_se"] < 0  # the paired SE excludes zero
     assert best["rmse_log_f"] < other["rmse_log_f"]
+    for x in models:  # the split of the RMSE (tests/test_evaluate_truth.py checks its formulae)
+        assert x["rmse_log_f"] ** 2 == pytest.approx(x["bias_log_f"] ** 2 + x["sd_log_f_error"] ** 2, rel=1e-9)
+        assert x["h2_true"] > 0 and x["n_truth"] > 0
+    # the GLM recovers the contrasts between variants, the constant prior only alpha's
+    assert best["slope_log_f"] > other["slope_log_f"] + 0.2
     # the first model named is the constant one: diff_vs_first of the GLM is minus its gap
     assert best["diff_vs_first"] == pytest.approx(-other["diff_vs_best"], rel=1e-12)
     assert best["diff_vs_first_se"] == pytest.approx(other["diff_vs_best_se"], rel=1e-12)

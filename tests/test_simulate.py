@@ -161,6 +161,10 @@ def test_simulate_then_fit_constant_prior_recovers_h2(tmp_path):
     # log h2 - log h2_true = log c - log c_true (the shape is the truth's)
     assert abs(math.log(ev["h2"] / meta["h2"])) < 4 * se, (ev["h2"], se)
     assert ev["rmse_log_f"] == pytest.approx(abs(math.log(ev["h2"] / meta["h2"])), abs=1e-6)
+    # the error is all level: the signed log ratio, no shape error, the truth's slope
+    assert ev["bias_log_f"] == pytest.approx(math.log(ev["h2"] / ev["h2_true"]), abs=1e-6)
+    assert ev["h2_true"] == pytest.approx(meta["h2"], rel=1e-6)
+    assert ev["sd_log_f_error"] < 1e-6 and ev["slope_log_f"] == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -37,6 +37,8 @@ FINE_MAPPING_KEYS = ("n_bags", "n_negatives", "r2_min", "n_bags_with_causal", "n
                      "auroc_within_bags_abs_z", "top1_within_bags", "top1_chance", "auroc_causal_vs_negatives")
 #: ``run_evaluate(chroms=HOLDOUT)``: the chromosomes the model held out of training.
 HOLDOUT = "holdout"
+#: what ``--truth`` (of variances) adds to a result, and to a comparison's entries
+TRUTH_KEYS = ("rmse_log_f", "bias_log_f", "sd_log_f_error", "slope_log_f", "n_truth", "h2_true")
 #: the per-base tracks a small prior's refits hold in memory at most (bytes); beyond
 #: that the refit gives the prior its scalar features and frequencies only
 TRACKS_IN_MEMORY = 1 << 30
@@ -275,9 +277,29 @@ def _evaluate_likelihood(model_dir, dataset, meta, module, store, chosen, *, tru
         ok = np.isfinite(true_f) & (true_f > 0)
         if not ok.any():
             raise UserError(f"no evaluated variant has a positive true value in column {truth_col!r}", path=truth)
-        result["rmse_log_f"] = float(np.sqrt(np.mean((np.log(true_f[ok]) - log_f[core][ok]) ** 2)))
-        result["n_truth"] = int(ok.sum())
+        result.update(truth_errors(log_f[core][ok], np.log(true_f[ok])))
+        # the truth's h2 over every evaluated core variant (a true 0 adds nothing)
+        result["h2_true"] = float(np.nansum(true_f))
     return result, (ll_w, ll0_w)
+
+
+def truth_errors(log_f, true_log_f) -> dict:
+    """How the fitted ``log f`` misses the truth's, over variants with a positive true F.
+
+    ``rmse_log_f`` is split as ``rmse^2 = bias^2 + sd^2``: ``bias_log_f``, the mean of
+    ``log f - log F`` (a level error: a wrong h2, or an attenuated shape, whose
+    correctly scaled ``sum f`` puts the typical variant's ``log f`` above the truth's),
+    and ``sd_log_f_error``, the SD of the error about that mean (the shape error).
+    ``slope_log_f`` is the least-squares slope of ``log f`` on ``log F``: 1 when the
+    fitted contrasts between variants are the truth's, below 1 when they are attenuated
+    (None when the truth is constant on these variants)."""
+    err = log_f - true_log_f
+    spread = float(np.var(true_log_f))
+    slope = None
+    if spread > 1e-12 * max(1.0, float(np.mean(true_log_f ** 2))):
+        slope = float(np.mean((true_log_f - true_log_f.mean()) * (log_f - log_f.mean())) / spread)
+    return {"rmse_log_f": float(np.sqrt(np.mean(err ** 2))), "bias_log_f": float(err.mean()),
+            "sd_log_f_error": float(err.std()), "slope_log_f": slope, "n_truth": int(err.size)}
 
 
 def _groups(log_f_core, features, names, core):
@@ -504,8 +526,9 @@ def run_compare(model_dirs, dataset, chroms=HOLDOUT, truth=None, fasta=None, tru
                  "h2": r["h2"], "h2_se": r["h2_se"], "h2_se_method": r["h2_se_method"], "rank": rank,
                  "diff_vs_best": dvb, "diff_vs_best_se": dvb_se, "diff_vs_first": dvf, "diff_vs_first_se": dvf_se,
                  "sigma2": r["sigma2"], "held_out": not trained_on[d]}
-        if "rmse_log_f" in r:
-            entry["rmse_log_f"] = r["rmse_log_f"]
+        for key in TRUTH_KEYS:
+            if key in r:
+                entry[key] = r[key]
         entries.append(entry)
     return {"comparison": True, "rank_by": "loglik", "dataset": str(dataset), "chroms": results[0]["chroms"],
             "n_windows": n_windows, "n_blocks": B, "models": entries}
