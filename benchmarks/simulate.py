@@ -72,7 +72,9 @@ Candidates (``--candidates``, comma-separated; ``+`` combines):
   shrinkage towards the identity (intensity estimated from the genotypes; benchmark only);
 - ``nls``: each kept component's noise calibrated by Ledoit-Wolf nonlinear shrinkage of
   the core block's eigenvalues (``benchmarks/_nls.py``; benchmark only), e.g.
-  ``rank:0.5+flank:3+nls``.
+  ``rank:0.5+flank:3+nls``;
+- ``noise:K``: the panel-noise term ``diag(K H_core / (n_ref lambda_j))`` added to ``C``
+  (``benchmarks/_panel_noise.py``; benchmark only), e.g. ``rank:0.35+flank:3+floor:1+noise:0.5``.
 
 ``--default``: fit with ``run_precompute``'s defaults only (the must-show run).
 
@@ -97,7 +99,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _population, _nls: also when loaded by path (tests)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _population, _nls, _panel_noise: also when loaded by path (tests)
 
 from _population import mosaic_reference, mosaic_sumstats, truth_beta  # noqa: E402
 
@@ -216,7 +218,8 @@ _SHRINK: list = []
 
 def parse_candidate(text: str) -> dict:
     c = {"name": text, "eig_threshold": 1e-3, "ld_correction": "none", "max_rank_frac": None, "var_share": None,
-         "wishart": False, "delta": False, "shrink": None, "flank_z": None, "nls": False, "eig_floor": 0.0}
+         "wishart": False, "delta": False, "shrink": None, "flank_z": None, "nls": False, "eig_floor": 0.0,
+         "noise": 0.0}
     if text == "default":
         c["ld_correction"] = None
         return c
@@ -234,6 +237,8 @@ def parse_candidate(text: str) -> dict:
             c["flank_z"] = float(val)
         elif key == "floor":
             c["eig_floor"] = float(val)
+        elif key == "noise":
+            c["noise"] = float(val)
         elif key in ("wishart", "delta", "nls"):
             c[key] = True
         elif key in ("lw", "ss"):
@@ -293,10 +298,13 @@ def fit_candidate(ds, cand, n_gwas, sigma2="truth") -> dict:
             if w.k:
                 w.z = w.z * math.sqrt(max(n_ref - w.k - 1, 1) / n_ref)
     out = {"mean_k": float(np.mean([w.k for w in windows])), "sigma2": float(s2), "intercept": float(intercept)}
-    if cand["delta"]:
-        out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows, sigma2=s2)
-    else:
-        out["h2"], out["loglik"] = mle_h2(ds, n_gwas, windows=windows, with_loglik=True, sigma2=s2)
+    from _panel_noise import installed
+
+    with installed(cand.get("noise", 0.0)):  # kappa 0: the plain objective
+        if cand["delta"]:
+            out["h2"], out["delta_N"] = mle_h2_delta(ds, n_gwas, windows, sigma2=s2)
+        else:
+            out["h2"], out["loglik"] = mle_h2(ds, n_gwas, windows=windows, with_loglik=True, sigma2=s2)
     out["h2_ldsr"] = ldsr_h2(windows, _shape(ds, 0.7), s2, fit_h2)
     return out
 

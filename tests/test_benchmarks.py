@@ -163,3 +163,72 @@ def test_simulate_benchmarks_ldsr_h2_is_the_ldsr_objectives_minimum(tmp_path):
 
     ref = minimize_scalar(loss, bounds=(0.0, 10.0), method="bounded", options={"xatol": 1e-10}).x
     assert got > 0 and abs(got - ref) < 1e-6 * max(ref, 1e-3), (got, ref)
+
+
+def test_ld_glm_summary_is_the_paired_comparison_of_its_replicates():
+    """benchmarks/ld_glm.py's summary (issue 12's GLM must-show numbers), against the
+    arithmetic on three made-up replicates."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from ld_glm import summarise
+
+    def rep(full, ldsr, const, ll_glm, ll_const, rank_glm, rank_const):
+        return {"ld_correction": "auto", "models": {
+            "glm-full": {"rmse_log_f": full, "loglik": ll_glm, "rank": rank_glm},
+            "glm-ldsr": {"rmse_log_f": ldsr, "loglik": 0.0, "rank": 2},
+            "constant-full": {"rmse_log_f": const, "loglik": ll_const, "rank": rank_const}}}
+
+    runs = [rep(0.2, 0.5, 1.0, 10.0, 4.0, 1, 3), rep(0.6, 0.4, 1.1, 3.0, 5.0, 3, 1), rep(0.3, 0.6, 1.2, 8.0, 1.0, 1, 3)]
+    s = summarise(runs)["auto"]
+    assert s["reps"] == 3 and s["full_better"] == 2 and s["glm_above_constant"] == 2
+    assert abs(s["full_minus_ldsr"] - (-0.3 + 0.2 - 0.3) / 3) < 1e-12
+    d = [-0.3, 0.2, -0.3]
+    m = sum(d) / 3
+    assert abs(s["full_minus_ldsr_se"] - (sum((x - m) ** 2 for x in d) / 2) ** 0.5 / 3 ** 0.5) < 1e-12
+    assert abs(s["glm_minus_constant_loglik"] - (6.0 - 2.0 + 7.0) / 3) < 1e-12
+    assert abs(s["rmse_mean"]["glm-ldsr"] - 0.5) < 1e-12 and s["rmse_median"]["glm-full"] == 0.3
+
+
+def test_panel_noise_candidate_is_the_dense_likelihood_with_its_diagonal_term():
+    """benchmarks/_panel_noise.py (an issue-12 candidate): the full objective with the
+    pseudo-variants equals the Gaussian -log-density with C = s I + G^T F G +
+    diag(kappa H_core / (n_ref lambda)), computed densely; its gradient reaches the core's
+    f through H_core; kappa 0 restores the plain objective."""
+    import math
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _panel_noise import installed
+
+    from varfx.api import Window
+    from varfx.plugins import lookup
+
+    rng = np.random.default_rng(4)
+    n_plus, k, n_ref, kappa, s2 = 9, 4, 50, 0.7, 0.3
+    G = torch.as_tensor(rng.normal(size=(n_plus, k)))
+    lam = np.sort(rng.uniform(0.5, 4.0, k))[::-1].copy()
+    core_pos = np.array([2, 3, 4, 5, 6])
+    w = Window(index=0, chrom=1, start=0, end=1, G=G, z=torch.as_tensor(rng.normal(size=k)), eigvals=lam,
+               logdet_lambda=float(np.log(lam).sum()), plus_idx=np.arange(n_plus), core_idx=core_pos,
+               core_pos=core_pos, n_ref=n_ref)
+    f = torch.as_tensor(rng.uniform(0.1, 1.0, n_plus), dtype=torch.float64).requires_grad_(True)
+    obj = lookup("objectives", "full")(solver=lookup("solvers", "cholesky")())
+    with torch.no_grad():
+        plain = float(obj.window_loss(w, f, torch.tensor(s2, dtype=torch.float64)))
+    with installed(kappa):
+        loss = obj.window_loss(w, f, torch.tensor(s2, dtype=torch.float64))
+    loss.backward()
+    Gn, fn, z = G.numpy(), f.detach().numpy(), w.z.numpy()
+    C = s2 * np.eye(k) + Gn.T @ np.diag(fn) @ Gn + np.diag(kappa * fn[core_pos].sum() / (n_ref * lam))
+    dense = 0.5 * (z @ np.linalg.solve(C, z) + np.linalg.slogdet(C)[1] + np.log(lam).sum() + k * math.log(2 * math.pi))
+    assert abs(float(loss.detach()) - dense) < 1e-10 * abs(dense)
+    # a flank variant's gradient has no H_core term; a core variant's has
+    Ci = np.linalg.inv(C)
+    M = Ci - np.outer(Ci @ z, Ci @ z)
+    d_noise = 0.5 * np.trace(M @ np.diag(kappa / (n_ref * lam)))
+    grad = 0.5 * np.einsum("ij,jk,ik->i", Gn, M, Gn) + np.where(np.isin(np.arange(n_plus), core_pos), d_noise, 0.0)
+    np.testing.assert_allclose(f.grad.numpy(), grad, rtol=1e-9, atol=1e-12)
+    with installed(0.0), torch.no_grad():
+        assert float(obj.window_loss(w, f, torch.tensor(s2, dtype=torch.float64))) == plain
+    assert abs(plain - dense) > 1e-6  # the term changes the likelihood
