@@ -78,7 +78,9 @@ def main(argv=None) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from varfx.stages.evaluate import run_compare
+    from _panel_noise import installed as panel_noise
+
+    from varfx.stages.evaluate import TRUTH_KEYS, run_compare
     from varfx.stages.fit import run_fit
     from varfx.stages.ingest import run_ingest
     from varfx.stages.precompute import run_precompute
@@ -134,7 +136,7 @@ def main(argv=None) -> dict:
                 else:
                     run_precompute(ds, window_kb=1000, flank_kb=1000, ld_correction=corr, progress=False)
                 dirs = []
-                with stack_noise(args.panel_noise):
+                with panel_noise(args.panel_noise):  # kappa 0: the plain objective
                     for name, prior, objective in MODELS:
                         run_fit(ds, d / f"m-{corr}-{name}", prior=prior, objective=objective, holdout_chroms=[],
                                 holdout_regions=[HOLDOUT], prior_options=glm_opts if prior == "glm" else (),
@@ -143,27 +145,13 @@ def main(argv=None) -> dict:
                     comp = run_compare(dirs, ds, truth=str(d / "sim" / TRUTH_FILE))
                 row = {"rep": rep, "ld_correction": corr, "models": {
                     Path(m["model"]).name.split("-", 2)[2]: {k: m.get(k) for k in ("rank", "loglik", "delta_loglik", "h2",
-                                                                                   "h2_se", "rmse_log_f",
-                                                                                   "bias_log_f", "slope_log_f",
-                                                                                   "h2_true")}
+                                                                                   "h2_se", *TRUTH_KEYS)}
                     for m in comp["models"]}}
                 out["runs"].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
     out["summary"] = summarise(out["runs"])
     print(json.dumps(out, indent=1))
     return out
-
-
-def stack_noise(kappa: float):
-    """An ExitStack holding the panel-noise candidate at ``kappa`` (empty at 0)."""
-    import contextlib
-
-    from _panel_noise import installed
-
-    stack = contextlib.ExitStack()
-    if kappa > 0:
-        stack.enter_context(installed(kappa))
-    return stack
 
 
 def summarise(runs) -> dict:
@@ -174,8 +162,6 @@ def summarise(runs) -> dict:
     (SD / sqrt(reps)), ``full_better`` how many replicates have the full likelihood's
     lower; ``glm_above_constant`` how many rank glm/full above constant/full by held-out
     log-likelihood, ``glm_minus_constant_loglik`` (``_se``) the mean gain."""
-    import numpy as np
-
     out = {}
     for corr in dict.fromkeys(r["ld_correction"] for r in runs):
         rows = [r["models"] for r in runs if r["ld_correction"] == corr]
